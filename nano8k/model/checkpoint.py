@@ -1,0 +1,269 @@
+"""Load a Fun-ASR-Nano model directory (FunASR release layout or save_pretrained layout) and export to both layouts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
+from transformers.initialization import no_init_weights
+
+from nano8k.model.convert import (
+    EXTRA_PREFIXES,
+    Layout,
+    build_config,
+    expected_funasr_shapes,
+    iter_hf_tensors,
+    key_plan,
+    to_funasr_state_dict,
+)
+from nano8k.model.features import FrontendConfig
+from nano8k.model.nano import NanoASR
+
+log = logging.getLogger(__name__)
+
+CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
+HF_SIDECAR = "nano8k_funasr_config.yaml"  # the FunASR config.yaml kept beside an HF-layout export
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+class CheckpointError(ValueError):
+    """A model directory or checkpoint that nano8k refuses to load, with the file, key and fix in the message."""
+
+
+def _require(path: Path, what: str, fix: str) -> Path:
+    if not path.exists():
+        raise CheckpointError(f"{path}: {what} not found. {fix}")
+    return path
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype) -> torch.dtype:
+    if dtype is None:
+        return default
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def unwrap_state_dict(checkpoint: Any, source: str) -> "OrderedDict[str, torch.Tensor]":
+    """Accept {"state_dict": m}, {"model": m}, {"model_state_dict": m} or a raw mapping; strip a ``module.`` prefix."""
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"{source}: expected a dict of tensors, got {type(checkpoint).__name__}")
+    for key in CONTAINER_KEYS:
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    tensors = OrderedDict()
+    for key, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{source}: entry '{key}' is a {type(value).__name__}, not a tensor; expected one of the containers "
+                f"{CONTAINER_KEYS} or a flat name -> tensor mapping"
+            )
+        tensors[key[len("module."):] if key.startswith("module.") else key] = value
+    return tensors
+
+
+def read_funasr_config(model_dir: Path) -> dict[str, Any]:
+    path = _require(model_dir / "config.yaml", "config.yaml", "Point model_dir at the Fun-ASR-Nano-2512 download.")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise CheckpointError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a mapping at the top level")
+    return config
+
+
+def _llm_dir(model_dir: Path, funasr: Mapping[str, Any]) -> Path:
+    name = (funasr.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
+    meta = model_dir / "configuration.json"
+    if meta.exists():
+        metas = json.loads(meta.read_text(encoding="utf-8")).get("file_path_metas", {})
+        name = (metas.get("llm_conf") or {}).get("init_param_path", name)
+    return model_dir / name
+
+
+def _check_state_dict(plan, tensors: Mapping[str, torch.Tensor], network: torch.nn.Module, source: str) -> None:
+    expected = expected_funasr_shapes(plan, {k: v.shape for k, v in network.state_dict().items()})
+    missing = [key for key in expected if key not in tensors]
+    unexpected = [key for key in tensors if key not in expected and not key.startswith(EXTRA_PREFIXES)]
+    if missing:
+        raise CheckpointError(
+            f"{source}: {len(missing)} tensor(s) missing, first: {missing[:5]}. The checkpoint does not match "
+            "config.yaml (block counts) or is not a Fun-ASR-Nano model.pt; check audio_encoder_conf.num_blocks/"
+            "tp_blocks, audio_adaptor_conf.n_layer and Qwen3-0.6B/config.json num_hidden_layers."
+        )
+    if unexpected:
+        raise CheckpointError(
+            f"{source}: {len(unexpected)} unexpected tensor(s), first: {unexpected[:5]}. config.yaml declares fewer "
+            "blocks than the checkpoint holds, or the file belongs to another model."
+        )
+    for key, shape in expected.items():
+        if tuple(tensors[key].shape) != shape:
+            raise CheckpointError(
+                f"{source}: tensor '{key}' has shape {tuple(tensors[key].shape)} but config.yaml/config.json imply "
+                f"{shape}; fix the dimensions in config.yaml (audio_encoder_conf/audio_adaptor_conf) or "
+                "Qwen3-0.6B/config.json to match the checkpoint."
+            )
+    embed, head = tensors["llm.model.embed_tokens.weight"], tensors["llm.lm_head.weight"]
+    if network.config.tie_word_embeddings and not torch.equal(embed, head):
+        raise CheckpointError(
+            f"{source}: 'llm.lm_head.weight' differs from 'llm.model.embed_tokens.weight' but the LLM ties them "
+            "(tie_word_embeddings true); loading would silently drop one. Set tie_word_embeddings false in "
+            "Qwen3-0.6B/config.json if the head was trained separately."
+        )
+
+
+def build_network(config: FunAsrNanoConfig, *, device: str | torch.device = "cpu") -> FunAsrNanoForConditionalGeneration:
+    """Construct the network without random initialisation (weights come from the checkpoint)."""
+    with no_init_weights(), torch.device(device):
+        network = FunAsrNanoForConditionalGeneration(config)
+    network.tie_weights()
+    network.eval()
+    return network
+
+
+def load_pretrained(
+    model_dir: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype | None = torch.float32,
+    llm_dtype: str | torch.dtype | None = None,
+    dither: float | None = None,
+    attn_implementation: str = "sdpa",
+) -> NanoASR:
+    """Load a Fun-ASR-Nano model directory: the FunASR release layout or a nano8k HF (save_pretrained) export.
+
+    ``dtype`` is for the encoder and adaptor (the reference keeps them fp32), ``llm_dtype`` for the LLM
+    (default: same as ``dtype``). ``dither`` overrides ``frontend_conf.dither`` (absent in the release = 1.0).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise CheckpointError(
+            f"{model_dir}: model directory not found. Download Fun-ASR-Nano-2512 (model.pt, config.yaml, "
+            "Qwen3-0.6B/) and point model_dir (or NANO8K_MODEL_DIR) at it."
+        )
+    audio_dtype = _resolve_dtype(dtype, torch.float32)
+    text_dtype = _resolve_dtype(llm_dtype, audio_dtype)
+    if (model_dir / "config.yaml").exists():
+        model = _load_funasr_layout(model_dir, attn_implementation)
+    elif (model_dir / "config.json").exists():
+        model = _load_hf_layout(model_dir, attn_implementation)
+    else:
+        raise CheckpointError(
+            f"{model_dir}: neither config.yaml (FunASR release layout) nor config.json (HF layout) found"
+        )
+    if dither is not None:
+        model.frontend = FrontendConfig(**{**model.frontend.to_dict(), "dither": float(dither)})
+    model.network.to(audio_dtype)
+    model.llm.to(text_dtype)
+    model.network.lm_head.to(text_dtype)
+    return model
+
+
+def _load_funasr_layout(model_dir: Path, attn_implementation: str) -> NanoASR:
+    funasr = read_funasr_config(model_dir)
+    llm_dir = _llm_dir(model_dir, funasr)
+    qwen_path = _require(llm_dir / "config.json", "LLM config", "The release ships Qwen3-0.6B/config.json beside model.pt.")
+    qwen = json.loads(qwen_path.read_text(encoding="utf-8"))
+    try:
+        config = build_config(funasr, qwen, source=str(model_dir / "config.yaml"))
+    except CheckpointError:
+        raise
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    config._attn_implementation = attn_implementation
+    weights = _require(model_dir / "model.pt", "model.pt", "The weights file of the release is model.pt.")
+    try:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise CheckpointError(f"{weights}: cannot be read as a torch checkpoint ({err})") from err
+    tensors = unwrap_state_dict(checkpoint, str(weights))
+    network = build_network(config)
+    plan = key_plan(Layout.from_config(config))
+    _check_state_dict(plan, tensors, network, str(weights))
+    extras = OrderedDict((k, v.clone()) for k, v in tensors.items() if k.startswith(EXTRA_PREFIXES))
+    if extras:
+        log.warning(
+            "%s: %d CTC tensor(s) (%s) are not used by nano8k's LLM path; they are kept unchanged for export only",
+            weights, len(extras), ", ".join(sorted({k.split(".")[0] for k in extras})),
+        )
+    state = {key: tensor.to(torch.float32) for key, tensor in iter_hf_tensors(plan, tensors)}
+    network.load_state_dict(state, strict=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
+    frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras)
+
+
+def _load_hf_layout(model_dir: Path, attn_implementation: str) -> NanoASR:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "fun_asr_nano":
+        raise CheckpointError(
+            f"{model_dir / 'config.json'}: model_type is {config.get('model_type')!r}, expected 'fun_asr_nano'"
+        )
+    sidecar = _require(model_dir / HF_SIDECAR, HF_SIDECAR, "Export with nano8k (export_hf) to keep the frontend settings.")
+    funasr = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+    network = FunAsrNanoForConditionalGeneration.from_pretrained(
+        str(model_dir), dtype=torch.float32, attn_implementation=attn_implementation
+    )
+    network.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    qwen = network.config.text_config.to_dict()
+    frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, {})
+
+
+def funasr_state_dict(model: NanoASR, dtype: torch.dtype = torch.bfloat16) -> "OrderedDict[str, torch.Tensor]":
+    """The model's weights under the released key names and order, cast to ``dtype``; CTC extras appended as loaded."""
+    plan = key_plan(Layout.from_config(model.network.config))
+    hf = model.network.state_dict()
+    out = OrderedDict((k, v.detach().to("cpu", dtype).contiguous().clone()) for k, v in to_funasr_state_dict(plan, hf).items())
+    out.update(model.extra_tensors)
+    return out
+
+
+def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write the FunASR release layout: model.pt ({"state_dict": ...}, bf16), config.yaml, Qwen3-0.6B/ (config, tokenizer)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    llm_name = (model.funasr_config.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
+    _atomic_torch_save({"state_dict": funasr_state_dict(model, dtype)}, out / "model.pt")
+    (out / "config.yaml").write_text(yaml.safe_dump(model.funasr_config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    llm_dir = out / llm_name
+    llm_dir.mkdir(parents=True, exist_ok=True)
+    (llm_dir / "config.json").write_text(json.dumps(model.qwen_config, indent=2) + "\n", encoding="utf-8")
+    model.tokenizer.save_pretrained(str(llm_dir))
+    return out
+
+
+def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
+    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config for the frontend settings."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.network.save_pretrained(str(out))
+    model.tokenizer.save_pretrained(str(out))
+    (out / HF_SIDECAR).write_text(yaml.safe_dump(model.funasr_config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return out
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def copy_release_extras(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """Copy files of the release that nano8k does not rewrite (configuration.json, multilingual.tiktoken)."""
+    for name in ("configuration.json", "multilingual.tiktoken"):
+        if (Path(src_dir) / name).exists():
+            shutil.copy2(Path(src_dir) / name, Path(out_dir) / name)
