@@ -1,0 +1,1 @@
+"""Data layer: manifests -> audio -> telephone channel -> features (+SpecAugment) -> bucketed batches."""

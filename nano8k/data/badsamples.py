@@ -1,0 +1,94 @@
+"""Bad-input policy: clear errors naming file and line, or counted, logged, capped skips (never substitution)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger("nano8k.data")
+
+BadSamplePolicy = Literal["error", "skip"]
+
+
+class DataError(ValueError):
+    """A data problem; the message names the manifest, line, key and audio file where known."""
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """One rejected utterance or manifest line and why."""
+
+    reason: str
+    manifest: str | None = None
+    line: int | None = None
+    key: str | None = None
+    audio: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.manifest}:{self.line}" if self.manifest and self.line else (self.manifest or "<memory>")
+        parts = [f"{where}: {self.reason}"]
+        if self.key:
+            parts.append(f"key={self.key}")
+        if self.audio:
+            parts.append(f"audio={self.audio}")
+        return " | ".join(parts)
+
+    @property
+    def ident(self) -> tuple[str | None, int | None, str | None]:
+        return (self.manifest, self.line, self.key)
+
+
+class BadSampleLog:
+    """Counts and names every skipped sample; raises at once under ``error`` or past ``max_bad_fraction``."""
+
+    def __init__(self, policy: BadSamplePolicy = "error", max_bad_fraction: float = 0.0, name: str = "data") -> None:
+        if policy not in ("error", "skip"):
+            raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {policy!r}")
+        if not 0.0 <= max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+        self.policy: BadSamplePolicy = policy
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.name = name
+        self._items: dict[tuple, BadSample] = {}
+
+    @property
+    def items(self) -> list[BadSample]:
+        return list(self._items.values())
+
+    @property
+    def count(self) -> int:
+        return len(self._items)
+
+    def add(self, bad: BadSample, total: int) -> None:
+        """Record ``bad`` out of ``total`` samples; raise ``DataError`` under ``error`` or when over the cap."""
+        if self.policy == "error":
+            raise DataError(f"[{self.name}] bad sample (on_bad_sample=error): {bad.describe()}")
+        if bad.ident in self._items:  # the same file failing again in a later epoch counts once
+            return
+        self._items[bad.ident] = bad
+        logger.warning("[%s] skipping bad sample %d: %s", self.name, self.count, bad.describe())
+        self.check(total)
+
+    def check(self, total: int) -> None:
+        """Raise if the skipped fraction of ``total`` exceeds ``max_bad_fraction``."""
+        if total <= 0:
+            if self.count:
+                raise DataError(f"[{self.name}] all samples are bad; first: {self.items[0].describe()}")
+            return
+        if self.count / total > self.max_bad_fraction:
+            listing = "\n  ".join(b.describe() for b in self.items[:20])
+            raise DataError(
+                f"[{self.name}] {self.count} of {total} samples are bad ({self.count / total:.1%} > "
+                f"max_bad_fraction={self.max_bad_fraction:.1%}):\n  {listing}"
+            )
+
+    def summary(self) -> str:
+        return f"[{self.name}] {self.count} bad sample(s) skipped" + "".join(
+            f"\n  {b.describe()}" for b in self.items
+        )
+
+
+def as_str(path: str | Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,158 @@
+"""Length-bucketed dynamic batches: frame/token budgets, per-epoch seeded shuffle, DDP shards, mid-epoch resume."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+
+class BucketBatchSampler:
+    """Batch sampler packing similar lengths together under a padded budget.
+
+    A batch's cost is ``len(batch) * max(lengths in batch)`` (what padding really occupies); it stays at or below
+    ``max_frames`` (and ``max_tokens`` for ``token_lengths``). Each epoch: shuffle with (seed, epoch), sort inside
+    windows of ``sort_window`` utterances, pack greedily, shuffle batch order, then deal batches round-robin to
+    ``world_size`` ranks, dropping the last ``< world_size`` batches so every rank runs the same number of steps on a
+    disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index, epoch)`` pairs so datasets can seed augmentation per
+    epoch. An utterance longer than a whole budget gets a batch of its own.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        *,
+        token_lengths: Sequence[int] | None = None,
+        max_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        sort_window: int | None = 1000,
+        rank: int = 0,
+        world_size: int = 1,
+        yield_epoch: bool = False,
+        drop_uneven: bool = True,
+    ) -> None:
+        if max_frames <= 0:
+            raise ValueError(f"max_frames must be > 0, got {max_frames}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if (token_lengths is None) != (max_tokens is None):
+            raise ValueError("give token_lengths and max_tokens together")
+        if token_lengths is not None and len(token_lengths) != len(lengths):
+            raise ValueError("token_lengths and lengths differ in size")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.token_lengths = None if token_lengths is None else np.asarray(token_lengths, dtype=np.int64)
+        self.max_frames, self.max_tokens, self.max_batch_size = int(max_frames), max_tokens, max_batch_size
+        self.shuffle, self.seed, self.sort_window = shuffle, int(seed), sort_window
+        self.rank, self.world_size, self.yield_epoch = int(rank), int(world_size), yield_epoch
+        self.drop_uneven = drop_uneven
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already consumed on this rank)
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    # -- epoch plan -------------------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _fits(self, count: int, frames: int, tokens: int) -> bool:
+        if count * frames > self.max_frames:
+            return False
+        if self.max_tokens is not None and count * tokens > self.max_tokens:
+            return False
+        return self.max_batch_size is None or count <= self.max_batch_size
+
+    def all_batches(self, epoch: int | None = None) -> list[list[int]]:
+        """Every batch of ``epoch`` (all ranks), in the order they are dealt out."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        window = len(order) if not self.sort_window else self.sort_window
+        batches: list[list[int]] = []
+        for start in range(0, len(order), max(window, 1)):
+            chunk = order[start : start + window]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batch: list[int] = []
+            frames = tokens = 0
+            for idx in chunk.tolist():
+                new_frames = max(frames, int(self.lengths[idx]))
+                new_tokens = max(tokens, int(self.token_lengths[idx])) if self.token_lengths is not None else 0
+                if batch and not self._fits(len(batch) + 1, new_frames, new_tokens):
+                    batches.append(batch)
+                    batch, new_frames = [], int(self.lengths[idx])
+                    new_tokens = int(self.token_lengths[idx]) if self.token_lengths is not None else 0
+                batch.append(idx)
+                frames, tokens = new_frames, new_tokens
+            if batch:
+                batches.append(batch)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        usable = (len(batches) // self.world_size) * self.world_size if self.drop_uneven else len(batches)
+        self._cache = (epoch, batches[:usable])
+        return self._cache[1]
+
+    def rank_batches(self, epoch: int | None = None) -> list[list[int]]:
+        """This rank's batches for ``epoch`` (before any resume offset)."""
+        return self.all_batches(epoch)[self.rank :: self.world_size]
+
+    # -- iteration / resume -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
+        return len(self.rank_batches()) - skip
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        epoch = self.epoch
+        skip = 0
+        if self._resume is not None:
+            if self._resume[0] == epoch:
+                skip = self._resume[1]
+            self._resume = None
+        for batch in self.rank_batches(epoch)[skip:]:
+            yield [(i, epoch) for i in batch] if self.yield_epoch else list(batch)
+
+    def state_dict(self, batches_consumed: int = 0) -> dict[str, int]:
+        """Position to resume from: epoch and how many of this rank's batches were already consumed."""
+        return {"epoch": self.epoch, "batches_consumed": int(batches_consumed), "seed": self.seed,
+                "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Make the next iteration of ``state['epoch']`` start after the consumed batches."""
+        if state.get("world_size", self.world_size) != self.world_size or state.get("seed", self.seed) != self.seed:
+            raise ValueError(
+                f"cannot resume a batch plan made with seed={state.get('seed')}, world_size={state.get('world_size')} "
+                f"using seed={self.seed}, world_size={self.world_size}"
+            )
+        self.epoch = int(state["epoch"])
+        self._resume = (self.epoch, int(state["batches_consumed"]))
+
+    # -- statistics -------------------------------------------------------------------------------------------
+    def padding_waste(self, epoch: int | None = None) -> float:
+        """Fraction of padded frames in the epoch's batches: 1 - real / (batch size x longest)."""
+        return padding_waste(self.all_batches(epoch), self.lengths)
+
+
+def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int] | np.ndarray) -> float:
+    """1 - sum(lengths) / sum(len(batch) * max length in batch) over ``batches``."""
+    lengths = np.asarray(lengths)
+    real = padded = 0
+    for batch in batches:
+        lens = lengths[list(batch)]
+        real += int(lens.sum())
+        padded += len(batch) * int(lens.max())
+    return 1.0 - real / padded if padded else 0.0
+
+
+def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[int]]:
+    """Shuffled fixed-count batches (the baseline the bucketed sampler is compared against)."""
+    order = np.random.default_rng(seed).permutation(num).tolist()
+    return [order[i : i + batch_size] for i in range(0, num, batch_size)]
+
+
+def estimated_lfr_frames(duration: float, sample_rate: int = 16000, lfr_n: int = 6) -> int:
+    """LFR rows of a ``duration``-second clip (25 ms window, 10 ms shift, snip_edges) — the batch cost unit."""
+    frames = max(1, 1 + math.floor((duration * 1000.0 - 25.0) / 10.0))
+    return math.ceil(frames / lfr_n)

@@ -1,0 +1,233 @@
+"""``TelephoneDataModule``: manifests -> datasets -> bucketed loaders of ``SpeechBatch`` for train/val/test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from nano8k.data.badsamples import BadSampleLog, DataError
+from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
+from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
+from nano8k.data.manifest import load_utterances
+from nano8k.data.specaugment import SpecAugment
+from nano8k.data.telephone import TelephoneChannel
+from nano8k.model.features import FrontendConfig
+from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, PromptEncoder, audio_token_count
+
+logger = logging.getLogger("nano8k.data")
+Split = Literal["train", "val", "test"]
+
+
+def find_tokenizer_dir(path: str | Path) -> Path:
+    """The tokenizer folder: ``path`` itself, or a subfolder of a FunASR release (e.g. ``Qwen3-0.6B/``)."""
+    path = Path(path).expanduser()
+    if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file():
+        return path
+    found = sorted(p.parent for p in path.glob("*/tokenizer_config.json"))
+    if not found:
+        raise DataError(f"no tokenizer (tokenizer_config.json) in {path} or its subfolders")
+    return found[0]
+
+
+def load_tokenizer(path: str | Path):
+    """``AutoTokenizer`` from a tokenizer folder or a FunASR model folder."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(find_tokenizer_dir(path)))
+
+
+class TelephoneDataModule(L.LightningDataModule):
+    """Train/val/test loaders of ``nano8k.model.batch.SpeechBatch`` for telephone fine-tuning.
+
+    Batches are length-bucketed with ``max_frames_per_batch`` LFR frames (60 ms each, padding included) and,
+    optionally, ``max_tokens_per_batch`` LLM tokens. Augmentation (telephone channel with probability
+    ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz, SpecAugment, ``dither``) runs on the
+    training split only. Under DDP every rank loads a disjoint shard with the same number of batches; use
+    ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
+    """
+
+    def __init__(
+        self,
+        train_manifests: str | list[str] | None = None,
+        val_manifests: str | list[str] | None = None,
+        test_manifests: str | list[str] | None = None,
+        tokenizer_dir: str | None = None,
+        frontend_sample_rate: int = 16000,
+        dither: float = 1.0,
+        telephone: TelephoneChannel | None = TelephoneChannel(),
+        telephone_prob: float = 0.5,
+        telephone_max_input_rate: int | None = 8000,
+        specaugment: SpecAugment | None = SpecAugment(),
+        max_frames_per_batch: int = 1000,
+        max_tokens_per_batch: int | None = None,
+        max_batch_size: int | None = None,
+        sort_window: int | None = 1000,
+        num_workers: int = 2,
+        seed: int = 1234,
+        on_bad_sample: Literal["error", "skip"] = "error",
+        max_bad_fraction: float = 0.01,
+        min_duration: float = 0.1,
+        max_duration: float = 30.0,
+        probe_audio: bool = True,
+        language: str | None = None,
+        itn: bool = True,
+        context_header: bool = False,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.manifests = {"train": train_manifests, "val": val_manifests, "test": test_manifests}
+        self.tokenizer_dir = tokenizer_dir
+        self.frontend = FrontendConfig(sample_rate=frontend_sample_rate, dither=dither)
+        self.telephone, self.telephone_prob = telephone, telephone_prob
+        self.telephone_max_input_rate = telephone_max_input_rate
+        self.specaugment = specaugment
+        self.max_frames_per_batch, self.max_tokens_per_batch = max_frames_per_batch, max_tokens_per_batch
+        self.max_batch_size, self.sort_window = max_batch_size, sort_window
+        self.num_workers, self.seed = num_workers, seed
+        self.on_bad_sample, self.max_bad_fraction = on_bad_sample, max_bad_fraction
+        self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
+        self.prompt_options = PromptOptions(language=language, itn=itn, context_header=context_header)
+        self.system_prompt = system_prompt
+        self.tokenizer: Any = None
+        self.datasets: dict[str, SpeechDataset] = {}
+        self.bad_samples: dict[str, BadSampleLog] = {}
+        self._train_sampler: BucketBatchSampler | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._consumed = 0
+        self._consumed_epoch = 0
+
+    # -- setup ------------------------------------------------------------------------------------------------
+    def set_tokenizer(self, tokenizer: Any) -> None:
+        """Use an already loaded tokenizer (e.g. ``NanoASR.tokenizer``) instead of ``tokenizer_dir``."""
+        self.tokenizer = tokenizer
+
+    def set_frontend_rate(self, rate: int) -> None:
+        """Switch the fbank rate for all splits (16000 main stage, 8000 native stage); applies from the next epoch."""
+        self.frontend = FrontendConfig(sample_rate=int(rate), dither=self.frontend.dither)
+        for dataset in self.datasets.values():
+            dataset.set_frontend_rate(rate)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            if self.tokenizer_dir is None:
+                raise DataError("TelephoneDataModule needs tokenizer_dir (or set_tokenizer()) to encode prompts")
+            self.tokenizer = load_tokenizer(self.tokenizer_dir)
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
+            if self.manifests[split] and split not in self.datasets:
+                self.datasets[split] = self._build(split)
+
+    def _build(self, split: str) -> SpeechDataset:
+        log = BadSampleLog(self.on_bad_sample, self.max_bad_fraction, name=split)
+        utts = load_utterances(self.manifests[split], log, min_duration=self.min_duration,
+                               max_duration=self.max_duration, probe=self.probe_audio)
+        if not utts:
+            raise DataError(f"[{split}] no usable utterances in {self.manifests[split]}")
+        self.bad_samples[split] = log
+        train = split == "train"
+        dataset = SpeechDataset(
+            utts, PromptEncoder(self.tokenizer, self.system_prompt, self.prompt_options.context_header),
+            self.frontend, train=train, telephone=self.telephone if train else None,
+            telephone_prob=self.telephone_prob, telephone_max_input_rate=self.telephone_max_input_rate,
+            specaugment=self.specaugment if train else None, prompt_options=self.prompt_options,
+            min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
+        )
+        logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
+                    sum(u.duration or 0 for u in utts) / 60, log.count)
+        return dataset
+
+    # -- loaders ----------------------------------------------------------------------------------------------
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.global_rank), int(trainer.world_size)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _sampler(self, split: str) -> BucketBatchSampler:
+        dataset = self.datasets[split]
+        lengths = [estimated_lfr_frames(u.duration or 0.0, lfr_n=self.frontend.lfr_n) for u in dataset.utterances]
+        tokens = None
+        if self.max_tokens_per_batch is not None:
+            tokens = [len(dataset.prompt_for(u, audio_token_count(n)).input_ids)
+                      for u, n in zip(dataset.utterances, lengths)]
+        rank, world = self._rank_world()
+        train = split == "train"
+        return BucketBatchSampler(
+            lengths, self.max_frames_per_batch, token_lengths=tokens,
+            max_tokens=self.max_tokens_per_batch if tokens is not None else None,
+            max_batch_size=self.max_batch_size, shuffle=train, seed=self.seed, sort_window=self.sort_window,
+            rank=rank, world_size=world, yield_epoch=True, drop_uneven=train,
+        )
+
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise DataError(f"no {split} manifests were given to TelephoneDataModule")
+        sampler = self._sampler(split)
+        if split == "train":
+            if self._pending_state is not None:
+                sampler.load_state_dict(self._pending_state)
+                self._pending_state = None
+            self._train_sampler = sampler
+        return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=SpeechCollator(self.pad_id), persistent_workers=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    # -- bad samples and resume state -------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        split = "train" if trainer is not None and trainer.training else (
+            "test" if trainer is not None and trainer.testing else "val")
+        if batch is not None:
+            for bad in getattr(batch, "skipped", ()):
+                if split in self.bad_samples:
+                    self.bad_samples[split].add(bad, getattr(self.datasets[split], "total_entries", 1))
+        if split == "train" and self._train_sampler is not None:
+            if self._train_sampler.epoch != self._consumed_epoch:
+                self._consumed_epoch, self._consumed = self._train_sampler.epoch, 0
+            self._consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Sampler position (epoch, train batches consumed on this rank) and the frontend rate, for checkpoints."""
+        state: dict[str, Any] = {"frontend_sample_rate": self.frontend.sample_rate}
+        if self._train_sampler is not None:
+            state["train_sampler"] = self._train_sampler.state_dict(
+                self._consumed if self._consumed_epoch == self._train_sampler.epoch else 0)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "frontend_sample_rate" in state:
+            self.set_frontend_rate(state["frontend_sample_rate"])
+        sampler_state = state.get("train_sampler")
+        if sampler_state is not None:
+            self._consumed_epoch, self._consumed = sampler_state["epoch"], sampler_state["batches_consumed"]
+            if self._train_sampler is not None:
+                self._train_sampler.load_state_dict(sampler_state)
+            else:
+                self._pending_state = sampler_state
+
+    def bad_sample_summary(self) -> str:
+        return "\n".join(log.summary() for log in self.bad_samples.values())

@@ -1,0 +1,151 @@
+"""Map-style dataset: utterance -> audio -> telephone channel (train) -> fbank -> SpecAugment (train) -> LFR -> prompt."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from nano8k.data.audio import AudioError, load_audio, resample
+from nano8k.data.badsamples import BadSample, BadSampleLog
+from nano8k.data.manifest import Utterance
+from nano8k.data.specaugment import SpecAugment
+from nano8k.data.telephone import TelephoneChannel, utterance_rng
+from nano8k.model.batch import SpeechBatch, SpeechItem, collate
+from nano8k.model.features import FrontendConfig, apply_lfr, fbank
+from nano8k.model.prompt import PromptEncoder, audio_token_count, training_context_header
+
+logger = logging.getLogger("nano8k.data")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Placeholder a dataset returns for a bad sample under ``on_bad_sample='skip'``; the collate drops it."""
+
+    bad: BadSample
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """How prompts are built: ``language`` None (reference default), a code (zh/en/ja), or ``manifest`` (per line)."""
+
+    language: str | None = None
+    itn: bool = True
+    context_header: bool = False  # the official fine-tuning header (MultiContextPrompt) before the task text
+
+
+class SpeechDataset(Dataset):
+    """Turns utterances into ``SpeechItem``s; augmentation (channel, SpecAugment, dither) only when ``train``.
+
+    Indices may be ints or ``(index, epoch)`` pairs (``BucketBatchSampler(yield_epoch=True)``); augmentation draws
+    come from (seed, key, epoch), so a sample is reproducible whatever worker loads it.
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        prompts: PromptEncoder,
+        frontend: FrontendConfig,
+        *,
+        train: bool = False,
+        telephone: TelephoneChannel | None = None,
+        telephone_prob: float = 0.0,
+        telephone_max_input_rate: int | None = None,
+        specaugment: SpecAugment | None = None,
+        prompt_options: PromptOptions = PromptOptions(),
+        min_duration: float = 0.0,
+        max_duration: float = float("inf"),
+        seed: int = 0,
+        bad_log: BadSampleLog | None = None,
+    ) -> None:
+        self.utterances = list(utterances)
+        self.prompts = prompts
+        self.frontend = frontend if train else replace(frontend, dither=0.0) if frontend.dither else frontend
+        self.train = train
+        self.telephone, self.telephone_prob = telephone, telephone_prob
+        self.telephone_max_input_rate = telephone_max_input_rate
+        self.specaugment = specaugment
+        self.prompt_options = prompt_options
+        self.min_duration, self.max_duration = min_duration, max_duration
+        self.seed = seed
+        self.bad_log = bad_log or BadSampleLog("error")
+        self.total_entries = len(self.utterances) + self.bad_log.count  # manifest lines, bad ones included
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def set_frontend_rate(self, rate: int) -> None:
+        """Switch the fbank rate (16000: resampled main stage; 8000: native telephone features)."""
+        self.frontend = replace(self.frontend, sample_rate=int(rate))
+
+    def features(self, utt: Utterance, epoch: int = 0) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Encoder input [L, 560] of one utterance and the augmentation it received; raises ``AudioError``."""
+        waveform, rate = load_audio(utt.audio)
+        duration = waveform.numel() / rate
+        if duration < self.min_duration:
+            raise AudioError(f"too short after decoding: {duration:.3f} s < min_duration {self.min_duration} s")
+        if duration > self.max_duration:
+            raise AudioError(f"too long after decoding: {duration:.3f} s > max_duration {self.max_duration} s")
+        info: dict[str, Any] = {}
+        if self.train:
+            rng = utterance_rng(self.seed, utt.key, epoch)
+            wideband = self.telephone_max_input_rate is None or rate > self.telephone_max_input_rate
+            if self.telephone is not None and wideband and rng.uniform() < self.telephone_prob:
+                waveform, rate, info["telephone"] = self.telephone.simulate(waveform, rate, rng)
+        waveform = resample(waveform, rate, self.frontend.sample_rate)
+        if self.frontend.dither and self.train:  # reproducible dither without touching the global torch RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(utterance_rng(self.seed, utt.key, epoch, "dither").integers(2**62)))
+                feats = fbank(waveform, self.frontend)
+        else:
+            feats = fbank(waveform, self.frontend)
+        if self.train and self.specaugment is not None:
+            feats = self.specaugment(feats, utterance_rng(self.seed, utt.key, epoch, "specaug"),
+                                     self.frontend.sample_rate)
+            info["specaugment"] = True
+        return apply_lfr(feats, self.frontend.lfr_m, self.frontend.lfr_n), info
+
+    def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True):
+        opts = self.prompt_options
+        language = utt.lang if opts.language == "manifest" else opts.language
+        prompt = utt.prompt
+        if prompt is not None and opts.context_header:
+            prompt = training_context_header(prompt) + prompt
+        return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=prompt,
+                                   language=language, itn=opts.itn)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> SpeechItem | Skipped:
+        idx, epoch = index if isinstance(index, tuple) else (index, 0)
+        utt = self.utterances[idx]
+        try:
+            feats, _ = self.features(utt, epoch)
+        except AudioError as exc:
+            bad = utt.bad(str(exc))
+            self.bad_log.add(bad, self.total_entries)  # raises under 'error' or past max_bad_fraction
+            return Skipped(bad)
+        prompt = self.prompt_for(utt, audio_token_count(feats.shape[0]))
+        return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
+
+
+class SpeechCollator:
+    """Collates ``SpeechItem``s with the model's ``collate``; drops ``Skipped`` items and lists them on the batch.
+
+    The returned ``SpeechBatch`` carries ``skipped`` (list of ``BadSample``) as an extra attribute; a batch in
+    which every item was bad comes back as ``None``.
+    """
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[SpeechItem | Skipped]) -> SpeechBatch | None:
+        good = [item for item in items if isinstance(item, SpeechItem)]
+        skipped = [item.bad for item in items if isinstance(item, Skipped)]
+        if not good:
+            logger.warning("dropping a batch in which all %d samples were bad", len(skipped))
+            return None
+        batch = collate(good, self.pad_id)
+        batch.skipped = skipped  # type: ignore[attr-defined]
+        return batch

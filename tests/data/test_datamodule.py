@@ -1,0 +1,222 @@
+"""TelephoneDataModule: batch contents, train-only augmentation, bad-input policy, resume state, demo corpus."""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from nano8k.data.badsamples import DataError
+from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.specaugment import SpecAugment
+from nano8k.model.batch import SpeechBatch
+from nano8k.model.features import FrontendConfig, extract_features
+from nano8k.model.prompt import IGNORE_INDEX, SPEECH_PLACEHOLDER_ID
+
+from .conftest import DEMO, TOKENIZER_DIR, fixture_rows, tone, write_jsonl
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    from nano8k.data.datamodule import load_tokenizer
+
+    return load_tokenizer(TOKENIZER_DIR)
+
+
+def module(train, val=None, **kw) -> TelephoneDataModule:
+    kw.setdefault("num_workers", 0)
+    kw.setdefault("max_frames_per_batch", 400)
+    dm = TelephoneDataModule(str(train), str(val or train), tokenizer_dir=str(TOKENIZER_DIR), **kw)
+    dm.set_tokenizer(_tokenizer())
+    return dm
+
+
+def test_batches_hold_what_the_model_consumes(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path))
+    dm = module(manifest, telephone=None, specaugment=None, dither=0.0)
+    dm.setup("fit")
+    batches = list(dm.val_dataloader())
+    assert sum(len(b) for b in batches) == 6
+    batch = batches[0]
+    assert isinstance(batch, SpeechBatch) and batch.skipped == []
+    assert batch.feats.dtype == torch.float32 and batch.feats.shape[2] == 560
+    assert batch.feat_lens.max() == batch.feats.shape[1]
+    for row, key in enumerate(batch.keys):
+        utt = next(u for u in dm.datasets["val"].utterances if u.key == key)
+        length, start, count = int(batch.feat_lens[row]), int(batch.audio_start[row]), int(batch.audio_tokens[row])
+        assert count == -(-length // 8)
+        assert (batch.input_ids[row, start : start + count] == SPEECH_PLACEHOLDER_ID).all()
+        source = int(batch.source_lens[row])
+        assert (batch.labels[row, :source] == IGNORE_INDEX).all()
+        n = int(batch.attention_mask[row].sum())
+        target = dm.tokenizer.decode(batch.labels[row, source:n])
+        assert target == utt.target + "<|im_end|>" and batch.targets[row] == utt.target
+        from nano8k.data.audio import load_audio
+
+        wave, rate = load_audio(utt.audio)
+        assert torch.allclose(batch.feats[row, :length], extract_features(wave, rate, FrontendConfig()))
+
+
+def test_specaugment_changes_train_batches_only(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 4))
+    dm = module(manifest, telephone=None, dither=0.0,
+                specaugment=SpecAugment(num_freq_masks=2, freq_mask_max_width=8, num_time_masks=2))
+    dm.setup("fit")
+    train = {k: f[: int(n)] for b in dm.train_dataloader() for k, f, n in zip(b.keys, b.feats, b.feat_lens)}
+    val = {k: f[: int(n)] for b in dm.val_dataloader() for k, f, n in zip(b.keys, b.feats, b.feat_lens)}
+    assert train.keys() == val.keys()
+    assert all(not torch.equal(train[k], val[k]) for k in train)
+    plain = module(manifest, telephone=None, specaugment=None, dither=0.0)
+    plain.setup("fit")
+    for b in plain.val_dataloader():
+        for k, f, n in zip(b.keys, b.feats, b.feat_lens):
+            assert torch.equal(f[: int(n)], val[k])  # eval features never augmented
+
+
+def test_train_augmentation_is_reproducible_and_changes_per_epoch(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 4))
+    dm = module(manifest, telephone_prob=1.0, telephone_max_input_rate=None, dither=1.0)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    assert torch.equal(ds[(0, 0)].feats, ds[(0, 0)].feats)
+    assert not torch.equal(ds[(0, 0)].feats, ds[(0, 1)].feats)
+
+
+def test_set_frontend_rate_switches_to_native_8k(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 2))
+    dm = module(manifest, telephone=None, specaugment=None, dither=0.0)
+    dm.setup("fit")
+    dm.set_frontend_rate(8000)
+    item = dm.datasets["val"][0]
+    from nano8k.data.audio import load_audio
+
+    wave, rate = load_audio(dm.datasets["val"].utterances[0].audio)
+    assert torch.allclose(item.feats, extract_features(wave, rate, FrontendConfig(sample_rate=8000)))
+    assert dm.state_dict()["frontend_sample_rate"] == 8000
+
+
+def _bad_case(tmp_path, case: str) -> dict | str:
+    path = tmp_path / f"{case}.wav"
+    if case == "corrupt":
+        path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage" + bytes(range(64)))
+    elif case == "empty_file":
+        path.write_bytes(b"")
+    elif case == "zero_length":
+        sf.write(str(path), np.zeros(0, dtype=np.float32), 8000)
+    elif case == "nan":
+        wave = np.full(8000, 0.1, dtype=np.float32)
+        wave[100] = np.nan
+        sf.write(str(path), wave, 8000, subtype="FLOAT")
+    elif case == "too_short":
+        tone(path, 0.05)
+    elif case == "too_long":
+        tone(path, 31.0)
+    elif case == "bad_json":
+        return '{"key": "bad", "source": '
+    elif case == "empty_transcript":
+        tone(path, 1.0)
+        return {"key": case, "source": str(path), "target": ""}
+    return {"key": case, "source": str(path), "target": "some words"}  # "missing": path never written
+
+
+BAD_CASES = ["corrupt", "empty_file", "zero_length", "nan", "too_short", "too_long", "missing", "bad_json",
+             "empty_transcript"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_a_clear_error(tmp_path, case):
+    rows = fixture_rows(tmp_path, 3)
+    rows.insert(1, _bad_case(tmp_path, case))
+    manifest = write_jsonl(tmp_path / "m.jsonl", rows)
+    dm = module(manifest, on_bad_sample="error", telephone=None, specaugment=None)
+    with pytest.raises(DataError) as info:
+        dm.setup("fit")
+        list(dm.val_dataloader())
+    message = str(info.value)
+    assert "m.jsonl:2" in message
+    if case != "bad_json":
+        assert f"{case}.wav" in message
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_skipped_counted_and_never_substituted(tmp_path, case, caplog):
+    rows = fixture_rows(tmp_path, 6)
+    rows.insert(2, _bad_case(tmp_path, case))
+    manifest = write_jsonl(tmp_path / "m.jsonl", rows)
+    dm = module(manifest, on_bad_sample="skip", max_bad_fraction=0.2, telephone=None, specaugment=None)
+    dm.setup("fit")
+    keys = [k for b in dm.val_dataloader() if b is not None for k in b.keys]
+    assert sorted(keys) == sorted(r["key"] for r in fixture_rows(tmp_path, 6))  # six good ones, no stand-in
+    log = dm.bad_samples["val"]
+    assert log.count == 1 and log.items[0].line == 3
+    assert "m.jsonl:3" in caplog.text
+
+
+def test_load_time_skip_reaches_the_batch_and_the_module_log(tmp_path):
+    rows = fixture_rows(tmp_path, 3)
+    rows.insert(0, _bad_case(tmp_path, "nan"))  # header is fine: only decoding finds it
+    manifest = write_jsonl(tmp_path / "m.jsonl", rows)
+    dm = module(manifest, on_bad_sample="skip", max_bad_fraction=0.5, telephone=None, specaugment=None,
+                max_frames_per_batch=10_000)
+    dm.setup("fit")
+    assert dm.bad_samples["val"].count == 0
+    (batch,) = list(dm.val_dataloader())
+    assert len(batch) == 3 and [b.key for b in batch.skipped] == ["nan"]
+    assert dm.bad_samples["val"].count == 1
+
+
+def test_max_bad_fraction_caps_skips(tmp_path):
+    rows = fixture_rows(tmp_path, 3) + [_bad_case(tmp_path, "missing"), _bad_case(tmp_path, "empty_transcript")]
+    manifest = write_jsonl(tmp_path / "m.jsonl", rows)
+    with pytest.raises(DataError, match="2 of 5 samples are bad"):
+        module(manifest, on_bad_sample="skip", max_bad_fraction=0.3).setup("fit")
+
+
+def test_resume_state_round_trip(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 12))
+    kw = dict(telephone=None, specaugment=None, max_frames_per_batch=120, dither=0.0)
+    dm = module(manifest, **kw)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.batch_sampler.set_epoch(1)
+    full = [b.keys for b in loader]
+    assert len(full) >= 3
+    dm2 = module(manifest, **kw)
+    dm2.trainer = SimpleNamespace(training=True, testing=False, global_rank=0, world_size=1)  # as under fit()
+    dm2.setup("fit")
+    loader2 = dm2.train_dataloader()
+    loader2.batch_sampler.set_epoch(1)
+    seen = []
+    for batch in loader2:
+        dm2.on_before_batch_transfer(batch, 0)  # what Lightning calls per training batch
+        seen.append(batch.keys)
+        if len(seen) == 2:
+            break
+    state = dm2.state_dict()
+    assert state["train_sampler"]["epoch"] == 1 and state["train_sampler"]["batches_consumed"] == 2
+    dm3 = module(manifest, **kw)
+    dm3.load_state_dict(state)
+    dm3.setup("fit")
+    rest = [b.keys for b in dm3.train_dataloader()]
+    assert seen + rest == full
+
+
+def test_demo_corpus_loads_with_held_out_test_voices():
+    import json
+
+    rows = {s: [json.loads(l) for l in (DEMO / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()]
+            for s in ("train", "val", "test")}
+    assert {r["lang"] for r in rows["train"]} == {"zh", "en"} == {r["lang"] for r in rows["test"]}
+    train_voices = {r["voice"] for r in rows["train"]}
+    assert train_voices.isdisjoint({r["voice"] for r in rows["test"]})
+    assert {r["voice"] for r in rows["val"]} <= train_voices
+    dm = TelephoneDataModule(str(DEMO / "train.jsonl"), str(DEMO / "val.jsonl"), str(DEMO / "test.jsonl"),
+                             tokenizer_dir=str(TOKENIZER_DIR), num_workers=0)
+    dm.setup("test")
+    ds = dm.datasets["test"]
+    assert len(ds) == len(rows["test"]) and all(u.duration and 1.0 < u.duration < 4.5 for u in ds.utterances)
+    assert ds[0].feats.shape[1] == 560
