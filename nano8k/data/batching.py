@@ -15,8 +15,8 @@ class BucketBatchSampler:
     ``max_frames`` (and ``max_tokens`` for ``token_lengths``). Each epoch: shuffle with (seed, epoch), sort inside
     windows of ``sort_window`` utterances, pack greedily, shuffle batch order, then deal batches round-robin to
     ``world_size`` ranks, dropping the last ``< world_size`` batches so every rank runs the same number of steps on a
-    disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index, epoch)`` pairs so datasets can seed augmentation per
-    epoch. An utterance longer than a whole budget gets a batch of its own.
+    disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index, epoch, frontend_rate)`` triples so datasets can seed augmentation per
+    epoch and follow a frontend-rate switch made in the main process mid-epoch (``frontend_rate``, read per batch). An utterance longer than a whole budget gets a batch of its own.
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class BucketBatchSampler:
         self.rank, self.world_size, self.yield_epoch = int(rank), int(world_size), yield_epoch
         self.drop_uneven = drop_uneven
         self.epoch = 0
+        self.frontend_rate: int | None = None  # None: the dataset's own rate
         self._resume: tuple[int, int] | None = None  # (epoch, batches already consumed on this rank)
         self._cache: tuple[int, list[list[int]]] | None = None
 
@@ -112,7 +113,7 @@ class BucketBatchSampler:
                 skip = self._resume[1]
             self._resume = None
         for batch in self.rank_batches(epoch)[skip:]:
-            yield [(i, epoch) for i in batch] if self.yield_epoch else list(batch)
+            yield [(i, epoch, self.frontend_rate) for i in batch] if self.yield_epoch else list(batch)
 
     def state_dict(self, batches_consumed: int = 0) -> dict[str, int]:
         """Position to resume from: epoch and how many of this rank's batches were already consumed."""

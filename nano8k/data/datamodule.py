@@ -108,10 +108,17 @@ class TelephoneDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
 
     def set_frontend_rate(self, rate: int) -> None:
-        """Switch the fbank rate for all splits (16000 main stage, 8000 native stage); applies from the next epoch."""
+        """Switch the fbank rate for all splits (16000 main stage, 8000 native stage).
+
+        The training batch sampler carries the rate to the loader workers, so a mid-epoch switch applies from the
+        next batch a worker builds (batches already prefetched, at most ``num_workers * prefetch_factor``, keep the
+        old rate); validation and test loaders pick it up at their next iteration.
+        """
         self.frontend = FrontendConfig(sample_rate=int(rate), dither=self.frontend.dither)
         for dataset in self.datasets.values():
             dataset.set_frontend_rate(rate)
+        if self._train_sampler is not None:
+            self._train_sampler.frontend_rate = int(rate)
 
     @property
     def pad_id(self) -> int:
@@ -179,6 +186,7 @@ class TelephoneDataModule(L.LightningDataModule):
             raise DataError(f"no {split} manifests were given to TelephoneDataModule")
         sampler = self._sampler(split)
         if split == "train":
+            sampler.frontend_rate = self.frontend.sample_rate
             if self._pending_state is not None:
                 sampler.load_state_dict(self._pending_state)
                 self._pending_state = None

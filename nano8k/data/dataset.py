@@ -40,8 +40,9 @@ class PromptOptions:
 class SpeechDataset(Dataset):
     """Turns utterances into ``SpeechItem``s; augmentation (channel, SpecAugment, dither) only when ``train``.
 
-    Indices may be ints or ``(index, epoch)`` pairs (``BucketBatchSampler(yield_epoch=True)``); augmentation draws
-    come from (seed, key, epoch), so a sample is reproducible whatever worker loads it.
+    Indices may be ints or ``(index, epoch[, frontend_rate])`` tuples (``BucketBatchSampler(yield_epoch=True)``);
+    augmentation draws come from (seed, key, epoch), so a sample is reproducible whatever worker loads it, and a
+    rate carried by the index overrides the dataset's (a stage switch reaches worker copies at once).
     """
 
     def __init__(
@@ -81,8 +82,13 @@ class SpeechDataset(Dataset):
         """Switch the fbank rate (16000: resampled main stage; 8000: native telephone features)."""
         self.frontend = replace(self.frontend, sample_rate=int(rate))
 
-    def features(self, utt: Utterance, epoch: int = 0) -> tuple[torch.Tensor, dict[str, Any]]:
+    def features(
+        self, utt: Utterance, epoch: int = 0, frontend_rate: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Encoder input [L, 560] of one utterance and the augmentation it received; raises ``AudioError``."""
+        frontend = self.frontend
+        if frontend_rate is not None and frontend_rate != frontend.sample_rate:
+            frontend = replace(frontend, sample_rate=int(frontend_rate))
         waveform, rate = load_audio(utt.audio)
         duration = waveform.numel() / rate
         if duration < self.min_duration:
@@ -95,18 +101,18 @@ class SpeechDataset(Dataset):
             wideband = self.telephone_max_input_rate is None or rate > self.telephone_max_input_rate
             if self.telephone is not None and wideband and rng.uniform() < self.telephone_prob:
                 waveform, rate, info["telephone"] = self.telephone.simulate(waveform, rate, rng)
-        waveform = resample(waveform, rate, self.frontend.sample_rate)
-        if self.frontend.dither and self.train:  # reproducible dither without touching the global torch RNG
+        waveform = resample(waveform, rate, frontend.sample_rate)
+        if frontend.dither and self.train:  # reproducible dither without touching the global torch RNG
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(utterance_rng(self.seed, utt.key, epoch, "dither").integers(2**62)))
-                feats = fbank(waveform, self.frontend)
+                feats = fbank(waveform, frontend)
         else:
-            feats = fbank(waveform, self.frontend)
+            feats = fbank(waveform, frontend)
         if self.train and self.specaugment is not None:
             feats = self.specaugment(feats, utterance_rng(self.seed, utt.key, epoch, "specaug"),
-                                     self.frontend.sample_rate)
+                                     frontend.sample_rate)
             info["specaugment"] = True
-        return apply_lfr(feats, self.frontend.lfr_m, self.frontend.lfr_n), info
+        return apply_lfr(feats, frontend.lfr_m, frontend.lfr_n), info
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True):
         opts = self.prompt_options
@@ -118,10 +124,10 @@ class SpeechDataset(Dataset):
                                    language=language, itn=opts.itn)
 
     def __getitem__(self, index: int | tuple[int, int]) -> SpeechItem | Skipped:
-        idx, epoch = index if isinstance(index, tuple) else (index, 0)
+        idx, epoch, rate = (tuple(index) + (None,))[:3] if isinstance(index, tuple) else (index, 0, None)
         utt = self.utterances[idx]
         try:
-            feats, _ = self.features(utt, epoch)
+            feats, _ = self.features(utt, epoch, rate)
         except AudioError as exc:
             bad = utt.bad(str(exc))
             self.bad_log.add(bad, self.total_entries)  # raises under 'error' or past max_bad_fraction

@@ -70,7 +70,9 @@ def test_yield_epoch_pairs():
     sampler = make(yield_epoch=True)
     sampler.set_epoch(3)
     batch = next(iter(sampler))
-    assert all(isinstance(i, tuple) and i[1] == 3 for i in batch)
+    assert all(isinstance(i, tuple) and i[1] == 3 and i[2] is None for i in batch)
+    sampler.frontend_rate = 8000
+    assert all(i[2] == 8000 for i in next(iter(sampler)))
 
 
 def test_bucketing_wastes_less_padding_than_fixed_batches():

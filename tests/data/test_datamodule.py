@@ -86,6 +86,31 @@ def test_train_augmentation_is_reproducible_and_changes_per_epoch(tmp_path):
     assert not torch.equal(ds[(0, 0)].feats, ds[(0, 1)].feats)
 
 
+def test_mid_epoch_rate_switch_reaches_loader_workers(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 12))
+    dm = module(manifest, telephone=None, specaugment=None, dither=0.0, num_workers=1, max_frames_per_batch=40)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = iter(loader)  # the worker now holds a copy of the 16 kHz dataset
+    first = next(batches)
+    dm.set_frontend_rate(8000)
+    rest = list(batches)
+    prefetched = loader.num_workers * loader.prefetch_factor
+    assert len(rest) > prefetched
+    dataset = dm.datasets["train"]
+    by_key = {u.key: u for u in dataset.utterances}
+
+    def native(batch, row):
+        from nano8k.data.audio import load_audio
+
+        wave, rate = load_audio(by_key[batch.keys[row]].audio)
+        return extract_features(wave, rate, FrontendConfig(sample_rate=8000))
+
+    assert not torch.allclose(first.feats[0, : first.feat_lens[0]], native(first, 0))
+    last = rest[-1]
+    assert torch.allclose(last.feats[0, : last.feat_lens[0]], native(last, 0))
+
+
 def test_set_frontend_rate_switches_to_native_8k(tmp_path):
     manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 2))
     dm = module(manifest, telephone=None, specaugment=None, dither=0.0)
