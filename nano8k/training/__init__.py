@@ -1,0 +1,1 @@
+"""Training layer: LightningModule, freezing/LoRA, schedules, callbacks, checkpoint files."""

@@ -1,0 +1,162 @@
+"""CLI: ``python -m nano8k.transcribe`` — audio files or a manifest -> text, batched greedy decoding."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from jsonargparse import ArgumentParser
+
+from nano8k.data.audio import AudioError
+from nano8k.data.dataset import SpeechDataset
+from nano8k.data.manifest import Utterance, read_manifest
+from nano8k.model.batch import SpeechItem, collate
+from nano8k.model.checkpoint import load_pretrained
+from nano8k.model.nano import NanoASR
+from nano8k.model.prompt import audio_token_count
+from nano8k.training.module import MODEL_DIR_ENV, resolve_model_dir
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Prompt and decoding settings; ``language``/``hotwords`` given here override a manifest line's own prompt."""
+
+    language: str | None = None
+    itn: bool = True
+    hotwords: tuple[str, ...] = ()
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    frontend_rate: int = 16000
+    dither: float = 0.0
+
+
+@dataclass
+class Transcript:
+    """One decoded utterance (``error`` set, ``text`` empty, when its audio could not be used)."""
+
+    utt: Utterance
+    text: str = ""
+    error: str | None = None
+
+
+def utterances_from_files(paths: Sequence[str | Path]) -> list[Utterance]:
+    """One utterance per audio file; the key is the file stem (the full path when stems collide)."""
+    stems = [Path(p).stem for p in paths]
+    return [Utterance(key=stem if stems.count(stem) == 1 else str(p), audio=Path(p).expanduser().resolve(), target="")
+            for stem, p in zip(stems, paths)]
+
+
+def utterances_from_manifest(path: str | Path) -> list[Utterance]:
+    """All entries of a manifest (any supported format); unreadable lines abort with their file:line reasons."""
+    contents = read_manifest(path)
+    if contents.bad:
+        reasons = "\n  ".join(bad.describe() for bad in contents.bad[:10])
+        raise SystemExit(f"error: {len(contents.bad)} bad line(s) in {path}:\n  {reasons}")
+    return contents.utterances
+
+
+def _item(dataset: SpeechDataset, model: NanoASR, utt: Utterance, options: DecodeOptions) -> SpeechItem:
+    feats, _ = dataset.features(utt)
+    tokens = audio_token_count(feats.shape[0])
+    if utt.prompt is not None and options.language is None and not options.hotwords:
+        prompt = model.prompts.encode(tokens, prompt=utt.prompt)  # the manifest's own prompt, as in training
+    else:
+        prompt = model.prompts.encode(tokens, language=options.language, itn=options.itn, hotwords=options.hotwords)
+    return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
+
+
+def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions) -> list[Transcript]:
+    """Decode ``utts`` in batches of ``options.batch_size`` (sorted by length); results in input order."""
+    frontend = replace(model.frontend, sample_rate=options.frontend_rate, dither=options.dither)
+    # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
+    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0)
+    results = [Transcript(utt) for utt in utts]
+    items: list[tuple[int, SpeechItem]] = []
+    for index, utt in enumerate(utts):
+        try:
+            items.append((index, _item(dataset, model, utt, options)))
+        except AudioError as exc:
+            results[index].error = str(exc)
+    items.sort(key=lambda pair: pair[1].feats.shape[0])
+    device = next(model.parameters()).device
+    for start in range(0, len(items), options.batch_size):
+        chunk = items[start : start + options.batch_size]
+        batch = collate([item for _, item in chunk], model.pad_id).to(device)
+        for (index, _), text in zip(chunk, model.transcribe(batch, options.max_new_tokens)):
+            results[index].text = text
+    return results
+
+
+def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither: float) -> NanoASR:
+    """Load ``model_dir`` for inference on ``device`` (``auto``: CUDA when available)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        path = resolve_model_dir(model_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    model = load_pretrained(path, llm_dtype=llm_dtype, dither=dither)
+    return model.to(device).eval()
+
+
+def add_decode_arguments(parser: ArgumentParser) -> None:
+    """Options shared by ``transcribe`` and ``evaluate``."""
+    parser.add_argument("--model_dir", type=str | None, default=None,
+                        help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'tiny' = demo")
+    parser.add_argument("--language", type=str | None, default=None, help="prompt language: zh, en, ja (default none)")
+    parser.add_argument("--hotwords", type=str, default="", help="comma-separated hotwords for the prompt")
+    parser.add_argument("--no_itn", action="store_true", help="prompt for text without inverse normalization")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_new_tokens", type=int, default=256)
+    parser.add_argument("--frontend_rate", type=int, default=16000, choices=[16000, 8000],
+                        help="fbank rate: 16000 (resample, as released) or 8000 (native-rate model)")
+    parser.add_argument("--dither", type=float, default=0.0)
+    parser.add_argument("--device", type=str, default="auto")
+    parser.add_argument("--llm_dtype", type=str | None, default=None, help="fp32, bf16 or fp16 for the LLM")
+
+
+def decode_options(args) -> DecodeOptions:
+    if args.batch_size < 1:
+        raise SystemExit(f"error: --batch_size must be >= 1, got {args.batch_size}")
+    hotwords = tuple(word.strip() for word in args.hotwords.split(",") if word.strip())
+    return DecodeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords, batch_size=args.batch_size,
+                         max_new_tokens=args.max_new_tokens, frontend_rate=args.frontend_rate, dither=args.dither)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m nano8k.transcribe", description=__doc__)
+    parser.add_argument("files", nargs="*", help="audio files (or use --manifest)")
+    parser.add_argument("--manifest", type=str | None, default=None, help="ChatML / {key,source,target} jsonl / Kaldi")
+    parser.add_argument("--output", type=str | None, default=None, help="also write {key, audio, text} jsonl here")
+    add_decode_arguments(parser)
+    args = parser.parse_args(argv)
+    if bool(args.files) == bool(args.manifest):
+        parser.error("give audio files or --manifest (one of them)")
+    options = decode_options(args)
+    utts = utterances_from_manifest(args.manifest) if args.manifest else utterances_from_files(args.files)
+    model = load_model(args.model_dir, args.device, args.llm_dtype, args.dither)
+    results = transcribe_utterances(model, utts, options)
+    out = open(args.output, "w", encoding="utf-8") if args.output else None
+    try:
+        for result in results:
+            if result.error:
+                print(f"{result.utt.key}: {result.error}", file=sys.stderr)
+                continue
+            print(f"{result.utt.key}\t{result.text}", flush=True)
+            if out:
+                record = {"key": result.utt.key, "audio": str(result.utt.audio), "text": result.text}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if out:
+            out.close()
+    failed = sum(result.error is not None for result in results)
+    if failed:
+        print(f"{failed} of {len(results)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

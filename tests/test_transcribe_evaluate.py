@@ -1,0 +1,78 @@
+"""``python -m nano8k.transcribe`` / ``nano8k.evaluate`` on the tiny model: batching, outputs, report numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nano8k import evaluate, transcribe
+from nano8k.training.metrics import cer, mer, wer
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY_WAVS = sorted(str(p) for p in (FIXTURES / "tiny-nano").glob("*.wav"))
+COMMON = ["--model_dir", "tiny", "--max_new_tokens", "6", "--device", "cpu"]
+
+
+def _lines(out: str) -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in out.strip().splitlines())
+
+
+def test_transcribe_files_batched_equals_one_by_one(tmp_path, capsys):
+    out_path = tmp_path / "out.jsonl"
+    assert transcribe.main([*TINY_WAVS, *COMMON, "--batch_size", "3", "--output", str(out_path)]) == 0
+    batched = _lines(capsys.readouterr().out)
+    assert list(batched) == [Path(p).stem for p in TINY_WAVS]  # input order, whatever the length sort did
+    records = [json.loads(line) for line in out_path.read_text(encoding="utf-8").splitlines()]
+    assert {r["key"]: r["text"] for r in records} == batched
+    assert transcribe.main([*TINY_WAVS, *COMMON, "--batch_size", "1"]) == 0
+    assert _lines(capsys.readouterr().out) == batched
+    assert any(text for text in batched.values())
+
+
+def test_transcribe_reports_a_missing_file_and_goes_on(tmp_path, capsys):
+    missing = tmp_path / "nope.wav"
+    assert transcribe.main([TINY_WAVS[0], str(missing), *COMMON, "--language", "en", "--hotwords", "a,b"]) == 1
+    captured = capsys.readouterr()
+    assert list(_lines(captured.out)) == [Path(TINY_WAVS[0]).stem]
+    assert str(missing) in captured.err
+
+
+def test_transcribe_needs_files_or_manifest():
+    with pytest.raises(SystemExit):
+        transcribe.main(COMMON)
+
+
+def _manifest(tmp_path: Path) -> Path:
+    entries = json.loads((FIXTURES / "speech" / "fixtures.json").read_text(encoding="utf-8"))
+    lines = []
+    for entry in entries:
+        audio = next((FIXTURES / "speech").glob(f"{entry['key']}.*.wav"))
+        lines.append({"key": entry["key"], "source": str(audio), "target": entry["target"], "lang": entry["lang"]})
+    lines.append({"key": "silent_ref", "source": TINY_WAVS[0], "target": "。"})  # empty after normalization
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
+    manifest, report_path, hyps_path = _manifest(tmp_path), tmp_path / "report.json", tmp_path / "hyps.jsonl"
+    rc = evaluate.main(["--manifest", str(manifest), "--output", str(report_path), "--hyps_output", str(hyps_path),
+                        "--num_worst", "3", *COMMON])
+    assert rc == 0
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in hyps_path.read_text(encoding="utf-8").splitlines()]
+    refs, hyps = [r["ref"] for r in rows], [r["hyp"] for r in rows]
+    overall = report["overall"]
+    assert overall["cer"] == pytest.approx(cer(refs, hyps))
+    assert overall["wer"] == pytest.approx(wer(refs, hyps))
+    assert overall["mer"] == pytest.approx(mer(refs, hyps))
+    assert (overall["utterances"], overall["empty_refs"]) == (len(rows) - 1, 1)
+    zh = [r for r in rows if r["key"].startswith("zh")]
+    assert report["by_language"]["zh"]["cer"] == pytest.approx(cer([r["ref"] for r in zh], [r["hyp"] for r in zh]))
+    assert report["by_language"]["en"]["utterances"] == sum(r["key"].startswith("en") for r in rows)
+    worst = report["worst"]
+    assert len(worst) == 3 and [w["mer"] for w in worst] == sorted((w["mer"] for w in worst), reverse=True)
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith("overall") and f"{overall['cer']:.4f}" in out

@@ -1,0 +1,117 @@
+"""End-to-end fit: kill -9 then exact resume, 2-process CPU DDP, and the ``python -m nano8k.fit`` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nano8k import fit as fit_cli
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def script_env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("NANO8K_MODEL_DIR", None)
+    return env
+
+
+def read_steps(path: Path) -> dict[int, list[str]]:
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    return {row["step"]: row["keys"] for row in lines}
+
+
+def test_kill9_then_resume_from_last(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), "40"], cwd=REPO,
+                            env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    try:  # kill right after the batch following the step-6 checkpoint (first main-stage checkpoint)
+        while 7 not in read_steps(run / "steps.jsonl"):
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no progress in 90 s"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    step = saved["global_step"]
+    assert step >= 6 and step % 3 == 0
+    before = read_steps(run / "steps.jsonl")
+    (run / "steps.jsonl").unlink()
+
+    resumed = subprocess.run([sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), str(step + 2), "last"],
+                             cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    start = json.loads((run / "start.json").read_text())
+    assert start["global_step"] == step
+    assert start["lr"] == pytest.approx(saved["optimizer_states"][0]["param_groups"][0]["lr"], rel=1e-12)
+    assert start["stage"] == "main" and start["frontend_rate"] == 16000
+    assert start["freeze"] == {"encoder": False, "adaptor": False, "llm": False, "encoder_frozen_layers": 0}
+    after = read_steps(run / "steps.jsonl")
+    assert min(after) == step + 1
+    # data position: the first batch after resuming is the one the killed run drew after the checkpoint
+    assert step + 1 in before and after[step + 1] == before[step + 1]
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    report = tmp_path / "ddp.json"
+    done = subprocess.run([sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report)], cwd=tmp_path,
+                          env=script_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["world_size"] == 2 and result["strategy"] == "DDPStrategy" and result["backend"] == "gloo"
+    assert result["global_step"] == 3
+    first, second = result["checksums"]
+    assert first == second, "ranks diverged: gradients were not all-reduced"
+    assert first != result["initial"]
+
+
+def test_cli_overrides_and_print_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fit_cli.main(["--config", str(REPO / "configs/demo.yaml"), "--model.lr", "1e-4", "--print_config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "lr: 0.0001" in printed and "model_dir: tiny" in printed
+
+
+@pytest.mark.parametrize("name", ["telephone.yaml", "stage1_encoder_adapt.yaml", "pretrained.yaml"])
+def test_real_configs_need_a_model_dir(name, monkeypatch):
+    monkeypatch.delenv("NANO8K_MODEL_DIR", raising=False)
+    with pytest.raises(ValueError, match="NANO8K_MODEL_DIR"):
+        fit_cli.main(["--config", str(REPO / "configs" / name)])
+
+
+def test_cli_runs_demo_config_briefly(tmp_path, capsys, monkeypatch):
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"]]
+    for callback in config["trainer"]["callbacks"]:
+        args = callback.get("init_args", {})
+        if "dirpath" in args:
+            args["dirpath"] = str(tmp_path / "ckpt")
+        if "out_dir" in args:
+            args["out_dir"] = str(tmp_path / "export")
+    config["trainer"].update(default_root_dir=str(tmp_path), logger=False, max_epochs=1, max_steps=4,
+                             val_check_interval=2, limit_val_batches=1, check_val_every_n_epoch=1)
+    config["model"]["warmup_steps"] = 1  # preflight (run by fit) refuses a warm-up longer than the 4-step run
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(REPO)  # the demo's manifest paths are relative to the repository root
+    fit_cli.main(["--config", str(tmp_path / "demo.yaml"), "--model.max_new_tokens", "4"])
+    out = capsys.readouterr().out
+    assert "[val] step 2" in out and "[val] step 4" in out and "cer" in out
+    assert (tmp_path / "ckpt" / "last.ckpt").exists()
+    assert (tmp_path / "export" / "funasr" / "model.pt").exists() and (tmp_path / "export" / "hf").is_dir()
