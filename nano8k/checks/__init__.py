@@ -1,0 +1,1 @@
+"""Preflight check functions (model, data, training, memory) used by ``nano8k.preflight``."""

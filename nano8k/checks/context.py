@@ -1,0 +1,175 @@
+"""Shared state of a preflight run: the effective config, its stages, the model dir and lazily computed facts."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+Status = Literal["pass", "warn", "fail"]
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one preflight check; ``message`` says what was found and, for warn/fail, what to change."""
+
+    name: str
+    status: Status
+    message: str
+
+    def line(self) -> str:
+        return f"[{self.status.upper():4}] {self.name}: {self.message}"
+
+
+class CheckFailed(Exception):
+    """Raised inside a check to report a fail with its actionable message (turned into a CheckResult)."""
+
+
+@dataclass
+class Stage:
+    """One training stage: freezing, peak lr and fbank rate (StageSwitch configs have two)."""
+
+    name: str
+    freeze: dict[str, Any]
+    lr: float
+    frontend_rate: int
+    freeze_key: str  # config keys that set this stage, for messages
+    lr_key: str
+    rate_key: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.freeze_key} / {self.lr_key} / {self.rate_key}"
+
+
+def _get(tree: Any, dotted: str, default: Any = None) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+@dataclass
+class Context:
+    """The effective config (class defaults filled in, class_path folded) plus the source name for messages."""
+
+    config: dict[str, Any]
+    source: str = "config"
+    gpu_memory_gb: float | None = None  # compare the memory estimate with this instead of the local GPU
+    facts: dict[str, Any] = field(default_factory=dict)  # cache shared between checks
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        return _get(self.config, dotted, default)
+
+    def key(self, dotted: str) -> str:
+        """``file: key`` for messages."""
+        return f"{self.source}: {dotted}"
+
+    # -- model dir --------------------------------------------------------------------------------------------
+    @cached_property
+    def model_dir_value(self) -> str | None:
+        value = self.get("model.model_dir")
+        return value if value not in (None, "") else os.environ.get("NANO8K_MODEL_DIR")
+
+    @property
+    def is_tiny(self) -> bool:
+        from nano8k.assets import TINY_MODEL_DIR
+
+        value = self.model_dir_value
+        return value == "tiny" or (value is not None and Path(value).resolve() == TINY_MODEL_DIR)
+
+    @cached_property
+    def model_dir(self) -> Path | None:
+        from nano8k.assets import TINY_MODEL_DIR
+
+        value = self.model_dir_value
+        if value is None:
+            return None
+        return TINY_MODEL_DIR if value == "tiny" else Path(value).expanduser()
+
+    @cached_property
+    def funasr_config(self) -> dict[str, Any] | None:
+        """The model dir's config.yaml (or the HF export's sidecar); None when absent or unreadable."""
+        import yaml
+
+        if self.model_dir is None:
+            return None
+        for name in ("config.yaml", "nano8k_funasr_config.yaml"):
+            path = self.model_dir / name
+            if path.is_file():
+                try:
+                    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+                except yaml.YAMLError:
+                    return None
+                return data if isinstance(data, dict) else None
+        return None
+
+    @cached_property
+    def qwen_config(self) -> dict[str, Any] | None:
+        if self.model_dir is None or self.funasr_config is None:
+            return None
+        name = (self.funasr_config.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
+        path = self.model_dir / name / "config.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+
+    @cached_property
+    def network_config(self):
+        """``FunAsrNanoConfig`` from config.yaml + Qwen config.json; raises ValueError when it cannot be built."""
+        from nano8k.model.convert import build_config
+
+        if self.funasr_config is None or self.qwen_config is None:
+            raise ValueError("model dir config.yaml or the LLM config.json is missing or unreadable")
+        return build_config(self.funasr_config, self.qwen_config, source=str(self.model_dir / "config.yaml"))
+
+    @cached_property
+    def meta_network(self):
+        """The network built on the meta device (shapes only, no memory) for parameter counts."""
+        from nano8k.model.checkpoint import build_network
+
+        return build_network(self.network_config, device="meta")
+
+    @property
+    def model_frontend_rate(self) -> int:
+        return int(((self.funasr_config or {}).get("frontend_conf") or {}).get("fs", 16000))
+
+    # -- stages -----------------------------------------------------------------------------------------------
+    def stage_switch(self) -> tuple[str, dict[str, Any]] | None:
+        """(key prefix, args) of a StageSwitch callback, if the config has one."""
+        callbacks = self.get("trainer.callbacks")
+        if isinstance(callbacks, Mapping):
+            for name, args in callbacks.items():
+                if isinstance(args, Mapping) and args.get("class_path") == "StageSwitch":
+                    return f"trainer.callbacks.{name}", dict(args)
+        return None
+
+    @cached_property
+    def stages(self) -> list[Stage]:
+        from nano8k.training.freezing import FreezeConfig
+        from dataclasses import asdict
+
+        base_freeze = {**asdict(FreezeConfig()), **(self.get("model.freeze") or {})}
+        lr = float(self.get("model.lr", 5e-5))
+        rate = int(self.get("data.frontend_sample_rate", 16000))
+        switch = self.stage_switch()
+        if switch is None:
+            return [Stage("main", base_freeze, lr, rate, "model.freeze", "model.lr", "data.frontend_sample_rate")]
+        prefix, args = switch
+        stage1_default = {**asdict(FreezeConfig()), "encoder": False, "adaptor": True, "llm": True}
+        stages = []
+        for name, default_freeze in (("stage1", stage1_default), ("main", asdict(FreezeConfig()))):
+            freeze = {**default_freeze, **(args.get(f"{name}_freeze") or {})}
+            stage_lr = args.get(f"{name}_lr")
+            stages.append(Stage(name, freeze, float(lr if stage_lr is None else stage_lr),
+                                int(args.get(f"{name}_frontend_rate", 8000 if name == "stage1" else 16000)),
+                                f"{prefix}.{name}_freeze", f"{prefix}.{name}_lr",
+                                f"{prefix}.{name}_frontend_rate"))
+        return stages

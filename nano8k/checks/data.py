@@ -1,0 +1,148 @@
+"""Data-side preflight checks: manifests validate, no train/val overlap, sample-rate mix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nano8k.checks.context import CheckFailed, CheckResult, Context
+
+SPLITS = ("train", "val", "test")
+MAX_LISTED = 3
+
+
+def _manifests(ctx: Context, split: str) -> list[str]:
+    value = ctx.get(f"data.{split}_manifests")
+    if value in (None, ""):
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def reports(ctx: Context) -> dict[str, Any]:
+    """Header-only validation report per split (cached); raises CheckFailed on unreadable manifests."""
+    if "reports" in ctx.facts:
+        return ctx.facts["reports"]
+    if "reports_error" in ctx.facts:
+        raise CheckFailed(f"manifests unreadable: {ctx.facts['reports_error']} (see the manifests check)")
+    try:
+        ctx.facts["reports"] = _reports(ctx)
+    except CheckFailed as err:
+        ctx.facts["reports_error"] = str(err).split(":")[1].strip() if ":" in str(err) else str(err)
+        raise
+    return ctx.facts["reports"]
+
+
+def _reports(ctx: Context) -> dict[str, Any]:
+    from nano8k.data.badsamples import DataError
+    from nano8k.data.validate import validate
+
+    out = {}
+    for split in SPLITS:
+        paths = _manifests(ctx, split)
+        if not paths:
+            continue
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise CheckFailed(f"{ctx.key(f'data.{split}_manifests')}: {missing} not found (relative paths are resolved "
+                              f"from the current directory {Path.cwd()}; run from the repository root or use "
+                              "absolute paths)")
+        try:
+            out[split] = validate(paths, decode=False, min_duration=float(ctx.get("data.min_duration", 0.1)),
+                                  max_duration=float(ctx.get("data.max_duration", 30.0)))
+        except DataError as err:
+            raise CheckFailed(f"{ctx.key(f'data.{split}_manifests')}: {err}") from err
+    return out
+
+
+def train_hours(ctx: Context) -> float | None:
+    try:
+        rep = reports(ctx).get("train")
+    except CheckFailed:
+        return None
+    return None if rep is None else rep.seconds / 3600
+
+
+def check_manifests(ctx: Context) -> CheckResult:
+    """Every manifest line parses, its audio exists with a readable header, duration within limits."""
+    name = "manifests"
+    if not _manifests(ctx, "train"):
+        raise CheckFailed(f"{ctx.key('data.train_manifests')} is not set: give the training manifest(s) (jsonl, "
+                          "ChatML jsonl or a Kaldi dir)")
+    reps = reports(ctx)
+    policy = ctx.get("data.on_bad_sample", "error")
+    limit = float(ctx.get("data.max_bad_fraction", 0.01))
+    lines, status = [], "pass"
+    for split, rep in reps.items():
+        bad = len(rep.problems)
+        lines.append(f"{split} {len(rep.good)} ok / {rep.total} ({rep.seconds / 3600:.2f} h)")
+        if not bad:
+            continue
+        first = "; ".join(b.describe() for b in rep.problems[:MAX_LISTED])
+        fraction = bad / max(rep.total, 1)
+        fix = (f"fix or drop them (python -m nano8k.data.validate {' '.join(_manifests(ctx, split))} --convert "
+               "clean.jsonl), or set data.on_bad_sample skip")
+        if policy == "error" or fraction > limit:
+            why = ("data.on_bad_sample is 'error'" if policy == "error"
+                   else f"{fraction:.1%} > data.max_bad_fraction {limit}")
+            raise CheckFailed(f"{split}: {bad} bad entries ({why}), first: {first}. {fix}")
+        status = "warn"
+        lines.append(f"{split}: {bad} bad entries will be skipped, first: {first}")
+    if "val" not in reps:
+        status = "warn"
+        lines.append(f"no validation manifest ({ctx.key('data.val_manifests')}): no val/cer, checkpoints cannot be "
+                     "chosen by it; set data.val_manifests")
+    return CheckResult(name, status, "; ".join(lines))
+
+
+def check_overlap(ctx: Context) -> CheckResult:
+    """No utterance key or audio file of val/test appears in train."""
+    name = "overlap"
+    reps = reports(ctx)
+    if "train" not in reps:
+        raise CheckFailed(f"{ctx.key('data.train_manifests')} is not set or unreadable (see manifests)")
+    train = reps["train"].good
+    keys = {u.key for u in train}
+    audio = {Path(u.audio).resolve() for u in train}
+    found = []
+    for split in ("val", "test"):
+        if split not in reps:
+            continue
+        same_key = [u.key for u in reps[split].good if u.key in keys]
+        same_audio = [u.key for u in reps[split].good if Path(u.audio).resolve() in audio]
+        if same_key or same_audio:
+            found.append(f"{split}: {len(same_key)} keys and {len(same_audio)} audio files also in train "
+                         f"(e.g. {(same_key or same_audio)[:MAX_LISTED]})")
+    if found:
+        raise CheckFailed("; ".join(found) + f". Remove them from {ctx.key('data.val_manifests')}/test or from "
+                          "train: overlapping data makes val/cer optimistic")
+    checked = [s for s in ("val", "test") if s in reps]
+    return CheckResult(name, "pass", f"no key or audio file shared between train and {', '.join(checked) or '-'}")
+
+
+def check_sample_rates(ctx: Context) -> CheckResult:
+    """Sample-rate mix per split vs the telephone simulation settings."""
+    name = "sample_rates"
+    reps = reports(ctx)
+    lines, warns = [], []
+    telephone = ctx.get("data.telephone")
+    max_rate = ctx.get("data.telephone_max_input_rate", 8000)
+    for split, rep in reps.items():
+        rates = dict(sorted(rep.rates.items()))
+        lines.append(f"{split} " + (", ".join(f"{r} Hz x{n}" for r, n in rates.items()) or "-"))
+        low = [r for r in rates if r < 8000]
+        if low:
+            raise CheckFailed(f"{split}: audio at {low} Hz is below the 8 kHz telephone band; resample it to 8000 Hz "
+                              f"or drop it from {ctx.key(f'data.{split}_manifests')}")
+        wide = sum(n for r, n in rates.items() if r > 8000)
+        if not wide:
+            continue
+        if split == "train" and telephone is None:
+            warns.append(f"{wide} wideband train files will train as wideband (data.telephone is null): set "
+                         "data.telephone to simulate the channel, or pre-simulate with python -m nano8k.simulate")
+        elif split == "train" and max_rate is not None:
+            prob = ctx.get("data.telephone_prob", 0.5)
+            lines.append(f"wideband train audio goes through the telephone channel with p={prob}")
+        elif split != "train":
+            warns.append(f"{split} has {wide} wideband files; the channel is simulated on train only, so {split} "
+                         "scores do not reflect telephone audio (pre-simulate with python -m nano8k.simulate)")
+    return CheckResult(name, "warn" if warns else "pass", "; ".join(lines + warns))

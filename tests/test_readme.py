@@ -1,0 +1,24 @@
+"""The README keeps its two set-up commands and the troubleshooting table generated from preflight."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nano8k.preflight import troubleshooting_table
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+CI = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_two_setup_commands_and_ci_runs_the_test_one():
+    setup = re.findall(r"^python3 -m venv \.venv && .*$", README, flags=re.MULTILINE)
+    assert setup == [
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m nano8k.fit --config configs/demo.yaml",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest -q",
+    ]
+    assert setup[1] in CI
+
+
+def test_troubleshooting_table_is_generated_from_preflight():
+    assert troubleshooting_table() in README
