@@ -177,12 +177,9 @@ def test_memory_estimate_full_size_dims():
     from nano8k.model.convert import build_config
     from nano8k.checks.memory import model_shape
 
-    cfg = yaml.safe_load((TINY_MODEL_DIR / "config.yaml").read_text())
-    cfg["audio_encoder_conf"].update(output_size=512, linear_units=2048, num_blocks=50, tp_blocks=20)
-    cfg["audio_adaptor_conf"].update(ffn_dim=2048, llm_dim=1024, encoder_dim=512, n_layer=2)
-    qwen = dict(model_type="qwen3", hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
-                num_key_value_heads=8, head_dim=128, intermediate_size=3072, vocab_size=151936,
-                tie_word_embeddings=True, rms_norm_eps=1e-6)
+    from nano8k.model.release import release_funasr_config, release_qwen_config
+
+    cfg, qwen = release_funasr_config(), release_qwen_config()
     shape = model_shape(build_network(build_config(cfg, qwen), device="meta"))
     assert (shape.encoder_params, shape.adaptor_params, shape.llm_params) == (221136992, 12604928, 596049920)
     adaptor_only = trainable_counts(shape, {"encoder": True, "adaptor": False, "llm": True}, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -125,9 +126,17 @@ def _check_state_dict(plan, tensors: Mapping[str, torch.Tensor], network: torch.
         )
 
 
-def build_network(config: FunAsrNanoConfig, *, device: str | torch.device = "cpu") -> FunAsrNanoForConditionalGeneration:
-    """Construct the network without random initialisation (weights come from the checkpoint)."""
-    with no_init_weights(), torch.device(device):
+def build_network(
+    config: FunAsrNanoConfig,
+    *,
+    device: str | torch.device = "cpu",
+    random_init: bool = False,
+    attn_implementation: str = "sdpa",
+) -> FunAsrNanoForConditionalGeneration:
+    """Construct the network; without ``random_init`` the weights are left uninitialised for a checkpoint to fill."""
+    config._attn_implementation = attn_implementation
+    skip_init = contextlib.nullcontext() if random_init else no_init_weights()
+    with skip_init, torch.device(device):
         network = FunAsrNanoForConditionalGeneration(config)
     network.tie_weights()
     network.eval()
@@ -178,18 +187,15 @@ def _load_funasr_layout(model_dir: Path, attn_implementation: str) -> NanoASR:
     qwen = json.loads(qwen_path.read_text(encoding="utf-8"))
     try:
         config = build_config(funasr, qwen, source=str(model_dir / "config.yaml"))
-    except CheckpointError:
-        raise
     except ValueError as err:
         raise CheckpointError(str(err)) from err
-    config._attn_implementation = attn_implementation
     weights = _require(model_dir / "model.pt", "model.pt", "The weights file of the release is model.pt.")
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises several types for a damaged file
         raise CheckpointError(f"{weights}: cannot be read as a torch checkpoint ({err})") from err
     tensors = unwrap_state_dict(checkpoint, str(weights))
-    network = build_network(config)
+    network = build_network(config, attn_implementation=attn_implementation)
     plan = key_plan(Layout.from_config(config))
     _check_state_dict(plan, tensors, network, str(weights))
     extras = OrderedDict((k, v.clone()) for k, v in tensors.items() if k.startswith(EXTRA_PREFIXES))

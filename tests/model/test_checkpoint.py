@@ -13,20 +13,15 @@ import yaml
 
 from nano8k.model.checkpoint import CheckpointError, build_network, export_funasr, export_hf, load_pretrained
 from nano8k.model.convert import Layout, build_config, key_plan, parameter_counts, to_funasr_state_dict
+from nano8k.model.release import release_funasr_config, release_qwen_config
 from tests.conftest import TINY_DIR
-
-QWEN3_0_6B = dict(
-    model_type="qwen3", hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
-    head_dim=128, intermediate_size=3072, hidden_act="silu", vocab_size=151936, max_position_embeddings=40960,
-    rope_theta=1000000, rms_norm_eps=1e-6, tie_word_embeddings=True, attention_bias=False,
-    bos_token_id=151643, eos_token_id=151645,
-)
 
 
 def official_config() -> dict:
+    """The tiny fixture's config.yaml with the release's model sections (other sections as released)."""
     config = yaml.safe_load((TINY_DIR / "config.yaml").read_text())
-    config["audio_encoder_conf"].update(output_size=512, linear_units=2048, num_blocks=50, tp_blocks=20)
-    config["audio_adaptor_conf"].update(ffn_dim=2048, llm_dim=1024, encoder_dim=512, n_layer=2)
+    for section, values in release_funasr_config().items():
+        config[section].update(values)
     return config
 
 
@@ -46,7 +41,7 @@ def _rewrite(path: Path, obj) -> None:
 
 
 def test_full_size_build_reports_release_parameter_counts():
-    network = build_network(build_config(official_config(), QWEN3_0_6B), device="meta")
+    network = build_network(build_config(official_config(), release_qwen_config()), device="meta")
     counts = parameter_counts(network)
     assert counts == {"encoder": 221_136_992, "adaptor": 12_604_928, "llm": 596_049_920}
     assert network.config.adaptor_config.layer_norm_eps == 1e-12
@@ -54,7 +49,7 @@ def test_full_size_build_reports_release_parameter_counts():
 
 
 def test_full_size_key_names_order_and_shapes_equal_the_release():
-    config = build_config(official_config(), QWEN3_0_6B)
+    config = build_config(official_config(), release_qwen_config())
     network = build_network(config, device="meta")
     ours = [(k, tuple(v.shape)) for k, v in to_funasr_state_dict(key_plan(Layout.from_config(config)), network.state_dict()).items()]
     fixture_tsv = Path(__file__).resolve().parent.parent / "fixtures" / "fun-asr-nano-state-dict.tsv"
