@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from nano8k.training.checkpointing import atomic_torch_save, average_checkpoints, export_module, module_from_checkpoint
+from nano8k.model.checkpoint import atomic_torch_save
+from nano8k.training.checkpointing import average_checkpoints, export_module, module_from_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:

@@ -243,7 +243,7 @@ def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dt
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     llm_name = (model.funasr_config.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
-    _atomic_torch_save({"state_dict": funasr_state_dict(model, dtype)}, out / "model.pt")
+    atomic_torch_save({"state_dict": funasr_state_dict(model, dtype)}, out / "model.pt")
     (out / "config.yaml").write_text(yaml.safe_dump(model.funasr_config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     llm_dir = out / llm_name
     llm_dir.mkdir(parents=True, exist_ok=True)
@@ -262,10 +262,34 @@ def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``<path>.tmp`` in the same folder, fsync, then ``os.replace``: the old file survives a crash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def copy_release_extras(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:

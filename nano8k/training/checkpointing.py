@@ -15,43 +15,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel
-from nano8k.model.checkpoint import copy_release_extras, export_funasr, export_hf
+from nano8k.model.checkpoint import atomic_torch_save, copy_release_extras, export_funasr, export_hf
 from nano8k.training.freezing import FreezeConfig, LoraConfig
 
 log = logging.getLogger(__name__)
 
 # config dataclasses that land in checkpoints' (datamodule_)hyper_parameters; allowed for torch.load(weights_only=True)
 torch.serialization.add_safe_globals([SpecAugment, TelephoneChannel, FreezeConfig, LoraConfig])
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``<path>.tmp`` in the same folder, fsync, then ``os.replace``: the old file survives a crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
