@@ -47,8 +47,8 @@ class StageSwitch(Callback):
 
     At the switch: ``pl_module.set_stage(main_freeze, main_lr)`` (re-freezes; the module restarts its schedule),
     ``trainer.strategy.setup_optimizers(trainer)`` (new optimizer and scheduler groups for the new trainable set;
-    under DDP the model is re-wrapped first so DDP reduces the newly trainable parameters; the tests run
-    single-process, so that path is unexercised) and
+    under DDP the model is re-wrapped first so DDP reduces the newly trainable parameters, tested on 2 CPU
+    processes in tests/training/test_fit.py) and
     ``trainer.datamodule.set_frontend_rate(main_frontend_rate)``.
 
     ``state_dict`` holds the stage and the switch step/epoch. On resume Lightning restores module and callback

@@ -81,6 +81,19 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert first != result["initial"]
 
 
+def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
+    report = tmp_path / "ddp.json"
+    done = subprocess.run([sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report), "--stage-switch"], cwd=tmp_path,
+                          env=script_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["global_step"] == 4 and result["trainable"]["encoder"] == 0 and result["trainable"]["adaptor"] > 0
+    rank0, rank1 = result["parts_per_rank"]
+    _, _, adaptor_before = result["initial_parts"]
+    assert rank0[2] != adaptor_before, "the adaptor did not train after the switch"
+    assert rank0 == rank1, "ranks diverged after the stage switch: DDP does not reduce the adaptor's gradients"
+
+
 def test_cli_overrides_and_print_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         fit_cli.main(["--config", str(REPO / "configs/demo.yaml"), "--model.lr", "1e-4", "--print_config"])
