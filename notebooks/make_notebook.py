@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import matplotlib
 import matplotlib.pyplot as plt
 from IPython.display import Audio, Markdown, display
 
