@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import nano8k.training.checkpointing  # noqa: F401  (registers config dataclasses as safe to unpickle on resume)
 from nano8k.data.datamodule import TelephoneDataModule
@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the st
 class NanoCLI(LightningCLI):
     """LightningCLI without subcommands: parses one config, then runs ``trainer.fit``."""
 
-    def add_arguments_to_parser(self, parser) -> None:
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--ckpt_path",
             type=str | None,

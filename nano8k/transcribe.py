@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -118,7 +119,7 @@ def add_decode_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--llm_dtype", type=str | None, default=None, help="fp32, bf16 or fp16 for the LLM")
 
 
-def decode_options(args) -> DecodeOptions:
+def decode_options(args: argparse.Namespace) -> DecodeOptions:
     if args.batch_size < 1:
         raise SystemExit(f"error: --batch_size must be >= 1, got {args.batch_size}")
     hotwords = tuple(word.strip() for word in args.hotwords.split(",") if word.strip())

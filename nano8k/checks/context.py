@@ -7,7 +7,10 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
+
+if TYPE_CHECKING:
+    from transformers import FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -122,7 +125,7 @@ class Context:
             return None
 
     @cached_property
-    def network_config(self):
+    def network_config(self) -> "FunAsrNanoConfig":
         """``FunAsrNanoConfig`` from config.yaml + Qwen config.json; raises ValueError when it cannot be built."""
         from nano8k.model.convert import build_config
 
@@ -131,7 +134,7 @@ class Context:
         return build_config(self.funasr_config, self.qwen_config, source=str(self.model_dir / "config.yaml"))
 
     @cached_property
-    def meta_network(self):
+    def meta_network(self) -> "FunAsrNanoForConditionalGeneration":
         """The network built on the meta device (shapes only, no memory) for parameter counts."""
         from nano8k.model.checkpoint import build_network
 

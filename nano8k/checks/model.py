@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context
-from nano8k.checks.memory import model_shape, trainable_counts
+from nano8k.checks.memory import ModelShape, model_shape, trainable_counts
 
 VALID_RATES = (8000, 16000)
 
@@ -117,7 +117,7 @@ def check_dims(ctx: Context) -> CheckResult:
                        f"{ada.get('ffn_dim')} -> LLM {hidden} (vocab {ctx.qwen_config.get('vocab_size')})")
 
 
-def shape(ctx: Context):
+def shape(ctx: Context) -> ModelShape:
     """Cached ``ModelShape`` of the model dir (meta-device build)."""
     if "shape" not in ctx.facts:
         try:

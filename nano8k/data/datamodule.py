@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import torch
@@ -18,6 +18,9 @@ from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.model.features import FrontendConfig
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, PromptEncoder, audio_token_count
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger("nano8k.data")
 Split = Literal["train", "val", "test"]
@@ -34,7 +37,7 @@ def find_tokenizer_dir(path: str | Path) -> Path:
     return found[0]
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """``AutoTokenizer`` from a tokenizer folder or a FunASR model folder."""
     from transformers import AutoTokenizer
 

@@ -16,7 +16,7 @@ from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel, utterance_rng
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
-from nano8k.model.prompt import PromptEncoder, audio_token_count, training_context_header
+from nano8k.model.prompt import EncodedPrompt, PromptEncoder, audio_token_count, training_context_header
 
 logger = logging.getLogger("nano8k.data")
 
@@ -114,7 +114,7 @@ class SpeechDataset(Dataset):
             info["specaugment"] = True
         return apply_lfr(feats, frontend.lfr_m, frontend.lfr_n), info
 
-    def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True):
+    def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
         opts = self.prompt_options
         language = utt.lang if opts.language == "manifest" else opts.language
         prompt = utt.prompt

@@ -6,7 +6,7 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import lightning as L
 import torch
@@ -17,6 +17,9 @@ from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.model.checkpoint import atomic_torch_save, copy_release_extras, export_funasr, export_hf
 from nano8k.training.freezing import FreezeConfig, LoraConfig
+
+if TYPE_CHECKING:
+    from nano8k.training.module import NanoASRModule
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     return merged
 
 
-def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = None):
+def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = None) -> "NanoASRModule":
     """A fresh CPU ``NanoASRModule`` with the checkpoint's hyperparameters and weights (``model_dir`` overrides)."""
     from nano8k.training.module import NanoASRModule
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from torch import nn
 
 from nano8k.model.nano import NanoASR
+
+if TYPE_CHECKING:
+    from peft.tuners.lora import LoraModel
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ def set_frozen_eval(model: NanoASR) -> None:
         module.eval()
 
 
-def add_lora(model: NanoASR, cfg: LoraConfig):
+def add_lora(model: NanoASR, cfg: LoraConfig) -> LoraModel:
     """Inject peft LoRA adapters into the LLM in place; returns the peft ``LoraModel`` tuner (for merging)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import LoraModel
@@ -126,7 +129,7 @@ def add_lora(model: NanoASR, cfg: LoraConfig):
         raise ValueError(f"lora.target_modules={cfg.target_modules}: {err}") from err
 
 
-def merge_lora(model: NanoASR, tuner) -> None:
+def merge_lora(model: NanoASR, tuner: LoraModel) -> None:
     """Merge the adapters into the LLM weights and remove them, restoring the released key set."""
     merged = tuner.merge_and_unload()
     if merged is not model.llm:  # merge_and_unload edits in place and returns the same module

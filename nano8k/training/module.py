@@ -14,7 +14,7 @@ import torch
 from nano8k.assets import TINY_MODEL_DIR
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
-from nano8k.model.nano import NanoASR
+from nano8k.model.nano import NanoASR, NanoOutput
 from nano8k.model.prompt import IGNORE_INDEX
 from nano8k.training.freezing import (
     GROUPS,
@@ -179,7 +179,7 @@ class NanoASRModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # -- steps -------------------------------------------------------------------------------------------------
-    def forward(self, batch: SpeechBatch):
+    def forward(self, batch: SpeechBatch) -> NanoOutput:
         return self.model(batch)
 
     def _nonfinite(self, loss: torch.Tensor) -> bool:
