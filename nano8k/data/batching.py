@@ -58,6 +58,12 @@ class BucketBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    @property
+    def sampler(self) -> "BucketBatchSampler":
+        """Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` (not on the batch sampler itself)
+        at every epoch start: pointing it here makes each epoch reshuffle and keeps the resume position per epoch."""
+        return self
+
     def _fits(self, count: int, frames: int, tokens: int) -> bool:
         if count * frames > self.max_frames:
             return False
@@ -102,8 +108,9 @@ class BucketBatchSampler:
 
     # -- iteration / resume -----------------------------------------------------------------------------------
     def __len__(self) -> int:
-        skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
-        return len(self.rank_batches()) - skip
+        """Batches in the whole epoch, also when resuming mid-epoch: Lightning counts a resumed epoch's batches from
+        the restored position up to ``len``, so a shortened length would end the epoch early (or, at 0, the fit)."""
+        return len(self.rank_batches())
 
     def __iter__(self) -> Iterator[list[Any]]:
         epoch = self.epoch

@@ -59,7 +59,7 @@ def test_resume_mid_epoch():
     full = list(sampler)
     resumed = make()
     resumed.load_state_dict(sampler.state_dict(batches_consumed=5) | {"epoch": 2})
-    assert resumed.epoch == 2 and len(resumed) == len(full) - 5
+    assert resumed.epoch == 2 and len(resumed) == len(full)  # Lightning counts on from the restored position
     assert list(resumed) == full[5:]
     assert list(resumed) == full  # the offset applies to the interrupted epoch only
     with pytest.raises(ValueError, match="world_size"):
@@ -73,6 +73,17 @@ def test_yield_epoch_pairs():
     assert all(isinstance(i, tuple) and i[1] == 3 and i[2] is None for i in batch)
     sampler.frontend_rate = 8000
     assert all(i[2] == 8000 for i in next(iter(sampler)))
+
+
+def test_lightning_sets_the_epoch_of_the_batch_sampler():
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    sampler = make()
+    first = list(sampler)
+    _set_sampler_epoch(DataLoader(list(range(len(LENGTHS))), batch_sampler=sampler), 3)
+    assert sampler.epoch == 3
+    assert list(sampler) != first  # a new shuffle for the new epoch
 
 
 def test_bucketing_wastes_less_padding_than_fixed_batches():

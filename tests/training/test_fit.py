@@ -52,9 +52,12 @@ def test_kill9_then_resume_from_last(tmp_path):
     step = saved["global_step"]
     assert step >= 6 and step % 3 == 0
     before = read_steps(run / "steps.jsonl")
-    (run / "steps.jsonl").unlink()
 
-    resumed = subprocess.run([sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), str(step + 2), "last"],
+    epoch0_before = [key for line in (run / "steps.jsonl").read_text().splitlines()
+                     for entry in [json.loads(line)] if entry["step"] <= step and entry["epoch"] == 0
+                     for key in entry["keys"]]
+    (run / "steps.jsonl").unlink()
+    resumed = subprocess.run([sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), str(step + 90), "last"],
                              cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     start = json.loads((run / "start.json").read_text())
@@ -66,6 +69,12 @@ def test_kill9_then_resume_from_last(tmp_path):
     assert min(after) == step + 1
     # data position: the first batch after resuming is the one the killed run drew after the checkpoint
     assert step + 1 in before and after[step + 1] == before[step + 1]
+    # the resumed epoch is neither cut short nor repeated: epoch 0 covers every utterance exactly once
+    entries = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    epoch0_after = [key for entry in entries if entry["epoch"] == 0 for key in entry["keys"]]
+    train_keys = [json.loads(line)["key"] for line in (REPO / "data_manifests/demo/train.jsonl").read_text().splitlines()]
+    assert sorted(epoch0_before + epoch0_after) == sorted(train_keys)
+    assert any(entry["epoch"] == 1 for entry in entries), "training did not continue into the next epoch"
 
 
 def test_ddp_two_cpu_processes(tmp_path):
@@ -92,6 +101,32 @@ def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
     _, _, adaptor_before = result["initial_parts"]
     assert rank0[2] != adaptor_before, "the adaptor did not train after the switch"
     assert rank0 == rank1, "ranks diverged after the stage switch: DDP does not reduce the adaptor's gradients"
+
+
+def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monkeypatch):
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config["trainer"]["callbacks"] = [
+        c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"] and "Export" not in c["class_path"]
+    ]
+    for callback in config["trainer"]["callbacks"]:
+        if "dirpath" in callback.get("init_args", {}):
+            callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    config["trainer"].update(default_root_dir=str(tmp_path), logger=False, max_epochs=2, check_val_every_n_epoch=2,
+                             limit_val_batches=1)
+    config["model"]["warmup_steps"] = 1
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(REPO)
+    args = ["--config", str(tmp_path / "demo.yaml"), "--model.max_new_tokens", "2"]
+    first = fit_cli.main(args)
+    sampler = first.datamodule._train_sampler
+    per_epoch = len(sampler.rank_batches(0))
+    assert sampler.epoch == 1 and sampler.rank_batches(0) != sampler.rank_batches(1)
+    assert first.trainer.global_step == 2 * per_epoch
+    assert first.datamodule.state_dict()["train_sampler"] == {
+        "epoch": 1, "batches_consumed": per_epoch, "seed": 1234, "world_size": 1}
+    resumed = fit_cli.main([*args, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 3 * per_epoch
+    assert resumed.datamodule._train_sampler.epoch == 2
 
 
 def test_cli_overrides_and_print_config(capsys):

@@ -38,7 +38,8 @@ class Recorder(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         with open(self.root / "steps.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": trainer.global_step, "keys": batch.keys}) + "\n")
+            handle.write(json.dumps({"step": trainer.global_step, "epoch": trainer.current_epoch,
+                                     "keys": batch.keys}) + "\n")
         time.sleep(self.delay)
 
 
