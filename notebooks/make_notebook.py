@@ -43,7 +43,7 @@ from nano8k.model.convert import parameter_counts
 
 module = NanoASRModule(model_dir=MODEL_DIR, freeze={"encoder": False, "adaptor": False, "llm": False},
                        lr=3e-3, weight_decay=0.0, scheduler="cosine", warmup_steps=5, min_lr_ratio=0.05,
-                       dither=0.0, max_new_tokens=40)
+                       max_new_tokens=40)
 model = module.model
 print("parameters:", {k: f"{v:,}" for k, v in parameter_counts(model.network).items()})
 print("trainable: ", {k: f"{v:,}" for k, v in module.trainable.items()})

@@ -85,7 +85,6 @@ class NanoASRModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         max_consecutive_nonfinite: int = 10,
         llm_dtype: str | None = None,
-        dither: float | None = 0.0,
         max_new_tokens: int = 128,
     ) -> None:
         super().__init__()
@@ -98,10 +97,11 @@ class NanoASRModule(L.LightningModule):
         if max_consecutive_nonfinite < 1:
             raise ValueError(f"model.max_consecutive_nonfinite must be >= 1, got {max_consecutive_nonfinite}")
         self.save_hyperparameters()
+        # the model's own frontend stays deterministic (dither 0); training dither is the data module's `dither`
         # plain dicts in the checkpoint so it loads with torch.load(weights_only=True)
         self.hparams["freeze"] = asdict(freeze)
         self.hparams["lora"] = asdict(lora) if lora is not None else None
-        self.model: NanoASR = load_pretrained(resolve_model_dir(model_dir), llm_dtype=llm_dtype, dither=dither)
+        self.model: NanoASR = load_pretrained(resolve_model_dir(model_dir), llm_dtype=llm_dtype, dither=0.0)
         # the peft tuner wraps self.model.llm in place; kept out of the module tree (no duplicate state-dict keys)
         object.__setattr__(self, "lora_tuner", add_lora(self.model, lora) if lora is not None else None)
         if gradient_checkpointing:

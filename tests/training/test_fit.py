@@ -129,6 +129,26 @@ def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monk
     assert resumed.datamodule._train_sampler.epoch == 2
 
 
+@pytest.mark.parametrize("name", ["telephone.yaml", "stage1_encoder_adapt.yaml"])
+def test_real_configs_run_end_to_end_on_the_tiny_model(name, tmp_path, monkeypatch):
+    """The shipped configs as a user runs them (model dir and data swapped for the tiny model and demo corpus)."""
+    monkeypatch.chdir(tmp_path)  # the configs write runs/<name>/ relative to the working directory
+    demo = REPO / "data_manifests" / "demo"
+    cli = fit_cli.main([
+        "--config", str(REPO / "configs" / name), "--model.model_dir", "tiny",
+        "--data.train_manifests", str(demo / "train.jsonl"), "--data.val_manifests", str(demo / "val.jsonl"),
+        "--data.num_workers", "0", "--model.warmup_steps", "1", "--model.max_new_tokens", "2",
+        "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+        "--trainer.devices", "1", "--trainer.strategy", "auto",  # 2-process DDP: test_ddp_two_cpu_processes
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
+    ])
+    assert cli.trainer.global_step == 2
+    assert cli.trainer.logger.log_dir and (Path(cli.trainer.logger.log_dir) / "hparams.yaml").exists()
+    rate = 8000 if name.startswith("stage1") else 16000
+    assert cli.datamodule.frontend.sample_rate == rate
+    assert list((tmp_path / "runs").glob("*/export/funasr/model.pt"))
+
+
 def test_cli_overrides_and_print_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         fit_cli.main(["--config", str(REPO / "configs/demo.yaml"), "--model.lr", "1e-4", "--print_config"])
