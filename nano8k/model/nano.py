@@ -74,6 +74,13 @@ class NanoASR(nn.Module):
 
     def encode_audio(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """Encoder + adaptor over a padded batch ``[B, L, 560]`` with its full mask -> ``[B, L, llm_dim]``."""
+        longest = self.encoder.config.max_position_embeddings - 1  # sinusoid table rows; position 0 is unused
+        if feats.shape[1] > longest:
+            raise ValueError(
+                f"audio of {feats.shape[1]} LFR frames ({feats.shape[1] * 0.06:.1f} s) exceeds the encoder's "
+                f"{longest} frames ({longest * 0.06:.1f} s); split long recordings (the release trained on <= 2000 "
+                "frames, 120 s) or lower data.max_duration"
+            )
         mask = frame_mask(feat_lens, feats.shape[1])
         encoded = self.encoder(input_features=feats, input_features_mask=mask).last_hidden_state
         return self.adaptor(encoded, mask)

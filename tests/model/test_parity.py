@@ -107,3 +107,11 @@ def test_all_frames_mode_changes_what_the_llm_sees(tiny_model, golden_meta):
         high = tiny_model(collate([full], tiny_model.pad_id)).loss
     assert int(full.prompt.audio_tokens) == frames > item.prompt.audio_tokens
     assert not torch.isclose(low, high)
+
+
+def test_audio_longer_than_the_encoder_table_is_a_clear_error(tiny_model):
+    longest = tiny_model.encoder.config.max_position_embeddings - 1
+    with torch.no_grad():
+        assert tiny_model.encode_audio(torch.zeros(1, longest, 560), torch.tensor([longest])).shape[1] == longest
+        with pytest.raises(ValueError, match=rf"{longest + 1} LFR frames .* exceeds the encoder's {longest} frames"):
+            tiny_model.encode_audio(torch.zeros(1, longest + 1, 560), torch.tensor([longest + 1]))
