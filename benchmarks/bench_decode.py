@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from nano8k.assets import TINY_MODEL_DIR
+from nano8k.assets import tiny_model_dir
 from nano8k.data.audio import load_audio
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.checkpoint import load_pretrained
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    model = load_pretrained(TINY_MODEL_DIR, dither=0.0).to(args.device).eval()
+    model = load_pretrained(tiny_model_dir(), dither=0.0).to(args.device).eval()
     items = build_items(model, args.utterances)
     decode(model, items[: args.batch_size], args.batch_size, args.max_new_tokens, args.device)  # warm-up
     t_batched, batched = timed(

@@ -16,7 +16,7 @@ import time
 import torch
 from transformers import AutoTokenizer
 
-from nano8k.assets import TINY_MODEL_DIR
+from nano8k.assets import TINY_TEMPLATE_DIR
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.checkpoint import DTYPES, build_network
 from nano8k.model.convert import build_config, parameter_counts
@@ -38,7 +38,7 @@ def build_model(device: torch.device, llm_dtype: torch.dtype) -> NanoASR:
     network.model.language_model.to(llm_dtype)
     network.lm_head.to(llm_dtype)
     # the tiny byte-level tokenizer stands in for Qwen3's (its ids are valid in the 151,936-entry vocabulary)
-    tokenizer = AutoTokenizer.from_pretrained(str(TINY_MODEL_DIR / "Qwen3-0.6B"))
+    tokenizer = AutoTokenizer.from_pretrained(str(TINY_TEMPLATE_DIR / "Qwen3-0.6B"))
     return NanoASR(network, tokenizer, FrontendConfig(), funasr, qwen)
 
 

@@ -31,7 +31,7 @@ from IPython.display import Audio, Markdown, display
 # the repository root (holds configs/ and data_manifests/), wherever Jupyter was started
 ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "configs" / "demo.yaml").is_file())
 os.chdir(ROOT)
-MODEL_DIR = os.environ.get("NANO8K_MODEL_DIR", "tiny")  # 'tiny' = nano8k/assets/tiny-nano
+MODEL_DIR = os.environ.get("NANO8K_MODEL_DIR", "tiny")  # 'tiny' = random-init model generated from nano8k/assets/tiny-nano
 MAX_STEPS = int(os.environ.get("NANO8K_NOTEBOOK_STEPS", "30"))
 torch.manual_seed(0)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

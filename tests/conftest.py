@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ TINY_DIR = FIXTURES / "tiny-nano"
 SPEECH_DIR = FIXTURES / "speech"
 
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("NANO8K_CACHE_DIR", tempfile.mkdtemp(prefix="nano8k-test-cache-"))  # the generated tiny model
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

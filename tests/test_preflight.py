@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from nano8k.assets import TINY_MODEL_DIR
+from nano8k.assets import tiny_model_dir
 from nano8k.preflight import CHECKS, PreflightError, enforce, main, run_preflight
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_model_dir_missing(tmp_path):
 
 
 def test_model_dir_incomplete(tmp_path):
-    shutil.copytree(TINY_MODEL_DIR, tmp_path / "m")
+    shutil.copytree(tiny_model_dir(), tmp_path / "m")
     (tmp_path / "m" / "model.pt").unlink()
     r = only("model_dir", edit(model__model_dir=str(tmp_path / "m")))
     assert r.status == "fail" and "model.pt" in r.message
@@ -89,7 +89,7 @@ def test_frontend_rate(tmp_path):
 
 
 def test_dims_mismatch(tmp_path):
-    shutil.copytree(TINY_MODEL_DIR, tmp_path / "m")
+    shutil.copytree(tiny_model_dir(), tmp_path / "m")
     cfg_path = tmp_path / "m" / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["audio_adaptor_conf"]["llm_dim"] = 1536
@@ -140,7 +140,7 @@ def test_trainable_counts_match_the_module_freezing():
 
     freeze = {"encoder": False, "adaptor": True, "llm": True, "encoder_frozen_layers": 2}
     r = only("trainable", edit(model__freeze=freeze))
-    counts = apply_freezing(load_pretrained(TINY_MODEL_DIR), FreezeConfig(**freeze))
+    counts = apply_freezing(load_pretrained(tiny_model_dir()), FreezeConfig(**freeze))
     assert r.status == "pass" and f"encoder {counts['encoder']:,}," in r.message and "adaptor 0" in r.message
 
 
@@ -158,7 +158,7 @@ def test_schedule_sizes_step_bounded_and_endless_runs():
 
 
 def test_tuning_advice_full_llm_on_little_data(tmp_path):
-    shutil.copytree(TINY_MODEL_DIR, tmp_path / "m")  # not the tiny alias: treated as pretrained weights
+    shutil.copytree(tiny_model_dir(), tmp_path / "m")  # not the tiny alias: treated as pretrained weights
     r = only("tuning_advice", edit(model__model_dir=str(tmp_path / "m")))
     assert r.status == "fail" and "10,000 h" in r.message and "model.freeze.llm true" in r.message
 

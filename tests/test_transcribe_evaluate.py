@@ -12,7 +12,7 @@ from nano8k.training.metrics import cer, mer, wer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_WAVS = sorted(str(p) for p in (FIXTURES / "tiny-nano").glob("*.wav"))
-COMMON = ["--model_dir", "tiny", "--max_new_tokens", "6", "--device", "cpu"]
+COMMON = ["--model_dir", str(FIXTURES / "tiny-nano"), "--max_new_tokens", "6", "--device", "cpu"]
 
 
 def _lines(out: str) -> dict[str, str]:

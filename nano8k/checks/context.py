@@ -80,19 +80,19 @@ class Context:
 
     @property
     def is_tiny(self) -> bool:
-        from nano8k.assets import TINY_MODEL_DIR
+        from nano8k.assets import tiny_model_path
 
         value = self.model_dir_value
-        return value == "tiny" or (value is not None and Path(value).resolve() == TINY_MODEL_DIR)
+        return value == "tiny" or (value is not None and Path(value).resolve() == tiny_model_path().resolve())
 
     @cached_property
     def model_dir(self) -> Path | None:
-        from nano8k.assets import TINY_MODEL_DIR
+        from nano8k.assets import tiny_model_dir
 
         value = self.model_dir_value
         if value is None:
             return None
-        return TINY_MODEL_DIR if value == "tiny" else Path(value).expanduser()
+        return tiny_model_dir() if value == "tiny" else Path(value).expanduser()
 
     @cached_property
     def funasr_config(self) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from nano8k.assets import TINY_MODEL_DIR
+from nano8k.assets import tiny_model_dir
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR, NanoOutput
@@ -45,7 +45,7 @@ def resolve_model_dir(value: str | os.PathLike | None) -> Path:
             "tiny demo model"
         )
     if str(value) == TINY_ALIAS:
-        return TINY_MODEL_DIR
+        return tiny_model_dir()
     path = Path(value).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"model.model_dir={value!r} (or ${MODEL_DIR_ENV}): directory not found")

@@ -11,7 +11,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nano8k import average
-from nano8k.assets import TINY_MODEL_DIR
+from nano8k.assets import tiny_model_dir
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.training import checkpointing
 from nano8k.training.checkpointing import AtomicCheckpointIO, ExportOnFitEnd, average_state_dicts
@@ -94,11 +94,11 @@ def test_export_on_fit_end_merges_lora_to_release_keys(tmp_path):
     export = ExportOnFitEnd(out_dir=str(tmp_path / "export"), average_top_k=2)
     fit(tmp_path, 4, module, export)
     assert len(export.sources) == 2
-    released = torch.load(TINY_MODEL_DIR / "model.pt", weights_only=True)["state_dict"]
+    released = torch.load(tiny_model_dir() / "model.pt", weights_only=True)["state_dict"]
     exported = torch.load(export.exported["funasr"] / "model.pt", weights_only=True)["state_dict"]
     assert list(exported) == list(released)
     config = yaml.safe_load((export.exported["funasr"] / "config.yaml").read_text())
-    assert config == yaml.safe_load((TINY_MODEL_DIR / "config.yaml").read_text())
+    assert config == yaml.safe_load((tiny_model_dir() / "config.yaml").read_text())
     averaged = checkpointing.average_checkpoints(export.sources)["state_dict"]
     lora_keys = [k for k in averaged if "lora_B" in k]
     assert lora_keys and any(averaged[k].abs().sum() > 0 for k in lora_keys)

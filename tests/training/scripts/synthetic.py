@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from nano8k.assets import TINY_MODEL_DIR
+from nano8k.assets import TINY_TEMPLATE_DIR
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.prompt import PromptEncoder, audio_token_count
 
@@ -18,7 +18,7 @@ WORDS = ["hello", "world", "yes", "no", "call", "back", "today", "please"]
 
 
 def tiny_tokenizer():
-    return AutoTokenizer.from_pretrained(str(TINY_MODEL_DIR / "Qwen3-0.6B"))
+    return AutoTokenizer.from_pretrained(str(TINY_TEMPLATE_DIR / "Qwen3-0.6B"))
 
 
 def make_items(tokenizer, count: int, seed: int = 0) -> list[SpeechItem]:
