@@ -241,3 +241,20 @@ def test_lightning_cli_namespace_and_troubleshooting_table():
     assert set(FIXES) == set(CHECKS)
     table = troubleshooting_table()
     assert all(f"| `{name}` |" in table for name in CHECKS)
+
+
+def test_model_checks_read_an_hf_export_and_a_remapped_llm_folder(tmp_path):
+    """Preflight reads model dirs exactly as the loader does (stage 1 -> main starts from an HF export)."""
+    from nano8k.model.checkpoint import export_hf, load_pretrained
+
+    hf = export_hf(load_pretrained(tiny_model_dir()), tmp_path / "hf")
+    remapped = tmp_path / "remapped"
+    shutil.copytree(tiny_model_dir(), remapped)
+    (remapped / "Qwen3-0.6B").rename(remapped / "llm")
+    (remapped / "configuration.json").write_text(json.dumps({"file_path_metas": {"llm_conf": {"init_param_path": "llm"}}}))
+    load_pretrained(remapped)  # the loader follows configuration.json
+    for model_dir in (hf, remapped):
+        config = edit(model__model_dir=str(model_dir))
+        for check in ("model_dir", "dims", "trainable", "memory"):
+            result = only(check, config)
+            assert result.status != "fail", (model_dir.name, check, result.message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -75,8 +74,10 @@ class Context:
     # -- model dir --------------------------------------------------------------------------------------------
     @cached_property
     def model_dir_value(self) -> str | None:
+        from nano8k.training.module import MODEL_DIR_ENV
+
         value = self.get("model.model_dir")
-        return value if value not in (None, "") else os.environ.get("NANO8K_MODEL_DIR")
+        return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
 
     @property
     def is_tiny(self) -> bool:
@@ -87,42 +88,35 @@ class Context:
 
     @cached_property
     def model_dir(self) -> Path | None:
-        from nano8k.assets import tiny_model_dir
+        from nano8k.training.module import resolve_model_dir
 
-        value = self.model_dir_value
-        if value is None:
+        if self.model_dir_value is None:
             return None
-        return tiny_model_dir() if value == "tiny" else Path(value).expanduser()
+        try:
+            return resolve_model_dir(self.model_dir_value)
+        except FileNotFoundError:  # reported by the model_dir check
+            return Path(self.model_dir_value).expanduser()
 
     @cached_property
-    def funasr_config(self) -> dict[str, Any] | None:
-        """The model dir's config.yaml (or the HF export's sidecar); None when absent or unreadable."""
-        import yaml
+    def model_configs(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(config.yaml, LLM config.json) of the model dir in either layout, read as the loader reads them."""
+        from nano8k.model.checkpoint import CheckpointError, read_model_configs
 
         if self.model_dir is None:
             return None
-        for name in ("config.yaml", "nano8k_funasr_config.yaml"):
-            path = self.model_dir / name
-            if path.is_file():
-                try:
-                    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-                except yaml.YAMLError:
-                    return None
-                return data if isinstance(data, dict) else None
-        return None
-
-    @cached_property
-    def qwen_config(self) -> dict[str, Any] | None:
-        if self.model_dir is None or self.funasr_config is None:
-            return None
-        name = (self.funasr_config.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
-        path = self.model_dir / name / "config.json"
-        if not path.is_file():
-            return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+            return read_model_configs(self.model_dir)
+        except CheckpointError:
             return None
+
+    @property
+    def funasr_config(self) -> dict[str, Any] | None:
+        """The model dir's config.yaml (or the HF export's kept copy); None when absent or unreadable."""
+        return self.model_configs[0] if self.model_configs else None
+
+    @property
+    def qwen_config(self) -> dict[str, Any] | None:
+        return self.model_configs[1] if self.model_configs else None
 
     @cached_property
     def network_config(self) -> "FunAsrNanoConfig":
@@ -156,8 +150,9 @@ class Context:
 
     @cached_property
     def stages(self) -> list[Stage]:
-        from nano8k.training.freezing import FreezeConfig
         from dataclasses import asdict
+
+        from nano8k.training.freezing import FreezeConfig
 
         base_freeze = {**asdict(FreezeConfig()), **(self.get("model.freeze") or {})}
         lr = float(self.get("model.lr", 5e-5))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.memory import ModelShape, model_shape, trainable_counts
+from nano8k.model.checkpoint import llm_dir
 
 VALID_RATES = (8000, 16000)
 
@@ -20,7 +21,7 @@ def check_model_dir(ctx: Context) -> CheckResult:
                           "Fun-ASR-Nano-2512 (model.pt, config.yaml, Qwen3-0.6B/) and point model.model_dir at it")
     if (d / "config.yaml").is_file():
         needed = ["config.yaml", "model.pt"]
-        llm = ((ctx.funasr_config or {}).get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
+        llm = llm_dir(d, ctx.funasr_config or {}).relative_to(d)
         needed += [f"{llm}/config.json", f"{llm}/tokenizer_config.json"]
         layout = "FunASR release"
     elif (d / "config.json").is_file():

@@ -75,24 +75,50 @@ def unwrap_state_dict(checkpoint: Any, source: str) -> "OrderedDict[str, torch.T
     return tensors
 
 
-def read_funasr_config(model_dir: Path) -> dict[str, Any]:
-    path = _require(model_dir / "config.yaml", "config.yaml", "Point model_dir at the Fun-ASR-Nano-2512 download.")
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """A YAML or JSON file whose top level is a mapping; ``CheckpointError`` naming the file otherwise."""
+    is_json = path.suffix == ".json"  # not yaml for JSON: PyYAML reads 1e-06 as a string
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise CheckpointError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(config, dict):
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise CheckpointError(f"{path}: not valid {'JSON' if is_json else 'YAML'} ({err})") from err
+    if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a mapping at the top level")
-    return config
+    return data
 
 
-def _llm_dir(model_dir: Path, funasr: Mapping[str, Any]) -> Path:
+def llm_dir(model_dir: Path, funasr: Mapping[str, Any]) -> Path:
+    """The release's LLM folder: ``llm_conf.init_param_path``, remapped by configuration.json's file_path_metas."""
     name = (funasr.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
     meta = model_dir / "configuration.json"
     if meta.exists():
-        metas = json.loads(meta.read_text(encoding="utf-8")).get("file_path_metas", {})
+        metas = _read_mapping(meta).get("file_path_metas", {})
         name = (metas.get("llm_conf") or {}).get("init_param_path", name)
     return model_dir / name
+
+
+def read_model_configs(model_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(FunASR ``config.yaml`` mapping, Qwen3 ``config.json`` mapping) of a model dir in either layout.
+
+    FunASR release layout: config.yaml + <LLM folder>/config.json. HF layout (``export_hf``): the kept config.yaml
+    (``nano8k_funasr_config.yaml``) + config.json's ``text_config``. Raises ``CheckpointError`` naming the file.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / "config.yaml").exists():
+        funasr = _read_mapping(model_dir / "config.yaml")
+        qwen_path = _require(llm_dir(model_dir, funasr) / "config.json", "LLM config",
+                             "The release ships Qwen3-0.6B/config.json beside model.pt.")
+        return funasr, _read_mapping(qwen_path)
+    if (model_dir / "config.json").exists():
+        config = _read_mapping(model_dir / "config.json")
+        if config.get("model_type") != "fun_asr_nano":
+            raise CheckpointError(
+                f"{model_dir / 'config.json'}: model_type is {config.get('model_type')!r}, expected 'fun_asr_nano'"
+            )
+        sidecar = _require(model_dir / HF_SIDECAR, HF_SIDECAR, "Export with nano8k (export_hf) to keep the frontend settings.")
+        return _read_mapping(sidecar), dict(config.get("text_config") or {})
+    raise CheckpointError(f"{model_dir}: neither config.yaml (FunASR release layout) nor config.json (HF layout) found")
 
 
 def _check_state_dict(plan, tensors: Mapping[str, torch.Tensor], network: torch.nn.Module, source: str) -> None:
@@ -164,14 +190,11 @@ def load_pretrained(
         )
     audio_dtype = _resolve_dtype(dtype, torch.float32)
     text_dtype = _resolve_dtype(llm_dtype, audio_dtype)
+    funasr, qwen = read_model_configs(model_dir)
     if (model_dir / "config.yaml").exists():
-        model = _load_funasr_layout(model_dir, attn_implementation)
-    elif (model_dir / "config.json").exists():
-        model = _load_hf_layout(model_dir, attn_implementation)
+        model = _load_funasr_layout(model_dir, funasr, qwen, attn_implementation)
     else:
-        raise CheckpointError(
-            f"{model_dir}: neither config.yaml (FunASR release layout) nor config.json (HF layout) found"
-        )
+        model = _load_hf_layout(model_dir, funasr, qwen, attn_implementation)
     if dither is not None:
         model.frontend = FrontendConfig(**{**model.frontend.to_dict(), "dither": float(dither)})
     model.network.to(audio_dtype)
@@ -180,11 +203,7 @@ def load_pretrained(
     return model
 
 
-def _load_funasr_layout(model_dir: Path, attn_implementation: str) -> NanoASR:
-    funasr = read_funasr_config(model_dir)
-    llm_dir = _llm_dir(model_dir, funasr)
-    qwen_path = _require(llm_dir / "config.json", "LLM config", "The release ships Qwen3-0.6B/config.json beside model.pt.")
-    qwen = json.loads(qwen_path.read_text(encoding="utf-8"))
+def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], attn_implementation: str) -> NanoASR:
     try:
         config = build_config(funasr, qwen, source=str(model_dir / "config.yaml"))
     except ValueError as err:
@@ -206,25 +225,17 @@ def _load_funasr_layout(model_dir: Path, attn_implementation: str) -> NanoASR:
         )
     state = {key: tensor.to(torch.float32) for key, tensor in iter_hf_tensors(plan, tensors)}
     network.load_state_dict(state, strict=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir(model_dir, funasr)))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
     return NanoASR(network, tokenizer, frontend, funasr, qwen, extras)
 
 
-def _load_hf_layout(model_dir: Path, attn_implementation: str) -> NanoASR:
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") != "fun_asr_nano":
-        raise CheckpointError(
-            f"{model_dir / 'config.json'}: model_type is {config.get('model_type')!r}, expected 'fun_asr_nano'"
-        )
-    sidecar = _require(model_dir / HF_SIDECAR, HF_SIDECAR, "Export with nano8k (export_hf) to keep the frontend settings.")
-    funasr = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], attn_implementation: str) -> NanoASR:
     network = FunAsrNanoForConditionalGeneration.from_pretrained(
         str(model_dir), dtype=torch.float32, attn_implementation=attn_implementation
     )
     network.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    qwen = network.config.text_config.to_dict()
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
     return NanoASR(network, tokenizer, frontend, funasr, qwen, {})
 
