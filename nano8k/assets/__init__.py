@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
 TINY_TEMPLATE_DIR = Path(__file__).resolve().parent / "tiny-nano"  # config.yaml, Qwen3-0.6B/ tokenizer; no weights
 TINY_SEED = 20251215
@@ -34,15 +32,14 @@ def tiny_model_dir() -> Path:
     target = tiny_model_path()
     if (target / "model.pt").is_file():
         return target
-    from nano8k.model.checkpoint import atomic_torch_save, build_network
+    from nano8k.model.checkpoint import atomic_torch_save, build_network, read_model_configs
     from nano8k.model.convert import Layout, build_config, key_plan, to_funasr_state_dict
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-nano-", dir=target.parent))
     try:
         shutil.copytree(TINY_TEMPLATE_DIR, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
-        funasr = yaml.safe_load((staging / "config.yaml").read_text(encoding="utf-8"))
-        qwen = json.loads((staging / "Qwen3-0.6B" / "config.json").read_text(encoding="utf-8"))
+        funasr, qwen = read_model_configs(staging)
         config = build_config(funasr, qwen, source=str(TINY_TEMPLATE_DIR / "config.yaml"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TINY_SEED)
