@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from jsonargparse import ArgumentParser
 
-from nano8k.training.metrics import RATE_NAMES, UNITS, error_counts, normalize_text
+from nano8k.training.metrics import RATE_NAMES, UNITS, error_counts, text_language
 from nano8k.training.module import resolve_model_dir
 from nano8k.transcribe import (
     Transcript,
@@ -20,17 +19,6 @@ from nano8k.transcribe import (
     transcribe_utterances,
     utterances_from_manifest,
 )
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[a-z]")
-
-
-def text_language(text: str) -> str:
-    """``zh`` (CJK characters only), ``en`` (Latin letters only), ``mixed`` (both) or ``other`` for a reference."""
-    text = normalize_text(text)
-    cjk, latin = bool(_CJK.search(text)), bool(_LATIN.search(text))
-    return "mixed" if cjk and latin else "zh" if cjk else "en" if latin else "other"
-
 
 def score(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, Any]:
     """CER/WER/MER with their edit and reference-unit counts (empty references dropped and counted)."""

@@ -39,6 +39,7 @@ _MER_TOKEN = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
 _APOSTROPHES = "'\u2018\u2019\u02bc`"
 _WHITESPACE = re.compile(r"\s+")
+_LATIN = re.compile(r"[a-z]")
 
 
 def normalize_text(text: str) -> str:
@@ -51,6 +52,13 @@ def normalize_text(text: str) -> str:
         chars.append(" " if unicodedata.category(ch).startswith("P") else ch)
     text = _WHITESPACE.sub(" ", "".join(chars)).strip()
     return _CJK_GAP.sub("", text)
+
+
+def text_language(text: str) -> str:
+    """``zh`` (CJK characters only), ``en`` (Latin letters only), ``mixed`` (both) or ``other`` for a reference."""
+    text = normalize_text(text)
+    cjk, latin = bool(_CJK_CHAR.search(text)), bool(_LATIN.search(text))
+    return "mixed" if cjk and latin else "zh" if cjk else "en" if latin else "other"
 
 
 def tokenize_for_mer(text: str) -> list[str]:
