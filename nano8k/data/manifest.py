@@ -10,13 +10,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
-from nano8k.data.audio import AudioError, probe_audio
+from nano8k.data.audio import AudioError, AudioInfo, probe_audio
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
+from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
 ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
-DEFAULT_SYSTEM = "You are a helpful assistant."
-DEFAULT_PROMPT = "语音转写："
+DEFAULT_SYSTEM = DEFAULT_SYSTEM_PROMPT
+DEFAULT_PROMPT = task_prompt()  # 语音转写：
 
 
 @dataclass(frozen=True)
@@ -205,26 +206,31 @@ def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestCon
 
 def check_utterance(
     utt: Utterance, *, min_duration: float = 0.0, max_duration: float = float("inf"), probe: bool = True
-) -> tuple[Utterance, str | None]:
-    """Cheap checks (transcript, file, header, duration bounds); returns the utterance (duration filled) and a reason."""
+) -> tuple[Utterance, str | None, AudioInfo | None]:
+    """Cheap checks (transcript, file, header, duration bounds).
+
+    Returns the utterance (duration measured from the header when ``probe``), the reason it is bad or None, and the
+    header read (None without ``probe`` or when it could not be read).
+    """
     if not utt.target.strip():
-        return utt, "empty transcript"
+        return utt, "empty transcript", None
+    info = None
     if probe:
         try:
             info = probe_audio(utt.audio)
         except AudioError as exc:
-            return utt, str(exc)
+            return utt, str(exc), None
         if info.frames == 0:
-            return utt, "zero-length audio (0 samples)"
+            return utt, "zero-length audio (0 samples)", info
         utt = replace(utt, duration=info.duration)
     elif not utt.audio.is_file():
-        return utt, f"audio file not found: {utt.audio}"
+        return utt, f"audio file not found: {utt.audio}", None
     if utt.duration is not None:
         if utt.duration < min_duration:
-            return utt, f"too short: {utt.duration:.3f} s < min_duration {min_duration} s"
+            return utt, f"too short: {utt.duration:.3f} s < min_duration {min_duration} s", info
         if utt.duration > max_duration:
-            return utt, f"too long: {utt.duration:.3f} s > max_duration {max_duration} s"
-    return utt, None
+            return utt, f"too long: {utt.duration:.3f} s > max_duration {max_duration} s", info
+    return utt, None, info
 
 
 def load_utterances(
@@ -244,7 +250,7 @@ def load_utterances(
         contents = read_manifest(path, fmt)
         bad.extend(contents.bad)
         for utt in contents.utterances:
-            utt, reason = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe)
+            utt, reason, _ = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe)
             if reason is None:
                 good.append(utt)
             else:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from nano8k.data.audio import AudioError, load_audio, probe_audio
+from nano8k.data.audio import AudioError, load_audio
 from nano8k.data.badsamples import BadSample, DataError
-from nano8k.data.manifest import Utterance, read_manifest, write_chatml
+from nano8k.data.manifest import Utterance, check_utterance, read_manifest, write_chatml
 
 
 @dataclass
@@ -36,30 +36,25 @@ def validate_utterance(
 ) -> tuple[Utterance, str | None, list[str], tuple[int, int] | None]:
     """Check one entry; returns (utterance with measured duration, error or None, warnings, (rate, channels))."""
     warnings: list[str] = []
-    if not utt.target.strip():
-        return utt, "empty transcript", warnings, None
-    try:
-        info = probe_audio(utt.audio)
-        if decode:
-            load_audio(utt.audio)  # raises for undecodable, zero-length and NaN/Inf audio
-    except AudioError as exc:
-        return utt, str(exc), warnings, None
-    if info.frames == 0:
-        return utt, "zero-length audio (0 samples)", warnings, None
+    declared = utt.duration
+    utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True)
+    if error is not None:
+        return utt, error, warnings, None
+    if decode:
+        try:
+            load_audio(utt.audio)  # raises for undecodable and NaN/Inf audio
+        except AudioError as exc:
+            return utt, str(exc), warnings, None
     if rate is not None and info.sample_rate != rate:
         return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, None
     if info.channels != 1:
         if mono:
             return utt, f"{info.channels} channels, mono required", warnings, None
         warnings.append(f"{info.channels} channels (will be downmixed)")
-    if utt.duration is not None and abs(utt.duration - info.duration) > duration_tolerance:
-        return utt, (f"declared duration {utt.duration:.3f} s != file duration {info.duration:.3f} s "
+    if declared is not None and abs(declared - info.duration) > duration_tolerance:
+        return utt, (f"declared duration {declared:.3f} s != file duration {info.duration:.3f} s "
                      f"(tolerance {duration_tolerance} s)"), warnings, None
-    if info.duration < min_duration:
-        return utt, f"too short: {info.duration:.3f} s < min_duration {min_duration} s", warnings, None
-    if info.duration > max_duration:
-        return utt, f"too long: {info.duration:.3f} s > max_duration {max_duration} s", warnings, None
-    return replace(utt, duration=info.duration), None, warnings, (info.sample_rate, info.channels)
+    return utt, None, warnings, (info.sample_rate, info.channels)
 
 
 def validate(
