@@ -27,6 +27,7 @@ from nano8k.model.convert import (
 )
 from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
+from nano8k.model.recipe import Recipe, RecipeError
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ def load_pretrained(
 ) -> NanoASR:
     """Load a Fun-ASR-Nano model directory: the FunASR release layout or a nano8k HF (save_pretrained) export.
 
+    The model carries the directory's recipe record (``model.recipe``: audio token rule, weight lineage).
+
     ``dtype`` is for the encoder and adaptor (the reference keeps them fp32), ``llm_dtype`` for the LLM
     (default: same as ``dtype``). ``dither`` overrides ``frontend_conf.dither`` (absent in the release = 1.0).
     """
@@ -191,10 +194,12 @@ def load_pretrained(
     audio_dtype = _resolve_dtype(dtype, torch.float32)
     text_dtype = _resolve_dtype(llm_dtype, audio_dtype)
     funasr, qwen = read_model_configs(model_dir)
+    recipe = read_recipe(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
     if (model_dir / "config.yaml").exists():
         model = _load_funasr_layout(model_dir, funasr, qwen, attn_implementation)
     else:
         model = _load_hf_layout(model_dir, funasr, qwen, attn_implementation)
+    model.recipe = recipe
     if dither is not None:
         model.frontend = FrontendConfig(**{**model.frontend.to_dict(), "dither": float(dither)})
     model.network.to(audio_dtype)
@@ -240,6 +245,31 @@ def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any
     return NanoASR(network, tokenizer, frontend, funasr, qwen, {})
 
 
+def read_recipe(funasr: Mapping[str, Any], source: Path) -> Recipe:
+    """The model dir's recipe record (``nano8k`` section of config.yaml); ``CheckpointError`` naming the file."""
+    try:
+        return Recipe.from_funasr(funasr, str(source))
+    except RecipeError as err:
+        raise CheckpointError(str(err)) from err
+
+
+def funasr_config_file(model_dir: str | os.PathLike) -> Path:
+    """The file holding a model dir's FunASR config: config.yaml (release layout) or the HF export's kept copy."""
+    model_dir = Path(model_dir)
+    return model_dir / "config.yaml" if (model_dir / "config.yaml").exists() else model_dir / HF_SIDECAR
+
+
+def model_recipe(model_dir: str | os.PathLike) -> Recipe:
+    """The recipe record of a model dir in either layout, without loading any weights."""
+    funasr, _ = read_model_configs(model_dir)
+    return read_recipe(funasr, funasr_config_file(model_dir))
+
+
+def exported_funasr_config(model: NanoASR) -> dict[str, Any]:
+    """The config.yaml an export writes: the loaded one with the model's recipe record written into it."""
+    return model.recipe.written_into(model.funasr_config)
+
+
 def funasr_state_dict(model: NanoASR, dtype: torch.dtype = torch.bfloat16) -> "OrderedDict[str, torch.Tensor]":
     """The model's weights under the released key names and order, cast to ``dtype``; CTC extras appended as loaded."""
     plan = key_plan(Layout.from_config(model.network.config))
@@ -255,7 +285,8 @@ def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dt
     out.mkdir(parents=True, exist_ok=True)
     llm_name = (model.funasr_config.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
     atomic_torch_save({"state_dict": funasr_state_dict(model, dtype)}, out / "model.pt")
-    (out / "config.yaml").write_text(yaml.safe_dump(model.funasr_config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (out / "config.yaml").write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
+                                     encoding="utf-8")
     llm_dir = out / llm_name
     llm_dir.mkdir(parents=True, exist_ok=True)
     (llm_dir / "config.json").write_text(json.dumps(model.qwen_config, indent=2) + "\n", encoding="utf-8")
@@ -269,7 +300,8 @@ def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.network.save_pretrained(str(out))
     model.tokenizer.save_pretrained(str(out))
-    (out / HF_SIDECAR).write_text(yaml.safe_dump(model.funasr_config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (out / HF_SIDECAR).write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
+                                  encoding="utf-8")
     return out
 
 

@@ -1,4 +1,4 @@
-"""Fun-ASR-Nano forward pass: encoder + adaptor, splice of the first ceil(L/8) frames, loss, batched greedy decoding."""
+"""Fun-ASR-Nano forward pass: encoder + adaptor, splice of the speech frames (the model's token rule), loss, greedy decoding."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import nn
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FrontendConfig
 from nano8k.model.prompt import PromptEncoder
+from nano8k.model.recipe import Recipe
 
 
 @dataclass
@@ -41,6 +42,7 @@ class NanoASR(nn.Module):
         funasr_config: dict[str, Any],
         qwen_config: dict[str, Any],
         extra_tensors: dict[str, torch.Tensor] | None = None,
+        recipe: Recipe | None = None,
     ):
         super().__init__()
         self.network = network
@@ -49,6 +51,7 @@ class NanoASR(nn.Module):
         self.funasr_config = funasr_config
         self.qwen_config = qwen_config
         self.extra_tensors = dict(extra_tensors or {})  # e.g. untrained CTC tensors, kept only for export
+        self.recipe = recipe or Recipe()  # token rule and weight lineage, from the model dir's config.yaml
         self.prompts = PromptEncoder(tokenizer)
 
     @property
