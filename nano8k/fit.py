@@ -67,8 +67,7 @@ def main(args: Sequence[str] | None = None) -> NanoCLI:
         save_config_kwargs={"overwrite": True},
     )
     datamodule = cli.datamodule
-    if getattr(datamodule, "tokenizer", None) is None and getattr(datamodule, "tokenizer_dir", None) is None:
-        datamodule.set_tokenizer(cli.model.model.tokenizer)  # prompts use the model's own tokenizer
+    datamodule.use_model(cli.model.model)  # the model's tokenizer and audio token rule (its recipe record)
     if cli.config.get("preflight", True):
         from nano8k.preflight import enforce
 

@@ -22,6 +22,8 @@ from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, PromptEncoder, audio_toke
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from nano8k.model.nano import NanoASR
+
 logger = logging.getLogger("nano8k.data")
 Split = Literal["train", "val", "test"]
 
@@ -81,6 +83,7 @@ class TelephoneDataModule(L.LightningDataModule):
         itn: bool = True,
         context_header: bool = False,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        feature_cache_mb: float = 256.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -97,10 +100,13 @@ class TelephoneDataModule(L.LightningDataModule):
         self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
         self.prompt_options = PromptOptions(language=language, itn=itn, context_header=context_header)
         self.system_prompt = system_prompt
+        self.feature_cache_mb = feature_cache_mb
+        self.audio_tokens = "low_frame_rate"  # the model's token rule; set by use_model()
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
         self.bad_samples: dict[str, BadSampleLog] = {}
         self._train_sampler: BucketBatchSampler | None = None
+        self._samplers: dict[str, BucketBatchSampler] = {}
         self._pending_state: dict[str, Any] | None = None
         self._consumed = 0
         self._consumed_epoch = 0
@@ -110,18 +116,31 @@ class TelephoneDataModule(L.LightningDataModule):
         """Use an already loaded tokenizer (e.g. ``NanoASR.tokenizer``) instead of ``tokenizer_dir``."""
         self.tokenizer = tokenizer
 
+    def set_audio_tokens(self, rule: str) -> None:
+        """Use the model's audio token rule (``low_frame_rate`` or ``all_frames``) for every split."""
+        audio_token_count(1, rule)  # validates the name
+        self.audio_tokens = rule
+        for dataset in self.datasets.values():
+            dataset.audio_tokens = rule
+
+    def use_model(self, model: NanoASR) -> None:
+        """Feed ``model`` as its recipe says: its audio token rule, and its tokenizer unless ``tokenizer_dir`` is set."""
+        if self.tokenizer is None and self.tokenizer_dir is None:
+            self.set_tokenizer(model.tokenizer)
+        self.set_audio_tokens(model.recipe.audio_tokens)
+
     def set_frontend_rate(self, rate: int) -> None:
         """Switch the fbank rate for all splits (16000 main stage, 8000 native stage).
 
-        The training batch sampler carries the rate to the loader workers, so a mid-epoch switch applies from the
-        next batch a worker builds (batches already prefetched, at most ``num_workers * prefetch_factor``, keep the
-        old rate); validation and test loaders pick it up at their next iteration.
+        Every split's batch sampler carries the rate to the (persistent) loader workers, so a mid-epoch switch applies
+        from the next batch a worker builds (batches already prefetched, at most ``num_workers * prefetch_factor``,
+        keep the old rate); cached features are kept per rate.
         """
         self.frontend = FrontendConfig(sample_rate=int(rate), dither=self.frontend.dither)
         for dataset in self.datasets.values():
             dataset.set_frontend_rate(rate)
-        if self._train_sampler is not None:
-            self._train_sampler.frontend_rate = int(rate)
+        for sampler in self._samplers.values():  # persistent workers follow the rate the sampler carries
+            sampler.frontend_rate = int(rate)
 
     @property
     def pad_id(self) -> int:
@@ -152,6 +171,7 @@ class TelephoneDataModule(L.LightningDataModule):
             telephone_prob=self.telephone_prob, telephone_max_input_rate=self.telephone_max_input_rate,
             specaugment=self.specaugment if train else None, prompt_options=self.prompt_options,
             min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
+            audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb,
         )
         logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
                     sum(u.duration or 0 for u in utts) / 60, log.count)
@@ -171,7 +191,7 @@ class TelephoneDataModule(L.LightningDataModule):
         lengths = [estimated_lfr_frames(u.duration or 0.0, lfr_n=self.frontend.lfr_n) for u in dataset.utterances]
         tokens = None
         if self.max_tokens_per_batch is not None:
-            tokens = [len(dataset.prompt_for(u, audio_token_count(n)).input_ids)
+            tokens = [len(dataset.prompt_for(u, audio_token_count(n, self.audio_tokens)).input_ids)
                       for u, n in zip(dataset.utterances, lengths)]
         rank, world = self._rank_world()
         train = split == "train"
@@ -188,14 +208,15 @@ class TelephoneDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise DataError(f"no {split} manifests were given to TelephoneDataModule")
         sampler = self._sampler(split)
+        sampler.frontend_rate = self.frontend.sample_rate
         if split == "train":
-            sampler.frontend_rate = self.frontend.sample_rate
             if self._pending_state is not None:
                 sampler.load_state_dict(self._pending_state)
                 self._pending_state = None
             self._train_sampler = sampler
+        self._samplers[split] = sampler
         return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=SpeechCollator(self.pad_id), persistent_workers=False)
+                          collate_fn=SpeechCollator(self.pad_id), persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

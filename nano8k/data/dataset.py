@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -43,6 +43,11 @@ class SpeechDataset(Dataset):
     Indices may be ints or ``(index, epoch[, frontend_rate])`` tuples (``BucketBatchSampler(yield_epoch=True)``);
     augmentation draws come from (seed, key, epoch), so a sample is reproducible whatever worker loads it, and a
     rate carried by the index overrides the dataset's (a stage switch reaches worker copies at once).
+
+    ``audio_tokens`` is the model's token rule (``Recipe.audio_tokens``): how many speech placeholders a prompt gets.
+    When the features cannot change between epochs (evaluation, or training with no channel, SpecAugment or
+    dither), they are computed once and kept, up to ``feature_cache_mb`` per process (a loader worker caches what it
+    loads; ``TelephoneDataModule`` keeps its workers alive between epochs so the cache survives).
     """
 
     def __init__(
@@ -61,7 +66,10 @@ class SpeechDataset(Dataset):
         max_duration: float = float("inf"),
         seed: int = 0,
         bad_log: BadSampleLog | None = None,
+        audio_tokens: str = "low_frame_rate",
+        feature_cache_mb: float = 256.0,
     ) -> None:
+        audio_token_count(1, audio_tokens)  # validates the rule name
         self.utterances = list(utterances)
         self.prompts = prompts
         self.frontend = frontend if train else replace(frontend, dither=0.0) if frontend.dither else frontend
@@ -74,6 +82,10 @@ class SpeechDataset(Dataset):
         self.seed = seed
         self.bad_log = bad_log or BadSampleLog("error")
         self.total_entries = len(self.utterances) + self.bad_log.count  # manifest lines, bad ones included
+        self.audio_tokens = audio_tokens
+        self.feature_cache_bytes = int(feature_cache_mb * 2**20)
+        self._feature_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -82,10 +94,30 @@ class SpeechDataset(Dataset):
         """Switch the fbank rate (16000: resampled main stage; 8000: native telephone features)."""
         self.frontend = replace(self.frontend, sample_rate=int(rate))
 
-    def features(
-        self, utt: Utterance, epoch: int = 0, frontend_rate: int | None = None
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Encoder input [L, 560] of one utterance and the augmentation it received; raises ``AudioError``."""
+    @property
+    def deterministic(self) -> bool:
+        """True when an utterance's features are the same in every epoch (nothing random is applied)."""
+        if not self.train:
+            return True
+        channel = self.telephone is not None and self.telephone_prob > 0
+        return not channel and self.specaugment is None and not self.frontend.dither
+
+    def cached_features(self, index: int, epoch: int = 0, frontend_rate: int | None = None) -> torch.Tensor:
+        """``features`` of utterance ``index``, computed once per fbank rate when they are deterministic."""
+        if not self.deterministic or self.feature_cache_bytes <= 0:
+            return self.features(self.utterances[index], epoch, frontend_rate)
+        key = (index, int(frontend_rate or self.frontend.sample_rate))
+        feats = self._feature_cache.get(key)
+        if feats is None:
+            feats = self.features(self.utterances[index], epoch, frontend_rate)
+            size = feats.numel() * feats.element_size()
+            if self._cached_bytes + size <= self.feature_cache_bytes:
+                self._feature_cache[key] = feats
+                self._cached_bytes += size
+        return feats
+
+    def features(self, utt: Utterance, epoch: int = 0, frontend_rate: int | None = None) -> torch.Tensor:
+        """Encoder input [L, 560] of one utterance (training augmentation included); raises ``AudioError``."""
         frontend = self.frontend
         if frontend_rate is not None and frontend_rate != frontend.sample_rate:
             frontend = replace(frontend, sample_rate=int(frontend_rate))
@@ -95,12 +127,11 @@ class SpeechDataset(Dataset):
             raise AudioError(f"too short after decoding: {duration:.3f} s < min_duration {self.min_duration} s")
         if duration > self.max_duration:
             raise AudioError(f"too long after decoding: {duration:.3f} s > max_duration {self.max_duration} s")
-        info: dict[str, Any] = {}
         if self.train:
             rng = utterance_rng(self.seed, utt.key, epoch)
             wideband = self.telephone_max_input_rate is None or rate > self.telephone_max_input_rate
             if self.telephone is not None and wideband and rng.uniform() < self.telephone_prob:
-                waveform, rate, info["telephone"] = self.telephone.simulate(waveform, rate, rng)
+                waveform, rate, _ = self.telephone.simulate(waveform, rate, rng)
         waveform = resample(waveform, rate, frontend.sample_rate)
         if frontend.dither and self.train:  # reproducible dither without touching the global torch RNG
             with torch.random.fork_rng(devices=[]):
@@ -111,8 +142,7 @@ class SpeechDataset(Dataset):
         if self.train and self.specaugment is not None:
             feats = self.specaugment(feats, utterance_rng(self.seed, utt.key, epoch, "specaug"),
                                      frontend.sample_rate)
-            info["specaugment"] = True
-        return apply_lfr(feats, frontend.lfr_m, frontend.lfr_n), info
+        return apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
         opts = self.prompt_options
@@ -127,12 +157,12 @@ class SpeechDataset(Dataset):
         idx, epoch, rate = (tuple(index) + (None,))[:3] if isinstance(index, tuple) else (index, 0, None)
         utt = self.utterances[idx]
         try:
-            feats, _ = self.features(utt, epoch, rate)
+            feats = self.cached_features(idx, epoch, rate)
         except AudioError as exc:
             bad = utt.bad(str(exc))
             self.bad_log.add(bad, self.total_entries)  # raises under 'error' or past max_bad_fraction
             return Skipped(bad)
-        prompt = self.prompt_for(utt, audio_token_count(feats.shape[0]))
+        prompt = self.prompt_for(utt, audio_token_count(feats.shape[0], self.audio_tokens))
         return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
 
 

@@ -245,3 +245,67 @@ def test_demo_corpus_loads_with_held_out_test_voices():
     ds = dm.datasets["test"]
     assert len(ds) == len(rows["test"]) and all(u.duration and 1.0 < u.duration < 4.5 for u in ds.utterances)
     assert ds[0].feats.shape[1] == 560
+
+
+def _count_loads(monkeypatch) -> list[str]:
+    import nano8k.data.dataset as dataset_module
+
+    calls: list[str] = []
+    real = dataset_module.load_audio
+
+    def counting(path, *args, **kwargs):
+        calls.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "load_audio", counting)
+    return calls
+
+
+def test_deterministic_features_are_computed_once(tmp_path, monkeypatch):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 5))
+    calls = _count_loads(monkeypatch)
+    dm = module(manifest, telephone=None, specaugment=None, dither=0.0)
+    dm.setup("fit")
+    first = [b.feats.clone() for b in dm.val_dataloader()]
+    again = [b.feats for b in dm.val_dataloader()]
+    assert len(calls) == 5 and all(torch.equal(a, b) for a, b in zip(first, again))
+    for _ in range(2):
+        list(dm.train_dataloader())  # no channel, SpecAugment or dither: cached too
+    assert len(calls) == 10
+    dm.set_frontend_rate(8000)  # another fbank rate is another entry, not a stale one
+    native = [b.feats for b in dm.val_dataloader()]
+    assert len(calls) == 15 and not torch.equal(native[0], first[0])
+
+
+def test_augmented_training_features_are_recomputed(tmp_path, monkeypatch):
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 4))
+    calls = _count_loads(monkeypatch)
+    dm = module(manifest, telephone=None, dither=0.0, specaugment=SpecAugment(num_freq_masks=1, freq_mask_max_width=4))
+    dm.setup("fit")
+    for _ in range(2):
+        list(dm.train_dataloader())
+    assert len(calls) == 8
+    small = module(manifest, telephone=None, specaugment=None, dither=0.0, feature_cache_mb=0.001)
+    small.setup("fit")
+    calls.clear()
+    for _ in range(2):
+        list(small.val_dataloader())  # over budget: nothing kept, nothing wrong
+    assert len(calls) == 8
+
+
+def test_the_models_token_rule_sets_the_speech_slots(tmp_path):
+    from nano8k.model.checkpoint import load_pretrained
+    from nano8k.model.recipe import Recipe
+
+    manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 3))
+    model = load_pretrained(TOKENIZER_DIR)
+    for rule, count in (("low_frame_rate", lambda n: -(-n // 8)), ("all_frames", lambda n: n)):
+        model.recipe = Recipe(audio_tokens=rule)
+        dm = TelephoneDataModule(str(manifest), str(manifest), num_workers=0, telephone=None, specaugment=None,
+                                 dither=0.0)
+        dm.use_model(model)
+        assert dm.tokenizer is model.tokenizer
+        dm.setup("fit")
+        for batch in dm.val_dataloader():
+            assert batch.audio_tokens.tolist() == [count(int(n)) for n in batch.feat_lens]
+            assert model(batch).loss.isfinite()  # the spliced slots fit the adaptor frames
