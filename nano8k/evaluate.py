@@ -11,14 +11,8 @@ from jsonargparse import ArgumentParser
 
 from nano8k.training.metrics import RATE_NAMES, UNITS, error_counts, text_language
 from nano8k.training.module import resolve_model_dir
-from nano8k.transcribe import (
-    Transcript,
-    add_decode_arguments,
-    decode_options,
-    load_model,
-    transcribe_utterances,
-    utterances_from_manifest,
-)
+from nano8k.inference import Transcript, transcribe_utterances
+from nano8k.transcribe import add_decode_arguments, decode_options, load_model, utterances_from_manifest
 
 def score(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, Any]:
     """CER/WER/MER with their edit and reference-unit counts (empty references dropped and counted)."""

@@ -5,42 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from jsonargparse import ArgumentParser
 
-from nano8k.data.audio import AudioError
-from nano8k.data.dataset import SpeechDataset
 from nano8k.data.manifest import Utterance, read_manifest
-from nano8k.model.batch import SpeechItem, collate
+from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
-from nano8k.model.prompt import audio_token_count
 from nano8k.training.module import MODEL_DIR_ENV, resolve_model_dir
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """Prompt and decoding settings; ``language``/``hotwords`` given here override a manifest line's own prompt."""
-
-    language: str | None = None
-    itn: bool = True
-    hotwords: tuple[str, ...] = ()
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    frontend_rate: int = 16000
-    dither: float = 0.0
-
-
-@dataclass
-class Transcript:
-    """One decoded utterance (``error`` set, ``text`` empty, when its audio could not be used)."""
-
-    utt: Utterance
-    text: str = ""
-    error: str | None = None
 
 
 def utterances_from_files(paths: Sequence[str | Path]) -> list[Utterance]:
@@ -59,38 +34,6 @@ def utterances_from_manifest(path: str | Path) -> list[Utterance]:
     return contents.utterances
 
 
-def _item(dataset: SpeechDataset, model: NanoASR, utt: Utterance, options: DecodeOptions) -> SpeechItem:
-    feats, _ = dataset.features(utt)
-    tokens = audio_token_count(feats.shape[0])
-    if utt.prompt is not None and options.language is None and not options.hotwords:
-        prompt = model.prompts.encode(tokens, prompt=utt.prompt)  # the manifest's own prompt, as in training
-    else:
-        prompt = model.prompts.encode(tokens, language=options.language, itn=options.itn, hotwords=options.hotwords)
-    return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
-
-
-def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions) -> list[Transcript]:
-    """Decode ``utts`` in batches of ``options.batch_size`` (sorted by length); results in input order."""
-    frontend = replace(model.frontend, sample_rate=options.frontend_rate, dither=options.dither)
-    # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
-    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0)
-    results = [Transcript(utt) for utt in utts]
-    items: list[tuple[int, SpeechItem]] = []
-    for index, utt in enumerate(utts):
-        try:
-            items.append((index, _item(dataset, model, utt, options)))
-        except AudioError as exc:
-            results[index].error = str(exc)
-    items.sort(key=lambda pair: pair[1].feats.shape[0])
-    device = next(model.parameters()).device
-    for start in range(0, len(items), options.batch_size):
-        chunk = items[start : start + options.batch_size]
-        batch = collate([item for _, item in chunk], model.pad_id).to(device)
-        for (index, _), text in zip(chunk, model.transcribe(batch, options.max_new_tokens)):
-            results[index].text = text
-    return results
-
-
 def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither: float) -> NanoASR:
     """Load ``model_dir`` for inference on ``device`` (``auto``: CUDA when available)."""
     if device == "auto":
@@ -106,14 +49,15 @@ def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither
 def add_decode_arguments(parser: ArgumentParser) -> None:
     """Options shared by ``transcribe`` and ``evaluate``."""
     parser.add_argument("--model_dir", type=str | None, default=None,
-                        help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'tiny' = demo")
+                        help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'mini' / 'tiny' = "
+                             "the bundled models")
     parser.add_argument("--language", type=str | None, default=None, help="prompt language: zh, en, ja (default none)")
     parser.add_argument("--hotwords", type=str, default="", help="comma-separated hotwords for the prompt")
     parser.add_argument("--no_itn", action="store_true", help="prompt for text without inverse normalization")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_new_tokens", type=int, default=256)
-    parser.add_argument("--frontend_rate", type=int, default=16000, choices=[16000, 8000],
-                        help="fbank rate: 16000 (resample, as released) or 8000 (native-rate model)")
+    parser.add_argument("--frontend_rate", type=int | None, default=None, choices=[16000, 8000, None],
+                        help="fbank rate; default: the model's own (frontend_conf.fs, 16000 for the release)")
     parser.add_argument("--dither", type=float, default=0.0)
     parser.add_argument("--device", type=str, default="auto")
     parser.add_argument("--llm_dtype", type=str | None, default=None, help="fp32, bf16 or fp16 for the LLM")

@@ -110,7 +110,7 @@ def test_manifest_bad_entry(tmp_path):
 
 
 def test_train_val_overlap():
-    r = only("overlap", edit(data__val_manifests="data_manifests/demo/train.jsonl"))
+    r = only("overlap", edit(data__val_manifests=DEMO["data"]["train_manifests"]))
     assert r.status == "fail" and "also in train" in r.message and "data.val_manifests" in r.message
 
 
@@ -157,10 +157,31 @@ def test_schedule_sizes_step_bounded_and_endless_runs():
     assert endless.status == "fail" and "never ends" in endless.message
 
 
+def _with_weights(tmp_path, weights: str | None) -> str:
+    """A copy of the tiny model whose recipe record names ``weights`` (None: no record, i.e. the release)."""
+    target = tmp_path / f"m-{weights}"
+    shutil.copytree(tiny_model_dir(), target)
+    config = yaml.safe_load((target / "config.yaml").read_text())
+    config.pop("nano8k")
+    if weights is not None:
+        config["nano8k"] = {"weights": weights}
+    (target / "config.yaml").write_text(yaml.safe_dump(config))
+    return str(target)
+
+
 def test_tuning_advice_full_llm_on_little_data(tmp_path):
-    shutil.copytree(tiny_model_dir(), tmp_path / "m")  # not the tiny alias: treated as pretrained weights
-    r = only("tuning_advice", edit(model__model_dir=str(tmp_path / "m")))
+    full = {"encoder": False, "adaptor": False, "llm": False}
+    r = only("tuning_advice", edit(model__model_dir=_with_weights(tmp_path, None), model__freeze=full))  # no record
     assert r.status == "fail" and "10,000 h" in r.message and "model.freeze.llm true" in r.message
+    release = edit(model__model_dir=_with_weights(tmp_path, "release"), model__freeze=full)
+    assert only("tuning_advice", release).status == "fail"
+
+
+def test_tuning_advice_reads_the_weight_lineage_not_the_name(tmp_path):
+    for weights in ("random-init", "self-pretrained"):
+        full = {"encoder": False, "adaptor": False, "llm": False}
+        r = only("tuning_advice", edit(model__model_dir=_with_weights(tmp_path, weights), model__freeze=full))
+        assert r.status == "pass" and f"{weights} weights" in r.message and "not applied" in r.message
 
 
 def test_memory_over_gpu():

@@ -1,17 +1,24 @@
-"""The demo model: a tiny Fun-ASR-Nano config + tokenizer shipped as text; its random-init weights are generated."""
+"""Bundled models: the tiny random-init template (weights generated on first use) and the shipped mini model."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 
-TINY_TEMPLATE_DIR = Path(__file__).resolve().parent / "tiny-nano"  # config.yaml, Qwen3-0.6B/ tokenizer; no weights
+from nano8k.model.recipe import Recipe
+
+ASSETS_DIR = Path(__file__).resolve().parent
+TINY_TEMPLATE_DIR = ASSETS_DIR / "tiny-nano"  # config.yaml, Qwen3-0.6B/ tokenizer; no weights
+MINI_MODEL_DIR = ASSETS_DIR / "mini-nano"  # our self-pretrained mini wideband "release" (scripts/make_mini_release.py)
 TINY_SEED = 20251215
+TINY_RECIPE = Recipe(audio_tokens="low_frame_rate", weights="random-init")
 CACHE_ENV = "NANO8K_CACHE_DIR"
 
 
@@ -20,35 +27,57 @@ def _cache_root() -> Path:
 
 
 def tiny_model_path() -> Path:
-    """Where the generated tiny model lives: keyed by the template's config files and the seed."""
+    """Where the generated tiny model lives: keyed by the template's config files, the seed and the recipe."""
     digest = hashlib.sha1(str(TINY_SEED).encode())
     for name in ("config.yaml", "Qwen3-0.6B/config.json"):
         digest.update((TINY_TEMPLATE_DIR / name).read_bytes())
+    digest.update(json.dumps(TINY_RECIPE.to_dict(), sort_keys=True).encode())
     return _cache_root() / f"tiny-nano-{digest.hexdigest()[:12]}"
 
 
 def tiny_model_dir() -> Path:
     """The tiny random-init model in the release layout, generated (seeded, bf16 model.pt) on first use."""
     target = tiny_model_path()
-    if (target / "model.pt").is_file():
-        return target
+    if not (target / "model.pt").is_file():
+        write_random_init(TINY_TEMPLATE_DIR, target, TINY_SEED, TINY_RECIPE)
+    return target
+
+
+def mini_model_dir() -> Path:
+    """The shipped mini wideband model (release layout, ``all_frames``, self-pretrained); see its README."""
+    if not (MINI_MODEL_DIR / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"{MINI_MODEL_DIR / 'model.pt'} is missing; rebuild it with `python scripts/make_mini_release.py`")
+    return MINI_MODEL_DIR
+
+
+def write_random_init(template: Path, target: Path, seed: int, recipe: Recipe) -> Path:
+    """A seeded random-init model of ``template``'s dimensions in the release layout at ``target``, carrying ``recipe``.
+
+    Written to a staging folder and renamed into place, so a concurrent process (another DDP rank) never sees a
+    half-written model; the one that loses the race keeps the winner's copy.
+    """
     from nano8k.model.checkpoint import atomic_torch_save, build_network, read_model_configs
     from nano8k.model.convert import Layout, build_config, key_plan, to_funasr_state_dict
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-nano-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        shutil.copytree(TINY_TEMPLATE_DIR, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
+        shutil.copytree(template, staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("README.md", "model.pt", "*.tmp"))
         funasr, qwen = read_model_configs(staging)
-        config = build_config(funasr, qwen, source=str(TINY_TEMPLATE_DIR / "config.yaml"))
+        funasr = recipe.written_into(funasr)
+        (staging / "config.yaml").write_text(yaml.safe_dump(funasr, sort_keys=False, allow_unicode=True),
+                                             encoding="utf-8")
+        config = build_config(funasr, qwen, source=str(template / "config.yaml"))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(TINY_SEED)
+            torch.manual_seed(seed)
             network = build_network(config, random_init=True)
         plan = key_plan(Layout.from_config(config))
         state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in to_funasr_state_dict(plan, network.state_dict()).items()}
         atomic_torch_save({"state_dict": state}, staging / "model.pt")
         try:
-            os.rename(staging, target)  # atomic: a concurrent process (another DDP rank) may have won the race
+            os.rename(staging, target)
         except OSError:
             if not (target / "model.pt").is_file():
                 raise

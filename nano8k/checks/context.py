@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 if TYPE_CHECKING:
     from transformers import FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 
+    from nano8k.model.recipe import Recipe
+
 Status = Literal["pass", "warn", "fail"]
 
 
@@ -80,11 +82,22 @@ class Context:
         return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
 
     @property
-    def is_tiny(self) -> bool:
-        from nano8k.assets import tiny_model_path
+    def recipe(self) -> "Recipe":
+        """The model dir's recipe record (token rule, weight lineage); the release's when unreadable or absent."""
+        from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_recipe
+        from nano8k.model.recipe import Recipe
 
-        value = self.model_dir_value
-        return value == "tiny" or (value is not None and Path(value).resolve() == tiny_model_path().resolve())
+        if self.funasr_config is None:
+            return Recipe()
+        try:
+            return read_recipe(self.funasr_config, funasr_config_file(self.model_dir))
+        except CheckpointError:  # reported by the model_dir check
+            return Recipe()
+
+    @property
+    def release_weights(self) -> bool:
+        """True when the model dir holds the released weights or a fine-tune of them (official advice applies)."""
+        return self.recipe.is_release_lineage
 
     @cached_property
     def model_dir(self) -> Path | None:

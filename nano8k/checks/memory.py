@@ -10,7 +10,8 @@ Formula (bytes, per GPU):
   gradients pass through (the encoder only when it trains; adaptor and LLM whenever anything upstream trains).
   With gradient checkpointing a block keeps only its input (``d`` elements) plus one block's full set.
   Encoder/adaptor tokens = ``data.max_frames_per_batch`` (LFR frames, padding included); LLM tokens =
-  frames/8 + utterances x (prompt 40 + mean target length in characters), capped by ``max_tokens_per_batch``.
+  speech tokens (frames/8, or all frames for an ``all_frames`` model) + utterances x (prompt 40 + mean target length
+  in characters), capped by ``max_tokens_per_batch``.
 * logits: LLM tokens x vocab x (``a`` + 8) bytes (logits, fp32 copy for the loss and its gradient).
 * 1 GiB for the CUDA context and allocator slack.
 
@@ -139,6 +140,7 @@ def estimate_memory(
     mean_target_chars: float = 30.0,
     gradient_checkpointing: bool = False,
     ddp: bool = False,
+    audio_tokens: str = "low_frame_rate",
 ) -> MemoryEstimate:
     """Per-GPU training memory for one stage (see the module docstring for the formula)."""
     est = MemoryEstimate()
@@ -154,7 +156,8 @@ def estimate_memory(
     utts = max(1, int(max_frames // max(mean_frames, 1.0)))
     if max_batch_size:
         utts = min(utts, int(max_batch_size))
-    tokens = math.ceil(max_frames / 8) + utts * int(PROMPT_TOKENS + mean_target_chars)
+    speech = max_frames if audio_tokens == "all_frames" else math.ceil(max_frames / 8)
+    tokens = speech + utts * int(PROMPT_TOKENS + mean_target_chars)
     if max_tokens:
         tokens = min(tokens, int(max_tokens))
     est.utterances, est.llm_tokens = utts, tokens

@@ -35,14 +35,21 @@ def check_model_dir(ctx: Context) -> CheckResult:
         raise CheckFailed(f"{d}: {layout} layout is missing {missing}; re-download the model or fix model.model_dir")
     if ctx.funasr_config is None:
         raise CheckFailed(f"{d}/config.yaml: not a readable YAML mapping; re-download it")
+    from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_recipe
+
+    try:
+        recipe = read_recipe(ctx.funasr_config, funasr_config_file(d))
+    except CheckpointError as err:
+        raise CheckFailed(str(err)) from err
+    fed = f"audio tokens {recipe.audio_tokens}, {recipe.weights} weights"
     if layout == "HF export":
-        return CheckResult(name, "pass", f"{d} ({layout})")
+        return CheckResult(name, "pass", f"{d} ({layout}; {fed})")
     try:
         ctx.network_config
     except ValueError as err:
         raise CheckFailed(f"{err}") from err
     size = (d / "model.pt").stat().st_size / 1e9
-    return CheckResult(name, "pass", f"{d} ({layout}; model.pt {size:.2f} GB; config.yaml builds the network)")
+    return CheckResult(name, "pass", f"{d} ({layout}; model.pt {size:.2f} GB; config.yaml builds the network; {fed})")
 
 
 def check_frontend(ctx: Context) -> CheckResult:

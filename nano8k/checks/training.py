@@ -74,7 +74,7 @@ def check_schedule(ctx: Context) -> CheckResult:
             raise CheckFailed(f"{stage.name} stage lr {stage.lr:g} ({ctx.source}: {stage.lr_key}) is outside (0, 1e-2]; "
                               "fine-tuning uses 1e-5 .. 2e-4")
         trains_big = not stage.freeze.get("encoder", True) or not stage.freeze.get("llm", True)
-        if not ctx.is_tiny and trains_big and stage.lr > OFFICIAL_LLM_LR:
+        if ctx.release_weights and trains_big and stage.lr > OFFICIAL_LLM_LR:
             warns.append(f"{stage.name} lr {stage.lr:g} exceeds the official fine-tuning lr {OFFICIAL_LLM_LR:g} while "
                          "encoder/LLM weights train: risk of forgetting; sweep 1e-5..1e-4 (sweeps/lr.yaml)")
     if warmup >= total:
@@ -95,9 +95,9 @@ def check_tuning_advice(ctx: Context) -> CheckResult:
     hours = train_hours(ctx)
     if hours is None:
         raise CheckFailed("no readable train manifest to size the data (see manifests)")
-    if ctx.is_tiny:
-        return CheckResult(name, "pass", f"{hours:.2f} h on the random-init tiny model: advice is for the released "
-                           "weights, not applied")
+    if not ctx.release_weights:
+        return CheckResult(name, "pass", f"{hours:.2f} h on {ctx.recipe.weights} weights (config.yaml nano8k.weights): "
+                           "the advice is for the released weights, not applied")
     lora = ctx.get("model.lora") is not None
     warns = []
     for stage in ctx.stages:
@@ -157,7 +157,8 @@ def check_memory(ctx: Context) -> CheckResult:
             llm_dtype=ctx.get("model.llm_dtype"), max_frames=int(ctx.get("data.max_frames_per_batch", 2000)),
             max_tokens=ctx.get("data.max_tokens_per_batch"), max_batch_size=ctx.get("data.max_batch_size"),
             mean_frames=mean_frames, mean_target_chars=mean_chars,
-            gradient_checkpointing=bool(ctx.get("model.gradient_checkpointing", False)), ddp=ddp)
+            gradient_checkpointing=bool(ctx.get("model.gradient_checkpointing", False)), ddp=ddp,
+            audio_tokens=ctx.recipe.audio_tokens)
         lines.append(f"{stage.name} {est.describe()}")
         worst = est if worst is None or est.total > worst.total else worst
     accelerator = str(ctx.get("trainer.accelerator", "auto"))
