@@ -202,7 +202,9 @@ class WEREvaluation(Callback):
     the first validation at least N optimizer steps after the last decoded one (always at the first); validations
     in between log no fresh ``val/cer``, so monitor it only with ``every_n_steps=None`` or with checkpointing at
     the same cadence. ``limit_batches`` caps the decoded batches per validation. The sanity check is not decoded.
-    One line per validation goes to stdout, e.g. ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  loss 4.12``.
+    At every decoded validation the first ``num_examples`` ref/hyp pairs are printed (``[val example] key`` then
+    ``ref:`` / ``hyp:`` lines) and logged as a table to W&B (``val/examples``) or TensorBoard, and one summary line
+    goes to stdout, e.g. ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  loss 4.12``.
     """
 
     def __init__(
@@ -276,8 +278,8 @@ class WEREvaluation(Callback):
         if not self.examples:
             return
         rows = [list(example) for example in self.examples]
-        for key, ref, hyp in rows:
-            log.info("[val example] %s\n  ref: %s\n  hyp: %s", key, ref, hyp)
+        for key, ref, hyp in rows:  # printed (not logged at INFO): the user sees what the model writes
+            print(f"[val example] {key}\n  ref: {ref}\n  hyp: {hyp}", flush=True)
         for logger in trainer.loggers:
             try:
                 if hasattr(logger, "log_text"):  # WandbLogger

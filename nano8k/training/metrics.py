@@ -180,3 +180,17 @@ class ErrorRateAccumulator(Metric):
         result["utterances"] = self.utterances.clone()
         result["empty_refs"] = self.empty_refs.clone()
         return result
+
+
+def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[str | None]) -> dict:
+    """Pooled CER overall and per language (``langs[i]``, or ``text_language`` of the reference when None)."""
+    _check_pairs(refs, hyps)
+    groups: dict[str, list[int]] = {}
+    for i, (ref, lang) in enumerate(zip(refs, langs)):
+        groups.setdefault(lang or text_language(ref), []).append(i)
+
+    def rate(indices: Sequence[int]) -> float:
+        return error_counts([refs[i] for i in indices], [hyps[i] for i in indices], "char").rate
+
+    return {"cer": rate(range(len(refs))), "utterances": len(refs),
+            "by_language": {lang: rate(idx) for lang, idx in sorted(groups.items())}}
