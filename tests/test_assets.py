@@ -1,23 +1,42 @@
-"""The demo model ships as config + tokenizer only; its seeded random-init weights are generated reproducibly."""
+"""Bundled models: the tiny template's seeded random init is reproducible; the shipped mini model is the only weight
+file in the package, small, in the release layout, and carries its recipe record and scores."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+import yaml
 
 import nano8k
-from nano8k.assets import TINY_TEMPLATE_DIR, tiny_model_dir
-from nano8k.model.checkpoint import load_pretrained
+from nano8k.assets import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, mini_model_dir, tiny_model_dir
+from nano8k.model.checkpoint import load_pretrained, model_recipe
+from nano8k.model.recipe import Recipe
 from tests.conftest import TINY_DIR
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
 
 
-def test_the_package_ships_no_weight_files():
+def test_the_package_ships_only_the_mini_models_weights():
     package = Path(nano8k.__file__).resolve().parent
-    assert not [p for p in package.rglob("*") if p.suffix in WEIGHT_SUFFIXES]
+    weights = [p for p in package.rglob("*") if p.suffix in WEIGHT_SUFFIXES]
+    assert weights == [MINI_MODEL_DIR / "model.pt"]
+    assert sum(p.stat().st_size for p in MINI_MODEL_DIR.rglob("*") if p.is_file()) <= 5e6
     assert (TINY_TEMPLATE_DIR / "config.yaml").is_file() and (TINY_TEMPLATE_DIR / "Qwen3-0.6B" / "tokenizer.json").is_file()
+
+
+def test_the_mini_model_carries_its_recipe_and_scores():
+    assert mini_model_dir() == MINI_MODEL_DIR
+    assert model_recipe(MINI_MODEL_DIR) == Recipe(audio_tokens="all_frames", weights="self-pretrained")
+    config = yaml.safe_load((MINI_MODEL_DIR / "config.yaml").read_text())
+    assert config["audio_adaptor_conf"]["use_low_frame_rate"] is False
+    scores = json.loads((MINI_MODEL_DIR / "scores.json").read_text())
+    readme = (MINI_MODEL_DIR / "README.md").read_text()
+    assert f"{scores['clean_test']['cer']:.3f}" in readme and "python scripts/make_mini_release.py" in readme
+    state = torch.load(MINI_MODEL_DIR / "model.pt", weights_only=True)["state_dict"]
+    fixture = torch.load(TINY_DIR / "model.pt", weights_only=True)["state_dict"]
+    assert list(state) == list(fixture) and all(state[k].dtype == torch.bfloat16 for k in state)
 
 
 def test_generated_tiny_model_is_reproducible_and_release_shaped(tmp_path, monkeypatch):
@@ -34,3 +53,4 @@ def test_generated_tiny_model_is_reproducible_and_release_shaped(tmp_path, monke
     assert tiny_model_dir() == second  # generated once, then reused
     model = load_pretrained(second)
     assert model.frontend.dither == 0.0 and model.tokenizer.convert_tokens_to_ids("<|im_end|>") == 402
+    assert model.recipe == Recipe(audio_tokens="low_frame_rate", weights="random-init")

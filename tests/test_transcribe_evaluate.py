@@ -76,3 +76,45 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     assert len(worst) == 3 and [w["mer"] for w in worst] == sorted((w["mer"] for w in worst), reverse=True)
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("overall") and f"{overall['cer']:.4f}" in out
+
+
+DIGITS = FIXTURES / "digits" / "clean.jsonl"
+
+
+def _strip_record(src: Path, dst: Path) -> Path:
+    """A copy of an export whose config has no recipe record: loaders then assume the release's ceil(L/8) rule."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(src, dst)
+    name = "config.yaml" if (dst / "config.yaml").exists() else "nano8k_funasr_config.yaml"
+    config = yaml.safe_load((dst / name).read_text(encoding="utf-8"))
+    config.pop("nano8k")
+    config["audio_adaptor_conf"].pop("use_low_frame_rate")
+    (dst / name).write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return dst
+
+
+@pytest.mark.parametrize("layout", ["funasr", "hf"])
+def test_an_all_frames_export_transcribes_correctly_with_no_flag(tmp_path, capsys, layout):
+    from nano8k.assets import mini_model_dir
+    from nano8k.model.checkpoint import export_funasr, export_hf, load_pretrained
+
+    model = load_pretrained(mini_model_dir())
+    assert model.recipe.audio_tokens == "all_frames"
+    export = (export_funasr if layout == "funasr" else export_hf)(model, tmp_path / layout)
+    args = ["--manifest", str(DIGITS), "--max_new_tokens", "12", "--device", "cpu"]
+    report = tmp_path / "report.json"
+    assert evaluate.main(["--model_dir", str(export), "--output", str(report), *args]) == 0
+    fed_by_record = json.loads(report.read_text())["overall"]["cer"]
+    assert fed_by_record <= 0.35
+    stripped = _strip_record(export, tmp_path / "stripped")
+    assert evaluate.main(["--model_dir", str(stripped), "--output", str(report), *args]) == 0
+    assert json.loads(report.read_text())["overall"]["cer"] >= fed_by_record + 0.3  # wrong rule, wrong transcripts
+    capsys.readouterr()
+    files = [str(DIGITS.parent / json.loads(line)["source"]) for line in DIGITS.read_text().splitlines()]
+    assert transcribe.main([*files[:3], "--model_dir", str(export), "--max_new_tokens", "12", "--device", "cpu"]) == 0
+    targets = [json.loads(line)["target"] for line in DIGITS.read_text().splitlines()[:3]]
+    hyps = list(_lines(capsys.readouterr().out).values())
+    assert cer(targets, hyps) <= 0.5

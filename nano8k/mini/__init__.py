@@ -1,0 +1,1 @@
+"""The mini Fun-ASR-Nano: digit-string corpora, our self-pretrained wideband model and its reproduction."""
