@@ -13,10 +13,12 @@ OUT = Path(__file__).resolve().parent / "telephone_finetune.ipynb"
 CELLS: list[tuple[str, str]] = [
     ("md", """# Fine-tuning Fun-ASR-Nano for 8 kHz telephone speech
 
-This notebook walks through nano8k on the **bundled tiny random-init model** and the demo corpus (runs on a laptop
-CPU in about a minute): load a model directory, compare 16 kHz audio with its simulated telephone version,
-compute features, score CER, fine-tune for a few steps, score again, and print the config alignment table and the
-preflight checklist.
+This notebook walks through nano8k on the **bundled mini wideband model** (`model_dir: mini`, our own 0.4 M-parameter
+Fun-ASR-Nano pretrained from scratch on clean 16 kHz spoken digit strings) and the bundled 8 kHz telephone digit
+corpus (runs on a laptop CPU in about a minute): load a model directory, compare 16 kHz audio with its simulated
+telephone version, compute features, score CER on telephone speech, fine-tune for a few steps with the telephone
+recipe, score again, print the config alignment table and the preflight checklist, and look at the recipe's claims
+measured at mini scale.
 
 To use the real model set `NANO8K_MODEL_DIR=/path/to/Fun-ASR-Nano-2512` before starting Jupyter (and expect the
 fit cell to need a GPU)."""),
@@ -31,21 +33,22 @@ from IPython.display import Audio, Markdown, display
 # the repository root (holds configs/ and data_manifests/), wherever Jupyter was started
 ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "configs" / "demo.yaml").is_file())
 os.chdir(ROOT)
-MODEL_DIR = os.environ.get("NANO8K_MODEL_DIR", "tiny")  # 'tiny' = random-init model generated from nano8k/assets/tiny-nano
-MAX_STEPS = int(os.environ.get("NANO8K_NOTEBOOK_STEPS", "30"))
+MODEL_DIR = os.environ.get("NANO8K_MODEL_DIR", "mini")  # 'mini' = nano8k/assets/mini-nano (self-pretrained, wideband)
+MAX_STEPS = int(os.environ.get("NANO8K_NOTEBOOK_STEPS", "150"))
 torch.manual_seed(0)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 print("repo:", ROOT, "| model:", MODEL_DIR, "| fit steps:", MAX_STEPS)"""),
-    ("md", "## 1. Load a model directory\n`NanoASRModule` loads the FunASR release layout (or an HF export) and "
-           "applies the freezing; here everything trains because the tiny model is random-init."),
+    ("md", "## 1. Load a model directory\n`NanoASRModule` loads the FunASR release layout (or an HF export), its "
+           "recipe record (how audio must be fed: the mini model splices all adaptor frames) and applies the "
+           "telephone recipe's freezing: encoder + adaptor train, the LLM stays frozen."),
     ("code", """from nano8k.training.module import NanoASRModule
 from nano8k.model.convert import parameter_counts
 
-module = NanoASRModule(model_dir=MODEL_DIR, freeze={"encoder": False, "adaptor": False, "llm": False},
-                       lr=3e-3, weight_decay=0.0, scheduler="cosine", warmup_steps=5, min_lr_ratio=0.05,
-                       max_new_tokens=40)
+module = NanoASRModule(model_dir=MODEL_DIR, freeze={"encoder": False, "adaptor": False, "llm": True},
+                       lr=1e-3, weight_decay=0.01, scheduler="constant", warmup_steps=5, max_new_tokens=12)
 model = module.model
 print("parameters:", {k: f"{v:,}" for k, v in parameter_counts(model.network).items()})
+print("recipe:    ", model.recipe)
 print("trainable: ", {k: f"{v:,}" for k, v in module.trainable.items()})
 print("frontend:  ", model.frontend)"""),
     ("md", "## 2. 16 kHz vs simulated 8 kHz telephone audio\nThe data layer's `TelephoneChannel` band-limits to "
@@ -83,31 +86,33 @@ for ax, (f, title) in zip(axes, [(fb16, "telephone audio, 16 kHz fbank (main)"),
 plt.tight_layout(); plt.show()
 lfr = extract_features(tel8, rate8, model.frontend)
 print("fbank", tuple(fb16.shape), "-> LFR features", tuple(lfr.shape), "(one row per 60 ms)")"""),
-    ("md", "## 4. CER before training\nGreedy decoding of a few validation clips of the demo corpus."),
+    ("md", "## 4. CER on telephone speech before fine-tuning\nGreedy decoding of validation clips of the bundled "
+           "telephone corpus (voices the model never heard). The wideband model has never heard a telephone line."),
     ("code", """from nano8k.data.datamodule import TelephoneDataModule
 from nano8k.training.metrics import cer
 
-data = TelephoneDataModule(train_manifests="data_manifests/demo/train.jsonl",
-                           val_manifests="data_manifests/demo/val.jsonl", dither=0.0, telephone=None,
-                           specaugment=None, max_frames_per_batch=400, max_batch_size=16, num_workers=0, seed=1234)
-data.set_tokenizer(model.tokenizer)
+corpus = "data_manifests/telephone-digits"
+data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifests=f"{corpus}/val.jsonl", dither=0.0,
+                           telephone=None, specaugment=None, max_frames_per_batch=480, max_batch_size=8,
+                           num_workers=0, seed=1234)
+data.use_model(model)  # the model's tokenizer and audio token rule
 data.setup("fit")
-val_batches = [b for _, b in zip(range(1), data.val_dataloader())]
+val_batches = [b for _, b in zip(range(6), data.val_dataloader())]
 
 def score(module) -> tuple[float, list[tuple[str, str]]]:
     module.eval()
     refs, hyps = [], []
     for batch in val_batches:
         refs += batch.targets
-        hyps += module.transcribe_batch(batch, max_new_tokens=40)
+        hyps += module.transcribe_batch(batch, max_new_tokens=12)
     return cer(refs, hyps), list(zip(refs, hyps))[:3]
 
 cer_before, examples = score(module)
 print(f"CER before: {cer_before:.3f}")
 for ref, hyp in examples:
     print(f"  ref: {ref}\\n  hyp: {hyp!r}")"""),
-    ("md", "## 5. A short fit\nA few optimizer steps with Lightning on CPU (the real recipe is "
-           "`python -m nano8k.fit --config configs/telephone.yaml`)."),
+    ("md", "## 5. A short fit\nA few optimizer steps with Lightning on CPU (the whole demo is "
+           "`python -m nano8k.fit --config configs/demo.yaml`; the real recipe `configs/telephone.yaml`)."),
     ("code", """import lightning as L
 
 trainer = L.Trainer(max_steps=MAX_STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -141,6 +146,19 @@ display(Markdown(to_markdown(alignment)))"""),
     ("code", """from nano8k.preflight import format_results, run_preflight
 
 print(format_results(run_preflight("configs/demo.yaml")))"""),
+    ("md", "## 7. The recipe's claims at mini scale\n`python -m nano8k.reproduce` fine-tunes the mini model once per "
+           "claim (adaptor only, lr x1 vs x10, SpecAugment, native 8 kHz stage 1, telephone_prob) and writes "
+           "`docs/results/mini_reproduction.md` with this plot. A mini-scale result: it claims nothing about the "
+           "0.8B model."),
+    ("code", """from IPython.display import Image
+
+results = ROOT / "docs" / "results"
+if (results / "mini_reproduction_cer.png").is_file():
+    display(Image(filename=str(results / "mini_reproduction_cer.png")))
+    report = (results / "mini_reproduction.md").read_text(encoding="utf-8")
+    display(Markdown(report[report.index("## CER per test set"):report.index("## The recipe's claims")]))
+else:
+    print("no docs/results/mini_reproduction_cer.png yet: run python -m nano8k.reproduce")"""),
 ]
 
 

@@ -105,15 +105,15 @@ def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
 
 def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monkeypatch):
     config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
-    config["trainer"]["callbacks"] = [
-        c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"] and "Export" not in c["class_path"]
-    ]
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if not any(
+        name in c["class_path"] for name in ("LearningRate", "Export", "BeforeAfter"))]
     for callback in config["trainer"]["callbacks"]:
         if "dirpath" in callback.get("init_args", {}):
             callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
-    config["trainer"].update(default_root_dir=str(tmp_path), logger=False, max_epochs=2, check_val_every_n_epoch=2,
-                             limit_val_batches=1)
-    config["model"]["warmup_steps"] = 1
+    config["trainer"].update(default_root_dir=str(tmp_path), logger=False, max_epochs=2, max_steps=-1,
+                             val_check_interval=None, check_val_every_n_epoch=2, limit_val_batches=1)
+    config["model"].update(warmup_steps=1, model_dir="tiny")  # the 160-utterance sentence corpus keeps epochs short
+    config["data"].update(train_manifests="data_manifests/demo/train.jsonl", val_manifests="data_manifests/demo/val.jsonl")
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(REPO)
     args = ["--config", str(tmp_path / "demo.yaml"), "--model.max_new_tokens", "2"]
@@ -154,7 +154,7 @@ def test_cli_overrides_and_print_config(capsys):
         fit_cli.main(["--config", str(REPO / "configs/demo.yaml"), "--model.lr", "1e-4", "--print_config"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert "lr: 0.0001" in printed and "model_dir: tiny" in printed
+    assert "lr: 0.0001" in printed and "model_dir: mini" in printed
 
 
 @pytest.mark.parametrize("name", ["telephone.yaml", "stage1_encoder_adapt.yaml", "pretrained.yaml"])
@@ -181,5 +181,10 @@ def test_cli_runs_demo_config_briefly(tmp_path, capsys, monkeypatch):
     fit_cli.main(["--config", str(tmp_path / "demo.yaml"), "--model.max_new_tokens", "4"])
     out = capsys.readouterr().out
     assert "[val] step 2" in out and "[val] step 4" in out and "cer" in out
+    assert out.count("[val example]") == 2 * 4 and "  ref: " in out and "  hyp: " in out  # printed, not INFO-logged
+    report = json.loads((tmp_path / "before_after.json").read_text())
+    before, after = report["before"]["cer"], report["after"]["cer"]
+    assert f"CER before {before:.3f} → after {after:.3f}" in out and "held-out telephone voices (200 utts)" in out
+    assert report["after_model"] == str(tmp_path / "export" / "hf") and len(report["hypotheses"]) == 200
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
     assert (tmp_path / "export" / "funasr" / "model.pt").exists() and (tmp_path / "export" / "hf").is_dir()
