@@ -36,5 +36,5 @@ def test_notebook_executes(monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "CER before" in text and "-> after" in text and "10 steps" in text
     assert "preflight:" in text and "0 fail" in text
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # incl. the mini reproduction plot
     assert any("text/markdown" in o.get("data", {}) and "CRITICAL" in o["data"]["text/markdown"] for o in outputs)
