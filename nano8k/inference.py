@@ -52,8 +52,7 @@ def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: De
     rate = options.frontend_rate or model.frontend.sample_rate
     frontend = replace(model.frontend, sample_rate=rate, dither=options.dither)
     # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
-    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0,
-                            audio_tokens=model.recipe.audio_tokens)
+    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0)
     results = [Transcript(utt) for utt in utts]
     items: list[tuple[int, SpeechItem]] = []
     for index, utt in enumerate(utts):

@@ -3,13 +3,14 @@
 Reads top to bottom: (1) the test sets: clean 16 kHz (the mini model's held-out pretraining voices), simulated 8 kHz
 telephone (``data_manifests/telephone-digits/test.jsonl``) and a real 8 kHz voice (Asterisk digit recordings);
 (2) the fine-tuning data: the bundled 8 kHz telephone train split plus freshly rendered 16 kHz wideband strings that
-the online telephone channel simulates with ``telephone_prob``; (3) the mini model alone, then each ``VARIANTS`` row
-fine-tuned with ``python -m nano8k.fit`` (the recipe config ``configs/demo.yaml`` with one thing changed) and
-scored from its export; (4) ``docs/results/mini_reproduction.md`` (table per test set and language, what each
+the online telephone channel simulates with ``telephone_prob``; (3) the mini model alone, then each ``variants()``
+row fine-tuned with ``python -m nano8k.fit`` and scored from its export. Every row shares the recipe config
+(``configs/demo.yaml`` with this run's data, online channel at ``telephone_prob`` 0.5, ``STEPS`` steps, no
+before/after callback) and changes one thing; (4) ``docs/results/mini_reproduction.md`` (table per test set and language, what each
 claim came to, the command, versions) and a CER-vs-step PNG. Every number comes from this run.
 
 Needs espeak-ng and the Asterisk digit recordings (``apt-get install espeak-ng asterisk-core-sounds-en-wav``) and
-matplotlib (``pip install -e '.[dev]'``). About 25 min on 2 CPU cores. A mini-scale result: it shows what the
+matplotlib (``pip install -e '.[dev]'``). Run from the repository root; about 16 min on 2 CPU cores. A mini-scale result: it shows what the
 recipe does to a 0.4 M-parameter model on synthetic digit strings and claims nothing about the 0.8B model.
 """
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -153,7 +155,7 @@ def table(base: dict[str, dict[str, Any]], results: Sequence[RunResult]) -> list
     rows = [("mini model, no fine-tuning", base, None)] + [(r.variant.label, r.scores, r.seconds) for r in results]
     for label, scores, seconds in rows:
         if not scores:
-            lines.append(f"| {label} | failed (see its run folder) |||||||| |")
+            lines.append(f"| {label} | failed (see its run folder) ||||||| |")
             continue
         c, t, real = scores["clean"], scores["telephone"], scores["real"]
         lines.append(f"| {label} | {_cell(c, 'en')} | {_cell(c, 'zh')} | **{_cell(c)}** | {_cell(t, 'en')} | "
@@ -166,7 +168,7 @@ def claims(base: dict[str, dict[str, Any]], results: Sequence[RunResult]) -> lis
     """What each recipe claim came to in this run, read from the table's numbers."""
     by = {r.variant.name: r.scores for r in results if r.scores}
     if "recipe" not in by:
-        return ["- the recipe run failed: no claim can be judged"]
+        return ["- no recipe run in this reproduction (failed or left out with --only): no claim can be judged"]
     recipe = by["recipe"]
 
     def tel(name: str) -> float:
@@ -228,8 +230,8 @@ def versions() -> str:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nano8k", "configs", "scripts", "pyproject.toml"],
+                               capture_output=True, text=True).stdout.strip()
         parts.append(f"nano8k {commit or 'unknown commit'}{' + uncommitted changes' if dirty else ''}")
     except OSError:
         pass
@@ -306,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only and variant.name not in args.only:
             continue
         run_dir = work / variant.name
+        shutil.rmtree(run_dir, ignore_errors=True)  # a rerun must not mix its logs and checkpoints with the last one
         config = variant_config(base_config, variant, run_dir, data, steps, args.val_every)
         rc, seconds = fine_tune(variant, config, run_dir)
         export = run_dir / "export" / "hf"

@@ -1,4 +1,4 @@
-"""The tutorial notebook is in sync with its generator and runs top to bottom on the tiny default (nbclient)."""
+"""The tutorial notebook is in sync with its generator and runs top to bottom on the mini default (nbclient)."""
 
 from __future__ import annotations
 

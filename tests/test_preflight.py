@@ -114,6 +114,17 @@ def test_train_val_overlap():
     assert r.status == "fail" and "also in train" in r.message and "data.val_manifests" in r.message
 
 
+def test_before_after_manifest_is_checked_as_the_test_split():
+    config = edit()
+    callback = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("BeforeAfterEvaluation"))
+    callback["init_args"]["manifest"] = DEMO["data"]["train_manifests"]  # "held-out" voices that train
+    r = only("overlap", config)
+    assert r.status == "fail" and "test: " in r.message and "trainer.callbacks.BeforeAfterEvaluation.manifest" in r.message
+    callback["init_args"]["manifest"] = "data_manifests/nope.jsonl"
+    r = only("manifests", config)
+    assert r.status == "fail" and "nope.jsonl" in r.message and "BeforeAfterEvaluation.manifest" in r.message
+
+
 def test_sample_rate_below_telephone_band(tmp_path):
     rows = [{"key": "low", "source": str(wav(tmp_path / "low.wav", 4000)), "target": "hi", "duration": 1.0}]
     r = only("sample_rates", edit(data__train_manifests=manifest(tmp_path / "t.jsonl", rows)))

@@ -152,14 +152,18 @@ class Context:
         return int(((self.funasr_config or {}).get("frontend_conf") or {}).get("fs", 16000))
 
     # -- stages -----------------------------------------------------------------------------------------------
+    def callbacks(self, class_name: str) -> list[tuple[str, dict[str, Any]]]:
+        """(key prefix, args) of every callback of class ``class_name`` in the config."""
+        callbacks = self.get("trainer.callbacks")
+        if not isinstance(callbacks, Mapping):
+            return []
+        return [(f"trainer.callbacks.{name}", dict(args)) for name, args in callbacks.items()
+                if isinstance(args, Mapping) and args.get("class_path") == class_name]
+
     def stage_switch(self) -> tuple[str, dict[str, Any]] | None:
         """(key prefix, args) of a StageSwitch callback, if the config has one."""
-        callbacks = self.get("trainer.callbacks")
-        if isinstance(callbacks, Mapping):
-            for name, args in callbacks.items():
-                if isinstance(args, Mapping) and args.get("class_path") == "StageSwitch":
-                    return f"trainer.callbacks.{name}", dict(args)
-        return None
+        found = self.callbacks("StageSwitch")
+        return found[0] if found else None
 
     @cached_property
     def stages(self) -> list[Stage]:

@@ -12,10 +12,20 @@ MAX_LISTED = 3
 
 
 def _manifests(ctx: Context, split: str) -> list[str]:
+    """A split's manifests; ``test`` includes the held-out manifests of BeforeAfterEvaluation callbacks."""
     value = ctx.get(f"data.{split}_manifests")
-    if value in (None, ""):
-        return []
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    paths = [] if value in (None, "") else [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    if split == "test":
+        paths += [str(args["manifest"]) for _, args in ctx.callbacks("BeforeAfterEvaluation") if args.get("manifest")]
+    return paths
+
+
+def _manifest_keys(ctx: Context, split: str) -> str:
+    """The config key(s) that name a split's manifests, for messages."""
+    keys = [f"data.{split}_manifests"]
+    if split == "test":
+        keys += [f"{prefix}.manifest" for prefix, _ in ctx.callbacks("BeforeAfterEvaluation")]
+    return ctx.key(" / ".join(keys))
 
 
 def reports(ctx: Context) -> dict[str, Any]:
@@ -43,14 +53,14 @@ def _reports(ctx: Context) -> dict[str, Any]:
             continue
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
-            raise CheckFailed(f"{ctx.key(f'data.{split}_manifests')}: {missing} not found (relative paths are resolved "
+            raise CheckFailed(f"{_manifest_keys(ctx, split)}: {missing} not found (relative paths are resolved "
                               f"from the current directory {Path.cwd()}; run from the repository root or use "
                               "absolute paths)")
         try:
             out[split] = validate(paths, decode=False, min_duration=float(ctx.get("data.min_duration", 0.1)),
                                   max_duration=float(ctx.get("data.max_duration", 30.0)))
         except DataError as err:
-            raise CheckFailed(f"{ctx.key(f'data.{split}_manifests')}: {err}") from err
+            raise CheckFailed(f"{_manifest_keys(ctx, split)}: {err}") from err
     return out
 
 
@@ -113,8 +123,9 @@ def check_overlap(ctx: Context) -> CheckResult:
             found.append(f"{split}: {len(same_key)} keys and {len(same_audio)} audio files also in train "
                          f"(e.g. {(same_key or same_audio)[:MAX_LISTED]})")
     if found:
-        raise CheckFailed("; ".join(found) + f". Remove them from {ctx.key('data.val_manifests')}/test or from "
-                          "train: overlapping data makes val/cer optimistic")
+        raise CheckFailed("; ".join(found) + f". Remove them from {ctx.key('data.val_manifests')} / "
+                          f"{_manifest_keys(ctx, 'test')} or from train: overlapping data makes val/test scores "
+                          "optimistic")
     checked = [s for s in ("val", "test") if s in reps]
     return CheckResult(name, "pass", f"no key or audio file shared between train and {', '.join(checked) or '-'}")
 

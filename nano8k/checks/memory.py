@@ -20,9 +20,10 @@ Attention scores are not counted (SDPA flash/memory-efficient kernels do not sto
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from nano8k.model.prompt import audio_token_count
 
 GIB = 1024**3
 PROMPT_TOKENS = 40  # system turn + task prompt + chat markup, per utterance
@@ -156,7 +157,7 @@ def estimate_memory(
     utts = max(1, int(max_frames // max(mean_frames, 1.0)))
     if max_batch_size:
         utts = min(utts, int(max_batch_size))
-    speech = max_frames if audio_tokens == "all_frames" else math.ceil(max_frames / 8)
+    speech = audio_token_count(max_frames, audio_tokens)
     tokens = speech + utts * int(PROMPT_TOKENS + mean_target_chars)
     if max_tokens:
         tokens = min(tokens, int(max_tokens))

@@ -14,7 +14,7 @@ def check_model_dir(ctx: Context) -> CheckResult:
     name = "model_dir"
     if ctx.model_dir_value is None:
         raise CheckFailed(f"model.model_dir is not set in {ctx.source} and NANO8K_MODEL_DIR is unset: set "
-                          "model.model_dir to the Fun-ASR-Nano-2512 download (or 'tiny' for the demo model)")
+                          "model.model_dir to the Fun-ASR-Nano-2512 download (or 'mini' for the bundled demo model)")
     d = ctx.model_dir
     if not d.is_dir():
         raise CheckFailed(f"{ctx.key('model.model_dir')}={ctx.model_dir_value!r}: directory not found; download "
@@ -78,9 +78,12 @@ def check_frontend(ctx: Context) -> CheckResult:
         if switch and stage.name == "main" and stage.frontend_rate != model_rate:
             warns.append(f"main stage runs at {stage.frontend_rate} Hz, not the release's {model_rate} Hz "
                          "(main_frontend_rate)")
-        if not switch and stage.frontend_rate != model_rate:
+        if not switch and stage.frontend_rate != model_rate and stage.frontend_rate == 8000:
             warns.append(f"the whole run uses native {stage.frontend_rate} Hz fbank (a stage-1 run): follow it with the "
                          f"main stage at {model_rate} Hz (configs/telephone.yaml)")
+        elif not switch and stage.frontend_rate != model_rate:
+            lines.append(f"the model dir records {model_rate} Hz (a stage-1 export): its encoder moves to "
+                         f"{stage.frontend_rate} Hz features here, the two-stage recipe's main stage")
     message = "; ".join(lines + warns)
     return CheckResult(name, "warn" if warns else "pass", message)
 

@@ -54,6 +54,14 @@ class TelephoneDataModule(L.LightningDataModule):
     ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz, SpecAugment, ``dither``) runs on the
     training split only. Under DDP every rank loads a disjoint shard with the same number of batches; use
     ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
+
+    How the model must be fed comes from the model, not from this config: ``use_model(model)`` (``nano8k.fit`` calls
+    it) takes the model's tokenizer (unless ``tokenizer_dir`` is set) and its audio token rule
+    (``model.recipe.audio_tokens``; ``low_frame_rate``, the release's, until a model is attached), and
+    ``NanoASRModule.setup`` sets the rule again, so a plain ``trainer.fit(module, datamodule)`` is fed right too.
+    Deterministic features (validation, test, and training without channel, SpecAugment or dither) are computed once
+    and cached, up to ``feature_cache_mb`` per split in each process; loader workers persist between epochs so their
+    caches do too.
     """
 
     def __init__(

@@ -46,8 +46,10 @@ class SpeechDataset(Dataset):
 
     ``audio_tokens`` is the model's token rule (``Recipe.audio_tokens``): how many speech placeholders a prompt gets.
     When the features cannot change between epochs (evaluation, or training with no channel, SpecAugment or
-    dither), they are computed once and kept, up to ``feature_cache_mb`` per process (a loader worker caches what it
-    loads; ``TelephoneDataModule`` keeps its workers alive between epochs so the cache survives).
+    dither), they are computed once and kept, up to ``feature_cache_mb`` for this dataset in each process. A loader
+    worker caches what it loads (``TelephoneDataModule`` keeps workers alive between epochs): evaluation splits,
+    whose batches go to the same worker every epoch, gain fully; a shuffled training split with W workers may end up
+    cached W times, within the budget.
     """
 
     def __init__(

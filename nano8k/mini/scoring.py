@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from nano8k.data.manifest import read_manifest
-from nano8k.inference import DecodeOptions, transcribe_utterances
+from nano8k.inference import DecodeOptions
 from nano8k.model.checkpoint import load_pretrained
-from nano8k.training.metrics import cer_by_language
+from nano8k.training.before_after import decode_and_score
 
 
 def score_model(model_dir: str | os.PathLike, manifest: str | os.PathLike, max_new_tokens: int = 12) -> dict:
@@ -19,13 +17,7 @@ def score_model(model_dir: str | os.PathLike, manifest: str | os.PathLike, max_n
     if contents.bad:
         raise ValueError(f"{manifest}: {len(contents.bad)} bad line(s), first: {contents.bad[0].describe()}")
     model = load_pretrained(Path(model_dir)).eval()
-    with torch.no_grad():
-        results = transcribe_utterances(model, contents.utterances, DecodeOptions(batch_size=32,
-                                                                                  max_new_tokens=max_new_tokens))
-    failed = [r for r in results if r.error]
-    if failed:
-        raise ValueError(f"{manifest}: {len(failed)} file(s) failed, first {failed[0].utt.key}: {failed[0].error}")
-    utts = contents.utterances
-    scores = cer_by_language([u.target for u in utts], [r.text for r in results], [u.lang for u in utts])
+    options = DecodeOptions(batch_size=32, max_new_tokens=max_new_tokens)
+    scores, _ = decode_and_score(model, contents.utterances, options, str(manifest))
     scores["parameters"] = sum(p.numel() for p in model.network.parameters())
     return scores

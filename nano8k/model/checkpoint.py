@@ -196,10 +196,9 @@ def load_pretrained(
     funasr, qwen = read_model_configs(model_dir)
     recipe = read_recipe(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
     if (model_dir / "config.yaml").exists():
-        model = _load_funasr_layout(model_dir, funasr, qwen, attn_implementation)
+        model = _load_funasr_layout(model_dir, funasr, qwen, recipe, attn_implementation)
     else:
-        model = _load_hf_layout(model_dir, funasr, qwen, attn_implementation)
-    model.recipe = recipe
+        model = _load_hf_layout(model_dir, funasr, qwen, recipe, attn_implementation)
     if dither is not None:
         model.frontend = FrontendConfig(**{**model.frontend.to_dict(), "dither": float(dither)})
     model.network.to(audio_dtype)
@@ -208,7 +207,8 @@ def load_pretrained(
     return model
 
 
-def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], attn_implementation: str) -> NanoASR:
+def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
+                        attn_implementation: str) -> NanoASR:
     try:
         config = build_config(funasr, qwen, source=str(model_dir / "config.yaml"))
     except ValueError as err:
@@ -232,17 +232,18 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
     network.load_state_dict(state, strict=True)
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir(model_dir, funasr)))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras)
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras, recipe)
 
 
-def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], attn_implementation: str) -> NanoASR:
+def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
+                    attn_implementation: str) -> NanoASR:
     network = FunAsrNanoForConditionalGeneration.from_pretrained(
         str(model_dir), dtype=torch.float32, attn_implementation=attn_implementation
     )
     network.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, {})
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, {}, recipe)
 
 
 def read_recipe(funasr: Mapping[str, Any], source: Path) -> Recipe:
@@ -266,8 +267,16 @@ def model_recipe(model_dir: str | os.PathLike) -> Recipe:
 
 
 def exported_funasr_config(model: NanoASR) -> dict[str, Any]:
-    """The config.yaml an export writes: the loaded one with the model's recipe record written into it."""
-    return model.recipe.written_into(model.funasr_config)
+    """The config.yaml an export writes: the loaded one with the model's recipe record and fbank rate written in.
+
+    ``frontend_conf.fs`` becomes ``model.frontend.sample_rate`` (a native 8 kHz stage-1 model records 8000), so the
+    export is fed at the rate it was trained at; nothing else of the frontend is changed.
+    """
+    config = model.recipe.written_into(model.funasr_config)
+    front = config.get("frontend_conf")
+    if isinstance(front, dict) and int(front.get("fs", 16000)) != model.frontend.sample_rate:
+        front["fs"] = model.frontend.sample_rate
+    return config
 
 
 def funasr_state_dict(model: NanoASR, dtype: torch.dtype = torch.bfloat16) -> "OrderedDict[str, torch.Tensor]":

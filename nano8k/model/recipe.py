@@ -6,7 +6,8 @@ It lives in the model's ``config.yaml`` (the HF export keeps the same file besid
       audio_tokens: all_frames     # low_frame_rate (ceil(L/8), the release) | all_frames (L)
       weights: self-pretrained     # release | random-init | self-pretrained
 
-A directory without the section is the release (``low_frame_rate``, ``release``). Exports write the section and keep
+A directory without the section is the release (``low_frame_rate``, ``release``); one whose
+``use_low_frame_rate`` is false must say its rule in the section. Exports write the section and keep
 the release's own key ``audio_adaptor_conf.use_low_frame_rate`` consistent with it, so FunASR's inference code (which
 reads that flag) feeds an ``all_frames`` export all frames too. FunASR's *training* dataset ignores the flag and always
 uses ceil(L/8), so the flag alone does not decide the rule: the nano8k section does.
@@ -54,21 +55,29 @@ class Recipe:
     def from_funasr(cls, funasr: Mapping[str, Any], source: str = "config.yaml") -> "Recipe":
         """Read the ``nano8k`` section of a ``config.yaml`` mapping; absent means the release's recipe."""
         section = funasr.get(SECTION)
-        if section is None:
-            return cls()
-        if not isinstance(section, Mapping):
+        if section is not None and not isinstance(section, Mapping):
             raise RecipeError(f"{source}: '{SECTION}' must be a mapping (e.g. {{audio_tokens: all_frames}})")
+        section = dict(section or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
             raise RecipeError(f"{source}: unknown key(s) {', '.join(f'{SECTION}.{k}' for k in unknown)}; "
                               f"the section takes {sorted(known)}")
         try:
-            recipe = cls(**dict(section))
+            recipe = cls(**section)
         except RecipeError as err:
             raise RecipeError(f"{source}: {SECTION}.{err}") from err
         flag = (funasr.get("audio_adaptor_conf") or {}).get("use_low_frame_rate")
-        if flag is not None and bool(flag) != (recipe.audio_tokens == "low_frame_rate"):
+        if flag is not None and not isinstance(flag, bool):
+            raise RecipeError(f"{source}: audio_adaptor_conf.use_low_frame_rate must be true or false, got {flag!r}")
+        if "audio_tokens" not in section and flag is False:
+            raise RecipeError(
+                f"{source}: audio_adaptor_conf.use_low_frame_rate is false but {SECTION}.audio_tokens is not set. "
+                "FunASR's trainer ignores that flag (ceil(L/8) tokens) while its inference honours it (all frames), so "
+                f"it does not say how the weights were trained: add '{SECTION}: {{audio_tokens: low_frame_rate}}' or "
+                "'{audio_tokens: all_frames}'"
+            )
+        if flag is not None and flag != (recipe.audio_tokens == "low_frame_rate"):
             raise RecipeError(
                 f"{source}: {SECTION}.audio_tokens={recipe.audio_tokens} contradicts "
                 f"audio_adaptor_conf.use_low_frame_rate={flag}; set use_low_frame_rate "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -22,6 +22,19 @@ from nano8k.training.metrics import cer_by_language
 log = logging.getLogger(__name__)
 
 
+def decode_and_score(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
+                     source: str) -> tuple[dict[str, Any], list[str]]:
+    """Greedy-decode ``utts`` (the model as its recipe record says) and score pooled CER overall and per language."""
+    with torch.no_grad():
+        results = transcribe_utterances(model, utts, options)
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        raise DataError(f"{source}: {len(failed)} file(s) failed to decode, first {failed[0].utt.key}: "
+                        f"{failed[0].error}")
+    hyps = [r.text for r in results]
+    return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts]), hyps
+
+
 class BeforeAfterEvaluation(Callback):
     """Decodes ``manifest`` with the starting weights (at fit start) and with the exported model (after fit).
 
@@ -30,7 +43,9 @@ class BeforeAfterEvaluation(Callback):
     ``[test] <label> (N utts): CER before 0.934 → after 0.213 (en ..., zh ...)``, logs ``test/cer_before`` and
     ``test/cer_after``, and writes ``<default_root_dir>/before_after.json`` with both scores and every hypothesis.
     The "before" score is kept in checkpoints, so a resumed fit still compares with the weights it started from.
-    Runs on global rank 0 only.
+    "Before" uses the starting model's own fbank rate; "after" the export's, which records the rate training ended
+    with. Prompts are the model's defaults (no language, itn on). Decoding runs on global rank 0 only while the other
+    ranks wait, so keep the manifest to minutes of audio.
     """
 
     def __init__(self, manifest: str, label: str = "held-out test set", max_new_tokens: int = 64,
@@ -54,25 +69,17 @@ class BeforeAfterEvaluation(Callback):
         return self._utts
 
     def evaluate(self, model: NanoASR) -> tuple[dict[str, Any], list[str]]:
-        utts = self.utterances()
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                results = transcribe_utterances(model, utts, self.options)
-        finally:
-            model.train(was_training)
-        failed = [r for r in results if r.error is not None]
-        if failed:
-            raise DataError(f"BeforeAfterEvaluation: {len(failed)} file(s) of {self.manifest} failed, first: "
-                            f"{failed[0].utt.key}: {failed[0].error}")
-        hyps = [r.text for r in results]
-        return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts]), hyps
+        return decode_and_score(model, self.utterances(), self.options, self.manifest)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._completed = False
         if self.before is None and trainer.is_global_zero:
-            self.before, _ = self.evaluate(pl_module.model)
+            was_training = pl_module.training
+            pl_module.eval()
+            try:
+                self.before, _ = self.evaluate(pl_module.model)
+            finally:
+                pl_module.train(was_training)  # NanoASRModule.train keeps frozen parts in eval mode
             print(f"[test] {self.label} ({self.before['utterances']} utts): CER before fine-tuning "
                   f"{self.before['cer']:.3f}", flush=True)
 
@@ -90,6 +97,7 @@ class BeforeAfterEvaluation(Callback):
             model = load_pretrained(source).to(trainer.strategy.root_device)
         else:
             source, model = "final in-memory weights", pl_module.model
+            pl_module.eval()
         self.after, hyps = self.evaluate(model)
         before = self.before or {}
         langs = ", ".join(f"{lang} {before.get('by_language', {}).get(lang, float('nan')):.3f} → {value:.3f}"

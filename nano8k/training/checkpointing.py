@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -104,10 +105,15 @@ def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = N
     return module
 
 
-def export_module(module: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Merge LoRA and write ``<out>/funasr`` (release layout) and ``<out>/hf`` (save_pretrained layout)."""
+def export_module(module: Any, out_dir: str | os.PathLike, frontend_rate: int | None = None) -> dict[str, Path]:
+    """Merge LoRA and write ``<out>/funasr`` (release layout) and ``<out>/hf`` (save_pretrained layout).
+
+    ``frontend_rate`` is the fbank rate training ended with; the exports record it (``frontend_conf.fs``).
+    """
     from nano8k.training.module import resolve_model_dir
 
+    if frontend_rate is not None:
+        module.model.frontend = replace(module.model.frontend, sample_rate=int(frontend_rate))
     module.merge_lora()
     out = Path(out_dir)
     funasr_dir = export_funasr(module.model, out / "funasr")
@@ -147,14 +153,16 @@ class ExportOnFitEnd(Callback):
         self.sources = self._sources(trainer)
         if trainer.is_global_zero:
             out = Path(self.out_dir or Path(trainer.default_root_dir) / "export")
+            frontend = getattr(trainer.datamodule, "frontend", None)  # TelephoneDataModule: the rate training ended at
+            rate = getattr(frontend, "sample_rate", None)
             if self.sources:
                 checkpoint = (average_checkpoints(self.sources) if len(self.sources) > 1
                               else load_checkpoint_file(self.sources[0]))
-                self.exported = export_module(module_from_checkpoint(checkpoint), out)
+                self.exported = export_module(module_from_checkpoint(checkpoint), out, rate)
                 what = f"mean of {len(self.sources)} best" if len(self.sources) > 1 else self.sources[0]
             else:
                 log.warning("ExportOnFitEnd: no checkpoint file; exporting the final in-memory weights")
-                self.exported = export_module(pl_module, out)
+                self.exported = export_module(pl_module, out, rate)
                 what = "final weights"
             print(f"[export] {what} -> {self.exported['funasr']} and {self.exported['hf']}", flush=True)
         trainer.strategy.barrier("nano8k-export")

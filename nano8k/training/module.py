@@ -236,6 +236,12 @@ class NanoASRModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(counts, step=int(self.global_step))
 
+    def setup(self, stage: str) -> None:
+        """The data module feeds this model as its recipe says, also when the caller never called ``use_model``."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_audio_tokens"):
+            datamodule.set_audio_tokens(self.model.recipe.audio_tokens)
+
     def on_train_start(self) -> None:
         self._log_trainable()
 

@@ -34,6 +34,19 @@ def test_a_wrong_section_is_refused_naming_the_file_and_key(section, message):
         Recipe.from_funasr(config, "cfg.yaml")
 
 
+@pytest.mark.parametrize("section, flag, message", [
+    (None, False, r"cfg.yaml: audio_adaptor_conf.use_low_frame_rate is false but nano8k.audio_tokens is not set"),
+    ({"weights": "release"}, False, r"use_low_frame_rate is false but nano8k.audio_tokens is not set"),
+    (None, "false", r"cfg.yaml: audio_adaptor_conf.use_low_frame_rate must be true or false, got 'false'"),
+])
+def test_an_ambiguous_flag_is_refused_not_guessed(section, flag, message):
+    config = {"audio_adaptor_conf": {"use_low_frame_rate": flag}}
+    if section is not None:
+        config["nano8k"] = section
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_funasr(config, "cfg.yaml")
+
+
 def test_loader_refuses_a_bad_record_before_reading_weights(tmp_path):
     target = tmp_path / "m"
     shutil.copytree(TINY_DIR, target, ignore=shutil.ignore_patterns("*.wav", "golden*", "model.pt"))
