@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from jsonargparse import ArgumentParser
 
-from nano8k.training.metrics import RATE_NAMES, UNITS, error_counts, text_language
+from nano8k.training.metrics import RATE_NAMES, UNITS, error_counts, language_groups
 from nano8k.training.module import resolve_model_dir
 from nano8k.inference import Transcript, transcribe_utterances
 from nano8k.transcribe import add_decode_arguments, decode_options, load_model, utterances_from_manifest
@@ -34,12 +34,8 @@ def build_report(results: Sequence[Transcript], num_worst: int = 10) -> dict[str
     refs, hyps = [r.utt.target for r in decoded], [r.text for r in decoded]
     report: dict[str, Any] = {"overall": score(refs, hyps), "failed": [
         {"key": r.utt.key, "audio": str(r.utt.audio), "error": r.error} for r in results if r.error is not None]}
-    by_lang: dict[str, list[Transcript]] = {}
-    for r in decoded:
-        by_lang.setdefault(r.utt.lang or text_language(r.utt.target), []).append(r)
-    report["by_language"] = {
-        lang: score([r.utt.target for r in group], [r.text for r in group]) for lang, group in sorted(by_lang.items())
-    }
+    groups = language_groups(refs, [r.utt.lang for r in decoded])
+    report["by_language"] = {lang: score([refs[i] for i in idx], [hyps[i] for i in idx]) for lang, idx in groups.items()}
     rows = []
     for r in decoded:
         counts = error_counts([r.utt.target], [r.text], "mixed")

@@ -81,18 +81,23 @@ class Context:
         value = self.get("model.model_dir")
         return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
 
-    @property
-    def recipe(self) -> "Recipe":
-        """The model dir's recipe record (token rule, weight lineage); the release's when unreadable or absent."""
+    @cached_property
+    def recipe_or_error(self) -> tuple["Recipe", str | None]:
+        """The model dir's recipe record, read once; the release's with the reason when unreadable or refused."""
         from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_recipe
         from nano8k.model.recipe import Recipe
 
         if self.funasr_config is None:
-            return Recipe()
+            return Recipe(), None
         try:
-            return read_recipe(self.funasr_config, funasr_config_file(self.model_dir))
-        except CheckpointError:  # reported by the model_dir check
-            return Recipe()
+            return read_recipe(self.funasr_config, funasr_config_file(self.model_dir)), None
+        except CheckpointError as err:
+            return Recipe(), str(err)
+
+    @property
+    def recipe(self) -> "Recipe":
+        """The model dir's recipe record (token rule, weight lineage); a refused record is the model_dir check's."""
+        return self.recipe_or_error[0]
 
     @property
     def release_weights(self) -> bool:

@@ -35,12 +35,9 @@ def check_model_dir(ctx: Context) -> CheckResult:
         raise CheckFailed(f"{d}: {layout} layout is missing {missing}; re-download the model or fix model.model_dir")
     if ctx.funasr_config is None:
         raise CheckFailed(f"{d}/config.yaml: not a readable YAML mapping; re-download it")
-    from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_recipe
-
-    try:
-        recipe = read_recipe(ctx.funasr_config, funasr_config_file(d))
-    except CheckpointError as err:
-        raise CheckFailed(str(err)) from err
+    recipe, refused = ctx.recipe_or_error
+    if refused:
+        raise CheckFailed(refused)
     fed = f"audio tokens {recipe.audio_tokens}, {recipe.weights} weights"
     if layout == "HF export":
         return CheckResult(name, "pass", f"{d} ({layout}; {fed})")

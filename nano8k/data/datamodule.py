@@ -113,7 +113,6 @@ class TelephoneDataModule(L.LightningDataModule):
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
         self.bad_samples: dict[str, BadSampleLog] = {}
-        self._train_sampler: BucketBatchSampler | None = None
         self._samplers: dict[str, BucketBatchSampler] = {}
         self._pending_state: dict[str, Any] | None = None
         self._consumed = 0
@@ -149,6 +148,10 @@ class TelephoneDataModule(L.LightningDataModule):
             dataset.set_frontend_rate(rate)
         for sampler in self._samplers.values():  # persistent workers follow the rate the sampler carries
             sampler.frontend_rate = int(rate)
+
+    @property
+    def _train_sampler(self) -> BucketBatchSampler | None:
+        return self._samplers.get("train")
 
     @property
     def pad_id(self) -> int:
@@ -217,11 +220,9 @@ class TelephoneDataModule(L.LightningDataModule):
             raise DataError(f"no {split} manifests were given to TelephoneDataModule")
         sampler = self._sampler(split)
         sampler.frontend_rate = self.frontend.sample_rate
-        if split == "train":
-            if self._pending_state is not None:
-                sampler.load_state_dict(self._pending_state)
-                self._pending_state = None
-            self._train_sampler = sampler
+        if split == "train" and self._pending_state is not None:
+            sampler.load_state_dict(self._pending_state)
+            self._pending_state = None
         self._samplers[split] = sampler
         return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
                           collate_fn=SpeechCollator(self.pad_id), persistent_workers=self.num_workers > 0)

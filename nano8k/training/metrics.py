@@ -182,15 +182,21 @@ class ErrorRateAccumulator(Metric):
         return result
 
 
-def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[str | None]) -> dict:
-    """Pooled CER overall and per language (``langs[i]``, or ``text_language`` of the reference when None)."""
-    _check_pairs(refs, hyps)
+def language_groups(refs: Sequence[str], langs: Sequence[str | None]) -> dict[str, list[int]]:
+    """Indices per language, sorted by language: ``langs[i]``, or ``text_language`` of the reference when None."""
     groups: dict[str, list[int]] = {}
     for i, (ref, lang) in enumerate(zip(refs, langs)):
         groups.setdefault(lang or text_language(ref), []).append(i)
+    return dict(sorted(groups.items()))
+
+
+def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[str | None]) -> dict:
+    """Pooled CER overall and per language (``language_groups``)."""
+    _check_pairs(refs, hyps)
+    groups = language_groups(refs, langs)
 
     def rate(indices: Sequence[int]) -> float:
         return error_counts([refs[i] for i in indices], [hyps[i] for i in indices], "char").rate
 
     return {"cer": rate(range(len(refs))), "utterances": len(refs),
-            "by_language": {lang: rate(idx) for lang, idx in sorted(groups.items())}}
+            "by_language": {lang: rate(idx) for lang, idx in groups.items()}}
