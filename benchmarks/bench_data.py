@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from nano8k.data.audio import load_audio, resample
+from nano8k.data.audio import resample
 from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, fixed_size_batches, padding_waste
 from nano8k.data.manifest import load_utterances
@@ -30,7 +30,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     utts = load_utterances(args.manifest, BadSampleLog("error"))
-    audio = [load_audio(u.audio) for u in utts]
+    audio = [u.load() for u in utts]
     seconds = sum(w.numel() / r for w, r in audio)
     rates = sorted({r for _, r in audio})
     config = FrontendConfig(sample_rate=16000, dither=0.0)
@@ -55,7 +55,7 @@ def main() -> None:
 
     c0 = cpu()
     for u in utts:
-        load_audio(u.audio)
+        u.load()
     decode = cpu() - c0
     print(f"  decode alone (soundfile): {seconds / max(decode, 1e-9):.0f}x real time per CPU-second")
 

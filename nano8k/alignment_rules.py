@@ -68,6 +68,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.min_duration", False, "shorter audio is rejected"),
     Rule("data.max_duration", False, "longer audio is rejected (release max_source_length 12000 frames)"),
     Rule("data.*_manifests", False, "training / validation / test data"),
+    Rule("data.multichannel", False, "a multi-channel file with no channel named: error, first, or mix"),
     Rule("data.on_bad_sample", False, "error: stop on a bad sample; skip: count and continue"),
     Rule("data.max_bad_fraction", False, "abort when more than this fraction of samples is bad"),
     Rule("data.language", False, "prompt language (release: auto, 语音转写：)"),

@@ -66,7 +66,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.evaluate", description=__doc__)
-    parser.add_argument("--manifest", type=str, required=True, help="ChatML / {key,source,target} jsonl / Kaldi")
+    parser.add_argument("--manifest", type=str, required=True, help="ChatML / {key,source,target} jsonl / Kaldi / Lhotse")
     parser.add_argument("--output", type=str | None, default=None, help="write the JSON report here")
     parser.add_argument("--hyps_output", type=str | None, default=None, help="write {key, ref, hyp} jsonl here")
     parser.add_argument("--num_worst", type=int, default=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from nano8k.data.audio import AudioError
+from nano8k.data.audio import AudioError, MultichannelPolicy
 from nano8k.data.dataset import SpeechDataset
 from nano8k.data.manifest import Utterance
 from nano8k.model.batch import SpeechItem, collate
@@ -17,6 +17,7 @@ class DecodeOptions:
     """Prompt and decoding settings; ``language``/``hotwords`` given here override a manifest line's own prompt.
 
     ``frontend_rate`` None means the model's own fbank rate (``frontend_conf.fs`` of its model dir).
+    ``multichannel`` is the policy for a multi-channel file whose utterance names no channel (error, first, mix).
     """
 
     language: str | None = None
@@ -26,6 +27,7 @@ class DecodeOptions:
     max_new_tokens: int = 256
     frontend_rate: int | None = None
     dither: float = 0.0
+    multichannel: MultichannelPolicy = "error"
 
 
 @dataclass
@@ -52,7 +54,8 @@ def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: De
     rate = options.frontend_rate or model.frontend.sample_rate
     frontend = replace(model.frontend, sample_rate=rate, dither=options.dither)
     # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
-    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0)
+    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0,
+                            multichannel=options.multichannel)
     results = [Transcript(utt) for utt in utts]
     items: list[tuple[int, SpeechItem]] = []
     for index, utt in enumerate(utts):

@@ -12,7 +12,7 @@ from typing import Sequence
 import soundfile as sf
 import yaml
 
-from nano8k.data.audio import load_audio
+from nano8k.data.audio import MULTICHANNEL_POLICIES
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.manifest import load_utterances, write_chatml
 from nano8k.data.telephone import TelephoneChannel, utterance_rng
@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hum-prob", type=float, default=None)
     parser.add_argument("--on-bad-sample", choices=["error", "skip"], default="error")
     parser.add_argument("--max-bad-fraction", type=float, default=0.0)
+    parser.add_argument("--multichannel", choices=MULTICHANNEL_POLICIES, default="error",
+                        help="a multi-channel file whose utterance names no channel: error, first, or mix")
     parser.add_argument("--suffix", default="", help="appended to keys and file names")
     args = parser.parse_args(argv)
     inputs = list(args.in_manifest)
@@ -55,18 +57,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        utts = load_utterances(inputs, log, probe=True)
+        utts = load_utterances(inputs, log, probe=True, multichannel=args.multichannel)
         done = []
         params_path = out_dir / "channel_params.jsonl"
         with open(params_path, "w", encoding="utf-8") as params_file:
             for utt in utts:
-                waveform, rate = load_audio(utt.audio)
+                waveform, rate = utt.load(args.multichannel)  # the utterance's span and channel
                 out, out_rate, params = channel.simulate(waveform, rate, utterance_rng(args.seed, utt.key))
                 key = utt.key + args.suffix
                 wav = out_dir / f"{key}.wav"
                 sf.write(str(wav), out.numpy(), out_rate, subtype="PCM_16")
-                params_file.write(json.dumps({"key": key, "source": str(utt.audio), **params}) + "\n")
-                done.append(replace(utt, key=key, audio=wav.resolve(), duration=out.numel() / out_rate))
+                params_file.write(json.dumps({"key": key, "source": str(utt.audio), "offset": utt.offset,
+                                              "channel": utt.channel, **params}) + "\n")
+                done.append(replace(utt, key=key, audio=wav.resolve(), duration=out.numel() / out_rate, offset=None,
+                                    channel=None))
     except DataError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from jsonargparse import ArgumentParser
 
+from nano8k.data.audio import MULTICHANNEL_POLICIES
 from nano8k.data.manifest import Utterance, read_manifest
 from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.model.checkpoint import load_pretrained
@@ -18,11 +19,12 @@ from nano8k.model.nano import NanoASR
 from nano8k.training.module import MODEL_DIR_ENV, resolve_model_dir
 
 
-def utterances_from_files(paths: Sequence[str | Path]) -> list[Utterance]:
-    """One utterance per audio file; the key is the file stem (the full path when stems collide)."""
+def utterances_from_files(paths: Sequence[str | Path], channel: int | None = None) -> list[Utterance]:
+    """One utterance per audio file (its ``channel``, 0-based, when given); the key is the file stem (the full path
+    when stems collide)."""
     stems = [Path(p).stem for p in paths]
-    return [Utterance(key=stem if stems.count(stem) == 1 else str(p), audio=Path(p).expanduser().resolve(), target="")
-            for stem, p in zip(stems, paths)]
+    return [Utterance(key=stem if stems.count(stem) == 1 else str(p), audio=Path(p).expanduser().resolve(), target="",
+                      channel=channel) for stem, p in zip(stems, paths)]
 
 
 def utterances_from_manifest(path: str | Path) -> list[Utterance]:
@@ -59,6 +61,8 @@ def add_decode_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--frontend_rate", type=int | None, default=None, choices=[16000, 8000, None],
                         help="fbank rate; default: the model's own (frontend_conf.fs, 16000 for the release)")
     parser.add_argument("--dither", type=float, default=0.0)
+    parser.add_argument("--multichannel", type=str, default="error", choices=list(MULTICHANNEL_POLICIES),
+                        help="a multi-channel file whose utterance names no channel: error, first, or mix")
     parser.add_argument("--device", type=str, default="auto")
     parser.add_argument("--llm_dtype", type=str | None, default=None, help="fp32, bf16 or fp16 for the LLM")
 
@@ -68,20 +72,25 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
         raise SystemExit(f"error: --batch_size must be >= 1, got {args.batch_size}")
     hotwords = tuple(word.strip() for word in args.hotwords.split(",") if word.strip())
     return DecodeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords, batch_size=args.batch_size,
-                         max_new_tokens=args.max_new_tokens, frontend_rate=args.frontend_rate, dither=args.dither)
+                         max_new_tokens=args.max_new_tokens, frontend_rate=args.frontend_rate, dither=args.dither,
+                         multichannel=args.multichannel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.transcribe", description=__doc__)
     parser.add_argument("files", nargs="*", help="audio files (or use --manifest)")
-    parser.add_argument("--manifest", type=str | None, default=None, help="ChatML / {key,source,target} jsonl / Kaldi")
+    parser.add_argument("--manifest", type=str | None, default=None, help="ChatML / {key,source,target} jsonl / Kaldi / Lhotse")
     parser.add_argument("--output", type=str | None, default=None, help="also write {key, audio, text} jsonl here")
+    parser.add_argument("--channel", type=int | None, default=None,
+                        help="decode this channel (0-based) of each file given (a manifest names its own channels)")
     add_decode_arguments(parser)
     args = parser.parse_args(argv)
     if bool(args.files) == bool(args.manifest):
         parser.error("give audio files or --manifest (one of them)")
     options = decode_options(args)
-    utts = utterances_from_manifest(args.manifest) if args.manifest else utterances_from_files(args.files)
+    if args.manifest and args.channel is not None:
+        parser.error("--channel applies to audio files; a manifest gives each utterance's channel")
+    utts = utterances_from_manifest(args.manifest) if args.manifest else utterances_from_files(args.files, args.channel)
     model = load_model(args.model_dir, args.device, args.llm_dtype, args.dither)
     results = transcribe_utterances(model, utts, options)
     out = open(args.output, "w", encoding="utf-8") if args.output else None
@@ -92,7 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             print(f"{result.utt.key}\t{result.text}", flush=True)
             if out:
-                record = {"key": result.utt.key, "audio": str(result.utt.audio), "text": result.text}
+                utt = result.utt
+                record = {"key": utt.key, "audio": str(utt.audio), "text": result.text}
+                if utt.is_segment:
+                    record.update(offset=utt.offset, duration=utt.duration)
+                if utt.channel is not None:
+                    record["channel"] = utt.channel
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
     finally:
         if out:

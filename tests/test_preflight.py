@@ -290,3 +290,29 @@ def test_model_checks_read_an_hf_export_and_a_remapped_llm_folder(tmp_path):
         for check in ("model_dir", "dims", "trainable", "memory"):
             result = only(check, config)
             assert result.status != "fail", (model_dir.name, check, result.message)
+
+
+def test_stereo_calls_segments_and_duplicates(tmp_path):
+    t = np.arange(8000 * 6) / 8000
+    call = tmp_path / "call.wav"
+    sf.write(call, np.stack([0.1 * np.sin(900 * t), 0.1 * np.cos(700 * t)], 1).astype(np.float32), 8000)
+    seg = lambda key, off, ch: {"key": key, "source": str(call), "target": "hi", "offset": off, "duration": 1.0,  # noqa: E731
+                                "channel": ch}
+    train = manifest(tmp_path / "train.jsonl", [seg("a", 0.0, 0), seg("b", 2.0, 1),
+                                                {"key": "whole", "source": str(call), "target": "both sides"}])
+    r = only("manifests", edit(data__train_manifests=train))
+    assert r.status == "fail" and "call.wav has 2 channels and the utterance names none" in r.message
+    assert "data.multichannel" in r.message
+    cfg = edit(data__train_manifests=train, data__multichannel="first")
+    assert only("manifests", cfg).status == "pass"
+    cfg["data"]["train_manifests"] = manifest(tmp_path / "train.jsonl", [seg("a", 0.0, 0), seg("b", 2.0, 1)])
+    cfg["data"]["val_manifests"] = manifest(tmp_path / "val.jsonl", [seg("v1", 4.0, 0)])
+    r = only("overlap", cfg)  # another span of a training call: a leak of calls, not of audio
+    assert r.status == "warn" and "other spans or channels of recordings also in train" in r.message
+    cfg["data"]["val_manifests"] = manifest(tmp_path / "val.jsonl", [seg("v1", 0.5, 0), seg("v2", 0.5, 1)])
+    r = only("overlap", cfg)
+    assert r.status == "fail" and "1 utterances of the same audio also in train" in r.message
+    cfg["data"]["train_manifests"] = manifest(tmp_path / "dup.jsonl", [seg("a", 0.0, 0), seg("a", 2.0, 1)])
+    cfg["data"].update(on_bad_sample="skip", max_bad_fraction=1.0)
+    r = only("manifests", cfg)
+    assert "dup.jsonl:1: duplicate key 'a'" in r.message and "dup.jsonl:2: duplicate key 'a'" in r.message

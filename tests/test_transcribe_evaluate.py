@@ -118,3 +118,33 @@ def test_an_all_frames_export_transcribes_correctly_with_no_flag(tmp_path, capsy
     targets = [json.loads(line)["target"] for line in DIGITS.read_text().splitlines()[:3]]
     hyps = list(_lines(capsys.readouterr().out).values())
     assert cer(targets, hyps) <= 0.5
+
+
+def test_transcribe_a_stereo_call_by_channel_and_segment(tmp_path, capsys):
+    """Each side of a stereo call decodes as that mono channel; a channel-less stereo file follows --multichannel."""
+    import numpy as np
+    import soundfile as sf
+
+    left, rate = sf.read(TINY_WAVS[0], dtype="float32")
+    right, _ = sf.read(TINY_WAVS[1], dtype="float32")
+    n = min(len(left), len(right))
+    call = tmp_path / "call.wav"
+    sf.write(str(call), np.stack([left[:n], right[:n]], axis=1), rate, subtype="FLOAT")
+    mono = tmp_path / "mono"
+    mono.mkdir()
+    for i, side in enumerate((left[:n], right[:n])):
+        sf.write(str(mono / f"side{i}.wav"), side, rate, subtype="FLOAT")
+    assert transcribe.main([str(mono / "side0.wav"), str(mono / "side1.wav"), *COMMON]) == 0
+    sides = list(_lines(capsys.readouterr().out).values())
+    assert transcribe.main([str(call), *COMMON]) == 1  # the default policy does not mix agent and customer
+    assert "call.wav has 2 channels and the utterance names none" in capsys.readouterr().err
+    for channel in (0, 1):
+        assert transcribe.main([str(call), "--channel", str(channel), *COMMON]) == 0
+        assert _lines(capsys.readouterr().out) == {"call": sides[channel]}
+    manifest = tmp_path / "segments.jsonl"
+    manifest.write_text(json.dumps({"key": "cust", "source": str(call), "target": "", "offset": 0.0,
+                                    "duration": round(n / rate, 6), "channel": 1}) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert transcribe.main(["--manifest", str(manifest), "--output", str(out), *COMMON]) == 0
+    assert _lines(capsys.readouterr().out) == {"cust": sides[1]}
+    assert json.loads(out.read_text())["channel"] == 1

@@ -1,9 +1,10 @@
-"""Audio I/O: decode with soundfile to float32 mono, probe headers, resample with the model frontend's resampler."""
+"""Audio I/O: decode a file or a span of it with soundfile, pick channels by policy, probe headers, resample."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -12,7 +13,13 @@ import torch
 from nano8k.data.badsamples import DataError
 from nano8k.model.features import resample
 
-__all__ = ["AudioError", "AudioInfo", "load_audio", "probe_audio", "resample"]
+__all__ = ["AudioError", "AudioInfo", "MULTICHANNEL_POLICIES", "MultichannelPolicy", "channel_problem", "load_audio",
+           "probe_audio", "resample", "span_frames"]
+
+MultichannelPolicy = Literal["error", "mix", "first"]
+MULTICHANNEL_POLICIES = ("error", "mix", "first")
+MAX_OVERSHOOT = 0.05  # s a span may run past the end of its file (rounding in segment files), as Kaldi's extract-segments
+_BLOCK = 1 << 16  # frames per read when a format cannot seek (GSM 6.10 WAV): decode and discard up to the span
 
 
 class AudioError(DataError):
@@ -27,40 +34,118 @@ class AudioInfo:
     channels: int
     frames: int
     format: str
+    subtype: str = ""
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise AudioError(f"a directory, not an audio file: {path}")
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+
+
 def probe_audio(path: str | Path) -> AudioInfo:
     """Read the header only (cheap); raise ``AudioError`` if the file is missing or unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file not found: {path}")
+    _check_file(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         raise AudioError(f"cannot read audio header of {path}: {exc}") from exc
-    return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.format))
+    return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.format), str(info.subtype))
 
 
-def load_audio(path: str | Path) -> tuple[torch.Tensor, int]:
-    """Decode ``path`` (wav/flac/ogg/mp3 as libsndfile allows) to a float32 mono tensor in [-1, 1] and its rate.
+def span_frames(rate: int, offset: float | None, duration: float | None) -> tuple[int, int | None]:
+    """First sample and sample count of a span: ``round(offset * rate)``, ``round(duration * rate)`` (None: to the end)."""
+    start = int(round((offset or 0.0) * rate))
+    return start, None if duration is None else int(round(duration * rate))
 
-    Multi-channel audio is averaged (as the reference loader does). Raises ``AudioError`` naming the file for a
-    missing, undecodable, zero-length or non-finite (NaN/Inf) file.
+
+def _read_span(handle: sf.SoundFile, start: int, count: int | None) -> np.ndarray:
+    """Samples [start, start + count) as float32 [frames, channels]; seeks when the format can, else decodes forward."""
+    if handle.seekable():
+        handle.seek(start)
+        return handle.read(-1 if count is None else count, dtype="float32", always_2d=True)
+    skipped = 0
+    while skipped < start:  # e.g. GSM 6.10 in WAV: libsndfile cannot seek, so decode up to the span and drop it
+        got = handle.read(min(_BLOCK, start - skipped), dtype="float32", always_2d=True).shape[0]
+        if got == 0:
+            break
+        skipped += got
+    wanted = handle.frames - skipped if count is None else count
+    return handle.read(max(0, wanted), dtype="float32", always_2d=True)
+
+
+def channel_problem(path: Path, channels: int, channel: int | Sequence[int] | None,
+                    policy: MultichannelPolicy) -> str | None:
+    """Why ``channel`` (or, with none given, ``policy``) cannot be used on a file with ``channels``; None when fine."""
+    if policy not in MULTICHANNEL_POLICIES:
+        raise ValueError(f"multichannel must be one of {', '.join(MULTICHANNEL_POLICIES)}, got {policy!r}")
+    if channel is not None:
+        wanted = [channel] if isinstance(channel, int) else list(channel)
+        if not wanted or any(not 0 <= c < channels for c in wanted):
+            return f"channel {channel} does not exist in {path} ({channels} channel(s), numbered from 0)"
+        return None
+    if channels > 1 and policy == "error":
+        return (f"{path} has {channels} channels and the utterance names none: give its channel in the manifest "
+                "('channel' in jsonl/ChatML, reco2file_and_channel for Kaldi, the supervision's channel in Lhotse), "
+                "or choose a multichannel policy, 'first' or 'mix' (data.multichannel in a config, --multichannel on a "
+                "command line; mix averages the channels: agent and customer in one track)")
+    return None
+
+
+def _select(data: np.ndarray, path: Path, channel: int | Sequence[int] | None, policy: MultichannelPolicy) -> np.ndarray:
+    problem = channel_problem(path, data.shape[1], channel, policy)
+    if problem:
+        raise AudioError(problem)
+    if channel is not None:
+        wanted = [channel] if isinstance(channel, int) else list(channel)
+        return data[:, wanted[0]] if len(wanted) == 1 else data[:, wanted].mean(axis=1)
+    if data.shape[1] == 1 or policy == "first":
+        return data[:, 0]
+    return data.mean(axis=1)
+
+
+def load_audio(
+    path: str | Path,
+    *,
+    offset: float | None = None,
+    duration: float | None = None,
+    channel: int | Sequence[int] | None = None,
+    multichannel: MultichannelPolicy = "error",
+) -> tuple[torch.Tensor, int]:
+    """Decode ``path`` (any format libsndfile reads) to a float32 mono tensor in [-1, 1] and its rate.
+
+    ``offset``/``duration`` (seconds) read only that span: the file is seeked, not decoded from the start, for every
+    format libsndfile can seek (WAV PCM/μ-law/A-law, FLAC, OGG Vorbis/Opus, MP3); GSM 6.10 WAV cannot seek, so it is
+    decoded up to the span's end only. ``channel`` (0-based, or a list to average) picks channels; a multi-channel file
+    with no ``channel`` follows ``multichannel``: ``error`` (default: names the file and the fix), ``first``, ``mix``.
+    A span may end up to ``MAX_OVERSHOOT`` s past the file's end (it is cut there). Raises ``AudioError`` naming the
+    file for a missing, undecodable, zero-length or non-finite file, a span outside the file, or a missing channel.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file not found: {path}")
+    _check_file(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            rate = int(handle.samplerate)
+            start, count = span_frames(rate, offset, duration)
+            if start < 0 or (count is not None and count <= 0):
+                raise AudioError(f"bad span offset={offset} duration={duration} s in {path}")
+            if start >= handle.frames > 0:
+                raise AudioError(f"offset {offset} s is past the end of {path} ({handle.frames / rate:.3f} s)")
+            data = _read_span(handle, start, count)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         raise AudioError(f"cannot decode audio {path}: {exc}") from exc
     if data.shape[0] == 0:
         raise AudioError(f"zero-length audio (0 samples): {path}")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if count is not None and count - data.shape[0] > MAX_OVERSHOOT * rate:
+        raise AudioError(f"span {offset or 0.0}+{duration} s ends after the end of {path} "
+                         f"({(start + data.shape[0]) / rate:.3f} s)")
+    mono = _select(data, path, channel, multichannel)
     if not np.isfinite(mono).all():
         raise AudioError(f"audio contains NaN/Inf samples: {path}")
-    return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), int(rate)
+    return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), rate

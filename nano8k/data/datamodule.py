@@ -52,7 +52,9 @@ class TelephoneDataModule(L.LightningDataModule):
     Batches are length-bucketed with ``max_frames_per_batch`` LFR frames (60 ms each, padding included) and,
     optionally, ``max_tokens_per_batch`` LLM tokens. Augmentation (telephone channel with probability
     ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz, SpecAugment, ``dither``) runs on the
-    training split only. Under DDP every rank loads a disjoint shard with the same number of batches; use
+    training split only. An utterance is a file or a span and channel of one (see ``nano8k.data.manifest``); a
+    multi-channel file with no channel named follows ``multichannel``: ``error`` (default; names the file and the
+    fix), ``first``, or ``mix`` (averages the channels). Under DDP every rank loads a disjoint shard with the same number of batches; use
     ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
 
     How the model must be fed comes from the model, not from this config: ``use_model(model)`` (``nano8k.fit`` calls
@@ -92,6 +94,7 @@ class TelephoneDataModule(L.LightningDataModule):
         context_header: bool = False,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         feature_cache_mb: float = 256.0,
+        multichannel: Literal["error", "first", "mix"] = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -109,6 +112,7 @@ class TelephoneDataModule(L.LightningDataModule):
         self.prompt_options = PromptOptions(language=language, itn=itn, context_header=context_header)
         self.system_prompt = system_prompt
         self.feature_cache_mb = feature_cache_mb
+        self.multichannel = multichannel
         self.audio_tokens = "low_frame_rate"  # the model's token rule; set by use_model()
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
@@ -171,7 +175,8 @@ class TelephoneDataModule(L.LightningDataModule):
     def _build(self, split: str) -> SpeechDataset:
         log = BadSampleLog(self.on_bad_sample, self.max_bad_fraction, name=split)
         utts = load_utterances(self.manifests[split], log, min_duration=self.min_duration,
-                               max_duration=self.max_duration, probe=self.probe_audio)
+                               max_duration=self.max_duration, probe=self.probe_audio,
+                               multichannel=self.multichannel)
         if not utts:
             raise DataError(f"[{split}] no usable utterances in {self.manifests[split]}")
         self.bad_samples[split] = log
@@ -182,7 +187,7 @@ class TelephoneDataModule(L.LightningDataModule):
             telephone_prob=self.telephone_prob, telephone_max_input_rate=self.telephone_max_input_rate,
             specaugment=self.specaugment if train else None, prompt_options=self.prompt_options,
             min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
-            audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb,
+            audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb, multichannel=self.multichannel,
         )
         logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
                     sum(u.duration or 0 for u in utts) / 60, log.count)

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from nano8k.data.audio import AudioError, load_audio, resample
+from nano8k.data.audio import AudioError, MultichannelPolicy, resample
 from nano8k.data.badsamples import BadSample, BadSampleLog
 from nano8k.data.manifest import Utterance
 from nano8k.data.specaugment import SpecAugment
@@ -44,7 +44,9 @@ class SpeechDataset(Dataset):
     augmentation draws come from (seed, key, epoch), so a sample is reproducible whatever worker loads it, and a
     rate carried by the index overrides the dataset's (a stage switch reaches worker copies at once).
 
-    ``audio_tokens`` is the model's token rule (``Recipe.audio_tokens``): how many speech placeholders a prompt gets.
+    Each utterance's span and channel are read (``Utterance.load``); a multi-channel file with no channel named
+    follows ``multichannel`` (error, first, mix). ``audio_tokens`` is the model's token rule
+    (``Recipe.audio_tokens``): how many speech placeholders a prompt gets.
     When the features cannot change between epochs (evaluation, or training with no channel, SpecAugment or
     dither), they are computed once and kept, up to ``feature_cache_mb`` for this dataset in each process. A loader
     worker caches what it loads (``TelephoneDataModule`` keeps workers alive between epochs): evaluation splits,
@@ -70,6 +72,7 @@ class SpeechDataset(Dataset):
         bad_log: BadSampleLog | None = None,
         audio_tokens: str = "low_frame_rate",
         feature_cache_mb: float = 256.0,
+        multichannel: MultichannelPolicy = "error",
     ) -> None:
         audio_token_count(1, audio_tokens)  # validates the rule name
         self.utterances = list(utterances)
@@ -88,6 +91,7 @@ class SpeechDataset(Dataset):
         self.feature_cache_bytes = int(feature_cache_mb * 2**20)
         self._feature_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._cached_bytes = 0
+        self.multichannel: MultichannelPolicy = multichannel
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -123,7 +127,7 @@ class SpeechDataset(Dataset):
         frontend = self.frontend
         if frontend_rate is not None and frontend_rate != frontend.sample_rate:
             frontend = replace(frontend, sample_rate=int(frontend_rate))
-        waveform, rate = load_audio(utt.audio)
+        waveform, rate = utt.load(self.multichannel)
         duration = waveform.numel() / rate
         if duration < self.min_duration:
             raise AudioError(f"too short after decoding: {duration:.3f} s < min_duration {self.min_duration} s")

@@ -1,4 +1,4 @@
-"""Manifests: read FunASR ChatML jsonl, simple {key,source,target} jsonl and Kaldi wav.scp+text; write ChatML."""
+"""Manifests: read FunASR ChatML jsonl, simple {key,source,target} jsonl, Kaldi folders and Lhotse; write ChatML."""
 
 from __future__ import annotations
 
@@ -6,54 +6,25 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, replace
+from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
-from nano8k.data.audio import AudioError, AudioInfo, probe_audio
+from nano8k.data.audio import MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, probe_audio
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
+from nano8k.data.kaldi import read_kaldi
+from nano8k.data.textfile import read_lines
+from nano8k.data.utterance import ManifestContents, Utterance, parse_channel, parse_span, resolve_audio
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
-ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi"]
+__all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format",
+           "flag_duplicate_keys", "iter_chatml", "load_utterances", "read_manifest", "speech_length", "write_chatml"]
+
+ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi", "lhotse"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
 DEFAULT_SYSTEM = DEFAULT_SYSTEM_PROMPT
 DEFAULT_PROMPT = task_prompt()  # 语音转写：
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One manifest entry; ``audio`` is absolute, ``line`` is 1-based in ``manifest``."""
-
-    key: str
-    audio: Path
-    target: str
-    duration: float | None = None
-    lang: str | None = None
-    prompt: str | None = None
-    line: int | None = None
-    manifest: Path | None = None
-
-    def bad(self, reason: str) -> BadSample:
-        return BadSample(reason, str(self.manifest) if self.manifest else None, self.line, self.key, str(self.audio))
-
-
-@dataclass
-class ManifestContents:
-    """What one manifest holds: good entries, bad lines (with reasons), and the number of entries seen."""
-
-    path: Path
-    format: str
-    utterances: list[Utterance] = field(default_factory=list)
-    bad: list[BadSample] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return len(self.utterances) + len(self.bad)
-
-
-def _resolve(audio: str, base: Path) -> Path:
-    path = Path(os.path.expanduser(audio))
-    return path if path.is_absolute() else (base / path).resolve()
 
 
 def speech_length(duration: float) -> int:
@@ -61,24 +32,34 @@ def speech_length(duration: float) -> int:
     return max(0, math.floor((duration * 1000.0 - 25.0) / 10.0) + 1)
 
 
+def _json_kind(obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    if "messages" in obj:
+        return "chatml"
+    if "source" in obj:
+        return "jsonl"
+    from nano8k.data import lhotse_io
+
+    return "lhotse" if lhotse_io.kind(obj) else None
+
+
 def detect_format(path: str | Path) -> str:
-    """``kaldi`` for a directory or ``wav.scp``; otherwise ``chatml``/``jsonl`` from the first parseable JSON line."""
+    """``kaldi`` for a directory or ``wav.scp``; else ``chatml``/``jsonl``/``lhotse`` from the first JSON object."""
     path = Path(path)
-    if path.is_dir() or path.name == "wav.scp":
+    if path.is_dir() or path.name in ("wav.scp", "segments"):
         return "kaldi"
-    with open(path, encoding="utf-8") as handle:
-        for raw in handle:
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and "messages" in obj:
-                return "chatml"
-            if isinstance(obj, dict) and "source" in obj:
-                return "jsonl"
-    raise DataError(f"{path}: cannot detect the manifest format (no line with 'messages' or 'source')")
+    for _, text, _ in read_lines(path):
+        if not text or not text.strip():
+            continue
+        try:
+            kind = _json_kind(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+        if kind:
+            return kind
+    raise DataError(f"{path}: cannot detect the manifest format (no line with 'messages', 'source', or a Lhotse "
+                    "cut/supervision)")
 
 
 def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
@@ -96,17 +77,14 @@ def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
         raise ValueError("no assistant message with the transcript")
     audio = found.group(1).strip()
     duration = obj.get("duration")
-    if duration is None and isinstance(obj.get("speech_length"), (int, float)):
+    if duration is None and isinstance(obj.get("speech_length"), (int, float)) and "offset" not in obj:
         duration = (float(obj["speech_length"]) - 1) * 0.010 + 0.025
+    offset, duration = parse_span(obj.get("offset"), duration)
     prompt = user["content"][: found.start()]
     return Utterance(
-        key=str(obj.get("key") or Path(audio).stem),
-        audio=_resolve(audio, base),
-        target=assistant["content"],
-        duration=None if duration is None else float(duration),
-        lang=obj.get("lang"),
-        prompt=prompt or None,
-        line=lineno,
+        key=str(obj.get("key") or Path(audio).stem), audio=resolve_audio(audio, base), target=assistant["content"],
+        duration=duration, lang=obj.get("lang"), prompt=prompt or None, line=lineno, offset=offset,
+        channel=parse_channel(obj.get("channel")),
     )
 
 
@@ -117,77 +95,38 @@ def _simple_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
     if not isinstance(obj["source"], str) or not isinstance(obj["target"], str):
         raise ValueError("fields 'source' and 'target' must be strings")
     lang = obj.get("lang") or obj.get("text_language")
+    offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
     return Utterance(
-        key=str(obj["key"]),
-        audio=_resolve(obj["source"], base),
-        target=obj["target"],
-        duration=None if obj.get("duration") is None else float(obj["duration"]),
-        lang=None if lang is None else str(lang).strip("<|>"),
-        prompt=obj.get("prompt"),
-        line=lineno,
+        key=str(obj["key"]), audio=resolve_audio(obj["source"], base), target=obj["target"], duration=duration,
+        lang=None if lang is None else str(lang).strip("<|>"), prompt=obj.get("prompt"), line=lineno, offset=offset,
+        channel=parse_channel(obj.get("channel")),
     )
 
 
 def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
     contents = ManifestContents(path, fmt)
     base = path.parent
-    with open(path, encoding="utf-8") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                contents.bad.append(BadSample(f"bad JSON: {exc.msg} (column {exc.colno})", str(path), lineno))
-                continue
-            if not isinstance(obj, dict):
-                contents.bad.append(BadSample("line is not a JSON object", str(path), lineno))
-                continue
-            kind = "chatml" if "messages" in obj else "jsonl" if "source" in obj else fmt
-            try:
-                utt = (_chatml_entry if kind == "chatml" else _simple_entry)(obj, base, lineno)
-            except (ValueError, TypeError) as exc:
-                contents.bad.append(BadSample(f"bad {kind} entry: {exc}", str(path), lineno, obj.get("key")))
-                continue
-            contents.utterances.append(replace(utt, manifest=path))
-    return contents
-
-
-def _read_table(path: Path) -> dict[str, tuple[int, str]]:
-    table: dict[str, tuple[int, str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if raw.strip():
-                key, _, value = raw.strip().partition(" ")
-                table[key] = (lineno, value.strip())
-    return table
-
-
-def _read_kaldi(path: Path) -> ManifestContents:
-    folder = path if path.is_dir() else path.parent
-    scp = folder / "wav.scp"
-    contents = ManifestContents(scp, "kaldi")
-    if not scp.is_file():
-        raise DataError(f"{folder}: Kaldi data folder has no wav.scp")
-    if (folder / "segments").exists():
-        raise DataError(f"{folder}/segments: Kaldi segments are not supported; cut the audio into files first")
-    text_path = folder / "text"
-    texts = _read_table(text_path) if text_path.is_file() else {}
-    durs = _read_table(folder / "utt2dur") if (folder / "utt2dur").is_file() else {}
-    langs = _read_table(folder / "utt2lang") if (folder / "utt2lang").is_file() else {}
-    for key, (lineno, value) in _read_table(scp).items():
-        if not value:
-            contents.bad.append(BadSample("wav.scp line has no audio path", str(scp), lineno, key))
-        elif value.endswith("|"):
-            contents.bad.append(BadSample(f"piped wav.scp commands are not supported: {value}", str(scp), lineno, key))
-        elif key not in texts:
-            contents.bad.append(BadSample(f"no transcript for this key in {text_path}", str(scp), lineno, key, value))
-        else:
-            dur = durs.get(key, (0, ""))[1]
-            contents.utterances.append(
-                Utterance(key, _resolve(value, folder), texts[key][1], float(dur) if dur else None,
-                          langs.get(key, (0, None))[1], None, lineno, scp)
-            )
+    for lineno, text, error in read_lines(path):
+        if error is not None:
+            contents.bad.append(BadSample(error, str(path), lineno))
+            continue
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            contents.bad.append(BadSample(f"bad JSON: {exc.msg} (column {exc.pos + 1})", str(path), lineno))
+            continue
+        if not isinstance(obj, dict):
+            contents.bad.append(BadSample("line is not a JSON object", str(path), lineno))
+            continue
+        kind = "chatml" if "messages" in obj else "jsonl" if "source" in obj else fmt
+        try:
+            utt = (_chatml_entry if kind == "chatml" else _simple_entry)(obj, base, lineno)
+        except (ValueError, TypeError) as exc:
+            contents.bad.append(BadSample(f"bad {kind} entry: {exc}", str(path), lineno, obj.get("key")))
+            continue
+        contents.utterances.append(replace(utt, manifest=path))
     return contents
 
 
@@ -198,19 +137,62 @@ def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestCon
         raise DataError(f"manifest not found: {path}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "kaldi":
-        return _read_kaldi(path)
+        return read_kaldi(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; only a Kaldi data folder can be given as a directory")
+    if fmt == "lhotse":
+        from nano8k.data.lhotse_io import read_lhotse
+
+        return read_lhotse(path)
     if fmt not in ("chatml", "jsonl"):
-        raise DataError(f"unknown manifest format {fmt!r} (auto, chatml, jsonl, kaldi)")
+        raise DataError(f"unknown manifest format {fmt!r} (auto, chatml, jsonl, kaldi, lhotse)")
     return _read_jsonl(path, fmt)
 
 
-def check_utterance(
-    utt: Utterance, *, min_duration: float = 0.0, max_duration: float = float("inf"), probe: bool = True
-) -> tuple[Utterance, str | None, AudioInfo | None]:
-    """Cheap checks (transcript, file, header, duration bounds).
+def _where(utt: Utterance) -> str:
+    return f"{utt.manifest}:{utt.line}" if utt.manifest and utt.line else str(utt.manifest or "<memory>")
 
-    Returns the utterance (duration measured from the header when ``probe``), the reason it is bad or None, and the
-    header read (None without ``probe`` or when it could not be read).
+
+def flag_duplicate_keys(utts: Sequence[Utterance]) -> tuple[list[Utterance], list[BadSample]]:
+    """Split ``utts`` into entries with a unique key and a bad entry for every copy of a repeated key.
+
+    A repeated key is never resolved by keeping one copy: every copy is bad, and each names all lines with the key.
+    """
+    by_key: dict[str, list[Utterance]] = defaultdict(list)
+    for utt in utts:
+        by_key[utt.key].append(utt)
+    good, bad = [], []
+    for utt in utts:
+        copies = by_key[utt.key]
+        if len(copies) == 1:
+            good.append(utt)
+        else:
+            bad.append(utt.bad(f"duplicate key {utt.key!r} ({len(copies)} entries: "
+                               f"{', '.join(_where(u) for u in copies)})"))
+    return good, bad
+
+
+def _span_problem(utt: Utterance, info: AudioInfo) -> tuple[Utterance, str | None]:
+    """The utterance with its duration measured from the header, or why its span does not fit the file."""
+    if not utt.is_segment:
+        return replace(utt, duration=info.duration), None
+    if utt.offset >= info.duration:
+        return utt, f"segment offset {utt.offset:.3f} s is past the end of the file ({info.duration:.3f} s)"
+    duration = utt.duration if utt.duration is not None else info.duration - utt.offset
+    if utt.offset + duration > info.duration + MAX_OVERSHOOT:
+        return utt, (f"segment {utt.offset:.3f}-{utt.offset + duration:.3f} s ends after the end of the file "
+                     f"({info.duration:.3f} s)")
+    return replace(utt, duration=min(duration, info.duration - utt.offset)), None
+
+
+def check_utterance(
+    utt: Utterance, *, min_duration: float = 0.0, max_duration: float = float("inf"), probe: bool = True,
+    multichannel: MultichannelPolicy = "error",
+) -> tuple[Utterance, str | None, AudioInfo | None]:
+    """Cheap checks (transcript, file, header, span, channel, duration bounds).
+
+    Returns the utterance (duration measured from the header when ``probe``: the file's, or the segment's), the reason
+    it is bad or None, and the header read (None without ``probe`` or when it could not be read).
     """
     if not utt.target.strip():
         return utt, "empty transcript", None
@@ -222,7 +204,12 @@ def check_utterance(
             return utt, str(exc), None
         if info.frames == 0:
             return utt, "zero-length audio (0 samples)", info
-        utt = replace(utt, duration=info.duration)
+        utt, problem = _span_problem(utt, info)
+        problem = problem or channel_problem(utt.audio, info.channels, utt.channel, multichannel)
+        if problem:
+            return utt, problem, info
+    elif utt.audio.is_dir():
+        return utt, f"a directory, not an audio file: {utt.audio}", None
     elif not utt.audio.is_file():
         return utt, f"audio file not found: {utt.audio}", None
     if utt.duration is not None:
@@ -241,25 +228,42 @@ def load_utterances(
     max_duration: float = float("inf"),
     probe: bool = True,
     fmt: ManifestFormat = "auto",
+    multichannel: MultichannelPolicy = "error",
 ) -> list[Utterance]:
-    """Read and cheaply validate manifests; bad entries go to ``log`` (raise under ``error``, counted under ``skip``)."""
+    """Read and cheaply validate manifests; bad entries go to ``log`` (raise under ``error``, counted under ``skip``).
+
+    Keys must be unique across ``paths``: every copy of a repeated key is bad (see ``flag_duplicate_keys``).
+    """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    good: list[Utterance] = []
+    entries: list[Utterance] = []
     bad: list[BadSample] = []
     for path in paths:
         contents = read_manifest(path, fmt)
         bad.extend(contents.bad)
-        for utt in contents.utterances:
-            utt, reason, _ = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe)
-            if reason is None:
-                good.append(utt)
-            else:
-                bad.append(utt.bad(reason))
+        entries.extend(contents.utterances)
+    entries, duplicates = flag_duplicate_keys(entries)
+    bad.extend(duplicates)
+    good: list[Utterance] = []
+    for utt in entries:
+        utt, reason, _ = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe,
+                                         multichannel=multichannel)
+        if reason is None:
+            good.append(utt)
+        else:
+            bad.append(utt.bad(reason))
     total = len(good) + len(bad)
     for item in bad:
         log.add(item, total)
     log.check(total)
     return good
+
+
+def _relative_audio(audio: Path, out_dir: Path) -> str:
+    try:
+        rel = os.path.relpath(audio, out_dir)
+    except ValueError:
+        return str(audio)
+    return str(audio) if rel.startswith("..") else rel
 
 
 def iter_chatml(
@@ -270,14 +274,16 @@ def iter_chatml(
     system_prompt: str = DEFAULT_SYSTEM,
     default_prompt: str = DEFAULT_PROMPT,
 ) -> Iterable[dict[str, Any]]:
-    """ChatML records for ``utts``; audio paths relative to ``out_dir`` when below it, else absolute."""
+    """ChatML records for ``utts``; audio paths relative to ``out_dir`` when below it, else absolute.
+
+    A segment keeps ``offset`` (with ``duration`` its length) and a chosen channel keeps ``channel``: nano8k reads
+    them; FunASR's own loader ignores them and would read the whole file.
+    """
     for utt in utts:
-        duration = utt.duration if utt.duration is not None else probe_audio(utt.audio).duration
-        try:
-            audio = os.path.relpath(utt.audio, out_dir)
-            audio = str(utt.audio) if audio.startswith("..") else audio
-        except ValueError:
-            audio = str(utt.audio)
+        duration = utt.duration
+        if duration is None:
+            duration = probe_audio(utt.audio).duration - (utt.offset or 0.0)
+        audio = _relative_audio(utt.audio, out_dir)
         record: dict[str, Any] = {
             "key": utt.key,
             "messages": [
@@ -287,8 +293,12 @@ def iter_chatml(
             ],
             "speech_length": speech_length(duration),
             "text_length": count_tokens(utt.target) if count_tokens else len(utt.target),
-            "duration": round(duration, 4),
+            "duration": round(duration, 6 if utt.is_segment else 4),
         }
+        if utt.offset is not None:
+            record["offset"] = round(utt.offset, 6)
+        if utt.channel is not None:
+            record["channel"] = utt.channel if isinstance(utt.channel, int) else list(utt.channel)
         if utt.lang:
             record["lang"] = utt.lang
         yield record

@@ -1,4 +1,4 @@
-"""CLI: ``python -m nano8k.data.validate MANIFEST...`` checks every line; ``--convert OUT`` writes ChatML jsonl."""
+"""CLI: ``python -m nano8k.data.validate MANIFEST...`` checks every line; ``--convert OUT`` writes ChatML or Lhotse."""
 
 from __future__ import annotations
 
@@ -9,9 +9,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from nano8k.data.audio import AudioError, load_audio
+from nano8k.data.audio import MULTICHANNEL_POLICIES, AudioError, MultichannelPolicy
 from nano8k.data.badsamples import BadSample, DataError
-from nano8k.data.manifest import Utterance, check_utterance, read_manifest, write_chatml
+from nano8k.data.manifest import Utterance, check_utterance, flag_duplicate_keys, read_manifest, write_chatml
+
+LISTED_FILES = 20  # multi-channel files listed one by one in the report
+
+
+@dataclass
+class FileLayout:
+    """One audio file's channels and which channels its utterances use (``None``: no channel named)."""
+
+    sample_rate: int
+    channels: int
+    used: Counter = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        uses = ", ".join(f"{'no channel' if c is None else f'channel {c}'} x{n}"
+                         for c, n in sorted(self.used.items(), key=lambda kv: str(kv[0])))
+        return f"{self.channels} channels @ {self.sample_rate} Hz; utterances: {uses}"
 
 
 @dataclass
@@ -23,6 +39,7 @@ class Report:
     warnings: list[BadSample] = field(default_factory=list)
     rates: Counter = field(default_factory=Counter)
     channels: Counter = field(default_factory=Counter)
+    files: dict[Path, FileLayout] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -32,17 +49,18 @@ class Report:
 
 def validate_utterance(
     utt: Utterance, *, decode: bool, min_duration: float, max_duration: float, rate: int | None,
-    mono: bool, duration_tolerance: float,
+    mono: bool, duration_tolerance: float, multichannel: MultichannelPolicy = "error",
 ) -> tuple[Utterance, str | None, list[str], tuple[int, int] | None]:
     """Check one entry; returns (utterance with measured duration, error or None, warnings, (rate, channels))."""
     warnings: list[str] = []
-    declared = utt.duration
-    utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True)
+    declared = None if utt.is_segment else utt.duration  # a segment's duration is its length, not the file's
+    utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True,
+                                       multichannel=multichannel)
     if error is not None:
         return utt, error, warnings, None
     if decode:
         try:
-            load_audio(utt.audio)  # raises for undecodable and NaN/Inf audio
+            utt.load(multichannel)  # raises for undecodable and NaN/Inf audio, in this utterance's span
         except AudioError as exc:
             return utt, str(exc), warnings, None
     if rate is not None and info.sample_rate != rate:
@@ -50,7 +68,8 @@ def validate_utterance(
     if info.channels != 1:
         if mono:
             return utt, f"{info.channels} channels, mono required", warnings, None
-        warnings.append(f"{info.channels} channels (will be downmixed)")
+        if utt.channel is None:
+            warnings.append(f"{info.channels} channels, no channel named (multichannel={multichannel})")
     if declared is not None and abs(declared - info.duration) > duration_tolerance:
         return utt, (f"declared duration {declared:.3f} s != file duration {info.duration:.3f} s "
                      f"(tolerance {duration_tolerance} s)"), warnings, None
@@ -60,28 +79,35 @@ def validate_utterance(
 def validate(
     manifests: Sequence[str | Path], *, fmt: str = "auto", decode: bool = True, min_duration: float = 0.1,
     max_duration: float = 30.0, rate: int | None = None, mono: bool = False, duration_tolerance: float = 0.05,
+    multichannel: MultichannelPolicy = "error",
 ) -> Report:
-    """Validate every line of ``manifests`` (see ``validate_utterance``); duplicate keys are problems too."""
+    """Validate every line of ``manifests`` (see ``validate_utterance``).
+
+    Keys must be unique across ``manifests``: every copy of a repeated key is a problem naming all its lines, which
+    is what training does with them (``load_utterances``).
+    """
     report = Report()
-    seen: dict[str, str] = {}
+    entries: list[Utterance] = []
     for manifest in manifests:
         contents = read_manifest(manifest, fmt)  # type: ignore[arg-type]
         report.problems.extend(contents.bad)
-        for utt in contents.utterances:
-            utt, error, warns, header = validate_utterance(
-                utt, decode=decode, min_duration=min_duration, max_duration=max_duration, rate=rate, mono=mono,
-                duration_tolerance=duration_tolerance)
-            if error is None and utt.key in seen:
-                error = f"duplicate key (first at {seen[utt.key]})"
-            report.warnings.extend(utt.bad(w) for w in warns)
-            if error is not None:
-                report.problems.append(utt.bad(error))
-                continue
-            seen[utt.key] = f"{utt.manifest}:{utt.line}"
-            report.good.append(utt)
-            report.rates[header[0]] += 1
-            report.channels[header[1]] += 1
-            report.seconds += utt.duration or 0.0
+        entries.extend(contents.utterances)
+    entries, duplicates = flag_duplicate_keys(entries)
+    report.problems.extend(duplicates)
+    for utt in entries:
+        utt, error, warns, header = validate_utterance(
+            utt, decode=decode, min_duration=min_duration, max_duration=max_duration, rate=rate, mono=mono,
+            duration_tolerance=duration_tolerance, multichannel=multichannel)
+        report.warnings.extend(utt.bad(w) for w in warns)
+        if error is not None:
+            report.problems.append(utt.bad(error))
+            continue
+        report.good.append(utt)
+        report.rates[header[0]] += 1
+        report.channels[header[1]] += 1
+        layout = report.files.setdefault(utt.audio, FileLayout(*header))
+        layout.used[utt.channel] += 1
+        report.seconds += utt.duration or 0.0
     report.problems.sort(key=lambda b: (b.manifest or "", b.line or 0))
     return report
 
@@ -95,48 +121,71 @@ def format_report(report: Report) -> str:
         f"{len(report.warnings)} warnings; {report.seconds / 3600:.3f} h of usable audio"
     )
     lines.append("  sample rates: " + (", ".join(f"{r} Hz x{n}" for r, n in sorted(report.rates.items())) or "-"))
-    lines.append("  channels: " + (", ".join(f"{c} x{n}" for c, n in sorted(report.channels.items())) or "-"))
+    per_file = Counter(layout.channels for layout in report.files.values())
+    lines.append(f"  audio files: {len(report.files)}; by channel count: "
+                 + (", ".join(f"{c} ch x{n}" for c, n in sorted(per_file.items())) or "-"))
+    multi = [(path, layout) for path, layout in report.files.items() if layout.channels > 1]
+    for path, layout in multi[:LISTED_FILES]:
+        lines.append(f"    {path}: {layout.describe()}")
+    if len(multi) > LISTED_FILES:
+        lines.append(f"    ... and {len(multi) - LISTED_FILES} more multi-channel files")
     for reason, count in reasons.most_common():
         lines.append(f"  {count:6d} x {reason}")
     return "\n".join(lines)
 
 
+def _convert(report: Report, args: argparse.Namespace) -> None:
+    if args.convert_format == "lhotse":
+        from nano8k.data.lhotse_io import write_lhotse
+
+        written = write_lhotse(report.good, args.convert, multichannel=args.multichannel)
+        print(f"wrote {written} Lhotse cuts to {args.convert}")
+        return
+    count_tokens = None
+    if args.tokenizer:
+        from nano8k.data.datamodule import load_tokenizer
+
+        tok = load_tokenizer(args.tokenizer)
+        count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    written = write_chatml(report.good, args.convert, count_tokens=count_tokens)
+    print(f"wrote {written} ChatML lines to {args.convert}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.data.validate", description=__doc__)
-    parser.add_argument("manifests", nargs="+", help="ChatML jsonl, {key,source,target} jsonl, or Kaldi dir/wav.scp")
-    parser.add_argument("--format", default="auto", choices=["auto", "chatml", "jsonl", "kaldi"])
+    parser.add_argument("manifests", nargs="+",
+                        help="ChatML jsonl, {key,source,target} jsonl, Kaldi dir/wav.scp, or Lhotse cuts/supervisions")
+    parser.add_argument("--format", default="auto", choices=["auto", "chatml", "jsonl", "kaldi", "lhotse"])
     parser.add_argument("--min-duration", type=float, default=0.1)
     parser.add_argument("--max-duration", type=float, default=30.0)
     parser.add_argument("--rate", type=int, default=None, help="require this sample rate")
     parser.add_argument("--mono", action="store_true", help="treat multi-channel audio as an error")
+    parser.add_argument("--multichannel", choices=MULTICHANNEL_POLICIES, default="error",
+                        help="a multi-channel file whose utterance names no channel: error (as data.multichannel's "
+                             "default), first, or mix")
     parser.add_argument("--duration-tolerance", type=float, default=0.05,
-                        help="allowed |declared - actual| duration in seconds")
+                        help="allowed |declared - actual| duration in seconds (whole-file entries)")
     parser.add_argument("--header-only", action="store_true", help="read headers only (skip full decode)")
-    parser.add_argument("--convert", metavar="OUT.jsonl", help="write the valid entries as FunASR ChatML jsonl")
+    parser.add_argument("--convert", metavar="OUT", help="write the valid entries (spans and channels kept)")
+    parser.add_argument("--convert-format", choices=["chatml", "lhotse"], default="chatml",
+                        help="chatml: FunASR ChatML jsonl; lhotse: a Lhotse CutSet (.jsonl or .jsonl.gz; needs lhotse)")
     parser.add_argument("--tokenizer", help="tokenizer dir for ChatML text_length (else character count)")
     parser.add_argument("--allow-errors", action="store_true", help="convert even if some entries are bad")
     args = parser.parse_args(argv)
     try:
         report = validate(args.manifests, fmt=args.format, decode=not args.header_only,
                           min_duration=args.min_duration, max_duration=args.max_duration, rate=args.rate,
-                          mono=args.mono, duration_tolerance=args.duration_tolerance)
+                          mono=args.mono, duration_tolerance=args.duration_tolerance, multichannel=args.multichannel)
+        print(format_report(report))
+        if args.convert:
+            if report.problems and not args.allow_errors:
+                print(f"not converting: {len(report.problems)} bad entries (use --allow-errors to drop them)",
+                      file=sys.stderr)
+                return 1
+            _convert(report, args)
     except DataError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2
-    print(format_report(report))
-    if args.convert:
-        if report.problems and not args.allow_errors:
-            print(f"not converting: {len(report.problems)} bad entries (use --allow-errors to drop them)",
-                  file=sys.stderr)
-            return 1
-        count_tokens = None
-        if args.tokenizer:
-            from nano8k.data.datamodule import load_tokenizer
-
-            tok = load_tokenizer(args.tokenizer)
-            count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-        written = write_chatml(report.good, args.convert, count_tokens=count_tokens)
-        print(f"wrote {written} ChatML lines to {args.convert}")
     return 1 if report.problems else 0
 
 

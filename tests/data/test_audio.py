@@ -1,4 +1,4 @@
-"""Audio decoding (formats, stereo downmix) and resampling consistency of features across input rates."""
+"""Audio decoding (formats, multichannel policy) and resampling consistency of features across input rates."""
 
 from __future__ import annotations
 
@@ -28,12 +28,18 @@ def test_formats_decode_to_float32_mono(tmp_path, fmt, ext):
     assert float((out[:7900] - torch.from_numpy(wave[:7900])).abs().max()) < tol
 
 
-def test_stereo_is_downmixed(tmp_path):
+def test_stereo_follows_the_multichannel_policy(tmp_path):
     left = np.full(800, 0.5, dtype=np.float32)
     right = np.full(800, -0.1, dtype=np.float32)
     sf.write(str(tmp_path / "s.wav"), np.stack([left, right], axis=1), 8000, subtype="FLOAT")
-    out, _ = load_audio(tmp_path / "s.wav")
-    assert torch.allclose(out, torch.full((800,), 0.2))
+    with pytest.raises(AudioError, match=r"s\.wav has 2 channels and the utterance names none.*data\.multichannel"):
+        load_audio(tmp_path / "s.wav")  # the default never mixes agent and customer silently
+    assert torch.allclose(load_audio(tmp_path / "s.wav", multichannel="mix")[0], torch.full((800,), 0.2))
+    assert torch.equal(load_audio(tmp_path / "s.wav", multichannel="first")[0], torch.full((800,), 0.5))
+    assert torch.allclose(load_audio(tmp_path / "s.wav", channel=1)[0], torch.full((800,), -0.1))
+    assert torch.allclose(load_audio(tmp_path / "s.wav", channel=(0, 1))[0], torch.full((800,), 0.2))
+    with pytest.raises(AudioError, match=r"channel 2 does not exist in .*s\.wav \(2 channel"):
+        load_audio(tmp_path / "s.wav", channel=2)
     assert probe_audio(tmp_path / "s.wav").channels == 2
 
 
@@ -51,6 +57,10 @@ def test_decode_errors_name_the_file(tmp_path):
         load_audio(tmp_path / "nan.wav")
     with pytest.raises(AudioError, match="not found.*missing.wav"):
         load_audio(tmp_path / "missing.wav")
+    (tmp_path / "folder.wav").mkdir()
+    for read in (load_audio, probe_audio):
+        with pytest.raises(AudioError, match="a directory, not an audio file: .*folder.wav"):
+            read(tmp_path / "folder.wav")
 
 
 def test_8_16_44k_inputs_give_consistent_features(tmp_path):

@@ -28,12 +28,19 @@ def test_validate_reports_every_bad_line_and_exits_nonzero(tmp_path, capsys):
     ])
     assert validate_main([str(manifest)]) == 1
     out = capsys.readouterr().out
-    for line, reason in [(2, "bad JSON"), (3, "cannot read audio header"), (5, "declared duration"),
-                         (6, "duplicate key")]:
+    for line, reason in [(1, "duplicate key 'ok' (2 entries: "), (2, "bad JSON: Expecting property name enclosed in "
+                         "double quotes (column 2)"), (3, "cannot read audio header"),
+                         (4, f"{tmp_path / 'stereo44.wav'} has 2 channels and the utterance names none"),
+                         (5, "declared duration"), (6, "duplicate key 'ok'")]:
         assert f"m.jsonl:{line}: {reason}" in out
-    assert "WARN" in out and "2 channels" in out
-    assert "summary: 6 entries, 2 ok, 4 with errors" in out
-    assert validate_main([str(manifest), "--rate", "8000", "--mono"]) == 1
+    assert f"{manifest}:1, {manifest}:6)" in out  # each copy names both lines
+    assert "summary: 6 entries, 0 ok, 6 with errors" in out
+    assert validate_main([str(manifest), "--multichannel", "first"]) == 1
+    out = capsys.readouterr().out
+    assert "m.jsonl:4: 2 channels, no channel named (multichannel=first) | key=s" in out and "WARN" in out
+    assert f"    {tmp_path / 'stereo44.wav'}: 2 channels @ 44100 Hz; utterances: no channel x1" in out
+    assert "audio files: 1; by channel count: 2 ch x1" in out
+    assert validate_main([str(manifest), "--rate", "8000", "--mono", "--multichannel", "mix"]) == 1
     assert "m.jsonl:4: sample rate 44100 Hz != required 8000 Hz" in capsys.readouterr().out
 
 

@@ -248,16 +248,16 @@ def test_demo_corpus_loads_with_held_out_test_voices():
 
 
 def _count_loads(monkeypatch) -> list[str]:
-    import nano8k.data.dataset as dataset_module
+    from nano8k.data.utterance import Utterance
 
     calls: list[str] = []
-    real = dataset_module.load_audio
+    real = Utterance.load
 
-    def counting(path, *args, **kwargs):
-        calls.append(str(path))
-        return real(path, *args, **kwargs)
+    def counting(utt, *args, **kwargs):
+        calls.append(str(utt.audio))
+        return real(utt, *args, **kwargs)
 
-    monkeypatch.setattr(dataset_module, "load_audio", counting)
+    monkeypatch.setattr(Utterance, "load", counting)
     return calls
 
 

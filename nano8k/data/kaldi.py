@@ -1,0 +1,176 @@
+"""Kaldi data folders: wav.scp + text, optional segments, reco2file_and_channel, utt2dur, utt2lang."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nano8k.data.badsamples import BadSample, DataError
+from nano8k.data.textfile import read_lines
+from nano8k.data.utterance import ManifestContents, Utterance, resolve_audio
+
+
+@dataclass
+class Table:
+    """A Kaldi ``key value`` file (TAB or space separated): first line per key, duplicated keys, bad lines."""
+
+    path: Path
+    rows: dict[str, tuple[int, str]] = field(default_factory=dict)
+    duplicates: dict[str, list[int]] = field(default_factory=dict)
+    bad: list[BadSample] = field(default_factory=list)
+
+    def where(self, key: str) -> str:
+        lines = [self.rows[key][0], *self.duplicates.get(key, [])]
+        return ", ".join(f"{self.path}:{n}" for n in lines)
+
+    def duplicate_reason(self, key: str) -> str | None:
+        if key not in self.duplicates:
+            return None
+        return f"duplicate key {key!r} in {self.path.name} (lines {self.where(key)})"
+
+
+def read_table(path: Path, required: bool = False) -> Table:
+    """Parse ``path``; a missing optional file gives an empty table."""
+    table = Table(path)
+    if not path.is_file():
+        if required:
+            raise DataError(f"{path.parent}: Kaldi data folder has no {path.name}")
+        return table
+    for lineno, text, error in read_lines(path):
+        if error is not None:
+            table.bad.append(BadSample(error, str(path), lineno))
+            continue
+        parts = text.strip().split(maxsplit=1)
+        if not parts:
+            continue
+        key, value = parts[0], parts[1].strip() if len(parts) > 1 else ""
+        if key in table.rows:
+            table.duplicates.setdefault(key, []).append(lineno)
+        else:
+            table.rows[key] = (lineno, value)
+    return table
+
+
+def kaldi_channel(side: str) -> int:
+    """A ``reco2file_and_channel`` side as a 0-based channel: A, B, … or 1, 2, … (Kaldi's conventions)."""
+    if len(side) == 1 and side.isalpha():
+        return ord(side.upper()) - ord("A")
+    if side.isdigit() and int(side) >= 1:
+        return int(side) - 1
+    raise ValueError(f"channel {side!r} is neither A, B, … nor 1, 2, …")
+
+
+class _Folder:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.scp = read_table(folder / "wav.scp", required=True)
+        self.text = read_table(folder / "text")
+        self.durs = read_table(folder / "utt2dur")
+        self.langs = read_table(folder / "utt2lang")
+        self.segments = read_table(folder / "segments")
+        self.reco2file = read_table(folder / "reco2file_and_channel")
+        self.bad: list[BadSample] = [b for t in (self.scp, self.text, self.durs, self.langs, self.segments,
+                                                 self.reco2file) for b in t.bad]
+
+    def audio_of(self, reco: str) -> tuple[Path | None, int | None, str | None]:
+        """(audio file, channel, problem) of a recording id, through reco2file_and_channel when it names it."""
+        channel = None
+        scp_key = reco
+        if reco in self.reco2file.rows:
+            lineno, value = self.reco2file.rows[reco]
+            parts = value.split()
+            where = f"{self.reco2file.path}:{lineno}"
+            if len(parts) != 2:
+                return None, None, f"{where}: expected '<recording> <file> <channel>', got {value!r}"
+            try:
+                channel = kaldi_channel(parts[1])
+            except ValueError as exc:
+                return None, None, f"{where}: {exc}"
+            if reco not in self.scp.rows:
+                scp_key = parts[0]  # wav.scp may be keyed by the file id of reco2file_and_channel
+        for table in (self.scp, self.reco2file):
+            problem = table.duplicate_reason(scp_key if table is self.scp else reco)
+            if problem:
+                return None, None, problem
+        if scp_key not in self.scp.rows:
+            return None, None, f"recording {reco!r} is not in {self.scp.path}"
+        value = self.scp.rows[scp_key][1]
+        if not value:
+            return None, None, f"{self.scp.path}:{self.scp.rows[scp_key][0]}: no audio path"
+        if value.endswith("|"):
+            return None, None, f"{self.scp.path}:{self.scp.rows[scp_key][0]}: piped wav.scp commands are not " \
+                               f"supported ({value}); point wav.scp at the audio file"
+        return resolve_audio(value, self.folder), channel, None
+
+    def transcript(self, key: str) -> tuple[str | None, str | None]:
+        if key not in self.text.rows:
+            return None, f"no transcript for this key in {self.text.path}"
+        return self.text.rows[key][1], self.text.duplicate_reason(key)
+
+
+def _whole_files(data: _Folder, contents: ManifestContents) -> None:
+    scp = data.scp
+    for key, (lineno, value) in scp.rows.items():
+        audio, channel, problem = data.audio_of(key)
+        target, text_problem = data.transcript(key)
+        problem = problem or text_problem or data.durs.duplicate_reason(key)
+        if problem is not None:
+            contents.bad.append(BadSample(problem, str(scp.path), lineno, key, value or None))
+            for dup in scp.duplicates.get(key, []):
+                contents.bad.append(BadSample(problem, str(scp.path), dup, key))
+            continue
+        dur = data.durs.rows.get(key, (0, ""))[1]
+        try:
+            duration = float(dur) if dur else None
+        except ValueError:
+            contents.bad.append(BadSample(f"utt2dur value {dur!r} is not a number", str(data.durs.path),
+                                          data.durs.rows[key][0], key))
+            continue
+        contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],
+                                             None, lineno, scp.path, channel=channel))
+
+
+def _segments(data: _Folder, contents: ManifestContents) -> None:
+    seg = data.segments
+    for key, (lineno, value) in seg.rows.items():
+        parts = value.split()
+        problem = seg.duplicate_reason(key)
+        if problem is None and len(parts) != 3:
+            problem = f"expected '<utterance> <recording> <start> <end>', got {value!r}"
+        span: tuple[float, float] = (0.0, 0.0)
+        if problem is None:
+            try:
+                span = (float(parts[1]), float(parts[2]))
+            except ValueError:
+                problem = f"start/end {parts[1]!r} {parts[2]!r} are not numbers of seconds"
+        if problem is None and (span[0] < 0 or (span[1] != -1 and span[1] <= span[0])):
+            problem = f"bad segment start {span[0]} end {span[1]} (end must be > start, or -1 for the file's end)"
+        audio = channel = target = None
+        if problem is None:
+            audio, channel, problem = data.audio_of(parts[0])
+        if problem is None:
+            target, problem = data.transcript(key)
+        if problem is not None:
+            contents.bad.append(BadSample(problem, str(seg.path), lineno, key))
+            for dup in seg.duplicates.get(key, []):
+                contents.bad.append(BadSample(problem, str(seg.path), dup, key))
+            continue
+        duration = None if span[1] == -1 else round(span[1] - span[0], 6)
+        contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],
+                                             None, lineno, seg.path, offset=span[0], channel=channel))
+
+
+def read_kaldi(path: Path) -> ManifestContents:
+    """Utterances of a Kaldi data folder (or its wav.scp); with ``segments`` each is a span of a recording.
+
+    Lines may be separated by spaces or TABs. ``reco2file_and_channel`` gives a recording's channel (A/B or 1/2;
+    wav.scp is keyed by the recording id, or by the file id it names). A key repeated in any file makes every
+    entry with that key bad, naming all its lines; nothing is silently replaced.
+    """
+    folder = path if path.is_dir() else path.parent
+    data = _Folder(folder)
+    segmented = data.segments.path.is_file()
+    contents = ManifestContents(data.segments.path if segmented else data.scp.path, "kaldi")
+    contents.bad.extend(data.bad)
+    (_segments if segmented else _whole_files)(data, contents)
+    return contents
