@@ -19,6 +19,7 @@ __all__ = ["AudioError", "AudioInfo", "MULTICHANNEL_POLICIES", "MultichannelPoli
 MultichannelPolicy = Literal["error", "mix", "first"]
 MULTICHANNEL_POLICIES = ("error", "mix", "first")
 MAX_OVERSHOOT = 0.05  # s a span may run past the end of its file (rounding in segment files), as Kaldi's extract-segments
+UNSEEKABLE_SUBTYPES = ("GSM610",)  # libsndfile 1.2 cannot seek in these (WAV GSM 6.10); others seek
 _BLOCK = 1 << 16  # frames per read when a format cannot seek (GSM 6.10 WAV): decode and discard up to the span
 
 
@@ -39,6 +40,11 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def seekable(self) -> bool:
+        """Whether libsndfile can seek in this file (GSM 6.10 in WAV cannot: spans are decoded from the start)."""
+        return self.subtype not in UNSEEKABLE_SUBTYPES
 
 
 def _check_file(path: Path) -> None:

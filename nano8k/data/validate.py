@@ -65,6 +65,9 @@ def validate_utterance(
             return utt, str(exc), warnings, None
     if rate is not None and info.sample_rate != rate:
         return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, None
+    if utt.is_segment and not info.seekable:
+        warnings.append(f"{info.subtype} in {info.format} cannot seek: every segment of this file is decoded from its "
+                        "start; convert long recordings once (e.g. to FLAC or μ-law WAV) before training")
     if info.channels != 1:
         if mono:
             return utt, f"{info.channels} channels, mono required", warnings, None

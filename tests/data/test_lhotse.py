@@ -127,3 +127,22 @@ def test_a_cutset_trains_through_the_datamodule(tmp_path, call, tokenizer):
     theirs = resample(torch.from_numpy(cut.load_audio()[0]), RATE, 16000)
     expected = apply_lfr(fbank(theirs, dataset.frontend), 7, 6)
     assert torch.allclose(dataset.features(utt), expected, atol=1e-3)
+
+
+def test_a_recording_stored_as_one_file_per_channel(tmp_path, call):
+    from lhotse.audio import AudioSource
+
+    data, _ = sf.read(str(call), dtype="float32")
+    for i in (0, 1):
+        sf.write(str(tmp_path / f"side{i}.wav"), data[:, i], RATE, subtype="FLOAT")
+    recording = lhotse.Recording(id="call", sampling_rate=RATE, num_samples=len(data), duration=len(data) / RATE,
+                                 sources=[AudioSource("file", [i], str(tmp_path / f"side{i}.wav")) for i in (0, 1)])
+    sups = [lhotse.SupervisionSegment("cust", "call", 1.0, 2.0, channel=1, text="customer"),
+            lhotse.SupervisionSegment("both", "call", 1.0, 2.0, channel=[0, 1], text="crosstalk")]
+    lhotse.CutSet.from_manifests(recordings=lhotse.RecordingSet.from_recordings([recording]),
+                                 supervisions=lhotse.SupervisionSet.from_segments(sups)).to_file(tmp_path / "c.jsonl")
+    contents = read_manifest(tmp_path / "c.jsonl")
+    cust = next(u for u in contents.utterances if u.key == "cust")
+    assert (cust.audio.name, cust.channel, cust.offset) == ("side1.wav", None, 1.0)
+    assert torch.equal(cust.load()[0], torch.from_numpy(data[RATE : 3 * RATE, 1].copy()))
+    assert [b.reason for b in contents.bad] == ["channel [0, 1] of recording call is spread over several source files"]

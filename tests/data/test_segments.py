@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.data.audio import load_audio, span_frames
+from nano8k.data.audio import load_audio, probe_audio, span_frames
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.dataset import SpeechDataset
 from nano8k.data.manifest import load_utterances, read_manifest, write_chatml
@@ -104,6 +104,8 @@ def test_a_span_is_the_slice_of_the_decoded_file_in_every_format(tmp_path, subty
     path = tmp_path / f"long.{ext}"
     sf.write(str(path), wave, RATE, format=fmt, subtype=subtype)
     channel = channels - 1
+    with sf.SoundFile(str(path)) as handle:  # what validate's "cannot seek" warning relies on
+        assert probe_audio(path).seekable == handle.seekable()
     got, rate = load_audio(path, offset=12.3, duration=3.0, channel=channel)
     full, _ = sf.read(str(path), dtype="float32", always_2d=True,
                       frames=sf.info(str(path)).frames)  # frames: GSM 6.10 cannot seek, so give the count
@@ -157,3 +159,15 @@ def test_the_dataset_computes_features_from_the_span(tmp_path, call, tokenizer):
     dataset = SpeechDataset(utts, PromptEncoder(tokenizer), frontend)
     expected = apply_lfr(fbank(resample(_expected(call, 2.0, 3.5, 1), RATE, 16000), frontend), 7, 6)
     assert torch.equal(dataset.features(utts[0]), expected)
+
+
+def test_validate_warns_when_segments_sit_in_a_file_that_cannot_seek(tmp_path):
+    from nano8k.data.validate import validate
+
+    sf.write(str(tmp_path / "gsm.wav"), np.zeros(4 * RATE, dtype=np.float32), RATE, subtype="GSM610")
+    sf.write(str(tmp_path / "pcm.wav"), np.zeros(4 * RATE, dtype=np.float32), RATE, subtype="PCM_16")
+    manifest = write_jsonl(tmp_path / "m.jsonl", [
+        {"key": k, "source": f"{k}.wav", "target": "x", "offset": 1.0, "duration": 1.0} for k in ("gsm", "pcm")])
+    report = validate([manifest])
+    assert len(report.good) == 2
+    assert [(w.key, w.reason.split(":")[0]) for w in report.warnings] == [("gsm", "GSM610 in WAV cannot seek")]
