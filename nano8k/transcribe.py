@@ -12,7 +12,8 @@ import torch
 from jsonargparse import ArgumentParser
 
 from nano8k.data.audio import MULTICHANNEL_POLICIES
-from nano8k.data.manifest import Utterance, read_manifest
+from nano8k.data.badsamples import DataError
+from nano8k.data.manifest import Utterance, read_utterances
 from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
@@ -28,12 +29,11 @@ def utterances_from_files(paths: Sequence[str | Path], channel: int | None = Non
 
 
 def utterances_from_manifest(path: str | Path) -> list[Utterance]:
-    """All entries of a manifest (any supported format); unreadable lines abort with their file:line reasons."""
-    contents = read_manifest(path)
-    if contents.bad:
-        reasons = "\n  ".join(bad.describe() for bad in contents.bad[:10])
-        raise SystemExit(f"error: {len(contents.bad)} bad line(s) in {path}:\n  {reasons}")
-    return contents.utterances
+    """All entries of a manifest (any supported format); unreadable lines or repeated keys abort, naming them."""
+    try:
+        return read_utterances(path, "nano8k")
+    except DataError as exc:
+        raise SystemExit(f"error: {exc}") from exc
 
 
 def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither: float) -> NanoASR:

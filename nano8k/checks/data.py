@@ -121,7 +121,11 @@ def _shares_audio(utt, train_spans: dict) -> tuple[bool, bool]:
         return False, False
     start = utt.offset or 0.0
     end = start + (utt.duration or float("inf"))
-    overlap = any((c is None or utt.channel is None or c == utt.channel) and s < end and start < e for c, s, e in spans)
+    from nano8k.data.audio import channel_list
+
+    mine = None if utt.channel is None else set(channel_list(utt.channel))
+    overlap = any((c is None or mine is None or mine & set(channel_list(c))) and s < end and start < e
+                  for c, s, e in spans)
     return overlap, not overlap
 
 

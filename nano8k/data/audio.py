@@ -13,12 +13,12 @@ import torch
 from nano8k.data.badsamples import DataError
 from nano8k.model.features import resample
 
-__all__ = ["AudioError", "AudioInfo", "MULTICHANNEL_POLICIES", "MultichannelPolicy", "channel_problem", "load_audio",
+__all__ = ["AudioError", "AudioInfo", "MULTICHANNEL_POLICIES", "MultichannelPolicy", "channel_list", "channel_problem", "load_audio",
            "probe_audio", "resample", "span_frames"]
 
 MultichannelPolicy = Literal["error", "mix", "first"]
 MULTICHANNEL_POLICIES = ("error", "mix", "first")
-MAX_OVERSHOOT = 0.05  # s a span may run past the end of its file (rounding in segment files), as Kaldi's extract-segments
+MAX_OVERSHOOT = 0.5  # s a span may run past its file's end (then cut there): Kaldi extract-segments' --max-overshoot
 UNSEEKABLE_SUBTYPES = ("GSM610",)  # libsndfile 1.2 cannot seek in these (WAV GSM 6.10); others seek
 _BLOCK = 1 << 16  # frames per read when a format cannot seek (GSM 6.10 WAV): decode and discard up to the span
 
@@ -86,13 +86,18 @@ def _read_span(handle: sf.SoundFile, start: int, count: int | None) -> np.ndarra
     return handle.read(max(0, wanted), dtype="float32", always_2d=True)
 
 
+def channel_list(channel: int | Sequence[int]) -> list[int]:
+    """A channel field (one 0-based channel, or several to average) as a list."""
+    return [channel] if isinstance(channel, int) else list(channel)
+
+
 def channel_problem(path: Path, channels: int, channel: int | Sequence[int] | None,
                     policy: MultichannelPolicy) -> str | None:
     """Why ``channel`` (or, with none given, ``policy``) cannot be used on a file with ``channels``; None when fine."""
     if policy not in MULTICHANNEL_POLICIES:
         raise ValueError(f"multichannel must be one of {', '.join(MULTICHANNEL_POLICIES)}, got {policy!r}")
     if channel is not None:
-        wanted = [channel] if isinstance(channel, int) else list(channel)
+        wanted = channel_list(channel)
         if not wanted or any(not 0 <= c < channels for c in wanted):
             return f"channel {channel} does not exist in {path} ({channels} channel(s), numbered from 0)"
         return None
@@ -109,7 +114,7 @@ def _select(data: np.ndarray, path: Path, channel: int | Sequence[int] | None, p
     if problem:
         raise AudioError(problem)
     if channel is not None:
-        wanted = [channel] if isinstance(channel, int) else list(channel)
+        wanted = channel_list(channel)
         return data[:, wanted[0]] if len(wanted) == 1 else data[:, wanted].mean(axis=1)
     if data.shape[1] == 1 or policy == "first":
         return data[:, 0]

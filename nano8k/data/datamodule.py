@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
 from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
@@ -94,7 +95,7 @@ class TelephoneDataModule(L.LightningDataModule):
         context_header: bool = False,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         feature_cache_mb: float = 256.0,
-        multichannel: Literal["error", "first", "mix"] = "error",
+        multichannel: MultichannelPolicy = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +19,17 @@ class Table:
     rows: dict[str, tuple[int, str]] = field(default_factory=dict)
     duplicates: dict[str, list[int]] = field(default_factory=dict)
     bad: list[BadSample] = field(default_factory=list)
+    undecodable: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (line, "not UTF-8 ...")
 
     def where(self, key: str) -> str:
         lines = [self.rows[key][0], *self.duplicates.get(key, [])]
         return ", ".join(f"{self.path}:{n}" for n in lines)
 
-    def duplicate_reason(self, key: str) -> str | None:
+    def problem(self, key: str) -> str | None:
+        """Why ``key``'s entry cannot be used: it is repeated, or its line is not UTF-8; None when it can."""
+        if key in self.undecodable:
+            lineno, error = self.undecodable[key]
+            return f"{self.path}:{lineno}: {error}"
         if key not in self.duplicates:
             return None
         return f"duplicate key {key!r} in {self.path.name} (lines {self.where(key)})"
@@ -36,9 +42,14 @@ def read_table(path: Path, required: bool = False) -> Table:
         if required:
             raise DataError(f"{path.parent}: Kaldi data folder has no {path.name}")
         return table
+    raw_keys = _raw_keys(path)
     for lineno, text, error in read_lines(path):
         if error is not None:
-            table.bad.append(BadSample(error, str(path), lineno))
+            key = raw_keys.get(lineno)
+            if key:  # the key is readable: the problem is reported once, on that key's utterance
+                table.undecodable[key] = (lineno, error)
+            else:
+                table.bad.append(BadSample(error, str(path), lineno))
             continue
         parts = text.strip().split(maxsplit=1)
         if not parts:
@@ -51,6 +62,23 @@ def read_table(path: Path, required: bool = False) -> Table:
     return table
 
 
+def _raw_keys(path: Path) -> dict[int, str]:
+    """Line number -> key for lines whose first field is UTF-8 though the rest is not (read only if needed)."""
+    keys: dict[int, str] = {}
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            parts = raw.split(maxsplit=1)
+            if len(parts) == 2:
+                try:
+                    parts[1].decode("utf-8")
+                except UnicodeDecodeError:
+                    try:
+                        keys[lineno] = parts[0].decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+    return keys
+
+
 def kaldi_channel(side: str) -> int:
     """A ``reco2file_and_channel`` side as a 0-based channel: A, B, … or 1, 2, … (Kaldi's conventions)."""
     if len(side) == 1 and side.isalpha():
@@ -58,6 +86,13 @@ def kaldi_channel(side: str) -> int:
     if side.isdigit() and int(side) >= 1:
         return int(side) - 1
     raise ValueError(f"channel {side!r} is neither A, B, … nor 1, 2, …")
+
+
+def _finite_seconds(text: str) -> bool:
+    try:
+        return math.isfinite(float(text)) and float(text) > 0
+    except ValueError:
+        return False
 
 
 class _Folder:
@@ -89,7 +124,7 @@ class _Folder:
             if reco not in self.scp.rows:
                 scp_key = parts[0]  # wav.scp may be keyed by the file id of reco2file_and_channel
         for table in (self.scp, self.reco2file):
-            problem = table.duplicate_reason(scp_key if table is self.scp else reco)
+            problem = table.problem(scp_key if table is self.scp else reco)
             if problem:
                 return None, None, problem
         if scp_key not in self.scp.rows:
@@ -103,51 +138,67 @@ class _Folder:
         return resolve_audio(value, self.folder), channel, None
 
     def transcript(self, key: str) -> tuple[str | None, str | None]:
-        if key not in self.text.rows:
-            return None, f"no transcript for this key in {self.text.path}"
-        return self.text.rows[key][1], self.text.duplicate_reason(key)
+        problem = self.text.problem(key) or self.langs.problem(key)
+        if problem is None and key not in self.text.rows:
+            problem = f"no transcript for this key in {self.text.path}"
+        return self.text.rows.get(key, (0, None))[1], problem
+
+
+def _unreadable_lines(table: Table, contents: ManifestContents) -> None:
+    """The driving table's lines that are not UTF-8 (their keys were readable) as bad entries."""
+    for key, (lineno, error) in table.undecodable.items():
+        contents.bad.append(BadSample(error, str(table.path), lineno, key))
 
 
 def _whole_files(data: _Folder, contents: ManifestContents) -> None:
     scp = data.scp
+    _unreadable_lines(scp, contents)
     for key, (lineno, value) in scp.rows.items():
         audio, channel, problem = data.audio_of(key)
         target, text_problem = data.transcript(key)
-        problem = problem or text_problem or data.durs.duplicate_reason(key)
+        problem = problem or text_problem or data.durs.problem(key)
+        dur = data.durs.rows.get(key, (0, ""))[1]
+        if problem is None and dur and not _finite_seconds(dur):
+            problem = (f"utt2dur value {dur!r} is not a finite number of seconds "
+                       f"({data.durs.path}:{data.durs.rows[key][0]})")
         if problem is not None:
             contents.bad.append(BadSample(problem, str(scp.path), lineno, key, value or None))
             for dup in scp.duplicates.get(key, []):
                 contents.bad.append(BadSample(problem, str(scp.path), dup, key))
             continue
-        dur = data.durs.rows.get(key, (0, ""))[1]
-        try:
-            duration = float(dur) if dur else None
-        except ValueError:
-            contents.bad.append(BadSample(f"utt2dur value {dur!r} is not a number", str(data.durs.path),
-                                          data.durs.rows[key][0], key))
-            continue
+        duration = float(dur) if dur else None
         contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],
                                              None, lineno, scp.path, channel=channel))
 
 
 def _segments(data: _Folder, contents: ManifestContents) -> None:
     seg = data.segments
+    _unreadable_lines(seg, contents)
     for key, (lineno, value) in seg.rows.items():
         parts = value.split()
-        problem = seg.duplicate_reason(key)
-        if problem is None and len(parts) != 3:
-            problem = f"expected '<utterance> <recording> <start> <end>', got {value!r}"
+        problem = seg.problem(key)
+        if problem is None and len(parts) not in (3, 4):
+            problem = f"expected '<utterance> <recording> <start> <end> [<channel>]', got {value!r}"
         span: tuple[float, float] = (0.0, 0.0)
         if problem is None:
             try:
                 span = (float(parts[1]), float(parts[2]))
             except ValueError:
                 problem = f"start/end {parts[1]!r} {parts[2]!r} are not numbers of seconds"
-        if problem is None and (span[0] < 0 or (span[1] != -1 and span[1] <= span[0])):
+        if problem is None and (not all(map(math.isfinite, span)) or span[0] < 0
+                                or (span[1] != -1 and span[1] <= span[0])):
             problem = f"bad segment start {span[0]} end {span[1]} (end must be > start, or -1 for the file's end)"
         audio = channel = target = None
         if problem is None:
             audio, channel, problem = data.audio_of(parts[0])
+        if problem is None and len(parts) == 4:  # extract-segments' optional 5th field: a 0-based channel
+            if not parts[3].isdigit():
+                problem = f"channel {parts[3]!r} is not a 0-based channel number"
+            elif channel is not None and channel != int(parts[3]):
+                problem = (f"channel {parts[3]} contradicts reco2file_and_channel, which gives recording "
+                           f"{parts[0]!r} channel {channel} (0-based)")
+            else:
+                channel = int(parts[3])
         if problem is None:
             target, problem = data.transcript(key)
         if problem is not None:
@@ -163,8 +214,9 @@ def _segments(data: _Folder, contents: ManifestContents) -> None:
 def read_kaldi(path: Path) -> ManifestContents:
     """Utterances of a Kaldi data folder (or its wav.scp); with ``segments`` each is a span of a recording.
 
-    Lines may be separated by spaces or TABs. ``reco2file_and_channel`` gives a recording's channel (A/B or 1/2;
-    wav.scp is keyed by the recording id, or by the file id it names). A key repeated in any file makes every
+    Lines may be separated by spaces or TABs. A segment's channel is its optional 5th field (0-based, as Kaldi's
+    extract-segments) or its recording's in ``reco2file_and_channel`` (A/B or 1/2; wav.scp is keyed by the recording
+    id, or by the file id it names). A key repeated in any file makes every
     entry with that key bad, naming all its lines; nothing is silently replaced.
     """
     folder = path if path.is_dir() else path.parent

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from nano8k.data.audio import MultichannelPolicy, probe_audio
+from nano8k.data.audio import channel_list, probe_audio
 from nano8k.data.badsamples import BadSample, DataError
-from nano8k.data.textfile import read_lines
+from nano8k.data.textfile import first_json_object, json_line, read_lines
 from nano8k.data.utterance import Channel, ManifestContents, Utterance
 
 INSTALL = "pip install -e '.[lhotse]'  (or pip install lhotse)"
@@ -27,15 +27,31 @@ def kind(obj: dict[str, Any]) -> str | None:
 
 
 def _manifest_kind(path: Path) -> str:
-    for _, text, _ in read_lines(path):
-        if text and text.strip():
+    found = first_json_object(path, lambda obj: kind(obj) if isinstance(obj, dict) else None)
+    if found is None:
+        raise DataError(f"{path}: not a Lhotse manifest (no cut, supervision or recording on its lines)")
+    return found
+
+
+def _entries(lhotse: Any, path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """``(line, lhotse object, None)`` per entry, or ``(line, None, reason)`` for a line that cannot be one."""
+    from lhotse.serialization import deserialize_item
+
+    for lineno, text, error in read_lines(path):
+        if error is None and not text.strip():
+            continue
+        obj = None
+        if error is None:
+            obj, error = json_line(text)
+        if error is None and not isinstance(obj, dict):
+            error = "line is not a JSON object"
+        if error is None:
             try:
-                found = kind(json.loads(text))
-            except (json.JSONDecodeError, AttributeError):
+                yield lineno, deserialize_item(obj), None
                 continue
-            if found:
-                return found
-    raise DataError(f"{path}: not a Lhotse manifest (no cut, supervision or recording on its lines)")
+            except Exception as exc:  # lhotse raises many kinds for a malformed entry
+                error = f"lhotse cannot read this entry: {type(exc).__name__}: {exc}"
+        yield lineno, None, error
 
 
 def _lhotse() -> Any:
@@ -63,7 +79,7 @@ def _file_and_channel(recording: Any, channel: int | list[int]) -> tuple[Path | 
     if recording.transforms:
         return None, None, (f"recording {recording.id} has transforms (speed, resampling, …) that nano8k does not "
                             "apply; give the untransformed recording")
-    wanted = [channel] if isinstance(channel, int) else list(channel)
+    wanted = channel_list(channel)
     sources = [s for s in recording.sources if set(s.channels) & set(wanted)]
     if len(sources) != 1 or not set(wanted) <= set(sources[0].channels):
         return None, None, (f"channel {channel} of recording {recording.id} is "
@@ -82,62 +98,89 @@ def _file_and_channel(recording: Any, channel: int | list[int]) -> tuple[Path | 
 def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: int) -> tuple[Utterance | None, str | None]:
     if not sup.text or not str(sup.text).strip():
         return None, "supervision has no text"
+    duration = float(sup.duration)
+    if not (math.isfinite(offset) and math.isfinite(duration)) or offset < 0 or duration <= 0:
+        return None, f"bad supervision span: start {offset} s, duration {duration} s"
     path, channel, problem = _file_and_channel(recording, sup.channel)
     if problem:
         return None, problem
-    duration = float(sup.duration)
     whole = abs(offset) < 1e-9 and abs(duration - recording.duration) <= 1.0 / recording.sampling_rate
     return Utterance(sup.id, path, str(sup.text), float(recording.duration) if whole else duration, sup.language,
                      None, line, manifest, offset=None if whole else offset, channel=channel), None
+
+
+class _Reader:
+    """Collects utterances; a supervision repeated with the same span (lhotse's overlapping trims) counts once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.contents = ManifestContents(path, "lhotse")
+        self.seen: set[tuple] = set()
+
+    def bad(self, reason: str, line: int, key: str | None = None, path: Path | None = None) -> None:
+        self.contents.bad.append(BadSample(reason, str(path or self.path), line, key))
+
+    def add(self, sup: Any, recording: Any, offset: float, line: int) -> None:
+        offset = round(offset, 6)
+        channel = tuple(channel_list(sup.channel))
+        ident = (sup.id, recording.id, offset, round(float(sup.duration), 6), channel)
+        if ident in self.seen:
+            self.contents.ignored.append(BadSample("the same supervision again (overlapping cuts)", str(self.path),
+                                                   line, sup.id))
+            return
+        self.seen.add(ident)
+        utt, problem = _utterance(sup, recording, offset, self.path, line)
+        if problem:
+            self.bad(problem, line, sup.id)
+        else:
+            self.contents.utterances.append(utt)
 
 
 def read_lhotse(path: Path) -> ManifestContents:
     """Utterances of a Lhotse CutSet (one per supervision) or of a SupervisionSet with its RecordingSet beside it.
 
     Spans are recording time (a cut's start plus its supervision's start); a supervision's channel becomes the
-    channel in its source file. Relative source paths resolve from the current directory, as lhotse opens them.
-    ``line`` is the entry's number in the manifest (its line in a jsonl file). Mixed/padding cuts, non-file sources
-    and recordings with transforms are bad entries, named.
+    channel in its source file. A supervision that several cuts repeat with the same span (``trim_to_supervisions``
+    with overlaps, windows) is one utterance; cuts without supervisions are not utterances. Both are listed in
+    ``ignored``. Relative source paths resolve from the current directory, as lhotse opens them. Each line is read
+    on its own: a line that is not an entry, a mixed/padding cut, a non-file source or a recording with transforms
+    is a bad entry naming its file and line.
     """
     lhotse = _lhotse()
     found = _manifest_kind(path)
     if found == "recordings":
         raise DataError(f"{path} is a Lhotse RecordingSet, which has no transcripts: give its SupervisionSet "
                         "(the RecordingSet is found beside it) or a CutSet")
-    contents = ManifestContents(path, "lhotse")
-    line = 0
-    try:
-        if found == "supervisions":
-            recordings = lhotse.load_manifest(recordings_beside(path))
-            for line, sup in enumerate(lhotse.load_manifest_lazy(path), start=1):
-                if sup.recording_id not in recordings:
-                    contents.bad.append(BadSample(f"recording {sup.recording_id!r} is not in the RecordingSet",
-                                                  str(path), line, sup.id))
-                    continue
-                _add(contents, sup, recordings[sup.recording_id], float(sup.start), path, line)
+    reader = _Reader(path)
+    if found == "supervisions":
+        recordings_path = recordings_beside(path)
+        recordings: dict[str, Any] = {}
+        for line, rec, error in _entries(lhotse, recordings_path):
+            if error or not isinstance(rec, lhotse.Recording):
+                reader.bad(error or "not a Recording", line, path=recordings_path)
+            else:
+                recordings[rec.id] = rec
+        for line, sup, error in _entries(lhotse, path):
+            if error or not isinstance(sup, lhotse.SupervisionSegment):
+                reader.bad(error or f"not a SupervisionSegment ({type(sup).__name__})", line)
+            elif sup.recording_id not in recordings:
+                reader.bad(f"recording {sup.recording_id!r} is not in {recordings_path.name}", line, sup.id)
+            else:
+                reader.add(sup, recordings[sup.recording_id], float(sup.start), line)
+        return reader.contents
+    for line, cut, error in _entries(lhotse, path):
+        if error:
+            reader.bad(error, line)
+        elif type(cut).__name__ not in ("MonoCut", "MultiCut") or getattr(cut, "recording", None) is None:
+            reader.bad(f"{type(cut).__name__} without a recording is not supported (give MonoCut/MultiCut cuts of "
+                       "recordings)", line, getattr(cut, "id", None))
+        elif not cut.supervisions:
+            reader.contents.ignored.append(BadSample("cut has no supervision (nothing to transcribe)", str(path),
+                                                     line, cut.id))
         else:
-            for line, cut in enumerate(lhotse.load_manifest_lazy(path), start=1):
-                if type(cut).__name__ not in ("MonoCut", "MultiCut") or cut.recording is None:
-                    contents.bad.append(BadSample(f"{type(cut).__name__} without a recording is not supported "
-                                                  "(give MonoCut/MultiCut cuts of recordings)", str(path), line, cut.id))
-                    continue
-                if not cut.supervisions:
-                    contents.bad.append(BadSample("cut has no supervision (no transcript)", str(path), line, cut.id))
-                for sup in cut.supervisions:
-                    _add(contents, sup, cut.recording, float(cut.start) + float(sup.start), path, line)
-    except DataError:
-        raise
-    except Exception as exc:  # lhotse raises many kinds for a malformed entry; name where it stopped
-        raise DataError(f"{path}: entry {line + 1}: lhotse cannot read it: {type(exc).__name__}: {exc}") from exc
-    return contents
-
-
-def _add(contents: ManifestContents, sup: Any, recording: Any, offset: float, path: Path, line: int) -> None:
-    utt, problem = _utterance(sup, recording, round(offset, 6), path, line)
-    if problem:
-        contents.bad.append(BadSample(problem, str(path), line, sup.id))
-    else:
-        contents.utterances.append(utt)
+            for sup in cut.supervisions:
+                reader.add(sup, cut.recording, float(cut.start) + float(sup.start), line)
+    return reader.contents
 
 
 def _recording_id(path: Path, taken: dict[str, Path]) -> str:
@@ -148,11 +191,10 @@ def _recording_id(path: Path, taken: dict[str, Path]) -> str:
     return rid
 
 
-def write_lhotse(utts: Iterable[Utterance], out_path: str | Path, multichannel: MultichannelPolicy = "error") -> int:
-    """Write ``utts`` as a Lhotse CutSet (one MonoCut per utterance; cut id = supervision id = key).
-
-    Source paths are absolute. An utterance without a channel on a multi-channel file gets channel 0 under
-    ``multichannel='first'`` and all channels (a MultiCut) under ``mix``.
+def write_lhotse(utts: Iterable[Utterance], out_path: str | Path) -> int:
+    """Write ``utts`` as a Lhotse CutSet: one cut per utterance (cut id = supervision id = key), a MonoCut, or a
+    MultiCut for a list of channels. Source paths are absolute. An utterance on a multi-channel file must name its
+    channel(s) (``validate --multichannel first|mix`` names them); a ``DataError`` says which one does not.
     """
     lhotse = _lhotse()
     from lhotse.audio import AudioSource
@@ -170,11 +212,11 @@ def write_lhotse(utts: Iterable[Utterance], out_path: str | Path, multichannel: 
                 sources=[AudioSource(type="file", channels=list(range(info.channels)), source=str(utt.audio))])
         rec = recordings[utt.audio]
         count = len(rec.sources[0].channels)
-        channel: int | list[int] = (0 if count == 1 else utt.channel if isinstance(utt.channel, int)
-                                    else list(utt.channel) if utt.channel is not None
-                                    else 0 if multichannel == "first" else list(range(count)))
-        if channel == list(range(count)) and multichannel == "error" and utt.channel is None:
-            raise DataError(f"{utt.audio} has {count} channels and utterance {utt.key} names none (multichannel=error)")
+        if utt.channel is None and count > 1:
+            raise DataError(f"{utt.manifest}:{utt.line}: {utt.audio} has {count} channels and utterance {utt.key} "
+                            "names none; choose them with --multichannel first|mix")
+        wanted = [0] if utt.channel is None else channel_list(utt.channel)
+        channel: int | list[int] = wanted[0] if len(wanted) == 1 else wanted
         start = utt.offset or 0.0
         duration = utt.duration if utt.duration is not None else rec.duration - start
         sup = lhotse.SupervisionSegment(id=utt.key, recording_id=rec.id, start=0.0, duration=duration,

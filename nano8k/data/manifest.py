@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
 from nano8k.data.audio import MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, probe_audio
-from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
+from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
 from nano8k.data.kaldi import read_kaldi
-from nano8k.data.textfile import read_lines
+from nano8k.data.textfile import first_json_object, json_line, read_lines
 from nano8k.data.utterance import ManifestContents, Utterance, parse_channel, parse_span, resolve_audio
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
 __all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format",
-           "flag_duplicate_keys", "iter_chatml", "load_utterances", "read_manifest", "speech_length", "write_chatml"]
+           "flag_duplicate_keys", "iter_chatml", "load_utterances", "read_entries", "read_manifest", "read_utterances",
+           "speech_length", "write_chatml"]
 
 ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi", "lhotse"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
@@ -49,17 +50,11 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir() or path.name in ("wav.scp", "segments"):
         return "kaldi"
-    for _, text, _ in read_lines(path):
-        if not text or not text.strip():
-            continue
-        try:
-            kind = _json_kind(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-        if kind:
-            return kind
-    raise DataError(f"{path}: cannot detect the manifest format (no line with 'messages', 'source', or a Lhotse "
-                    "cut/supervision)")
+    found = first_json_object(path, _json_kind)
+    if found is None:
+        raise DataError(f"{path}: cannot detect the manifest format (no line with 'messages', 'source', or a Lhotse "
+                        "cut/supervision)")
+    return found
 
 
 def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
@@ -77,9 +72,11 @@ def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
         raise ValueError("no assistant message with the transcript")
     audio = found.group(1).strip()
     duration = obj.get("duration")
-    if duration is None and isinstance(obj.get("speech_length"), (int, float)) and "offset" not in obj:
+    if duration is None and isinstance(obj.get("speech_length"), (int, float)):  # the span's, for a segment
         duration = (float(obj["speech_length"]) - 1) * 0.010 + 0.025
     offset, duration = parse_span(obj.get("offset"), duration)
+    if offset is not None and not obj.get("key"):
+        raise ValueError("a segment ('offset') needs a 'key': the audio file's name is shared by its segments")
     prompt = user["content"][: found.start()]
     return Utterance(
         key=str(obj.get("key") or Path(audio).stem), audio=resolve_audio(audio, base), target=assistant["content"],
@@ -112,10 +109,9 @@ def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
             continue
         if not text.strip():
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            contents.bad.append(BadSample(f"bad JSON: {exc.msg} (column {exc.pos + 1})", str(path), lineno))
+        obj, error = json_line(text)
+        if error is not None:
+            contents.bad.append(BadSample(error, str(path), lineno))
             continue
         if not isinstance(obj, dict):
             contents.bad.append(BadSample("line is not a JSON object", str(path), lineno))
@@ -220,6 +216,36 @@ def check_utterance(
     return utt, None, info
 
 
+def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
+                 ) -> tuple[list[Utterance], list[BadSample], list[BadSample]]:
+    """The entries of ``paths`` with unique keys; the bad lines and every copy of a repeated key; and the entries
+    that are not utterances (``ManifestContents.ignored``, also logged with their count)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    entries: list[Utterance] = []
+    bad: list[BadSample] = []
+    ignored: list[BadSample] = []
+    for path in paths:
+        contents = read_manifest(path, fmt)
+        bad.extend(contents.bad)
+        entries.extend(contents.utterances)
+        ignored.extend(contents.ignored)
+        if contents.ignored:
+            logger.warning("%s: %d entries are not utterances and are ignored, first: %s", path,
+                           len(contents.ignored), contents.ignored[0].describe())
+    entries, duplicates = flag_duplicate_keys(entries)
+    return entries, bad + duplicates, ignored
+
+
+def read_utterances(path: str | Path, user: str) -> list[Utterance]:
+    """All utterances of one manifest for decoding or scoring, or a ``DataError`` naming ``user`` and the first bad
+    lines (unreadable lines, repeated keys)."""
+    entries, bad, _ = read_entries(path)
+    if bad:
+        reasons = "\n  ".join(b.describe() for b in bad[:10])
+        raise DataError(f"{user}: {len(bad)} bad line(s) in {path}:\n  {reasons}")
+    return entries
+
+
 def load_utterances(
     paths: str | Path | Sequence[str | Path],
     log: BadSampleLog,
@@ -234,15 +260,7 @@ def load_utterances(
 
     Keys must be unique across ``paths``: every copy of a repeated key is bad (see ``flag_duplicate_keys``).
     """
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    entries: list[Utterance] = []
-    bad: list[BadSample] = []
-    for path in paths:
-        contents = read_manifest(path, fmt)
-        bad.extend(contents.bad)
-        entries.extend(contents.utterances)
-    entries, duplicates = flag_duplicate_keys(entries)
-    bad.extend(duplicates)
+    entries, bad, _ = read_entries(paths, fmt)
     good: list[Utterance] = []
     for utt in entries:
         utt, reason, _ = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import json
+import zlib
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Callable, Iterator
+
+from nano8k.data.badsamples import DataError
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -16,13 +20,40 @@ def open_binary(path: Path) -> IO[bytes]:
 
 def read_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """``(line number, text, None)`` per line (1-based, end of line removed), or ``(n, None, reason)`` for a line
-    that is not UTF-8: ``not UTF-8 (byte 0xff at column 7)``."""
-    with open_binary(path) as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
-                raw = raw[3:]
-            try:
-                yield lineno, raw.decode("utf-8"), None
-            except UnicodeDecodeError as exc:
-                yield lineno, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    that is not UTF-8: ``not UTF-8 (byte 0xff at column 7)``. A corrupt gzip file raises ``DataError`` naming the
+    line it stopped at."""
+    lineno = 0
+    try:
+        with open_binary(path) as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                raw = raw.rstrip(b"\r\n")
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+                    raw = raw[3:]
+                try:
+                    yield lineno, raw.decode("utf-8"), None
+                except UnicodeDecodeError as exc:
+                    yield lineno, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}:{lineno + 1}: corrupt or truncated gzip file ({exc})") from exc
+
+
+def first_json_object(path: Path, kind: Callable[[Any], str | None]) -> str | None:
+    """``kind(obj)`` of the first line that decodes to JSON with a kind (lines that are not JSON are passed over)."""
+    for _, text, _ in read_lines(path):
+        if not text or not text.strip():
+            continue
+        try:
+            found = kind(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+        if found:
+            return found
+    return None
+
+
+def json_line(text: str) -> tuple[Any, str | None]:
+    """A line decoded as JSON, or the reason it is not: ``bad JSON: <message> (column N)``."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"bad JSON: {exc.msg} (column {exc.pos + 1})"

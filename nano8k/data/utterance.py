@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ class Utterance:
     """One manifest entry; ``audio`` is absolute, ``line`` is 1-based in ``manifest``.
 
     ``offset`` None means the whole file and ``duration`` is then the file's; with an ``offset`` (seconds) the
-    utterance is the span [offset, offset + duration) of the file (``duration`` None: to the file's end).
+    utterance is the span [offset, offset + duration) of the file (``duration`` None, from a Kaldi segment ending at
+    -1: to the file's end).
     ``channel`` is 0-based (a tuple: those channels averaged); None means the file's only channel, or the
     multichannel policy for a multi-channel file.
     """
@@ -56,12 +58,17 @@ class Utterance:
 
 @dataclass
 class ManifestContents:
-    """What one manifest holds: good entries, bad lines (with reasons), and the number of entries seen."""
+    """What one manifest holds: good entries, bad lines (with reasons), and entries that are not utterances.
+
+    ``ignored`` lists entries with nothing to transcribe that are not errors either (a Lhotse cut without a
+    supervision, a supervision repeated by overlapping cuts); they are reported, not counted as bad.
+    """
 
     path: Path
     format: str
     utterances: list[Utterance] = field(default_factory=list)
     bad: list[BadSample] = field(default_factory=list)
+    ignored: list[BadSample] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -80,16 +87,22 @@ def parse_channel(value: object) -> Channel:
     raise ValueError(f"field 'channel' must be a 0-based channel number or a list of them, got {value!r}")
 
 
+def seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """A time field in seconds (a number or a numeric string); raises ``ValueError`` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"field '{name}' must be a number of seconds, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"field '{name}' must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"field '{name}' must be a finite number {'> 0' if positive else '>= 0'} s, got {value!r}")
+    return number
+
+
 def parse_span(offset: object, duration: object) -> tuple[float | None, float | None]:
-    """A manifest's ``offset``/``duration`` fields as seconds; raises ``ValueError`` naming the field."""
-    out = []
-    for name, value in (("offset", offset), ("duration", duration)):
-        if value is None:
-            out.append(None)
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"field '{name}' must be a number of seconds, got {value!r}")
-        if value < 0 or (name == "duration" and value == 0):
-            raise ValueError(f"field '{name}' must be {'>= 0' if name == 'offset' else '> 0'} s, got {value!r}")
-        out.append(float(value))
-    return out[0], out[1]
+    """A manifest's ``offset``/``duration`` fields as seconds; an ``offset`` needs a ``duration`` (the span's length)."""
+    if offset is not None and duration is None:
+        raise ValueError("field 'offset' needs 'duration', the segment's length in seconds")
+    return (None if offset is None else seconds("offset", offset),
+            None if duration is None else seconds("duration", duration, positive=True))

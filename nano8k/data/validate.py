@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from nano8k.data.audio import MULTICHANNEL_POLICIES, AudioError, MultichannelPolicy
+from nano8k.data.audio import MULTICHANNEL_POLICIES, AudioError, AudioInfo, MultichannelPolicy
 from nano8k.data.badsamples import BadSample, DataError
-from nano8k.data.manifest import Utterance, check_utterance, flag_duplicate_keys, read_manifest, write_chatml
+from nano8k.data.manifest import Utterance, check_utterance, read_entries, write_chatml
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
 
@@ -40,6 +40,7 @@ class Report:
     rates: Counter = field(default_factory=Counter)
     channels: Counter = field(default_factory=Counter)
     files: dict[Path, FileLayout] = field(default_factory=dict)
+    ignored: list[BadSample] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -50,33 +51,38 @@ class Report:
 def validate_utterance(
     utt: Utterance, *, decode: bool, min_duration: float, max_duration: float, rate: int | None,
     mono: bool, duration_tolerance: float, multichannel: MultichannelPolicy = "error",
-) -> tuple[Utterance, str | None, list[str], tuple[int, int] | None]:
-    """Check one entry; returns (utterance with measured duration, error or None, warnings, (rate, channels))."""
+) -> tuple[Utterance, str | None, list[str], AudioInfo | None]:
+    """Check one entry; returns (utterance with measured duration, error or None, warnings, header if read).
+
+    Under ``multichannel`` first/mix, an utterance on a multi-channel file comes back with the channels the policy
+    picked (0, or all of them), so a converted manifest says what training read.
+    """
     warnings: list[str] = []
     declared = None if utt.is_segment else utt.duration  # a segment's duration is its length, not the file's
     utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True,
                                        multichannel=multichannel)
     if error is not None:
-        return utt, error, warnings, None
+        return utt, error, warnings, info
     if decode:
         try:
             utt.load(multichannel)  # raises for undecodable and NaN/Inf audio, in this utterance's span
         except AudioError as exc:
-            return utt, str(exc), warnings, None
+            return utt, str(exc), warnings, info
     if rate is not None and info.sample_rate != rate:
-        return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, None
+        return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, info
     if utt.is_segment and not info.seekable:
         warnings.append(f"{info.subtype} in {info.format} cannot seek: every segment of this file is decoded from its "
                         "start; convert long recordings once (e.g. to FLAC or μ-law WAV) before training")
     if info.channels != 1:
         if mono:
-            return utt, f"{info.channels} channels, mono required", warnings, None
+            return utt, f"{info.channels} channels, mono required", warnings, info
         if utt.channel is None:
             warnings.append(f"{info.channels} channels, no channel named (multichannel={multichannel})")
+            utt = replace(utt, channel=0 if multichannel == "first" else tuple(range(info.channels)))
     if declared is not None and abs(declared - info.duration) > duration_tolerance:
         return utt, (f"declared duration {declared:.3f} s != file duration {info.duration:.3f} s "
-                     f"(tolerance {duration_tolerance} s)"), warnings, None
-    return utt, None, warnings, (info.sample_rate, info.channels)
+                     f"(tolerance {duration_tolerance} s)"), warnings, info
+    return utt, None, warnings, info
 
 
 def validate(
@@ -87,29 +93,26 @@ def validate(
     """Validate every line of ``manifests`` (see ``validate_utterance``).
 
     Keys must be unique across ``manifests``: every copy of a repeated key is a problem naming all its lines, which
-    is what training does with them (``load_utterances``).
+    is what training does with them (``load_utterances``). The file layout counts every utterance whose header was
+    read, good or bad.
     """
     report = Report()
-    entries: list[Utterance] = []
-    for manifest in manifests:
-        contents = read_manifest(manifest, fmt)  # type: ignore[arg-type]
-        report.problems.extend(contents.bad)
-        entries.extend(contents.utterances)
-    entries, duplicates = flag_duplicate_keys(entries)
-    report.problems.extend(duplicates)
+    entries, report.problems, report.ignored = read_entries(manifests, fmt)  # type: ignore[arg-type]
     for utt in entries:
-        utt, error, warns, header = validate_utterance(
+        original_channel = utt.channel
+        utt, error, warns, info = validate_utterance(
             utt, decode=decode, min_duration=min_duration, max_duration=max_duration, rate=rate, mono=mono,
             duration_tolerance=duration_tolerance, multichannel=multichannel)
         report.warnings.extend(utt.bad(w) for w in warns)
+        if info is not None:
+            layout = report.files.setdefault(utt.audio, FileLayout(info.sample_rate, info.channels))
+            layout.used[original_channel] += 1
         if error is not None:
             report.problems.append(utt.bad(error))
             continue
         report.good.append(utt)
-        report.rates[header[0]] += 1
-        report.channels[header[1]] += 1
-        layout = report.files.setdefault(utt.audio, FileLayout(*header))
-        layout.used[utt.channel] += 1
+        report.rates[info.sample_rate] += 1
+        report.channels[info.channels] += 1
         report.seconds += utt.duration or 0.0
     report.problems.sort(key=lambda b: (b.manifest or "", b.line or 0))
     return report
@@ -134,6 +137,8 @@ def format_report(report: Report) -> str:
         lines.append(f"    ... and {len(multi) - LISTED_FILES} more multi-channel files")
     for reason, count in reasons.most_common():
         lines.append(f"  {count:6d} x {reason}")
+    for reason, count in Counter(b.reason for b in report.ignored).most_common():
+        lines.append(f"  ignored (not utterances): {count} x {reason}")
     return "\n".join(lines)
 
 
@@ -141,7 +146,7 @@ def _convert(report: Report, args: argparse.Namespace) -> None:
     if args.convert_format == "lhotse":
         from nano8k.data.lhotse_io import write_lhotse
 
-        written = write_lhotse(report.good, args.convert, multichannel=args.multichannel)
+        written = write_lhotse(report.good, args.convert)
         print(f"wrote {written} Lhotse cuts to {args.convert}")
         return
     count_tokens = None

@@ -12,7 +12,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.manifest import Utterance, read_manifest
+from nano8k.data.audio import MultichannelPolicy
+from nano8k.data.manifest import Utterance, read_utterances
 from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
@@ -44,14 +45,15 @@ class BeforeAfterEvaluation(Callback):
     ``test/cer_after``, and writes ``<default_root_dir>/before_after.json`` with both scores and every hypothesis.
     The "before" score is kept in checkpoints, so a resumed fit still compares with the weights it started from.
     "Before" uses the starting model's own fbank rate; "after" the export's, which records the rate training ended
-    with. Prompts are the model's defaults (no language, itn on). Decoding runs on global rank 0 only while the other
+    with. Prompts are the model's defaults (no language, itn on). ``multichannel`` is the policy for a multi-channel
+    file whose utterance names no channel. Decoding runs on global rank 0 only while the other
     ranks wait, so keep the manifest to minutes of audio.
     """
 
     def __init__(self, manifest: str, label: str = "held-out test set", max_new_tokens: int = 64,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, multichannel: MultichannelPolicy = "error") -> None:
         self.manifest, self.label = manifest, label
-        self.options = DecodeOptions(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        self.options = DecodeOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, multichannel=multichannel)
         self.before: dict[str, Any] | None = None
         self.after: dict[str, Any] | None = None
         self._completed = False
@@ -59,13 +61,10 @@ class BeforeAfterEvaluation(Callback):
 
     def utterances(self) -> list[Utterance]:
         if self._utts is None:
-            contents = read_manifest(self.manifest)
-            if contents.bad:
-                reasons = "; ".join(bad.describe() for bad in contents.bad[:5])
-                raise DataError(f"BeforeAfterEvaluation: {len(contents.bad)} bad line(s) in {self.manifest}: {reasons}")
-            if not contents.utterances:
+            utts = read_utterances(self.manifest, "BeforeAfterEvaluation")
+            if not utts:
                 raise DataError(f"BeforeAfterEvaluation: {self.manifest} holds no utterance")
-            self._utts = contents.utterances
+            self._utts = utts
         return self._utts
 
     def evaluate(self, model: NanoASR) -> tuple[dict[str, Any], list[str]]:

@@ -39,7 +39,7 @@ def test_validate_reports_every_bad_line_and_exits_nonzero(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "m.jsonl:4: 2 channels, no channel named (multichannel=first) | key=s" in out and "WARN" in out
     assert f"    {tmp_path / 'stereo44.wav'}: 2 channels @ 44100 Hz; utterances: no channel x1" in out
-    assert "audio files: 1; by channel count: 2 ch x1" in out
+    assert "audio files: 2; by channel count: 1 ch x1, 2 ch x1" in out  # bad entries count too
     assert validate_main([str(manifest), "--rate", "8000", "--mono", "--multichannel", "mix"]) == 1
     assert "m.jsonl:4: sample rate 44100 Hz != required 8000 Hz" in capsys.readouterr().out
 
@@ -65,3 +65,15 @@ def test_simulate_cli_writes_8k_audio_and_manifest(tmp_path, capsys):
     np.testing.assert_array_equal(sf.read(str(utts[0].audio))[0], first)
     assert simulate_main(args + ["--output-rate", "16000", "--codec", "alaw"]) == 0
     assert sf.info(str(utts[0].audio)).samplerate == 16000
+
+
+def test_convert_records_the_channels_the_policy_picked(tmp_path, capsys):
+    tone(tmp_path / "call.wav", 1.0, channels=2)
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"key": "c", "source": "call.wav", "target": "both"}])
+    for policy, channel in (("first", 0), ("mix", (0, 1))):
+        out = tmp_path / f"{policy}.jsonl"
+        assert validate_main([str(manifest), "--multichannel", policy, "--convert", str(out)]) == 0
+        converted = read_manifest(out).utterances
+        assert converted[0].channel == channel  # so the converted manifest validates under the default policy
+        assert validate_main([str(out)]) == 0
+    capsys.readouterr()

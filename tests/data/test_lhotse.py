@@ -146,3 +146,41 @@ def test_a_recording_stored_as_one_file_per_channel(tmp_path, call):
     assert (cust.audio.name, cust.channel, cust.offset) == ("side1.wav", None, 1.0)
     assert torch.equal(cust.load()[0], torch.from_numpy(data[RATE : 3 * RATE, 1].copy()))
     assert [b.reason for b in contents.bad] == ["channel [0, 1] of recording call is spread over several source files"]
+
+
+def test_lhotse_default_trims_and_windows_give_each_supervision_once(tmp_path, call):
+    recording = lhotse.Recording.from_file(call, recording_id="call")
+    sups = [lhotse.SupervisionSegment("a", "call", 0.5, 2.0, channel=0, text="one"),
+            lhotse.SupervisionSegment("b", "call", 2.0, 1.5, channel=1, text="two"),  # overlaps a
+            lhotse.SupervisionSegment("c", "call", 6.0, 1.0, channel=0, text="three")]
+    cuts = lhotse.CutSet.from_manifests(recordings=lhotse.RecordingSet.from_recordings([recording]),
+                                        supervisions=lhotse.SupervisionSet.from_segments(sups))
+    for name, made in (("trim", cuts.trim_to_supervisions(keep_all_channels=True)),
+                       ("windows", cuts.cut_into_windows(2.0))):
+        made.to_file(tmp_path / f"{name}.jsonl.gz")
+        contents = read_manifest(tmp_path / f"{name}.jsonl.gz")
+        spans = sorted((u.key, u.offset, u.duration, u.channel) for u in contents.utterances)
+        # whole supervisions (lhotse keeps a supervision whole in every cut it reaches), each once
+        assert spans == [("a", 0.5, 2.0, 0), ("b", 2.0, 1.5, 1), ("c", 6.0, 1.0, 0)], name
+        assert contents.bad == [] and contents.ignored, name
+        assert {b.reason for b in contents.ignored} <= {"the same supervision again (overlapping cuts)",
+                                                        "cut has no supervision (nothing to transcribe)"}
+
+
+def test_a_bad_lhotse_line_is_one_bad_entry(tmp_path, call):
+    _lhotse_manifests(call, tmp_path)
+    import gzip
+
+    lines = gzip.decompress((tmp_path / "calls_cuts_train.jsonl.gz").read_bytes()).decode().splitlines()
+    broken = [lines[0], "", lines[1][: len(lines[1]) // 2], '{"type": "MonoCut", "id": "x"}', lines[2]]
+    (tmp_path / "broken_cuts.jsonl").write_text("\n".join(broken) + "\n")
+    contents = read_manifest(tmp_path / "broken_cuts.jsonl")
+    assert len(contents.utterances) == 2
+    assert [b.line for b in contents.bad] == [3, 4]
+    assert contents.bad[0].reason.startswith("bad JSON: ") and "(column " in contents.bad[0].reason
+    assert contents.bad[1].reason.startswith("lhotse cannot read this entry: ")
+    recordings = tmp_path / "calls_recordings_train.jsonl.gz"
+    recordings.write_bytes(gzip.compress(b"{not json\n"))
+    bad = read_manifest(tmp_path / "calls_supervisions_train.jsonl.gz").bad
+    assert bad[0].manifest == str(recordings) and bad[0].line == 1  # the recordings file is blamed, not the other
+    assert all("is not in calls_recordings_train.jsonl.gz" in b.reason for b in bad[1:]) and len(bad) == 4

@@ -91,8 +91,12 @@ def test_non_utf8_lines_name_file_line_and_byte_column(audio):
         load_utterances(path, BadSampleLog("error"))
     folder = _kaldi(audio / "k", f"x {audio}/a.wav\n", "")
     (folder / "text").write_bytes(b"x \xff\xfe\n")
+    bad = read_manifest(folder).bad  # reported once, on the utterance whose transcript it is
+    assert [(b.line, b.key, b.reason) for b in bad] == [(1, "x", f"{folder}/text:1: not UTF-8 (byte 0xff at column 3)")]
+    (folder / "wav.scp").write_bytes(b"x " + str(audio).encode() + b"/a\xe9.wav\n")
     bad = read_manifest(folder).bad
-    assert [b.describe() for b in bad][0] == f"{folder}/text:1: not UTF-8 (byte 0xff at column 3)"
+    assert [(b.manifest, b.line, b.reason) for b in bad] == [(str(folder / "wav.scp"), 1,
+                                                               "not UTF-8 (byte 0xe9 at column %d)" % (len(str(audio)) + 5))]
 
 
 def test_json_errors_report_the_real_column(audio):
@@ -111,3 +115,48 @@ def test_a_directory_is_not_an_audio_file(audio):
             load_utterances(path, BadSampleLog("error"), probe=probe)
     with pytest.raises(DataError, match="Kaldi data folder has no wav.scp"):
         read_manifest(audio / "clips.wav")
+
+
+def test_corrupt_gzip_manifests_name_the_file(audio):
+    import gzip
+
+    good = json.dumps({"key": "x", "source": "a.wav", "target": "t"}).encode() + b"\n"
+    (audio / "cut.jsonl.gz").write_bytes(gzip.compress(good * 50)[:-20])  # truncated
+    with pytest.raises(DataError, match=r"cut\.jsonl\.gz:\d+: corrupt or truncated gzip file"):
+        read_manifest(audio / "cut.jsonl.gz")
+    (audio / "fake.jsonl").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match=r"fake\.jsonl:1: corrupt or truncated gzip file"):
+        read_manifest(audio / "fake.jsonl")
+    (audio / "plain.jsonl.gz").write_bytes(good)  # the name says gzip, the bytes do not: read as they are
+    assert [u.key for u in read_manifest(audio / "plain.jsonl.gz").utterances] == ["x"]
+
+
+def test_non_finite_and_malformed_spans_are_bad_entries(audio):
+    path = audio / "m.jsonl"
+    path.write_text("\n".join([
+        '{"key": "nan", "source": "a.wav", "target": "t", "offset": NaN, "duration": 0.5}',
+        '{"key": "inf", "source": "a.wav", "target": "t", "offset": 0, "duration": Infinity}',
+        '{"key": "str", "source": "a.wav", "target": "t", "offset": "0.25", "duration": "0.5"}',
+        '{"key": "chan", "source": "a.wav", "target": "t", "channel": "left"}',
+    ]) + "\n")
+    contents = read_manifest(path)
+    assert [u.key for u in contents.utterances] == ["str"] and contents.utterances[0].offset == 0.25
+    reasons = [b.reason for b in contents.bad]
+    assert reasons[0] == "bad jsonl entry: field 'offset' must be a finite number >= 0 s, got nan"
+    assert reasons[1] == "bad jsonl entry: field 'duration' must be a finite number > 0 s, got inf"
+    assert "field 'channel' must be a 0-based channel number" in reasons[2]
+    folder = _kaldi(audio / "k", f"r {audio}/a.wav\n", "s1 x\ns2 y\ns3 z\n")
+    (folder / "segments").write_text("s1 r nan 0.5\ns2 r 0.1 0.2 0 extra\ns3 r 0.1 0.6 0\n")
+    contents = read_manifest(folder)
+    assert [(u.key, u.channel) for u in contents.utterances] == [("s3", 0)]  # the 5th field: a 0-based channel
+    assert [b.line for b in contents.bad] == [1, 2] and "bad segment start nan" in contents.bad[0].reason
+
+
+def test_chatml_segments_need_a_key_and_take_their_length_from_speech_length(audio):
+    row = _chatml("seg", "a.wav", "t")
+    row.update(offset=0.25, speech_length=48)
+    keyless = _chatml("", "a.wav", "t")
+    keyless.update(offset=0.25, duration=0.5)
+    contents = read_manifest(write_jsonl(audio / "c.jsonl", [row, keyless]))
+    assert [(u.key, u.offset, round(u.duration, 3)) for u in contents.utterances] == [("seg", 0.25, 0.495)]
+    assert "a segment ('offset') needs a 'key'" in contents.bad[0].reason

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.data.audio import load_audio, probe_audio, span_frames
+from nano8k.data.audio import load_audio, probe_audio
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.dataset import SpeechDataset
 from nano8k.data.manifest import load_utterances, read_manifest, write_chatml
@@ -33,8 +33,8 @@ def call(tmp_path):
 
 def _expected(path, start_s, end_s, channel):
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    start, count = span_frames(rate, start_s, end_s - start_s)
-    return torch.from_numpy(np.ascontiguousarray(data[start : start + count, channel]))
+    start, end = round(start_s * rate), round(end_s * rate)  # the sample at start_s up to the one before end_s
+    return torch.from_numpy(np.ascontiguousarray(data[start:end, channel]))
 
 
 def test_kaldi_segments_give_each_side_its_own_channel(tmp_path, call):
@@ -76,7 +76,7 @@ def test_jsonl_and_chatml_offsets_and_channels(tmp_path, call):
     manifest = write_jsonl(tmp_path / "m.jsonl", [
         {"key": "agent", "source": "call.wav", "target": "您好", "offset": 0.25, "duration": 1.5, "channel": 0},
         {"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 0.75, "channel": 1},
-        {"key": "tail", "source": "call.wav", "target": "再见", "offset": 5.5, "channel": [1]},
+        {"key": "tail", "source": "call.wav", "target": "再见", "offset": 5.5, "duration": 0.5, "channel": [1]},
     ])
     utts = {u.key: u for u in load_utterances(manifest, BadSampleLog("error"))}
     assert torch.equal(utts["agent"].load()[0], _expected(call, 0.25, 1.75, 0))
@@ -120,19 +120,21 @@ def test_a_span_is_the_slice_of_the_decoded_file_in_every_format(tmp_path, subty
 def test_spans_outside_the_file_are_bad_and_named(tmp_path, call):
     manifest = write_jsonl(tmp_path / "m.jsonl", [
         {"key": "late", "source": "call.wav", "target": "x", "offset": 6.5, "duration": 1.0, "channel": 0},
-        {"key": "long", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 2.0, "channel": 0},
-        {"key": "edge", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.03, "channel": 0},
+        {"key": "long", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.6, "channel": 0},
+        {"key": "edge", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.4, "channel": 0},
         {"key": "neg", "source": "call.wav", "target": "x", "offset": -1, "duration": 1.0, "channel": 0},
         {"key": "ch", "source": "call.wav", "target": "x", "offset": 1, "duration": 1.0, "channel": 2},
         {"key": "bool", "source": "call.wav", "target": "x", "channel": True},
     ])
     log = BadSampleLog("skip", max_bad_fraction=1.0)
     good = load_utterances(manifest, log)
-    assert [u.key for u in good] == ["edge"] and good[0].duration == pytest.approx(1.0)  # within 0.05 s overshoot
+    # Kaldi's extract-segments rule: up to 0.5 s past the end is cut at the end, more is refused
+    assert [u.key for u in good] == ["edge"] and good[0].duration == pytest.approx(1.0)
+    assert torch.equal(good[0].load()[0], _expected(call, 5.0, 6.0, 0))
     reasons = {b.line: b.reason for b in log.items}
     assert reasons[1] == "segment offset 6.500 s is past the end of the file (6.000 s)"
-    assert reasons[2] == "segment 5.000-7.000 s ends after the end of the file (6.000 s)"
-    assert reasons[4] == "bad jsonl entry: field 'offset' must be >= 0 s, got -1"
+    assert reasons[2] == "segment 5.000-6.600 s ends after the end of the file (6.000 s)"
+    assert reasons[4] == "bad jsonl entry: field 'offset' must be a finite number >= 0 s, got -1"
     assert reasons[5].startswith("channel 2 does not exist in") and "(2 channel(s), numbered from 0)" in reasons[5]
     assert "field 'channel' must be a 0-based channel number" in reasons[6]
 
