@@ -102,10 +102,11 @@ def channel_problem(path: Path, channels: int, channel: int | Sequence[int] | No
             return f"channel {channel} does not exist in {path} ({channels} channel(s), numbered from 0)"
         return None
     if channels > 1 and policy == "error":
-        return (f"{path} has {channels} channels and the utterance names none: give its channel in the manifest "
-                "('channel' in jsonl/ChatML, reco2file_and_channel for Kaldi, the supervision's channel in Lhotse), "
-                "or choose a multichannel policy, 'first' or 'mix' (data.multichannel in a config, --multichannel on a "
-                "command line; mix averages the channels: agent and customer in one track)")
+        return (f"{path} has {channels} channels and the utterance names none: give its channel (manifests: "
+                "'channel' in jsonl/ChatML, the 5th segments field or reco2file_and_channel in Kaldi, the "
+                "supervision's channel in Lhotse; transcribe: --channel N), or choose a multichannel policy, 'first' "
+                "or 'mix' (data.multichannel in a config, --multichannel on a command line; mix averages the "
+                "channels: agent and customer in one track)")
     return None
 
 

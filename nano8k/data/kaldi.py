@@ -225,4 +225,9 @@ def read_kaldi(path: Path) -> ManifestContents:
     contents = ManifestContents(data.segments.path if segmented else data.scp.path, "kaldi")
     contents.bad.extend(data.bad)
     (_segments if segmented else _whole_files)(data, contents)
+    utterance_keys = (data.segments if segmented else data.scp).rows
+    for key, (lineno, _) in data.text.rows.items():
+        if key not in utterance_keys:
+            contents.ignored.append(BadSample(f"transcript with no entry in {contents.path.name}", str(data.text.path),
+                                              lineno, key))
     return contents

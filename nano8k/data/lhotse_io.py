@@ -105,8 +105,16 @@ def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: in
     if problem:
         return None, problem
     whole = abs(offset) < 1e-9 and abs(duration - recording.duration) <= 1.0 / recording.sampling_rate
-    return Utterance(sup.id, path, str(sup.text), float(recording.duration) if whole else duration, sup.language,
+    return Utterance(sup.id, path, str(sup.text), float(recording.duration) if whole else duration, _language(sup.language),
                      None, line, manifest, offset=None if whole else offset, channel=channel), None
+
+
+LANGUAGE_CODES = {"english": "en", "chinese": "zh", "mandarin": "zh", "japanese": "ja"}  # Lhotse recipes' names
+
+
+def _language(name: str | None) -> str | None:
+    """A supervision's language as nano8k's code (``English`` -> ``en``); other values are kept as they are."""
+    return None if name is None else LANGUAGE_CODES.get(str(name).lower(), name)
 
 
 class _Reader:

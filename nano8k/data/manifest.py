@@ -15,7 +15,8 @@ from nano8k.data.audio import MAX_OVERSHOOT, AudioError, AudioInfo, Multichannel
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
 from nano8k.data.kaldi import read_kaldi
 from nano8k.data.textfile import first_json_object, json_line, read_lines
-from nano8k.data.utterance import ManifestContents, Utterance, parse_channel, parse_span, resolve_audio
+from nano8k.data.utterance import (ManifestContents, Utterance, parse_channel, parse_span, resolve_audio,
+                                   unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
 __all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format",
@@ -71,6 +72,7 @@ def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
     if assistant is None or not isinstance(assistant.get("content"), str):
         raise ValueError("no assistant message with the transcript")
     audio = found.group(1).strip()
+    unread_span_fields(obj)
     duration = obj.get("duration")
     if duration is None and isinstance(obj.get("speech_length"), (int, float)):  # the span's, for a segment
         duration = (float(obj["speech_length"]) - 1) * 0.010 + 0.025
@@ -92,6 +94,7 @@ def _simple_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
     if not isinstance(obj["source"], str) or not isinstance(obj["target"], str):
         raise ValueError("fields 'source' and 'target' must be strings")
     lang = obj.get("lang") or obj.get("text_language")
+    unread_span_fields(obj)
     offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
     return Utterance(
         key=str(obj["key"]), audio=resolve_audio(obj["source"], base), target=obj["target"], duration=duration,
@@ -221,6 +224,10 @@ def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat =
     """The entries of ``paths`` with unique keys; the bad lines and every copy of a repeated key; and the entries
     that are not utterances (``ManifestContents.ignored``, also logged with their count)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    resolved = [Path(p).expanduser().resolve() for p in paths]
+    twice = sorted({str(p) for p in resolved if resolved.count(p) > 1})
+    if twice:
+        raise DataError(f"manifest(s) given more than once: {', '.join(twice)} (every key would be a duplicate)")
     entries: list[Utterance] = []
     bad: list[BadSample] = []
     ignored: list[BadSample] = []

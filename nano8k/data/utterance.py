@@ -100,6 +100,18 @@ def seconds(name: str, value: object, *, positive: bool = False) -> float:
     return number
 
 
+UNREAD_SPAN_FIELDS = ("start", "end", "start_time", "end_time", "begin", "begin_time", "offset_s", "channels",
+                      "channel_id")  # names other tools use for a span or channel; read silently, they'd be ignored
+
+
+def unread_span_fields(obj: dict) -> None:
+    """Raise ``ValueError`` for span/channel fields under names nano8k does not read (the span would be ignored)."""
+    found = [name for name in UNREAD_SPAN_FIELDS if name in obj]
+    if found:
+        raise ValueError(f"field(s) {', '.join(repr(f) for f in found)} are not read: a span is 'offset' + 'duration' "
+                         "(seconds) and a channel is 'channel' (0-based)")
+
+
 def parse_span(offset: object, duration: object) -> tuple[float | None, float | None]:
     """A manifest's ``offset``/``duration`` fields as seconds; an ``offset`` needs a ``duration`` (the span's length)."""
     if offset is not None and duration is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ def validate_utterance(
     """
     warnings: list[str] = []
     declared = None if utt.is_segment else utt.duration  # a segment's duration is its length, not the file's
+    requested = utt.duration
     utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True,
                                        multichannel=multichannel)
     if error is not None:
@@ -70,6 +72,9 @@ def validate_utterance(
             return utt, str(exc), warnings, info
     if rate is not None and info.sample_rate != rate:
         return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, info
+    if utt.is_segment and requested is not None and utt.offset + requested > info.duration:
+        warnings.append(f"segment ends {utt.offset + requested - info.duration:.3f} s past the end of the file "
+                        f"({info.duration:.3f} s): cut there")
     if utt.is_segment and not info.seekable:
         warnings.append(f"{info.subtype} in {info.format} cannot seek: every segment of this file is decoded from its "
                         "start; convert long recordings once (e.g. to FLAC or μ-law WAV) before training")
@@ -118,10 +123,33 @@ def validate(
     return report
 
 
-def format_report(report: Report) -> str:
-    lines = [f"ERROR {b.describe()}" for b in report.problems]
-    lines += [f"WARN  {b.describe()}" for b in report.warnings]
-    reasons = Counter(b.reason.split(":")[0] for b in report.problems)
+def reason_kind(reason: str) -> str:
+    """A reason with its paths, quoted names and numbers blanked, so that like problems group together."""
+    kind = re.sub(r"(?<![\w.])/\S+?(?=[:\s,)]|$)", "<file>", reason)
+    kind = re.sub(r"'[^']*'", "'…'", kind)
+    kind = re.sub(r"\b0x[0-9a-f]+\b|(?<![-\w])\d+(\.\d+)?\b", "N", kind)
+    return kind[:160]
+
+
+def _listing(label: str, items: list[BadSample], max_listed: int) -> list[str]:
+    """``label`` lines for ``items``, at most ``max_listed`` of each kind of reason (0: all)."""
+    shown: Counter = Counter()
+    lines = []
+    for item in items:
+        kind = reason_kind(item.reason)
+        shown[kind] += 1
+        if not max_listed or shown[kind] <= max_listed:
+            lines.append(f"{label} {item.describe()}")
+    for kind, count in shown.items():
+        if max_listed and count > max_listed:
+            lines.append(f"{label} ... and {count - max_listed} more like: {kind}")
+    return lines
+
+
+def format_report(report: Report, max_listed: int = 0) -> str:
+    """The report: problems and warnings (at most ``max_listed`` of each kind, 0: all), then the summary."""
+    lines = _listing("ERROR", report.problems, max_listed) + _listing("WARN ", report.warnings, max_listed)
+    reasons = Counter(reason_kind(b.reason) for b in report.problems)
     lines.append(
         f"summary: {report.total} entries, {len(report.good)} ok, {len(report.problems)} with errors, "
         f"{len(report.warnings)} warnings; {report.seconds / 3600:.3f} h of usable audio"
@@ -137,7 +165,7 @@ def format_report(report: Report) -> str:
         lines.append(f"    ... and {len(multi) - LISTED_FILES} more multi-channel files")
     for reason, count in reasons.most_common():
         lines.append(f"  {count:6d} x {reason}")
-    for reason, count in Counter(b.reason for b in report.ignored).most_common():
+    for reason, count in Counter(reason_kind(b.reason) for b in report.ignored).most_common():
         lines.append(f"  ignored (not utterances): {count} x {reason}")
     return "\n".join(lines)
 
@@ -179,18 +207,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="chatml: FunASR ChatML jsonl; lhotse: a Lhotse CutSet (.jsonl or .jsonl.gz; needs lhotse)")
     parser.add_argument("--tokenizer", help="tokenizer dir for ChatML text_length (else character count)")
     parser.add_argument("--allow-errors", action="store_true", help="convert even if some entries are bad")
+    parser.add_argument("--max-listed", type=int, default=20,
+                        help="list at most this many errors/warnings of each kind (0: all); the summary counts all")
     args = parser.parse_args(argv)
     try:
         report = validate(args.manifests, fmt=args.format, decode=not args.header_only,
                           min_duration=args.min_duration, max_duration=args.max_duration, rate=args.rate,
                           mono=args.mono, duration_tolerance=args.duration_tolerance, multichannel=args.multichannel)
-        print(format_report(report))
+        print(format_report(report, args.max_listed))
         if args.convert:
             if report.problems and not args.allow_errors:
                 print(f"not converting: {len(report.problems)} bad entries (use --allow-errors to drop them)",
                       file=sys.stderr)
                 return 1
             _convert(report, args)
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
+        return 1
     except DataError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2

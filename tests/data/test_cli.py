@@ -77,3 +77,19 @@ def test_convert_records_the_channels_the_policy_picked(tmp_path, capsys):
         assert converted[0].channel == channel  # so the converted manifest validates under the default policy
         assert validate_main([str(out)]) == 0
     capsys.readouterr()
+
+
+def test_validate_lists_a_few_of_each_kind_and_counts_them_all(tmp_path, capsys):
+    from nano8k.data.validate import reason_kind
+
+    tone(tmp_path / "call.wav", 2.0, channels=2)
+    rows = [{"key": f"u{i}", "source": "call.wav", "target": "x", "offset": 0.5, "duration": 0.5} for i in range(30)]
+    rows += [{"key": "late", "source": "call.wav", "target": "x", "offset": 1.5, "duration": 0.8, "channel": 1}]
+    manifest = write_jsonl(tmp_path / "m.jsonl", rows + rows[:2])  # and two repeated keys
+    assert validate_main([str(manifest), "--max-listed", "3"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("has 2 channels and the utterance names none") == 3
+    assert "ERROR ... and 25 more like: <file> has N channels and the utterance names none" in out
+    assert "    4 x duplicate key '…' (N entries: <file>:N, <file>:N)" in out  # grouped, paths blanked
+    assert "WARN  " in out and "segment ends 0.300 s past the end of the file (2.000 s): cut there" in out
+    assert reason_kind("/a/b/text:5: not UTF-8 (byte 0xc4 at column 12)") == "<file>:N: not UTF-8 (byte N at column N)"

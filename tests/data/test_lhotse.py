@@ -30,8 +30,9 @@ def call(tmp_path):
 def _lhotse_manifests(call, folder):
     recording = lhotse.Recording.from_file(call, recording_id="call")
     sups = [lhotse.SupervisionSegment("agent-1", "call", 0.5, 1.5, channel=0, text="您好", language="zh"),
-            lhotse.SupervisionSegment("cust-1", "call", 2.25, 2.0, channel=1, text="I want my bill", language="en"),
-            lhotse.SupervisionSegment("agent-2", "call", 5.0, 1.25, channel=0, text="好的", language="zh")]
+            lhotse.SupervisionSegment("cust-1", "call", 2.25, 2.0, channel=1, text="I want my bill",
+                                      language="English"),  # recipes' names become codes
+            lhotse.SupervisionSegment("agent-2", "call", 5.0, 1.25, channel=0, text="好的", language="Mandarin")]
     recordings, supervisions = lhotse.RecordingSet.from_recordings([recording]), lhotse.SupervisionSet.from_segments(sups)
     recordings.to_file(folder / "calls_recordings_train.jsonl.gz")
     supervisions.to_file(folder / "calls_supervisions_train.jsonl.gz")
@@ -51,6 +52,7 @@ def test_a_cutset_made_by_lhotse_reads_the_same_audio_as_lhotse(tmp_path, call):
     assert sorted(utts) == ["agent-1", "agent-2", "cust-1"]
     assert (utts["cust-1"].offset, utts["cust-1"].duration, utts["cust-1"].channel) == (2.25, 2.0, 1)
     assert (utts["cust-1"].target, utts["cust-1"].lang, utts["agent-1"].channel) == ("I want my bill", "en", 0)
+    assert [u.lang for u in contents.utterances if u.key.startswith("agent")] == ["zh", "zh"]
     for cut in cuts:
         ours = utts[cut.supervisions[0].id].load()[0]
         theirs = torch.from_numpy(cut.load_audio()[0])  # lhotse's own decoding of the cut

@@ -160,3 +160,28 @@ def test_chatml_segments_need_a_key_and_take_their_length_from_speech_length(aud
     contents = read_manifest(write_jsonl(audio / "c.jsonl", [row, keyless]))
     assert [(u.key, u.offset, round(u.duration, 3)) for u in contents.utterances] == [("seg", 0.25, 0.495)]
     assert "a segment ('offset') needs a 'key'" in contents.bad[0].reason
+
+
+def test_span_fields_under_other_names_are_refused_not_ignored(audio):
+    path = write_jsonl(audio / "m.jsonl", [
+        {"key": "x", "source": "a.wav", "target": "t", "start": 0.2, "end": 0.6, "channel": 0},
+        {"key": "y", "source": "a.wav", "target": "t", "offset": 0.2, "duration": 0.4, "channels": [1]},
+        {"key": "z", "source": "a.wav", "target": "t", "speaker": "agent", "domain": "billing"}])  # other fields: fine
+    contents = read_manifest(path)
+    assert [u.key for u in contents.utterances] == ["z"]
+    assert contents.bad[0].reason == ("bad jsonl entry: field(s) 'start', 'end' are not read: a span is 'offset' + "
+                                      "'duration' (seconds) and a channel is 'channel' (0-based)")
+    assert "'channels'" in contents.bad[1].reason
+
+
+def test_a_manifest_given_twice_is_named(audio):
+    path = write_jsonl(audio / "m.jsonl", [{"key": "x", "source": "a.wav", "target": "t"}])
+    with pytest.raises(DataError, match=rf"manifest\(s\) given more than once: {path}"):
+        load_utterances([path, audio / "." / "m.jsonl"], BadSampleLog("error"))
+
+
+def test_kaldi_transcripts_without_an_entry_are_reported(audio):
+    folder = _kaldi(audio / "k", f"x {audio}/a.wav\n", "x first\norphan second\n")
+    contents = read_manifest(folder)
+    assert [u.key for u in contents.utterances] == ["x"] and contents.bad == []
+    assert [(b.key, b.line, b.reason) for b in contents.ignored] == [("orphan", 2, "transcript with no entry in wav.scp")]

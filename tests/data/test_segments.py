@@ -142,7 +142,7 @@ def test_spans_outside_the_file_are_bad_and_named(tmp_path, call):
 def test_multichannel_without_a_channel_follows_the_policy(tmp_path, call, tokenizer):
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"key": "whole", "source": "call.wav", "target": "整通电话"}])
     with pytest.raises(DataError, match=r"m\.jsonl:1: .*call\.wav has 2 channels and the utterance names none: give "
-                                        r"its channel in the manifest .*data\.multichannel"):
+                                        r"its channel \(manifests: 'channel' in jsonl.*transcribe: --channel N\).*data\.multichannel"):
         load_utterances(manifest, BadSampleLog("error"))
     for policy, channel in (("first", 0), ("mix", None)):
         utts = load_utterances(manifest, BadSampleLog("error"), multichannel=policy)
