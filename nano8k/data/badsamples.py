@@ -26,9 +26,13 @@ class BadSample:
     key: str | None = None
     audio: str | None = None
 
+    @property
+    def where(self) -> str:
+        """``manifest:line``, the manifest alone, or ``<memory>``."""
+        return f"{self.manifest}:{self.line}" if self.manifest and self.line else (self.manifest or "<memory>")
+
     def describe(self) -> str:
-        where = f"{self.manifest}:{self.line}" if self.manifest and self.line else (self.manifest or "<memory>")
-        parts = [f"{where}: {self.reason}"]
+        parts = [f"{self.where}: {self.reason}"]
         if self.key:
             parts.append(f"key={self.key}")
         if self.audio:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nano8k.data.badsamples import BadSample, DataError
 from nano8k.data.textfile import read_lines
-from nano8k.data.utterance import ManifestContents, Utterance, resolve_audio
+from nano8k.data.utterance import ManifestContents, Utterance, resolve_audio, seconds
 
 
 @dataclass
@@ -42,16 +42,14 @@ def read_table(path: Path, required: bool = False) -> Table:
         if required:
             raise DataError(f"{path.parent}: Kaldi data folder has no {path.name}")
         return table
-    raw_keys = _raw_keys(path)
     for lineno, text, error in read_lines(path):
+        parts = text.strip().split(maxsplit=1)
         if error is not None:
-            key = raw_keys.get(lineno)
-            if key:  # the key is readable: the problem is reported once, on that key's utterance
-                table.undecodable[key] = (lineno, error)
+            if len(parts) == 2 and "\ufffd" not in parts[0]:  # the key is readable: report it once, on its entry
+                table.undecodable[parts[0]] = (lineno, error)
             else:
                 table.bad.append(BadSample(error, str(path), lineno))
             continue
-        parts = text.strip().split(maxsplit=1)
         if not parts:
             continue
         key, value = parts[0], parts[1].strip() if len(parts) > 1 else ""
@@ -62,23 +60,6 @@ def read_table(path: Path, required: bool = False) -> Table:
     return table
 
 
-def _raw_keys(path: Path) -> dict[int, str]:
-    """Line number -> key for lines whose first field is UTF-8 though the rest is not (read only if needed)."""
-    keys: dict[int, str] = {}
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            parts = raw.split(maxsplit=1)
-            if len(parts) == 2:
-                try:
-                    parts[1].decode("utf-8")
-                except UnicodeDecodeError:
-                    try:
-                        keys[lineno] = parts[0].decode("utf-8")
-                    except UnicodeDecodeError:
-                        pass
-    return keys
-
-
 def kaldi_channel(side: str) -> int:
     """A ``reco2file_and_channel`` side as a 0-based channel: A, B, … or 1, 2, … (Kaldi's conventions)."""
     if len(side) == 1 and side.isalpha():
@@ -86,13 +67,6 @@ def kaldi_channel(side: str) -> int:
     if side.isdigit() and int(side) >= 1:
         return int(side) - 1
     raise ValueError(f"channel {side!r} is neither A, B, … nor 1, 2, …")
-
-
-def _finite_seconds(text: str) -> bool:
-    try:
-        return math.isfinite(float(text)) and float(text) > 0
-    except ValueError:
-        return False
 
 
 class _Folder:
@@ -150,6 +124,14 @@ def _unreadable_lines(table: Table, contents: ManifestContents) -> None:
         contents.bad.append(BadSample(error, str(table.path), lineno, key))
 
 
+def _reject(contents: ManifestContents, table: Table, key: str, lineno: int, problem: str,
+            audio: str | None = None) -> None:
+    """``key`` of the driving ``table`` is bad: its line and each repeated line of it, all with ``problem``."""
+    contents.bad.append(BadSample(problem, str(table.path), lineno, key, audio))
+    for dup in table.duplicates.get(key, []):
+        contents.bad.append(BadSample(problem, str(table.path), dup, key))
+
+
 def _whole_files(data: _Folder, contents: ManifestContents) -> None:
     scp = data.scp
     _unreadable_lines(scp, contents)
@@ -158,15 +140,15 @@ def _whole_files(data: _Folder, contents: ManifestContents) -> None:
         target, text_problem = data.transcript(key)
         problem = problem or text_problem or data.durs.problem(key)
         dur = data.durs.rows.get(key, (0, ""))[1]
-        if problem is None and dur and not _finite_seconds(dur):
-            problem = (f"utt2dur value {dur!r} is not a finite number of seconds "
-                       f"({data.durs.path}:{data.durs.rows[key][0]})")
+        duration = None
+        if problem is None and dur:
+            try:
+                duration = seconds("duration", dur, positive=True)
+            except ValueError as exc:
+                problem = f"{data.durs.path}:{data.durs.rows[key][0]}: {exc}"
         if problem is not None:
-            contents.bad.append(BadSample(problem, str(scp.path), lineno, key, value or None))
-            for dup in scp.duplicates.get(key, []):
-                contents.bad.append(BadSample(problem, str(scp.path), dup, key))
+            _reject(contents, scp, key, lineno, problem, value or None)
             continue
-        duration = float(dur) if dur else None
         contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],
                                              None, lineno, scp.path, channel=channel))
 
@@ -202,9 +184,7 @@ def _segments(data: _Folder, contents: ManifestContents) -> None:
         if problem is None:
             target, problem = data.transcript(key)
         if problem is not None:
-            contents.bad.append(BadSample(problem, str(seg.path), lineno, key))
-            for dup in seg.duplicates.get(key, []):
-                contents.bad.append(BadSample(problem, str(seg.path), dup, key))
+            _reject(contents, seg, key, lineno, problem)
             continue
         duration = None if span[1] == -1 else round(span[1] - span[0], 6)
         contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],

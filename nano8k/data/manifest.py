@@ -148,10 +148,6 @@ def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestCon
     return _read_jsonl(path, fmt)
 
 
-def _where(utt: Utterance) -> str:
-    return f"{utt.manifest}:{utt.line}" if utt.manifest and utt.line else str(utt.manifest or "<memory>")
-
-
 def flag_duplicate_keys(utts: Sequence[Utterance]) -> tuple[list[Utterance], list[BadSample]]:
     """Split ``utts`` into entries with a unique key and a bad entry for every copy of a repeated key.
 
@@ -167,7 +163,7 @@ def flag_duplicate_keys(utts: Sequence[Utterance]) -> tuple[list[Utterance], lis
             good.append(utt)
         else:
             bad.append(utt.bad(f"duplicate key {utt.key!r} ({len(copies)} entries: "
-                               f"{', '.join(_where(u) for u in copies)})"))
+                               f"{', '.join(u.bad('').where for u in copies)})"))
     return good, bad
 
 
@@ -186,21 +182,27 @@ def _span_problem(utt: Utterance, info: AudioInfo) -> tuple[Utterance, str | Non
 
 def check_utterance(
     utt: Utterance, *, min_duration: float = 0.0, max_duration: float = float("inf"), probe: bool = True,
-    multichannel: MultichannelPolicy = "error",
+    multichannel: MultichannelPolicy = "error", headers: dict[Path, AudioInfo | AudioError] | None = None,
 ) -> tuple[Utterance, str | None, AudioInfo | None]:
     """Cheap checks (transcript, file, header, span, channel, duration bounds).
 
     Returns the utterance (duration measured from the header when ``probe``: the file's, or the segment's), the reason
-    it is bad or None, and the header read (None without ``probe`` or when it could not be read).
+    it is bad or None, and the header read (None without ``probe`` or when it could not be read). ``headers`` keeps
+    each file's header (or its error) across calls, so the many segments of one recording read it once.
     """
     if not utt.target.strip():
         return utt, "empty transcript", None
     info = None
     if probe:
-        try:
-            info = probe_audio(utt.audio)
-        except AudioError as exc:
-            return utt, str(exc), None
+        headers = {} if headers is None else headers
+        if utt.audio not in headers:
+            try:
+                headers[utt.audio] = probe_audio(utt.audio)
+            except AudioError as exc:
+                headers[utt.audio] = exc
+        info = headers[utt.audio]
+        if isinstance(info, AudioError):
+            return utt, str(info), None
         if info.frames == 0:
             return utt, "zero-length audio (0 samples)", info
         utt, problem = _span_problem(utt, info)
@@ -269,9 +271,10 @@ def load_utterances(
     """
     entries, bad, _ = read_entries(paths, fmt)
     good: list[Utterance] = []
+    headers: dict[Path, AudioInfo | AudioError] = {}
     for utt in entries:
         utt, reason, _ = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe,
-                                         multichannel=multichannel)
+                                         multichannel=multichannel, headers=headers)
         if reason is None:
             good.append(utt)
         else:

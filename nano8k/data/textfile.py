@@ -18,10 +18,10 @@ def open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    """``(line number, text, None)`` per line (1-based, end of line removed), or ``(n, None, reason)`` for a line
-    that is not UTF-8: ``not UTF-8 (byte 0xff at column 7)``. A corrupt gzip file raises ``DataError`` naming the
-    line it stopped at."""
+def read_lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
+    """``(line number, text, None)`` per line (1-based, end of line removed). A line that is not UTF-8 comes as
+    ``(n, text with U+FFFD for the bad bytes, reason)``, the reason naming the first bad byte: ``not UTF-8 (byte 0xff
+    at column 7)``. A corrupt gzip file raises ``DataError`` naming the line it stopped at."""
     lineno = 0
     try:
         with open_binary(path) as handle:
@@ -32,15 +32,16 @@ def read_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
                 try:
                     yield lineno, raw.decode("utf-8"), None
                 except UnicodeDecodeError as exc:
-                    yield lineno, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                    yield (lineno, raw.decode("utf-8", errors="replace"),
+                           f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}:{lineno + 1}: corrupt or truncated gzip file ({exc})") from exc
 
 
 def first_json_object(path: Path, kind: Callable[[Any], str | None]) -> str | None:
     """``kind(obj)`` of the first line that decodes to JSON with a kind (lines that are not JSON are passed over)."""
-    for _, text, _ in read_lines(path):
-        if not text or not text.strip():
+    for _, text, error in read_lines(path):
+        if error is not None or not text.strip():
             continue
         try:
             found = kind(json.loads(text))

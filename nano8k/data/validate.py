@@ -39,7 +39,6 @@ class Report:
     problems: list[BadSample] = field(default_factory=list)
     warnings: list[BadSample] = field(default_factory=list)
     rates: Counter = field(default_factory=Counter)
-    channels: Counter = field(default_factory=Counter)
     files: dict[Path, FileLayout] = field(default_factory=dict)
     ignored: list[BadSample] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,6 +51,7 @@ class Report:
 def validate_utterance(
     utt: Utterance, *, decode: bool, min_duration: float, max_duration: float, rate: int | None,
     mono: bool, duration_tolerance: float, multichannel: MultichannelPolicy = "error",
+    headers: dict[Path, AudioInfo | AudioError] | None = None,
 ) -> tuple[Utterance, str | None, list[str], AudioInfo | None]:
     """Check one entry; returns (utterance with measured duration, error or None, warnings, header if read).
 
@@ -62,7 +62,7 @@ def validate_utterance(
     declared = None if utt.is_segment else utt.duration  # a segment's duration is its length, not the file's
     requested = utt.duration
     utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True,
-                                       multichannel=multichannel)
+                                       multichannel=multichannel, headers=headers)
     if error is not None:
         return utt, error, warnings, info
     if decode:
@@ -103,11 +103,12 @@ def validate(
     """
     report = Report()
     entries, report.problems, report.ignored = read_entries(manifests, fmt)  # type: ignore[arg-type]
+    headers: dict[Path, AudioInfo | AudioError] = {}
     for utt in entries:
         original_channel = utt.channel
         utt, error, warns, info = validate_utterance(
             utt, decode=decode, min_duration=min_duration, max_duration=max_duration, rate=rate, mono=mono,
-            duration_tolerance=duration_tolerance, multichannel=multichannel)
+            duration_tolerance=duration_tolerance, multichannel=multichannel, headers=headers)
         report.warnings.extend(utt.bad(w) for w in warns)
         if info is not None:
             layout = report.files.setdefault(utt.audio, FileLayout(info.sample_rate, info.channels))
@@ -117,7 +118,6 @@ def validate(
             continue
         report.good.append(utt)
         report.rates[info.sample_rate] += 1
-        report.channels[info.channels] += 1
         report.seconds += utt.duration or 0.0
     report.problems.sort(key=lambda b: (b.manifest or "", b.line or 0))
     return report
