@@ -7,16 +7,23 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-import nano8k.training.checkpointing  # noqa: F401  (registers config dataclasses as safe to unpickle on resume)
+from nano8k.data.badsamples import DataError
 from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.errors import ConfigError
+from nano8k.training.checkpointing import LastCheckpoint  # also registers config dataclasses as safe to unpickle
 from nano8k.training.module import NanoASRModule
 
 DEMO_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "demo.yaml")
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
+USAGE_EXIT = 2
+TRACEBACK_ENV = "NANO8K_TRACEBACK"  # set to 1 to see the traceback behind a config or data error
 
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen parts
 
@@ -33,6 +40,39 @@ class NanoCLI(LightningCLI):
         )
         parser.add_argument("--preflight", type=bool, default=True, help="run nano8k.preflight checks before fit")
         parser.add_argument("--preflight_skip", type=list[str], default=[], help="preflight checks to skip")
+
+    def before_instantiate_classes(self) -> None:
+        """Preflight reads the config only, so it speaks before the model is built (a wrong model_dir, say)."""
+        if self.config.get("preflight", True):
+            from nano8k.preflight import enforce
+
+            enforce(self.config, skip=self.config.get("preflight_skip") or [],
+                    print_fn=print if rank_zero_only.rank == 0 else (lambda _: None))
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a constructor's refusal of a value becomes a ``ConfigError``."""
+        try:
+            super().instantiate_classes()
+        except (ConfigError, DataError):
+            raise
+        except (ValueError, FileNotFoundError) as err:  # our constructors validate their arguments this way
+            raise ConfigError(str(err)) from err
+
+
+class ConfigOnlyCLI(NanoCLI):
+    """Parses a config exactly as ``nano8k.fit`` does (overrides included) and builds nothing."""
+
+    def before_instantiate_classes(self) -> None:
+        return
+
+    def instantiate_classes(self) -> None:
+        return
+
+
+def parse_config(args: Sequence[str]) -> Any:
+    """The jsonargparse Namespace ``nano8k.fit`` would train with for ``args`` (``--config X --data.y v ...``)."""
+    return ConfigOnlyCLI(NanoASRModule, TelephoneDataModule, subclass_mode_model=False, run=False,
+                         args=list(args)).config
 
 
 def wandb_api_key_known() -> bool:
@@ -52,32 +92,48 @@ def default_wandb_offline() -> None:
         print("[wandb] no API key found: logging offline (sync later with `wandb sync <run dir>`)")
 
 
+def _fit(cli: NanoCLI) -> None:
+    datamodule = cli.datamodule
+    datamodule.use_model(cli.model.model)  # the model's tokenizer and audio token rule (its recipe record)
+    try:
+        cli.trainer.fit(cli.model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    except SIGTERMException:
+        keepers = [cb for cb in cli.trainer.callbacks if isinstance(cb, LastCheckpoint)]
+        if cli.trainer.is_global_zero and not any(cb.sigterm_step is not None for cb in keepers):
+            why = ("before the first training step, or during validation under DDP" if keepers
+                   else "the config has no LastCheckpoint callback")
+            print(f"[preempt] SIGTERM: no checkpoint written ({why})", file=sys.stderr)
+        raise SystemExit(PREEMPTED_EXIT) from None
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # a live gloo group aborts the interpreter at exit
+
+
 def main(args: Sequence[str] | None = None) -> NanoCLI:
-    """Parse ``args`` (default: sys.argv; ``--config configs/demo.yaml`` when none is given) and fit."""
+    """Parse ``args`` (default: sys.argv; ``--config configs/demo.yaml`` when none is given) and fit.
+
+    Exits 1 when preflight fails, 2 (``error: ...``, no traceback unless ``NANO8K_TRACEBACK=1``) for a config or
+    data error, 143 after SIGTERM (``last.ckpt`` written by ``LastCheckpoint``).
+    """
     default_wandb_offline()
     given = list(sys.argv[1:] if args is None else args)
     if not any(a == "--config" or a.startswith("--config=") or a in ("-h", "--help") for a in given):
         args = ["--config", DEMO_CONFIG, *given]
-    cli = NanoCLI(
-        NanoASRModule,
-        TelephoneDataModule,
-        subclass_mode_model=False,
-        run=False,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-    )
-    datamodule = cli.datamodule
-    datamodule.use_model(cli.model.model)  # the model's tokenizer and audio token rule (its recipe record)
-    if cli.config.get("preflight", True):
-        from nano8k.preflight import enforce
-
-        enforce(cli.config, skip=cli.config.get("preflight_skip") or [],
-                print_fn=print if cli.trainer.is_global_zero else (lambda _: None))
     try:
-        cli.trainer.fit(cli.model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()  # a live gloo group aborts the interpreter at exit
+        cli = NanoCLI(
+            NanoASRModule,
+            TelephoneDataModule,
+            subclass_mode_model=False,
+            run=False,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+        )
+        _fit(cli)
+    except (ConfigError, DataError) as err:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT) from None
     return cli
 
 

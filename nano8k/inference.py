@@ -50,12 +50,16 @@ def _item(dataset: SpeechDataset, model: NanoASR, utt: Utterance, options: Decod
 
 
 def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions) -> list[Transcript]:
-    """Decode ``utts`` in batches of ``options.batch_size`` (sorted by length); results in input order."""
+    """Decode ``utts`` in batches of ``options.batch_size`` (sorted by length); results in input order.
+
+    An utterance whose audio cannot be used (unreadable, out of range, longer than the encoder's ``max_frames``) gets
+    its ``error`` set; the others are still decoded.
+    """
     rate = options.frontend_rate or model.frontend.sample_rate
     frontend = replace(model.frontend, sample_rate=rate, dither=options.dither)
     # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
     dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0,
-                            multichannel=options.multichannel)
+                            multichannel=options.multichannel, max_frames=model.max_frames)  # longer: its own error
     results = [Transcript(utt) for utt in utts]
     items: list[tuple[int, SpeechItem]] = []
     for index, utt in enumerate(utts):

@@ -1,4 +1,4 @@
-"""``python -m nano8k.preflight CONFIG [--skip NAME ...]``: the pre-training checklist as pass/warn/fail checks."""
+"""``python -m nano8k.preflight CONFIG [--skip NAME ...] [--data.x v ...]``: the pre-training checklist as checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context
-from nano8k.checks.data import check_manifests, check_overlap, check_sample_rates
+from nano8k.errors import ConfigError
+from nano8k.checks.data import check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
 from nano8k.checks.training import check_memory, check_precision, check_schedule, check_tuning_advice, check_wandb
 
@@ -18,6 +19,7 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "model_dir": check_model_dir,
     "frontend": check_frontend,
     "dims": check_dims,
+    "data_settings": check_data_settings,
     "manifests": check_manifests,
     "overlap": check_overlap,
     "sample_rates": check_sample_rates,
@@ -34,6 +36,7 @@ FIXES: dict[str, str] = {
     "model_dir": "set model.model_dir (or NANO8K_MODEL_DIR) to the Fun-ASR-Nano-2512 folder; re-download missing files",
     "frontend": "data.frontend_sample_rate 16000 for the main stage; 8000 only with model.freeze.encoder false",
     "dims": "the model dir's config.yaml must describe its checkpoint (encoder_dim/llm_dim/n_mels/lfr_m)",
+    "data_settings": "the message names the data.* key and the values it accepts",
     "manifests": "fix or drop bad lines (python -m nano8k.data.validate ... --convert clean.jsonl) or "
                  "data.on_bad_sample skip",
     "overlap": "remove the shared keys/audio from the val/test manifests",
@@ -96,6 +99,8 @@ def run_preflight(config: Any, *, skip: Iterable[str] = (), gpu_memory_gb: float
             results.append(check(ctx))
         except CheckFailed as err:
             results.append(CheckResult(name, "fail", str(err)))
+        except ConfigError as err:  # a setting another check names (model_dir, say) stops this one too
+            results.append(CheckResult(name, "fail", str(err)))
         except Exception as err:  # a crashing check is a failed check, reported with its cause
             results.append(CheckResult(name, "fail", f"check crashed: {type(err).__name__}: {err}"))
     return results
@@ -141,14 +146,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
                         help="compare the memory estimate with a GPU of this size instead of the local one")
     parser.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
-    args = parser.parse_args(argv)
+    parser.epilog = ("Any nano8k.fit override may follow (--model.lr 1e-4, --data.max_frames_per_batch 4000, ...): the "
+                     "config is checked as fit would train it.")
+    args, overrides = parser.parse_known_args(argv)
+    strays = [arg for arg in overrides if arg.startswith("-") and "." not in arg.split("=")[0]]
+    if strays:
+        parser.error(f"unrecognized arguments: {' '.join(strays)}")
     if args.troubleshooting:
         print(troubleshooting_table(), end="")
         return 0
     if args.config is None:
         parser.error("give a CONFIG")
     try:
-        results = run_preflight(args.config, skip=args.skip, gpu_memory_gb=args.gpu_memory)
+        config: Any = args.config
+        if overrides:
+            from nano8k.fit import parse_config
+
+            config = parse_config(["--config", args.config, *overrides])
+        results = run_preflight(config, skip=args.skip, gpu_memory_gb=args.gpu_memory)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,8 +15,10 @@ from nano8k.data.audio import MULTICHANNEL_POLICIES
 from nano8k.data.badsamples import DataError
 from nano8k.data.manifest import Utterance, read_utterances
 from nano8k.inference import DecodeOptions, transcribe_utterances
+from nano8k.model.attention_guard import guard_cudnn_sdpa
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
+from nano8k.model.prompt import LANGUAGE_NAMES
 from nano8k.training.module import MODEL_DIR_ENV, resolve_model_dir
 
 
@@ -44,8 +46,21 @@ def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither
         path = resolve_model_dir(model_dir)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
-    model = load_pretrained(path, llm_dtype=llm_dtype, dither=dither)
-    return model.to(device).eval()
+    model = load_pretrained(path, llm_dtype=llm_dtype, dither=dither).to(device).eval()
+    try:
+        guard_cudnn_sdpa(torch.device(device))  # Hopper: cuDNN SDPA off unless $NANO8K_ALLOW_CUDNN_SDPA=1
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    return model
+
+
+def prompt_language(value: str) -> str | None:
+    """``--language`` value: a code the prompt knows, or ``null`` / ``none`` for no language; others are refused."""
+    if value.lower() in ("null", "none"):
+        return None
+    if value not in LANGUAGE_NAMES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LANGUAGE_NAMES)} or null, got {value!r}")
+    return value
 
 
 def add_decode_arguments(parser: ArgumentParser) -> None:
@@ -53,7 +68,8 @@ def add_decode_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--model_dir", type=str | None, default=None,
                         help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'mini' / 'tiny' = "
                              "the bundled models")
-    parser.add_argument("--language", type=str | None, default=None, help="prompt language: zh, en, ja (default none)")
+    parser.add_argument("--language", type=prompt_language, default=None,
+                        help="prompt language: zh, en, ja (or 中文, 英文, 日文); default null (none named)")
     parser.add_argument("--hotwords", type=str, default="", help="comma-separated hotwords for the prompt")
     parser.add_argument("--no_itn", action="store_true", help="prompt for text without inverse normalization")
     parser.add_argument("--batch_size", type=int, default=16)

@@ -8,6 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
+from nano8k.errors import ConfigError
+
 if TYPE_CHECKING:
     from transformers import FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 
@@ -112,7 +114,7 @@ class Context:
             return None
         try:
             return resolve_model_dir(self.model_dir_value)
-        except FileNotFoundError:  # reported by the model_dir check
+        except (FileNotFoundError, ConfigError):  # reported by the model_dir check
             return Path(self.model_dir_value).expanduser()
 
     @cached_property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,17 @@ def _manifest_keys(ctx: Context, split: str) -> str:
     if split == "test":
         keys += [f"{prefix}.manifest" for prefix, _ in ctx.callbacks("BeforeAfterEvaluation")]
     return ctx.key(" / ".join(keys))
+
+
+def check_data_settings(ctx: Context) -> CheckResult:
+    """data.* values a run can use: fbank rate, batch budgets, probabilities, durations, workers, language."""
+    from nano8k.data.datamodule import check_data_settings as refuse_unusable
+
+    try:
+        refuse_unusable(dict(ctx.get("data") or {}))
+    except ValueError as err:
+        raise CheckFailed(f"{ctx.source}: {err}") from err
+    return CheckResult("data_settings", "pass", "every data.* value is usable")
 
 
 def reports(ctx: Context) -> dict[str, Any]:
@@ -73,12 +85,46 @@ def train_hours(ctx: Context) -> float | None:
     return None if rep is None else rep.seconds / 3600
 
 
+def encoder_limit(ctx: Context) -> tuple[int, float, str]:
+    """(LFR frames, seconds) the model dir's encoder takes, and whose limit it is (the release's when unreadable)."""
+    from nano8k.model.features import RELEASE_MAX_FRAMES, FrontendConfig
+
+    front = FrontendConfig()
+    try:
+        frames, whose = int(ctx.network_config.audio_config.max_position_embeddings) - 1, "the model's encoder"
+    except ValueError:  # the model dir is unreadable: the model_dir check says why
+        frames, whose = RELEASE_MAX_FRAMES, "the release encoder (model dir unreadable)"
+    return frames, frames * front.frame_shift_ms * front.lfr_n / 1000.0, whose
+
+
+def _max_duration_limit(ctx: Context) -> tuple[float, int, float, str]:
+    """data.max_duration (inf when null) and the encoder's limit; fails when max_duration lets longer audio through."""
+    from nano8k.data.batching import estimated_lfr_frames
+
+    value = ctx.get("data.max_duration", 30.0)
+    max_duration = float("inf") if value is None else float(value)
+    frames, seconds, whose = encoder_limit(ctx)
+    if math.isfinite(max_duration) and estimated_lfr_frames(max_duration) > frames:
+        raise CheckFailed(f"{ctx.key('data.max_duration')}={max_duration:g} s is longer than {whose} takes: "
+                          f"{estimated_lfr_frames(max_duration)} LFR frames > {frames} ({seconds:.1f} s); longer "
+                          f"utterances would pass this check and then be bad samples in training. Set "
+                          f"data.max_duration to at most {seconds:.1f} and split longer recordings")
+    return max_duration, frames, seconds, whose
+
+
 def check_manifests(ctx: Context) -> CheckResult:
     """Every manifest line parses, its audio exists with a readable header, duration within limits."""
+    # Headers only (no decoding, so silent audio is python -m nano8k.data.validate's to find); data.max_duration must
+    # fit the encoder's length limit; transcripts over MAX_TRANSCRIPT_CHARS and, with no max_duration, utterances
+    # longer than the encoder takes are warnings naming key and file.
+    from nano8k.data.batching import estimated_lfr_frames
+    from nano8k.data.validate import transcript_warning
+
     name = "manifests"
     if not _manifests(ctx, "train"):
         raise CheckFailed(f"{ctx.key('data.train_manifests')} is not set: give the training manifest(s) (jsonl, "
                           "ChatML jsonl or a Kaldi dir)")
+    max_duration, frames, seconds, whose = _max_duration_limit(ctx)
     reps = reports(ctx)
     policy = ctx.get("data.on_bad_sample", "error")
     limit = float(ctx.get("data.max_bad_fraction", 0.01))
@@ -98,6 +144,21 @@ def check_manifests(ctx: Context) -> CheckResult:
             raise CheckFailed(f"{split}: {bad} bad entries ({why}), first: {first}. {fix}")
         status = "warn"
         lines.append(f"{split}: {bad} bad entries will be skipped, first: {first}")
+    for split, rep in reps.items():
+        long_text = [u.bad(w).describe() for u in rep.good if (w := transcript_warning(u))]
+        if long_text:
+            status = "warn"
+            lines.append(f"{split}: {len(long_text)} long transcripts (warning), first: "
+                         + "; ".join(long_text[:MAX_LISTED]))
+        too_long = [u for u in rep.good if not math.isfinite(max_duration) and u.duration is not None
+                    and estimated_lfr_frames(u.duration) > frames]
+        if too_long:
+            status = "warn"
+            first = "; ".join(u.bad(f"{u.duration:.1f} s").describe() for u in too_long[:MAX_LISTED])
+            lines.append(f"{split}: {len(too_long)} utterances are longer than {whose} takes ({frames} LFR frames, "
+                         f"{seconds:.1f} s) and {ctx.key('data.max_duration')} is unlimited: training will treat them "
+                         f"as bad samples (data.on_bad_sample), first: {first}; set data.max_duration {seconds:.1f} "
+                         "or split them")
     if "val" not in reps:
         status = "warn"
         lines.append(f"no validation manifest ({ctx.key('data.val_manifests')}): no val/cer, checkpoints cannot be "

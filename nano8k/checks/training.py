@@ -37,9 +37,12 @@ def steps_per_epoch(ctx: Context) -> int | None:
     if rep is None or not rep.good:
         return None
     lengths = [estimated_lfr_frames(u.duration or 0.0) for u in rep.good]
-    sampler = BucketBatchSampler(lengths, int(ctx.get("data.max_frames_per_batch", 2000)),
-                                 max_batch_size=ctx.get("data.max_batch_size"), shuffle=False,
-                                 sort_window=ctx.get("data.sort_window", 1000))
+    try:
+        sampler = BucketBatchSampler(lengths, int(ctx.get("data.max_frames_per_batch", 2000)),
+                                     max_batch_size=ctx.get("data.max_batch_size"), shuffle=False,
+                                     sort_window=ctx.get("data.sort_window", 1000))
+    except ValueError as err:
+        raise CheckFailed(f"cannot count the steps per epoch ({err}); see the data_settings check") from err
     batches = len(sampler.all_batches(0)) // world_size(ctx)
     return max(1, batches // int(ctx.get("trainer.accumulate_grad_batches", 1) or 1))
 

@@ -13,18 +13,26 @@ import torch
 from nano8k.data.badsamples import DataError
 from nano8k.model.features import resample
 
-__all__ = ["AudioError", "AudioInfo", "MULTICHANNEL_POLICIES", "MultichannelPolicy", "channel_list", "channel_problem", "load_audio",
-           "probe_audio", "resample", "span_frames"]
+__all__ = ["AudioError", "AudioInfo", "MAX_SAMPLE_MAGNITUDE", "MULTICHANNEL_POLICIES", "MultichannelPolicy",
+           "SILENCE_PEAK_DBFS", "channel_list", "channel_problem", "load_audio", "peak_dbfs", "probe_audio", "resample",
+           "span_frames"]
 
 MultichannelPolicy = Literal["error", "mix", "first"]
 MULTICHANNEL_POLICIES = ("error", "mix", "first")
 MAX_OVERSHOOT = 0.5  # s a span may run past its file's end (then cut there): Kaldi extract-segments' --max-overshoot
 UNSEEKABLE_SUBTYPES = ("GSM610",)  # libsndfile 1.2 cannot seek in these (WAV GSM 6.10); others seek
 _BLOCK = 1 << 16  # frames per read when a format cannot seek (GSM 6.10 WAV): decode and discard up to the span
+# Largest |sample| load_audio accepts. Decoded audio is nominally in [-1, 1] (integer PCM always is); a float WAV may
+# overshoot a little (2.0 is +6 dB of headroom), but values far outside (e.g. ±8e36 from a wrong scale or corrupt data)
+# overflow the fbank's x32768 int16 scaling into NaN features, so they are refused, naming the file and the peak.
+MAX_SAMPLE_MAGNITUDE = 2.0
+# Peak level (dBFS, 0 dBFS = |sample| 1.0) below which validate warns that an utterance is silent: -60 dBFS is a peak
+# of 0.001, about 33 on the int16 scale, far below any speech; digital silence (all zeros) is -inf dBFS.
+SILENCE_PEAK_DBFS = -60.0
 
 
 class AudioError(DataError):
-    """An audio file that cannot be used (missing, undecodable, empty, non-finite); names the file."""
+    """An audio file that cannot be used (missing, undecodable, empty, non-finite, out of range); names the file."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,12 @@ def probe_audio(path: str | Path) -> AudioInfo:
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
         raise AudioError(f"cannot read audio header of {path}: {exc}") from exc
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.format), str(info.subtype))
+
+
+def peak_dbfs(waveform: torch.Tensor) -> float:
+    """Peak level of a [-1, 1] waveform in dBFS (``-inf`` for digital silence)."""
+    peak = float(waveform.abs().max()) if waveform.numel() else 0.0
+    return 20.0 * float(np.log10(peak)) if peak > 0 else float("-inf")
 
 
 def span_frames(rate: int, offset: float | None, duration: float | None) -> tuple[int, int | None]:
@@ -137,7 +151,8 @@ def load_audio(
     decoded up to the span's end only. ``channel`` (0-based, or a list to average) picks channels; a multi-channel file
     with no ``channel`` follows ``multichannel``: ``error`` (default: names the file and the fix), ``first``, ``mix``.
     A span may end up to ``MAX_OVERSHOOT`` s past the file's end (it is cut there). Raises ``AudioError`` naming the
-    file for a missing, undecodable, zero-length or non-finite file, a span outside the file, or a missing channel.
+    file for a missing, undecodable, zero-length or non-finite file, samples beyond ``MAX_SAMPLE_MAGNITUDE`` (float
+    audio far outside [-1, 1]), a span outside the file, or a missing channel.
     """
     path = Path(path)
     _check_file(path)
@@ -160,4 +175,8 @@ def load_audio(
     mono = _select(data, path, channel, multichannel)
     if not np.isfinite(mono).all():
         raise AudioError(f"audio contains NaN/Inf samples: {path}")
+    peak = float(np.abs(mono).max())
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise AudioError(f"audio samples out of range: peak |sample| {peak:.3g} > {MAX_SAMPLE_MAGNITUDE} (float audio "
+                         f"is nominally in [-1, 1]; rescale or re-export the file): {path}")
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), rate

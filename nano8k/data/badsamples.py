@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping, Sequence
 
 logger = logging.getLogger("nano8k.data")
 
@@ -43,6 +43,21 @@ class BadSample:
     def ident(self) -> tuple[str | None, int | None, str | None]:
         return (self.manifest, self.line, self.key)
 
+    def record(self) -> dict[str, Any]:
+        """Plain dict (checkpoint-safe); ``BadSample(**record)`` restores it."""
+        return asdict(self)
+
+
+def bad_sample_report(by_split: Mapping[str, Sequence[BadSample]], limit: int = 20) -> str:
+    """``[data] bad samples skipped: train 3, val 0`` and the first ``limit`` of each split, one per line."""
+    head = "[data] bad samples skipped: " + ", ".join(f"{split} {len(items)}" for split, items in by_split.items())
+    lines = [head]
+    for split, items in by_split.items():
+        lines += [f"  [{split}] {bad.describe()}" for bad in items[:limit]]
+        if len(items) > limit:
+            lines.append(f"  [{split}] ... and {len(items) - limit} more")
+    return "\n".join(lines)
+
 
 class BadSampleLog:
     """Counts and names every skipped sample; raises at once under ``error`` or past ``max_bad_fraction``."""
@@ -55,6 +70,7 @@ class BadSampleLog:
         self.policy: BadSamplePolicy = policy
         self.max_bad_fraction = float(max_bad_fraction)
         self.name = name
+        self.defer_cap = False  # True: add() never raises for the cap; the trainer checks it on all ranks' samples
         self._items: dict[tuple, BadSample] = {}
 
     @property
@@ -73,18 +89,23 @@ class BadSampleLog:
             return
         self._items[bad.ident] = bad
         logger.warning("[%s] skipping bad sample %d: %s", self.name, self.count, bad.describe())
-        self.check(total)
+        if not self.defer_cap:
+            self.check(total)
 
-    def check(self, total: int) -> None:
-        """Raise if the skipped fraction of ``total`` exceeds ``max_bad_fraction``."""
+    def check(self, total: int, more: Sequence[BadSample] = ()) -> None:
+        """Raise if the skipped fraction of ``total`` (these and ``more``) exceeds ``max_bad_fraction``."""
+        items = dict(self._items)
+        for bad in more:
+            items.setdefault(bad.ident, bad)
+        found = list(items.values())
         if total <= 0:
-            if self.count:
-                raise DataError(f"[{self.name}] all samples are bad; first: {self.items[0].describe()}")
+            if found:
+                raise DataError(f"[{self.name}] all samples are bad; first: {found[0].describe()}")
             return
-        if self.count / total > self.max_bad_fraction:
-            listing = "\n  ".join(b.describe() for b in self.items[:20])
+        if len(found) / total > self.max_bad_fraction:
+            listing = "\n  ".join(b.describe() for b in found[:20])
             raise DataError(
-                f"[{self.name}] {self.count} of {total} samples are bad ({self.count / total:.1%} > "
+                f"[{self.name}] {len(found)} of {total} samples are bad ({len(found) / total:.1%} > "
                 f"max_bad_fraction={self.max_bad_fraction:.1%}):\n  {listing}"
             )
 

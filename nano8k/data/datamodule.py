@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
-from nano8k.data.badsamples import BadSampleLog, DataError
+from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
 from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
 from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel
-from nano8k.model.features import FrontendConfig
-from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, PromptEncoder, audio_token_count
+from nano8k.errors import ConfigError
+from nano8k.model.features import RELEASE_MAX_FRAMES, FrontendConfig
+from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, LANGUAGE_NAMES, PromptEncoder, audio_token_count
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -27,6 +28,41 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nano8k.data")
 Split = Literal["train", "val", "test"]
+FRONTEND_SAMPLE_RATES = (8000, 16000)  # 16000: the resampled main stage; 8000: native telephone features
+
+
+def check_data_settings(settings: dict[str, Any]) -> None:
+    """Refuse ``TelephoneDataModule`` settings no run can use, naming ``data.<key>``, its value and what is allowed."""
+
+    def refuse(key: str, allowed: str) -> None:
+        raise ConfigError(f"data.{key} must be {allowed}, got {settings[key]!r}")
+
+    def at_least(key: str, low: float, optional: bool = False) -> None:
+        value = settings[key]
+        if value is None and optional:
+            return
+        if value is None or not value >= low:  # `not >=` also refuses NaN
+            refuse(key, f">= {low}" + (" (or null)" if optional else ""))
+
+    if settings["frontend_sample_rate"] not in FRONTEND_SAMPLE_RATES:
+        refuse("frontend_sample_rate", "8000 or 16000 (16000: resampled main stage, 8000: native telephone stage)")
+    for key in ("telephone_prob", "max_bad_fraction"):
+        if settings[key] is None or not 0.0 <= settings[key] <= 1.0:
+            refuse(key, "a probability in [0, 1]")
+    at_least("max_frames_per_batch", 1)
+    at_least("max_tokens_per_batch", 1, optional=True)
+    at_least("max_batch_size", 1, optional=True)
+    at_least("sort_window", 0, optional=True)
+    at_least("num_workers", 0)
+    at_least("telephone_max_input_rate", 1, optional=True)
+    at_least("dither", 0.0)
+    at_least("min_duration", 0.0)
+    at_least("feature_cache_mb", 0.0)
+    if settings["max_duration"] is None or not settings["max_duration"] > settings["min_duration"]:
+        refuse("max_duration", f"> data.min_duration ({settings['min_duration']})")
+    language = settings["language"]
+    if language is not None and language != "manifest" and language not in LANGUAGE_NAMES:
+        refuse("language", f"null, 'manifest' or one of {', '.join(LANGUAGE_NAMES)}")
 
 
 def find_tokenizer_dir(path: str | Path) -> Path:
@@ -59,9 +95,11 @@ class TelephoneDataModule(L.LightningDataModule):
     ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
 
     How the model must be fed comes from the model, not from this config: ``use_model(model)`` (``nano8k.fit`` calls
-    it) takes the model's tokenizer (unless ``tokenizer_dir`` is set) and its audio token rule
-    (``model.recipe.audio_tokens``; ``low_frame_rate``, the release's, until a model is attached), and
-    ``NanoASRModule.setup`` sets the rule again, so a plain ``trainer.fit(module, datamodule)`` is fed right too.
+    it) takes the model's tokenizer (unless ``tokenizer_dir`` is set), its audio token rule
+    (``model.recipe.audio_tokens``; ``low_frame_rate``, the release's, until a model is attached), and its encoder's
+    length limit (``model.max_frames``; the release's 2048 LFR frames, 122.9 s, until then: a longer utterance is a
+    bad sample), and ``NanoASRModule.setup`` sets the rule again, so a plain ``trainer.fit(module, datamodule)`` is
+    fed right too.
     Deterministic features (validation, test, and training without channel, SpecAugment or dither) are computed once
     and cached, up to ``feature_cache_mb`` per split in each process; loader workers persist between epochs so their
     caches do too.
@@ -98,6 +136,7 @@ class TelephoneDataModule(L.LightningDataModule):
         multichannel: MultichannelPolicy = "error",
     ) -> None:
         super().__init__()
+        check_data_settings(dict(locals()))  # a bad value is named here, not deep in a loader
         self.save_hyperparameters()
         self.manifests = {"train": train_manifests, "val": val_manifests, "test": test_manifests}
         self.tokenizer_dir = tokenizer_dir
@@ -115,6 +154,7 @@ class TelephoneDataModule(L.LightningDataModule):
         self.feature_cache_mb = feature_cache_mb
         self.multichannel = multichannel
         self.audio_tokens = "low_frame_rate"  # the model's token rule; set by use_model()
+        self.max_frames: int | None = RELEASE_MAX_FRAMES  # the model's encoder limit (LFR frames); set by use_model()
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
         self.bad_samples: dict[str, BadSampleLog] = {}
@@ -135,11 +175,19 @@ class TelephoneDataModule(L.LightningDataModule):
         for dataset in self.datasets.values():
             dataset.audio_tokens = rule
 
+    def set_max_frames(self, frames: int | None) -> None:
+        """Treat utterances longer than ``frames`` LFR frames (the model's encoder limit) as bad samples, every split."""
+        self.max_frames = frames
+        for dataset in self.datasets.values():
+            dataset.max_frames = frames
+
     def use_model(self, model: NanoASR) -> None:
-        """Feed ``model`` as its recipe says: its audio token rule, and its tokenizer unless ``tokenizer_dir`` is set."""
+        """Feed ``model`` as its recipe says: its audio token rule and encoder length limit, and its tokenizer unless
+        ``tokenizer_dir`` is set."""
         if self.tokenizer is None and self.tokenizer_dir is None:
             self.set_tokenizer(model.tokenizer)
         self.set_audio_tokens(model.recipe.audio_tokens)
+        self.set_max_frames(model.max_frames)
 
     def set_frontend_rate(self, rate: int) -> None:
         """Switch the fbank rate for all splits (16000 main stage, 8000 native stage).
@@ -181,6 +229,9 @@ class TelephoneDataModule(L.LightningDataModule):
         if not utts:
             raise DataError(f"[{split}] no usable utterances in {self.manifests[split]}")
         self.bad_samples[split] = log
+        # from here on (loading, in loader workers too) the cap is the trainer's: it checks max_bad_fraction on the
+        # bad samples of every rank (check_bad_fraction), so all ranks stop together
+        log.defer_cap = True
         train = split == "train"
         dataset = SpeechDataset(
             utts, PromptEncoder(self.tokenizer, self.system_prompt, self.prompt_options.context_header),
@@ -189,6 +240,7 @@ class TelephoneDataModule(L.LightningDataModule):
             specaugment=self.specaugment if train else None, prompt_options=self.prompt_options,
             min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
             audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb, multichannel=self.multichannel,
+            max_frames=self.max_frames,
         )
         logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
                     sum(u.duration or 0 for u in utts) / 60, log.count)
@@ -247,15 +299,19 @@ class TelephoneDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         split = "train" if trainer is not None and trainer.training else (
             "test" if trainer is not None and trainer.testing else "val")
-        if batch is not None:
-            for bad in getattr(batch, "skipped", ()):
-                if split in self.bad_samples:
-                    self.bad_samples[split].add(bad, getattr(self.datasets[split], "total_entries", 1))
         if split == "train" and self._train_sampler is not None:
             if self._train_sampler.epoch != self._consumed_epoch:
                 self._consumed_epoch, self._consumed = self._train_sampler.epoch, 0
             self._consumed += 1
         return batch
+
+    def check_bad_fraction(self, split: str, bad: Sequence[BadSample]) -> None:
+        """Raise ``DataError`` when ``bad`` (every rank's, gathered by the trainer) plus the bad manifest lines of
+        ``split`` exceed ``max_bad_fraction``; every rank holds the same list, so all of them stop together."""
+        log, dataset = self.bad_samples.get(split), self.datasets.get(split)
+        if log is None or dataset is None or log.policy != "skip":
+            return
+        log.check(dataset.total_entries, bad)
 
     def state_dict(self) -> dict[str, Any]:
         """Sampler position (epoch, train batches consumed on this rank) and the frontend rate, for checkpoints."""
@@ -275,6 +331,3 @@ class TelephoneDataModule(L.LightningDataModule):
                 self._train_sampler.load_state_dict(sampler_state)
             else:
                 self._pending_state = sampler_state
-
-    def bad_sample_summary(self) -> str:
-        return "\n".join(log.summary() for log in self.bad_samples.values())

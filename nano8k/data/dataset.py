@@ -46,7 +46,10 @@ class SpeechDataset(Dataset):
 
     Each utterance's span and channel are read (``Utterance.load``); a multi-channel file with no channel named
     follows ``multichannel`` (error, first, mix). ``audio_tokens`` is the model's token rule
-    (``Recipe.audio_tokens``): how many speech placeholders a prompt gets.
+    (``Recipe.audio_tokens``): how many speech placeholders a prompt gets. ``max_frames`` is the most LFR frames the
+    model's encoder takes (``NanoASR.max_frames``; None: no limit): a longer utterance is an ``AudioError``, so it goes
+    through the bad-sample policy instead of failing its whole batch in the encoder. Features that are not finite are
+    an ``AudioError`` too.
     When the features cannot change between epochs (evaluation, or training with no channel, SpecAugment or
     dither), they are computed once and kept, up to ``feature_cache_mb`` for this dataset in each process. A loader
     worker caches what it loads (``TelephoneDataModule`` keeps workers alive between epochs): evaluation splits,
@@ -73,6 +76,7 @@ class SpeechDataset(Dataset):
         audio_tokens: str = "low_frame_rate",
         feature_cache_mb: float = 256.0,
         multichannel: MultichannelPolicy = "error",
+        max_frames: int | None = None,
     ) -> None:
         audio_token_count(1, audio_tokens)  # validates the rule name
         self.utterances = list(utterances)
@@ -92,6 +96,7 @@ class SpeechDataset(Dataset):
         self._feature_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._cached_bytes = 0
         self.multichannel: MultichannelPolicy = multichannel
+        self.max_frames = max_frames
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -123,7 +128,8 @@ class SpeechDataset(Dataset):
         return feats
 
     def features(self, utt: Utterance, epoch: int = 0, frontend_rate: int | None = None) -> torch.Tensor:
-        """Encoder input [L, 560] of one utterance (training augmentation included); raises ``AudioError``."""
+        """Encoder input [L, 560] of one utterance (training augmentation included); raises ``AudioError``, also for
+        features longer than ``max_frames`` or not finite."""
         frontend = self.frontend
         if frontend_rate is not None and frontend_rate != frontend.sample_rate:
             frontend = replace(frontend, sample_rate=int(frontend_rate))
@@ -148,7 +154,16 @@ class SpeechDataset(Dataset):
         if self.train and self.specaugment is not None:
             feats = self.specaugment(feats, utterance_rng(self.seed, utt.key, epoch, "specaug"),
                                      frontend.sample_rate)
-        return apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
+        feats = apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
+        if self.max_frames is not None and feats.shape[0] > self.max_frames:
+            step = frontend.frame_shift_ms * frontend.lfr_n / 1000.0  # seconds per LFR frame
+            raise AudioError(f"too long for the encoder: {feats.shape[0]} LFR frames ({duration:.1f} s) > its "
+                             f"{self.max_frames} frames ({self.max_frames * step:.1f} s); split the recording "
+                             "(in training, keep data.max_duration below that)")
+        if not bool(torch.isfinite(feats).all()):
+            raise AudioError(f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
+                             f"usable audio in [-1, 1]")
+        return feats
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
         opts = self.prompt_options
@@ -172,22 +187,38 @@ class SpeechDataset(Dataset):
         return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
 
 
+class SkippedBatch:
+    """A batch in which every sample was bad: only their ``BadSample.record()``s, so the trainer can count them and
+    every DDP rank can take the same decision about the step (a rank returning early would hang the others). A plain
+    class holding plain dicts: precision plugins' ``apply_to_collection`` passes it through untouched."""
+
+    def __init__(self, skipped: list[dict]) -> None:
+        self.skipped = skipped
+        self.keys: list[str] = []  # no utterance to train on
+
+    def to(self, device: torch.device | str) -> "SkippedBatch":
+        return self
+
+    def __len__(self) -> int:
+        return 0
+
+
 class SpeechCollator:
     """Collates ``SpeechItem``s with the model's ``collate``; drops ``Skipped`` items and lists them on the batch.
 
-    The returned ``SpeechBatch`` carries ``skipped`` (list of ``BadSample``) as an extra attribute; a batch in
-    which every item was bad comes back as ``None``.
+    The returned ``SpeechBatch`` lists the dropped ones in ``skipped`` (``BadSample.record()`` dicts); a batch in
+    which every item was bad comes back as a ``SkippedBatch``.
     """
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, items: Sequence[SpeechItem | Skipped]) -> SpeechBatch | None:
+    def __call__(self, items: Sequence[SpeechItem | Skipped]) -> SpeechBatch | SkippedBatch:
         good = [item for item in items if isinstance(item, SpeechItem)]
-        skipped = [item.bad for item in items if isinstance(item, Skipped)]
+        skipped = [item.bad.record() for item in items if isinstance(item, Skipped)]
         if not good:
             logger.warning("dropping a batch in which all %d samples were bad", len(skipped))
-            return None
+            return SkippedBatch(skipped)
         batch = collate(good, self.pad_id)
-        batch.skipped = skipped  # type: ignore[attr-defined]
+        batch.skipped = skipped
         return batch

@@ -10,11 +10,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from nano8k.data.audio import MULTICHANNEL_POLICIES, AudioError, AudioInfo, MultichannelPolicy
+from nano8k.data.audio import (MULTICHANNEL_POLICIES, SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy,
+                               peak_dbfs)
 from nano8k.data.badsamples import BadSample, DataError
 from nano8k.data.manifest import Utterance, check_utterance, read_entries, write_chatml
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
+# Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s
+# is ~1,000, so a longer one is most likely several utterances' text joined or a line matched to the wrong audio.
+MAX_TRANSCRIPT_CHARS = 1000
 
 
 @dataclass
@@ -48,12 +52,25 @@ class Report:
         return len(self.good) + len(self.problems)
 
 
+def transcript_warning(utt: Utterance) -> str | None:
+    """Why ``utt``'s transcript looks wrong (longer than ``MAX_TRANSCRIPT_CHARS``), or None; a warning, not an error."""
+    chars = len(utt.target)
+    if chars <= MAX_TRANSCRIPT_CHARS:
+        return None
+    audio = f" for {utt.duration:.1f} s of audio" if utt.duration is not None else ""
+    return (f"long transcript: {chars} characters{audio} > {MAX_TRANSCRIPT_CHARS}; several utterances' text joined, "
+            "or a line matched to the wrong audio?")
+
+
 def validate_utterance(
     utt: Utterance, *, decode: bool, min_duration: float, max_duration: float, rate: int | None,
     mono: bool, duration_tolerance: float, multichannel: MultichannelPolicy = "error",
     headers: dict[Path, AudioInfo | AudioError] | None = None,
 ) -> tuple[Utterance, str | None, list[str], AudioInfo | None]:
     """Check one entry; returns (utterance with measured duration, error or None, warnings, header if read).
+
+    Warnings (the entry stays good): a transcript longer than ``MAX_TRANSCRIPT_CHARS``, and with ``decode`` silent
+    audio (peak below ``SILENCE_PEAK_DBFS``); also segments past the file's end, unseekable files, unnamed channels.
 
     Under ``multichannel`` first/mix, an utterance on a multi-channel file comes back with the channels the policy
     picked (0, or all of them), so a converted manifest says what training read.
@@ -65,11 +82,18 @@ def validate_utterance(
                                        multichannel=multichannel, headers=headers)
     if error is not None:
         return utt, error, warnings, info
+    long_text = transcript_warning(utt)
+    if long_text:
+        warnings.append(long_text)
     if decode:
         try:
-            utt.load(multichannel)  # raises for undecodable and NaN/Inf audio, in this utterance's span
+            waveform, _ = utt.load(multichannel)  # raises for undecodable, NaN/Inf or out-of-range audio, in its span
         except AudioError as exc:
             return utt, str(exc), warnings, info
+        level = peak_dbfs(waveform)
+        if level < SILENCE_PEAK_DBFS:
+            warnings.append(f"silent audio: peak {level:.1f} dBFS < {SILENCE_PEAK_DBFS:g} dBFS (a muted channel, the "
+                            "wrong channel, or a blank file?)")
     if rate is not None and info.sample_rate != rate:
         return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, info
     if utt.is_segment and requested is not None and utt.offset + requested > info.duration:
@@ -201,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "default), first, or mix")
     parser.add_argument("--duration-tolerance", type=float, default=0.05,
                         help="allowed |declared - actual| duration in seconds (whole-file entries)")
-    parser.add_argument("--header-only", action="store_true", help="read headers only (skip full decode)")
+    parser.add_argument("--header-only", action="store_true",
+                        help="read headers only (skip full decode and the silence check)")
     parser.add_argument("--convert", metavar="OUT", help="write the valid entries (spans and channels kept)")
     parser.add_argument("--convert-format", choices=["chatml", "lhotse"], default="chatml",
                         help="chatml: FunASR ChatML jsonl; lhotse: a Lhotse CutSet (.jsonl or .jsonl.gz; needs lhotse)")

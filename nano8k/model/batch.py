@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -34,6 +34,7 @@ class SpeechBatch:
     source_lens: torch.Tensor  # [B] prompt length up to and including "assistant\n"
     targets: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # samples the data layer dropped (BadSample.record())
 
     def to(self, device: torch.device | str) -> "SpeechBatch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -11,6 +11,9 @@ import torch
 import torchaudio
 
 INT16_SCALE = 32768.0  # the reference scales [-1, 1] audio to the int16 range before the fbank
+# LFR frames the release encoder takes (``NanoASR.max_frames``): its sinusoid table has max_position_embeddings 2049
+# rows and position 0 is unused; at 60 ms a frame that is 122.9 s. A model's own limit comes from its encoder config.
+RELEASE_MAX_FRAMES = 2048
 
 
 @dataclass(frozen=True)

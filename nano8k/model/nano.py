@@ -75,9 +75,14 @@ class NanoASR(nn.Module):
     def eos_id(self) -> int:
         return int(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
 
+    @property
+    def max_frames(self) -> int:
+        """The most LFR frames the encoder takes: its sinusoid table rows less the unused position 0 (release: 2048)."""
+        return int(self.encoder.config.max_position_embeddings) - 1
+
     def encode_audio(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """Encoder + adaptor over a padded batch ``[B, L, 560]`` with its full mask -> ``[B, L, llm_dim]``."""
-        longest = self.encoder.config.max_position_embeddings - 1  # sinusoid table rows; position 0 is unused
+        longest = self.max_frames
         if feats.shape[1] > longest:
             raise ValueError(
                 f"audio of {feats.shape[1]} LFR frames ({feats.shape[1] * 0.06:.1f} s) exceeds the encoder's "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -10,6 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
+from nano8k.errors import ResumeConfigError
+from nano8k.model.batch import SpeechBatch
 from nano8k.training.freezing import FreezeConfig
 from nano8k.training.metrics import ErrorRateAccumulator
 
@@ -172,18 +175,30 @@ class StageSwitch(Callback):
             self.switch(trainer, pl_module)
 
     # -- checkpoint state --------------------------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        """The configured schedule of stages, compared with the checkpoint's on resume."""
+        return {"stage1_steps": self.stage1_steps, "stage1_epochs": self.stage1_epochs,
+                "stage1_freeze": asdict(self.stage1_freeze), "stage1_lr": self.stage1_lr,
+                "stage1_frontend_rate": self.stage1_frontend_rate, "main_freeze": asdict(self.main_freeze),
+                "main_lr": self.main_lr, "main_frontend_rate": self.main_frontend_rate}
+
     def state_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "switch_step": self.switch_step, "switch_epoch": self.switch_epoch,
-                "stage1_steps": self.stage1_steps, "stage1_epochs": self.stage1_epochs}
+                **self._settings()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         stage = state_dict.get("stage")
         if stage not in (STAGE1, MAIN):
             raise ValueError(f"StageSwitch checkpoint state has stage={stage!r}; expected {STAGE1!r} or {MAIN!r}")
-        if (state_dict.get("stage1_steps"), state_dict.get("stage1_epochs")) != (self.stage1_steps, self.stage1_epochs):
-            log.warning("StageSwitch: checkpoint was made with stage1_steps=%s stage1_epochs=%s, now %s/%s",
-                        state_dict.get("stage1_steps"), state_dict.get("stage1_epochs"),
-                        self.stage1_steps, self.stage1_epochs)
+        changed = {key: (state_dict[key], now) for key, now in self._settings().items()
+                   if key in state_dict and state_dict[key] != now}
+        if changed:
+            listing = "\n".join(f"  StageSwitch.{key}: checkpoint {old!r} -> now {new!r}"
+                                 for key, (old, new) in changed.items())
+            raise ResumeConfigError(
+                f"cannot resume: the stage settings differ from the ones the checkpoint was trained with, and a "
+                f"resume would not honour them:\n{listing}\nResume with the checkpoint's values, or start a new run "
+                "from its weights")
         self.stage = stage
         self.switch_step, self.switch_epoch = state_dict.get("switch_step"), state_dict.get("switch_epoch")
         if self._module is not None and self._trainer is not None:
@@ -245,7 +260,7 @@ class WEREvaluation(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not self._active or batch is None:
+        if not self._active or not isinstance(batch, SpeechBatch):  # None or a SkippedBatch: nothing to decode
             return
         if self.limit_batches is not None and self._decoded_batches >= self.limit_batches:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +14,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel
+from nano8k.errors import ConfigError
 from nano8k.model.checkpoint import atomic_torch_save, copy_release_extras, export_funasr, export_hf
 from nano8k.training.freezing import FreezeConfig, LoraConfig
 
@@ -35,6 +38,123 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not support storage_options")
         atomic_torch_save(checkpoint, path)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``<dirpath>/last.ckpt`` fresh: at most ``every_n_steps`` optimizer steps and ``every_n_minutes`` old,
+    rewritten after every validation and when training ends, and written on SIGTERM before the run stops.
+
+    ``ModelCheckpoint(save_last=True)`` rewrites ``last.ckpt`` only when it also writes a top-k file, so once the
+    monitored metric stops improving ``--ckpt_path last`` would go back to the last improvement. This callback owns
+    ``last.ckpt``: keep ``save_last: false`` on the top-k ``ModelCheckpoint`` (``setup`` refuses two writers).
+    SIGTERM (SLURM, Kubernetes, spot instances warn with it before killing): Lightning notes it; the checkpoint is
+    written at the end of the step that is running, Lightning then stops the fit and ``nano8k.fit`` exits 143.
+    Under DDP one all-reduce per step shares the clock and SIGTERM decisions (a signal on any rank counts), so
+    every rank saves, and stops, at the same step.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int | None = 500,
+                 every_n_minutes: float | None = 30.0) -> None:
+        if every_n_steps is None and every_n_minutes is None:
+            raise ConfigError("LastCheckpoint: give every_n_steps, every_n_minutes or both")
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ConfigError(f"LastCheckpoint.every_n_steps must be >= 1 or null, got {every_n_steps}")
+        if every_n_minutes is not None and not every_n_minutes > 0:
+            raise ConfigError(f"LastCheckpoint.every_n_minutes must be > 0 or null, got {every_n_minutes}")
+        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False)
+        self.every_n_steps, self.every_n_minutes = every_n_steps, every_n_minutes
+        self.sigterm_step: int | None = None  # the step at which SIGTERM's checkpoint was written
+        self._written: tuple[int, str] = (-1, "")  # (step, phase) last.ckpt holds
+        self._saved_step = 0
+        self._saved_time = time.monotonic()
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key()  # one per run; moving the run folder keeps the key
+
+    @property
+    def last_path(self) -> Path:
+        return Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        ranked = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.save_top_k != 0]
+        if ranked and trainer.checkpoint_callback is self:
+            raise ConfigError("LastCheckpoint is listed before the top-k ModelCheckpoint in trainer.callbacks: put it "
+                              "after, so 'best' and ExportOnFitEnd use the ranked checkpoints")
+        for other in trainer.checkpoint_callbacks:
+            if (other is not self and isinstance(other, ModelCheckpoint) and other.save_last and other.dirpath
+                    and Path(other.dirpath).resolve() == Path(self.dirpath).resolve()):
+                raise ConfigError(
+                    f"{type(other).__name__}(save_last=True) and LastCheckpoint both write last.ckpt in {self.dirpath}:"
+                    f" set save_last: false on the {type(other).__name__} (LastCheckpoint keeps last.ckpt fresh)")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._saved_step, self._saved_time = int(trainer.global_step), time.monotonic()
+
+    def write_last(self, trainer: L.Trainer, why: str, phase: str = "train") -> None:
+        """Write ``last.ckpt`` now unless it already holds this step and ``phase`` (``train``: the end of a training
+        batch; ``val``: after validation). The decision uses only the step and phase, the same on every rank, because
+        the save ends in a barrier that every rank must reach."""
+        where = (int(trainer.global_step), phase)
+        if self._written != where:
+            self.last_model_path = str(self.last_path)
+            self._save_checkpoint(trainer, str(self.last_path))
+            self._written = where
+            log.info("LastCheckpoint: %s at step %d (%s)", self.last_path, trainer.global_step, why)
+        self._saved_step, self._saved_time = int(trainer.global_step), time.monotonic()
+
+    def _any_rank(self, trainer: L.Trainer, pl_module: L.LightningModule, *flags: bool) -> list[bool]:
+        """Each flag true on any rank (one all-reduce under DDP), so every rank takes the same decision."""
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            tensor = torch.tensor([int(f) for f in flags], device=pl_module.device)
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+            return [bool(v) for v in tensor.tolist()]
+        return list(flags)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        step = int(trainer.global_step)
+        accumulating = getattr(trainer.fit_loop.epoch_loop, "_should_accumulate", lambda: False)()
+        due = self.every_n_steps is not None and step - self._saved_step >= self.every_n_steps and not accumulating
+        late = (self.every_n_minutes is not None and not accumulating
+                and time.monotonic() - self._saved_time >= 60 * self.every_n_minutes)
+        sigterm, late = self._any_rank(trainer, pl_module, bool(trainer.received_sigterm), late)
+        if sigterm:
+            # every rank stops after this step (Lightning checks its own rank's flag), whichever rank was signalled
+            trainer._signal_connector.received_sigterm = True
+            self.write_last(trainer, "SIGTERM")
+            self.sigterm_step = step
+            if trainer.is_global_zero:
+                print(f"[preempt] SIGTERM: wrote {self.last_path} at step {step}"
+                      + (" (inside a gradient-accumulation window: its partial gradient is not kept)"
+                         if accumulating else "") + "; resume with --ckpt_path last", flush=True)
+        elif due or late:
+            self.write_last(trainer, "every_n_steps" if due else "every_n_minutes")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and not trainer.fast_dev_run and trainer.state.fn == "fit":
+            self.write_last(trainer, "after validation", phase="val")  # a resume then does not redo this validation
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        return  # saves by step, time, validation, the end of training and SIGTERM only
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fast_dev_run and self._written[0] != trainer.global_step:
+            self.write_last(trainer, "end of training")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """SIGTERM outside a training step (during validation, say), single process: write ``last.ckpt`` before the
+        run stops. Under DDP the ranks may be in different places then, so nothing is written (a save would wait in
+        a barrier); ``last.ckpt`` is at most ``every_n_steps`` / ``every_n_minutes`` old anyway."""
+        if (isinstance(exception, SIGTERMException) and self.sigterm_step is None and trainer.world_size == 1
+                and not trainer.fast_dev_run and not trainer.sanity_checking and trainer.global_step > 0):
+            self.write_last(trainer, "SIGTERM", phase="exception")
+            self.sigterm_step = int(trainer.global_step)
+            print(f"[preempt] SIGTERM: wrote {self.last_path} at step {trainer.global_step}; resume with "
+                  "--ckpt_path last", flush=True)
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -143,8 +263,10 @@ class ExportOnFitEnd(Callback):
             return []
         ranked = sorted(callback.best_k_models.items(), key=lambda kv: float(kv[1]), reverse=callback.mode == "max")
         paths = [p for p, _ in ranked if Path(p).exists()][: self.average_top_k]
-        if not paths and callback.last_model_path and Path(callback.last_model_path).exists():
-            paths = [callback.last_model_path]
+        if not paths:  # no ranked file: the newest last.ckpt (LastCheckpoint's, or a save_last ModelCheckpoint's)
+            lasts = [cb.last_model_path for cb in trainer.checkpoint_callbacks
+                     if isinstance(cb, ModelCheckpoint) and cb.last_model_path and Path(cb.last_model_path).exists()]
+            paths = sorted(lasts, key=lambda p: Path(p).stat().st_mtime)[-1:]
         return paths
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 import torch
 
 from nano8k.assets import mini_model_dir, tiny_model_dir
+from nano8k.data.badsamples import BadSample, bad_sample_report
+from nano8k.errors import ConfigError, ResumeConfigError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR, NanoOutput
@@ -35,12 +38,36 @@ TINY_ALIAS = "tiny"  # model_dir value that selects the bundled random-init tiny
 MINI_ALIAS = "mini"  # model_dir value that selects the shipped self-pretrained mini wideband model
 STATE_KEY = "nano8k_stage"
 
+# hyperparameters a resume may change; every other difference from the checkpoint is refused (ResumeConfigError)
+APPLIED_ON_RESUME = {
+    "lr": "the schedule continues from the checkpoint's step with the new peak value",
+    "max_new_tokens": "decoding length only",
+    "max_consecutive_nonfinite": "a guard, not part of the optimizer state",
+    "gradient_checkpointing": "memory only; the same gradients",
+    "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer",
+}
+
+
+def _comparable(value: Any) -> Any:
+    """Tuples as lists, mappings as sorted plain dicts: a YAML list and a saved tuple compare equal."""
+    if isinstance(value, Mapping):
+        return {k: _comparable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def resume_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (checkpoint value, current value)}`` for every hyperparameter present in both that differs."""
+    return {key: (saved[key], current[key]) for key in current
+            if key in saved and not key.startswith("_") and _comparable(saved[key]) != _comparable(current[key])}
+
 
 def resolve_model_dir(value: str | os.PathLike | None) -> Path:
     """``value``, else ``$NANO8K_MODEL_DIR``; ``tiny`` / ``mini`` are the bundled models. Clear error if unset."""
     value = value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
     if not value:
-        raise ValueError(
+        raise ConfigError(
             f"model.model_dir is not set: pass --model.model_dir DIR or export {MODEL_DIR_ENV}=DIR (the "
             f"Fun-ASR-Nano-2512 folder with model.pt, config.yaml, Qwen3-0.6B/); '{MINI_ALIAS}' selects the bundled "
             f"mini wideband model, '{TINY_ALIAS}' a random-init tiny one"
@@ -51,7 +78,7 @@ def resolve_model_dir(value: str | os.PathLike | None) -> Path:
         return mini_model_dir()
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"model.model_dir={value!r} (or ${MODEL_DIR_ENV}): directory not found")
+        raise ConfigError(f"model.model_dir={value!r} (or ${MODEL_DIR_ENV}): directory not found")
     return path
 
 
@@ -68,7 +95,14 @@ class NanoASRModule(L.LightningModule):
 
     ``lr_multipliers`` / ``weight_decay_overrides`` are keyed by group (encoder, adaptor, llm, lora); biases and norm
     weights get no weight decay unless ``decay_norm_and_bias``. A non-finite loss skips the step (counted in
-    ``nonfinite_steps``); ``max_consecutive_nonfinite`` in a row stop training with a RuntimeError.
+    ``nonfinite_steps``); ``max_consecutive_nonfinite`` in a row stop training with a RuntimeError. A step is
+    skipped on every rank at once (one all-reduce decides) when any rank has a non-finite loss or a batch of bad
+    samples only. Bad samples of every rank are gathered, kept in checkpoints, logged (``train/bad_samples``,
+    ``data/bad_samples_<split>``) and listed at the end of fit.
+
+    Resuming (``ckpt_path``) with hyperparameters that differ from the checkpoint's raises ``ResumeConfigError``
+    listing each key, except those in ``APPLIED_ON_RESUME`` (a new ``lr`` rescales the restored schedule: it
+    continues from the checkpoint's step with the new peak value).
     """
 
     def __init__(
@@ -114,6 +148,12 @@ class NanoASRModule(L.LightningModule):
         self.schedule_start = 0  # global step at which the current optimizer/schedule was built
         self.nonfinite_steps = 0
         self.consecutive_nonfinite = 0
+        self.bad_samples: dict[str, dict[tuple, BadSample]] = {"train": {}, "val": {}}  # all ranks, kept on resume
+        self._new_val_bad: list[BadSample] = []
+        self._skipped_microbatch = False  # this micro-batch's loss is _skipped_step_loss()
+        self._window_has_data = False  # some micro-batch of the accumulation window trained
+        self._val_sums = torch.zeros(3, dtype=torch.float64)  # reset on each validation's device
+        self._resume_lr: tuple[float, float] | None = None  # (checkpoint lr, new lr) when a resume changed model.lr
         self.trainable = self._apply_stage(freeze, lr)
         self.train()
 
@@ -185,43 +225,114 @@ class NanoASRModule(L.LightningModule):
     def forward(self, batch: SpeechBatch) -> NanoOutput:
         return self.model(batch)
 
-    def _nonfinite(self, loss: torch.Tensor) -> bool:
-        finite = bool(torch.isfinite(loss.detach()).all())
-        # every rank must take the same decision or DDP would hang in the gradient all-reduce
-        return not self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+    def _all_ranks_sum(self, counters: torch.Tensor) -> list[int]:
+        """Sum a small counter tensor over all ranks: one all-reduce and one host sync (every rank must call it)."""
+        return [int(v) for v in self.trainer.strategy.reduce(counters, reduce_op="sum").tolist()]
 
-    def training_step(self, batch: SpeechBatch | None, batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every utterance of the batch was skipped by the data layer
-            return None
-        out = self.model(batch)
-        if self._nonfinite(out.loss):
+    @staticmethod
+    def _gather_objects(items: list[Any]) -> list[Any]:
+        """Every rank's ``items``, concatenated in rank order (a collective under DDP)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return list(items)
+        gathered: list[list[Any] | None] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, list(items))
+        return [item for part in gathered for item in (part or [])]
+
+    def _check_bad_fraction(self, split: str) -> None:
+        """The data module's max_bad_fraction over every rank's bad samples (the same list on each rank)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "check_bad_fraction"):
+            datamodule.check_bad_fraction(split, list(self.bad_samples.get(split, {}).values()))
+
+    def _record_bad(self, split: str, items: Sequence[BadSample]) -> None:
+        for bad in items:
+            self.bad_samples.setdefault(split, {}).setdefault(bad.ident, bad)
+
+    def training_step(self, batch: SpeechBatch | Any, batch_idx: int) -> torch.Tensor:
+        speech = batch if isinstance(batch, SpeechBatch) else None  # else a SkippedBatch (or None): nothing to train
+        skipped = [BadSample(**record) for record in getattr(batch, "skipped", None) or ()]
+        out = self.model(speech) if speech is not None else None
+        counters = torch.tensor([float(speech is None), 0.0, float(len(skipped))], device=self.device)
+        if out is not None:
+            counters[1] = (~torch.isfinite(out.loss.detach())).any().float()
+        # one decision for all ranks: a rank that returned early would leave the others waiting in a collective
+        empty, nonfinite, new_bad = self._all_ranks_sum(counters)
+        if new_bad:
+            self._record_bad("train", self._gather_objects(skipped))
+            self.log("train/bad_samples", float(len(self.bad_samples["train"])), batch_size=1)
+            self._check_bad_fraction("train")
+        if empty:
+            log.warning("step %d skipped on every rank: %d rank(s) had a batch of bad samples only",
+                        self.global_step, empty)
+            return self._skipped_step_loss()
+        if nonfinite:
             self.nonfinite_steps += 1
             self.consecutive_nonfinite += 1
-            log.warning("non-finite loss %s at step %d (batch %s): step skipped (%d so far)",
-                        out.loss.item(), self.global_step, batch.keys[:4], self.nonfinite_steps)
-            self.log("train/nonfinite_steps", float(self.nonfinite_steps), batch_size=len(batch))
+            loss = out.loss.item() if out is not None else float("nan")
+            log.warning("non-finite loss (%s here) on %d rank(s) at step %d (batch %s): step skipped (%d so far)",
+                        loss, nonfinite, self.global_step, speech.keys[:4] if speech else [], self.nonfinite_steps)
+            self.log("train/nonfinite_steps", float(self.nonfinite_steps), batch_size=len(speech) if speech else 1)
             if self.consecutive_nonfinite >= self.hparams.max_consecutive_nonfinite:
                 raise RuntimeError(
                     f"{self.consecutive_nonfinite} consecutive non-finite losses (limit model.max_consecutive_"
                     f"nonfinite={self.hparams.max_consecutive_nonfinite}) at step {self.global_step}; last batch "
-                    f"keys {batch.keys}. Lower model.lr, check the data, or use precision 32."
+                    f"keys {speech.keys}. Lower model.lr, check the data, or use precision 32."
                 )
-            return None
+            return self._skipped_step_loss()
         self.consecutive_nonfinite = 0
-        size = len(batch)
+        size = len(speech)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
-        self.log("train/acc", token_accuracy(out.logits.detach(), batch.labels), batch_size=size)
+        self.log("train/acc", token_accuracy(out.logits.detach(), speech.labels), batch_size=size)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=size)
         self.log("train/nonfinite_steps", float(self.nonfinite_steps), batch_size=size)
         return out.loss
 
-    def validation_step(self, batch: SpeechBatch | None, batch_idx: int) -> None:
-        if batch is None:
+    def _skipped_step_loss(self) -> torch.Tensor:
+        """Zero over every trainable parameter: backward (with DDP's gradient all-reduce) runs on every rank as usual,
+        the gradients are exactly zero, and ``on_after_backward`` drops them so the optimizer leaves weights and state
+        alone (Lightning refuses ``None`` from ``training_step`` under DDP)."""
+        self._skipped_microbatch = True
+        return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
+
+    def on_after_backward(self) -> None:
+        self._window_has_data = self._window_has_data or not self._skipped_microbatch
+        self._skipped_microbatch = False
+        loop = self.trainer.fit_loop.epoch_loop
+        if getattr(loop, "_should_accumulate", lambda: False)():
+            return  # inside a gradient-accumulation window: a skipped micro-batch just adds nothing
+        if not self._window_has_data:  # the whole step was skipped: no gradient, so no optimizer update
+            trainable = [param for param in self.parameters() if param.requires_grad]
+            for param in trainable:
+                param.grad = None
+            if getattr(self.trainer.precision_plugin, "scaler", None) is not None and trainable:
+                # 16-mixed: GradScaler needs a gradient to inspect; an inf one makes it skip the step (as on overflow)
+                trainable[0].grad = torch.full_like(trainable[0], float("inf"))
+        self._window_has_data = False
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, accuracy * n, n
+
+    def validation_step(self, batch: SpeechBatch | Any, batch_idx: int) -> None:
+        self._new_val_bad.extend(BadSample(**record) for record in getattr(batch, "skipped", None) or ())
+        if not isinstance(batch, SpeechBatch):
             return
         out = self.model(batch)
         size = len(batch)
-        self.log("val/loss", out.loss, prog_bar=True, batch_size=size, sync_dist=True)
-        self.log("val/acc", token_accuracy(out.logits, batch.labels), batch_size=size, sync_dist=True)
+        accuracy = token_accuracy(out.logits, batch.labels)
+        self._val_sums += torch.stack([out.loss.detach() * size, accuracy * size,
+                                       torch.tensor(float(size), device=self.device)]).double()
+
+    def on_validation_epoch_end(self) -> None:
+        # summed here rather than logged per batch with sync_dist: a rank whose batches were all bad logs nothing,
+        # and Lightning's per-key reduction would then wait for it forever
+        loss_sum, accuracy_sum, count = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
+        if count:
+            self.log("val/loss", loss_sum / count, prog_bar=True)
+            self.log("val/acc", accuracy_sum / count)
+        if not self.trainer.sanity_checking:
+            self._record_bad("val", self._gather_objects(self._new_val_bad))
+            self._check_bad_fraction("val")
+        self._new_val_bad = []
 
     @torch.no_grad()
     def transcribe_batch(self, batch: SpeechBatch, max_new_tokens: int | None = None) -> list[str]:
@@ -238,12 +349,56 @@ class NanoASRModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """The data module feeds this model as its recipe says, also when the caller never called ``use_model``."""
+        from nano8k.model.attention_guard import guard_cudnn_sdpa  # Hopper: cuDNN SDPA backward NaN, pytorch#196678
+
+        guard_cudnn_sdpa(self.trainer.strategy.root_device)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "set_audio_tokens"):
             datamodule.set_audio_tokens(self.model.recipe.audio_tokens)
+        if datamodule is not None and hasattr(datamodule, "set_max_frames"):
+            datamodule.set_max_frames(self.model.max_frames)
 
     def on_train_start(self) -> None:
+        if self._resume_lr is not None:
+            self._rescale_restored_lr(*self._resume_lr)
+            self._resume_lr = None
         self._log_trainable()
+
+    def _rescale_restored_lr(self, old: float, new: float) -> None:
+        """A resume with a new ``model.lr``: the restored optimizer and schedule continue at the new scale."""
+        if not math.isclose(self.stage_lr, old):  # the current stage's lr is StageSwitch's own, not model.lr
+            if self.trainer.is_global_zero:
+                print(f"[resume] model.lr {old:g} -> {new:g}: the current stage runs at its own lr {self.stage_lr:g}; "
+                      "the new value applies from the next stage that uses model.lr", flush=True)
+            return
+        scale = new / old
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= scale
+                if "initial_lr" in group:
+                    group["initial_lr"] *= scale
+        for config in self.trainer.lr_scheduler_configs:
+            config.scheduler.base_lrs = [base * scale for base in config.scheduler.base_lrs]
+        self.stage_lr = float(new)
+        if self.trainer.is_global_zero:
+            print(f"[resume] model.lr {old:g} -> {new:g}: the schedule continues from step {self.global_step} with "
+                  f"the new value (lr now {self.trainer.optimizers[0].param_groups[0]['lr']:.3g})", flush=True)
+
+    def on_train_end(self) -> None:
+        """Every bad sample of the run (manifest reading, loading on any rank, before a resume too): listed, logged."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        by_split: dict[str, list[BadSample]] = {}
+        for split in ("train", "val"):
+            found = dict(self.bad_samples.get(split, {}))
+            manifest_log = getattr(datamodule, "bad_samples", {}).get(split)
+            for bad in getattr(manifest_log, "items", ()):  # bad manifest lines, found when the data was set up
+                found.setdefault(bad.ident, bad)
+            by_split[split] = list(found.values())
+        metrics = {f"data/bad_samples_{split}": float(len(items)) for split, items in by_split.items()}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=int(self.global_step))
+        if self.trainer.is_global_zero:
+            print(bad_sample_report(by_split), flush=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[STATE_KEY] = {
@@ -251,11 +406,35 @@ class NanoASRModule(L.LightningModule):
             "lr": self.stage_lr,
             "schedule_start": self.schedule_start,
             "nonfinite_steps": self.nonfinite_steps,
+            "bad_samples": {split: [bad.record() for bad in items.values()]
+                            for split, items in self.bad_samples.items()},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_resume_config(checkpoint.get("hyper_parameters") or {})
         state = checkpoint.get(STATE_KEY)
         if state is not None:  # runs before configure_optimizers on resume: optimizer groups match the checkpoint
             self._apply_stage(FreezeConfig(**state["freeze"]), state["lr"])
             self.schedule_start = int(state["schedule_start"])
             self.nonfinite_steps = int(state["nonfinite_steps"])
+            for split, records in (state.get("bad_samples") or {}).items():
+                self._record_bad(split, [BadSample(**record) for record in records])
+
+    def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
+        """Refuse a resume whose training settings differ from the checkpoint's; note the ones applied."""
+        changes = resume_changes(saved, dict(self.hparams))
+        refused = {key: pair for key, pair in changes.items() if key not in APPLIED_ON_RESUME}
+        source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        if refused:
+            listing = "\n".join(f"  model.{key}: checkpoint {old!r} -> now {new!r}" for key, (old, new) in refused.items())
+            raise ResumeConfigError(
+                f"cannot resume from {source}: these settings differ from the ones it was trained with, and a "
+                f"resume would not honour them:\n{listing}\nResume with the checkpoint's values (drop the overrides), "
+                "or start a new run from its weights (export it: python -m nano8k.average CKPT --out DIR, then "
+                "--model.model_dir DIR/funasr). A resume may change only: " + ", ".join(f"model.{k}" for k in APPLIED_ON_RESUME)
+            )
+        for key, (old, new) in changes.items():
+            if key == "lr":
+                self._resume_lr = (float(old), float(new))
+            elif self._trainer is None or self.trainer.is_global_zero:
+                print(f"[resume] model.{key} {old!r} -> {new!r} ({APPLIED_ON_RESUME[key]})", flush=True)

@@ -190,7 +190,7 @@ def test_load_time_skip_reaches_the_batch_and_the_module_log(tmp_path):
     dm.setup("fit")
     assert dm.bad_samples["val"].count == 0
     (batch,) = list(dm.val_dataloader())
-    assert len(batch) == 3 and [b.key for b in batch.skipped] == ["nan"]
+    assert len(batch) == 3 and [b["key"] for b in batch.skipped] == ["nan"]
     assert dm.bad_samples["val"].count == 1
 
 

@@ -166,8 +166,9 @@ def test_the_dataset_computes_features_from_the_span(tmp_path, call, tokenizer):
 def test_validate_warns_when_segments_sit_in_a_file_that_cannot_seek(tmp_path):
     from nano8k.data.validate import validate
 
-    sf.write(str(tmp_path / "gsm.wav"), np.zeros(4 * RATE, dtype=np.float32), RATE, subtype="GSM610")
-    sf.write(str(tmp_path / "pcm.wav"), np.zeros(4 * RATE, dtype=np.float32), RATE, subtype="PCM_16")
+    wave = (0.3 * np.sin(np.arange(4 * RATE) * 0.3)).astype(np.float32)  # not silent: validate warns about silence
+    sf.write(str(tmp_path / "gsm.wav"), wave, RATE, subtype="GSM610")
+    sf.write(str(tmp_path / "pcm.wav"), wave, RATE, subtype="PCM_16")
     manifest = write_jsonl(tmp_path / "m.jsonl", [
         {"key": k, "source": f"{k}.wav", "target": "x", "offset": 1.0, "duration": 1.0} for k in ("gsm", "pcm")])
     report = validate([manifest])

@@ -158,10 +158,14 @@ def test_cli_overrides_and_print_config(capsys):
 
 
 @pytest.mark.parametrize("name", ["telephone.yaml", "stage1_encoder_adapt.yaml", "pretrained.yaml"])
-def test_real_configs_need_a_model_dir(name, monkeypatch):
+def test_real_configs_need_a_model_dir(name, monkeypatch, capsys):
     monkeypatch.delenv("NANO8K_MODEL_DIR", raising=False)
-    with pytest.raises(ValueError, match="NANO8K_MODEL_DIR"):
+    with pytest.raises(SystemExit) as stop:  # preflight speaks first, before any model is built
         fit_cli.main(["--config", str(REPO / "configs" / name)])
+    assert stop.value.code == 1 and "[FAIL] model_dir: model.model_dir is not set" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        fit_cli.main(["--config", str(REPO / "configs" / name), "--preflight", "false"])
+    assert stop.value.code == 2 and "NANO8K_MODEL_DIR" in capsys.readouterr().err
 
 
 def test_cli_runs_demo_config_briefly(tmp_path, capsys, monkeypatch):

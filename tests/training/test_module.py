@@ -9,6 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from nano8k.errors import ConfigError
 from nano8k.model.convert import parameter_counts
 from nano8k.training.freezing import FreezeConfig, LoraConfig, frozen_submodules
 from nano8k.training.module import MODEL_DIR_ENV, NanoASRModule, resolve_model_dir
@@ -174,5 +175,5 @@ def test_model_dir_resolution(monkeypatch, tmp_path):
         resolve_model_dir(None)
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
     assert resolve_model_dir(None) == tmp_path
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(ConfigError, match="nowhere"):
         resolve_model_dir(str(tmp_path / "nowhere"))

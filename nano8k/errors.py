@@ -1,0 +1,11 @@
+"""User-facing error types: a configuration value cannot work; the CLIs print them without a traceback."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and the fix."""
+
+
+class ResumeConfigError(ConfigError):
+    """``--ckpt_path`` resumes a run whose training settings differ from the current config."""
