@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context
-from nano8k.errors import ConfigError
 from nano8k.checks.data import check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
 from nano8k.checks.training import check_memory, check_precision, check_schedule, check_tuning_advice, check_wandb
+from nano8k.errors import ConfigError
 
 __all__ = ["CHECKS", "CheckResult", "PreflightError", "enforce", "format_results", "run_preflight"]
 

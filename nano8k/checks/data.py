@@ -94,7 +94,7 @@ def encoder_limit(ctx: Context) -> tuple[int, float, str]:
         frames, whose = int(ctx.network_config.audio_config.max_position_embeddings) - 1, "the model's encoder"
     except ValueError:  # the model dir is unreadable: the model_dir check says why
         frames, whose = RELEASE_MAX_FRAMES, "the release encoder (model dir unreadable)"
-    return frames, frames * front.frame_shift_ms * front.lfr_n / 1000.0, whose
+    return frames, frames * front.lfr_frame_seconds, whose
 
 
 def _max_duration_limit(ctx: Context) -> tuple[float, int, float, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.memory import ModelShape, model_shape, trainable_counts
 from nano8k.model.checkpoint import llm_dir
+from nano8k.model.features import FRONTEND_RATES
 
-VALID_RATES = (8000, 16000)
 
 
 def check_model_dir(ctx: Context) -> CheckResult:
@@ -57,7 +57,7 @@ def check_frontend(ctx: Context) -> CheckResult:
     lines, warns = [], []
     switch = ctx.stage_switch() is not None
     for stage in ctx.stages:
-        if stage.frontend_rate not in VALID_RATES:
+        if stage.frontend_rate not in FRONTEND_RATES:
             raise CheckFailed(f"{stage.name} stage fbank rate {stage.frontend_rate} Hz ({ctx.source}: {stage.rate_key}) "
                               f"is not supported: use 16000 (8 kHz audio resampled, release features) or 8000 "
                               "(native narrowband encoder adaptation)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 logger = logging.getLogger("nano8k.data")
 
@@ -46,6 +46,15 @@ class BadSample:
     def record(self) -> dict[str, Any]:
         """Plain dict (checkpoint-safe); ``BadSample(**record)`` restores it."""
         return asdict(self)
+
+
+def distinct(*groups: Iterable[BadSample]) -> list[BadSample]:
+    """The samples of ``groups`` in order, each (manifest, line, key) once."""
+    seen: dict[tuple, BadSample] = {}
+    for group in groups:
+        for bad in group:
+            seen.setdefault(bad.ident, bad)
+    return list(seen.values())
 
 
 def bad_sample_report(by_split: Mapping[str, Sequence[BadSample]], limit: int = 20) -> str:
@@ -94,10 +103,7 @@ class BadSampleLog:
 
     def check(self, total: int, more: Sequence[BadSample] = ()) -> None:
         """Raise if the skipped fraction of ``total`` (these and ``more``) exceeds ``max_bad_fraction``."""
-        items = dict(self._items)
-        for bad in more:
-            items.setdefault(bad.ident, bad)
-        found = list(items.values())
+        found = distinct(self._items.values(), more)
         if total <= 0:
             if found:
                 raise DataError(f"[{self.name}] all samples are bad; first: {found[0].describe()}")

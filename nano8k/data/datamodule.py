@@ -18,7 +18,7 @@ from nano8k.data.manifest import load_utterances
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
-from nano8k.model.features import RELEASE_MAX_FRAMES, FrontendConfig
+from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, LANGUAGE_NAMES, PromptEncoder, audio_token_count
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nano8k.data")
 Split = Literal["train", "val", "test"]
-FRONTEND_SAMPLE_RATES = (8000, 16000)  # 16000: the resampled main stage; 8000: native telephone features
 
 
 def check_data_settings(settings: dict[str, Any]) -> None:
@@ -44,7 +43,7 @@ def check_data_settings(settings: dict[str, Any]) -> None:
         if value is None or not value >= low:  # `not >=` also refuses NaN
             refuse(key, f">= {low}" + (" (or null)" if optional else ""))
 
-    if settings["frontend_sample_rate"] not in FRONTEND_SAMPLE_RATES:
+    if settings["frontend_sample_rate"] not in FRONTEND_RATES:
         refuse("frontend_sample_rate", "8000 or 16000 (16000: resampled main stage, 8000: native telephone stage)")
     for key in ("telephone_prob", "max_bad_fraction"):
         if settings[key] is None or not 0.0 <= settings[key] <= 1.0:

@@ -156,9 +156,9 @@ class SpeechDataset(Dataset):
                                      frontend.sample_rate)
         feats = apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
         if self.max_frames is not None and feats.shape[0] > self.max_frames:
-            step = frontend.frame_shift_ms * frontend.lfr_n / 1000.0  # seconds per LFR frame
             raise AudioError(f"too long for the encoder: {feats.shape[0]} LFR frames ({duration:.1f} s) > its "
-                             f"{self.max_frames} frames ({self.max_frames * step:.1f} s); split the recording "
+                             f"{self.max_frames} frames ({self.max_frames * frontend.lfr_frame_seconds:.1f} s); "
+                             "split the recording "
                              "(in training, keep data.max_duration below that)")
         if not bool(torch.isfinite(feats).all()):
             raise AudioError(f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "

@@ -11,6 +11,7 @@ import torch
 import torchaudio
 
 INT16_SCALE = 32768.0  # the reference scales [-1, 1] audio to the int16 range before the fbank
+FRONTEND_RATES = (8000, 16000)  # fbank rates: 16000 the resampled main stage, 8000 native telephone features
 # LFR frames the release encoder takes (``NanoASR.max_frames``): its sinusoid table has max_position_embeddings 2049
 # rows and position 0 is unused; at 60 ms a frame that is 122.9 s. A model's own limit comes from its encoder config.
 RELEASE_MAX_FRAMES = 2048
@@ -30,7 +31,7 @@ class FrontendConfig:
     window: str = "hamming"
 
     def __post_init__(self) -> None:
-        if self.sample_rate not in (8000, 16000):
+        if self.sample_rate not in FRONTEND_RATES:
             raise ValueError(f"frontend sample_rate must be 8000 or 16000, got {self.sample_rate}")
         if self.lfr_m < 1 or self.lfr_n < 1:
             raise ValueError(f"lfr_m and lfr_n must be >= 1, got {self.lfr_m}, {self.lfr_n}")
@@ -38,6 +39,11 @@ class FrontendConfig:
     @property
     def feature_dim(self) -> int:
         return self.n_mels * self.lfr_m
+
+    @property
+    def lfr_frame_seconds(self) -> float:
+        """Seconds of audio per LFR frame (0.06 s for the release: 6 fbank frames of 10 ms)."""
+        return self.frame_shift_ms * self.lfr_n / 1000.0
 
     @classmethod
     def from_funasr(cls, frontend_conf: Mapping[str, Any], **overrides: Any) -> "FrontendConfig":

@@ -82,11 +82,11 @@ class NanoASR(nn.Module):
 
     def encode_audio(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """Encoder + adaptor over a padded batch ``[B, L, 560]`` with its full mask -> ``[B, L, llm_dim]``."""
-        longest = self.max_frames
+        longest, seconds = self.max_frames, self.frontend.lfr_frame_seconds
         if feats.shape[1] > longest:
             raise ValueError(
-                f"audio of {feats.shape[1]} LFR frames ({feats.shape[1] * 0.06:.1f} s) exceeds the encoder's "
-                f"{longest} frames ({longest * 0.06:.1f} s); split long recordings (the release trained on <= 2000 "
+                f"audio of {feats.shape[1]} LFR frames ({feats.shape[1] * seconds:.1f} s) exceeds the encoder's "
+                f"{longest} frames ({longest * seconds:.1f} s); split long recordings (the release trained on <= 2000 "
                 "frames, 120 s) or lower data.max_duration"
             )
         mask = frame_mask(feat_lens, feats.shape[1])

@@ -11,10 +11,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
-from nano8k.errors import ResumeConfigError
 from nano8k.model.batch import SpeechBatch
+from nano8k.model.features import FRONTEND_RATES
 from nano8k.training.freezing import FreezeConfig
 from nano8k.training.metrics import ErrorRateAccumulator
+from nano8k.training.module import RESUME_ADVICE, resume_changes, resume_refused
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class StageSwitch(Callback):
         if int(length) < 1:
             raise ValueError(f"StageSwitch: stage-1 length must be >= 1, got {length}")
         for name, rate in (("stage1_frontend_rate", stage1_frontend_rate), ("main_frontend_rate", main_frontend_rate)):
-            if rate not in (8000, 16000):
+            if rate not in FRONTEND_RATES:
                 raise ValueError(f"StageSwitch.{name} must be 8000 or 16000, got {rate}")
         self.stage1_steps, self.stage1_epochs = stage1_steps, stage1_epochs
         # stage 1 = encoder adaptation: encoder trains, adaptor and LLM frozen; main = the adaptor-first default
@@ -190,15 +191,10 @@ class StageSwitch(Callback):
         stage = state_dict.get("stage")
         if stage not in (STAGE1, MAIN):
             raise ValueError(f"StageSwitch checkpoint state has stage={stage!r}; expected {STAGE1!r} or {MAIN!r}")
-        changed = {key: (state_dict[key], now) for key, now in self._settings().items()
-                   if key in state_dict and state_dict[key] != now}
+        changed = resume_changes(state_dict, self._settings())
         if changed:
-            listing = "\n".join(f"  StageSwitch.{key}: checkpoint {old!r} -> now {new!r}"
-                                 for key, (old, new) in changed.items())
-            raise ResumeConfigError(
-                f"cannot resume: the stage settings differ from the ones the checkpoint was trained with, and a "
-                f"resume would not honour them:\n{listing}\nResume with the checkpoint's values, or start a new run "
-                "from its weights")
+            source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+            raise resume_refused(source, changed, "StageSwitch.", RESUME_ADVICE)
         self.stage = stage
         self.switch_step, self.switch_epoch = state_dict.get("switch_step"), state_dict.get("switch_epoch")
         if self._module is not None and self._trainer is not None:

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from nano8k.assets import mini_model_dir, tiny_model_dir
-from nano8k.data.badsamples import BadSample, bad_sample_report
+from nano8k.data.badsamples import BadSample, bad_sample_report, distinct
 from nano8k.errors import ConfigError, ResumeConfigError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
@@ -46,6 +46,8 @@ APPLIED_ON_RESUME = {
     "gradient_checkpointing": "memory only; the same gradients",
     "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer",
 }
+RESUME_ADVICE = ("Resume with the checkpoint's values (drop the overrides), or start a new run from its weights (export "
+                 "it: python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr).")
 
 
 def _comparable(value: Any) -> Any:
@@ -61,6 +63,13 @@ def resume_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict
     """``{key: (checkpoint value, current value)}`` for every hyperparameter present in both that differs."""
     return {key: (saved[key], current[key]) for key in current
             if key in saved and not key.startswith("_") and _comparable(saved[key]) != _comparable(current[key])}
+
+
+def resume_refused(source: str, refused: Mapping[str, tuple[Any, Any]], prefix: str, advice: str) -> ResumeConfigError:
+    """The error for a resume that would not honour ``refused`` (``{key: (checkpoint value, current value)}``)."""
+    listing = "\n".join(f"  {prefix}{key}: checkpoint {old!r} -> now {new!r}" for key, (old, new) in refused.items())
+    return ResumeConfigError(f"cannot resume from {source}: these settings differ from the ones it was trained with, "
+                             f"and a resume would not honour them:\n{listing}\n{advice}")
 
 
 def resolve_model_dir(value: str | os.PathLike | None) -> Path:
@@ -389,11 +398,8 @@ class NanoASRModule(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         by_split: dict[str, list[BadSample]] = {}
         for split in ("train", "val"):
-            found = dict(self.bad_samples.get(split, {}))
-            manifest_log = getattr(datamodule, "bad_samples", {}).get(split)
-            for bad in getattr(manifest_log, "items", ()):  # bad manifest lines, found when the data was set up
-                found.setdefault(bad.ident, bad)
-            by_split[split] = list(found.values())
+            manifest_log = getattr(datamodule, "bad_samples", {}).get(split)  # bad lines found when data was set up
+            by_split[split] = distinct(self.bad_samples.get(split, {}).values(), getattr(manifest_log, "items", ()))
         metrics = {f"data/bad_samples_{split}": float(len(items)) for split, items in by_split.items()}
         for logger in self.loggers:
             logger.log_metrics(metrics, step=int(self.global_step))
@@ -426,13 +432,8 @@ class NanoASRModule(L.LightningModule):
         refused = {key: pair for key, pair in changes.items() if key not in APPLIED_ON_RESUME}
         source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
         if refused:
-            listing = "\n".join(f"  model.{key}: checkpoint {old!r} -> now {new!r}" for key, (old, new) in refused.items())
-            raise ResumeConfigError(
-                f"cannot resume from {source}: these settings differ from the ones it was trained with, and a "
-                f"resume would not honour them:\n{listing}\nResume with the checkpoint's values (drop the overrides), "
-                "or start a new run from its weights (export it: python -m nano8k.average CKPT --out DIR, then "
-                "--model.model_dir DIR/funasr). A resume may change only: " + ", ".join(f"model.{k}" for k in APPLIED_ON_RESUME)
-            )
+            raise resume_refused(source, refused, "model.", RESUME_ADVICE + " A resume may change only: "
+                                 + ", ".join(f"model.{k}" for k in APPLIED_ON_RESUME))
         for key, (old, new) in changes.items():
             if key == "lr":
                 self._resume_lr = (float(old), float(new))
