@@ -60,7 +60,9 @@ RULES: tuple[Rule, ...] = (
          "SpecAugment: the release applies none (FunASRNano.forward); nano8k masks fbank before LFR"),
     Rule("data.telephone_prob", False, "share of wideband training audio sent through the telephone channel"),
     Rule("data.telephone_max_input_rate", False, "audio above this rate is eligible for channel simulation"),
-    Rule("data.telephone*", False, "telephone channel simulation (G.711, band-pass, noise) for wideband audio"),
+    Rule("data.telephone*", False, "telephone channel profiles (landline, mobile, VoIP, archive: codecs, noise, "
+                                   "reverb, packet loss) for wideband audio"),
+    Rule("data.speed_perturb*", False, "speed/tempo perturbation factors (the release config sets none)"),
     Rule("data.dither", False, "fbank dither (release runtime default 1.0; 0.0 is deterministic)"),
     Rule("data.max_frames_per_batch", False, "batch size in LFR frames (release batch_size 6000 tokens)"),
     Rule("data.max_tokens_per_batch", False, "batch cap in LLM tokens (release max_token_length 3500)"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context
-from nano8k.checks.data import check_data_settings, check_manifests, check_overlap, check_sample_rates
+from nano8k.checks.data import check_channel, check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
 from nano8k.checks.training import check_memory, check_precision, check_schedule, check_tuning_advice, check_wandb
 from nano8k.errors import ConfigError
@@ -23,6 +23,7 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "manifests": check_manifests,
     "overlap": check_overlap,
     "sample_rates": check_sample_rates,
+    "channel": check_channel,
     "trainable": check_trainable,
     "schedule": check_schedule,
     "tuning_advice": check_tuning_advice,
@@ -41,6 +42,7 @@ FIXES: dict[str, str] = {
                  "data.on_bad_sample skip",
     "overlap": "remove the shared keys/audio from the val/test manifests",
     "sample_rates": "resample < 8 kHz audio to 8 kHz; set data.telephone for wideband training audio",
+    "channel": "the message names the profile, effect and field; codecs this machine lacks are listed with the ones it has",
     "trainable": "unfreeze a part (model.freeze.adaptor false) or enable model.lora",
     "schedule": "model.warmup_steps ~5-10% of the run; model.lr within 1e-5..2e-4",
     "tuning_advice": "freeze the LLM below 10,000 h (model.freeze.llm true or model.lora); adaptor-only below 1,000 h",

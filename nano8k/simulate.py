@@ -1,4 +1,4 @@
-"""CLI: ``python -m nano8k.simulate IN_MANIFEST OUT_MANIFEST OUT_DIR`` — offline telephone-channel simulation."""
+"""CLI: ``python -m nano8k.simulate IN_MANIFEST OUT_MANIFEST OUT_DIR`` (offline telephone channel) or ``--preview N OUT``."""
 
 from __future__ import annotations
 
@@ -9,52 +9,123 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import soundfile as sf
 import yaml
 
-from nano8k.data.audio import MULTICHANNEL_POLICIES
+from nano8k.data.audio import MULTICHANNEL_POLICIES, load_audio
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.manifest import load_utterances, write_chatml
-from nano8k.data.telephone import TelephoneChannel, utterance_rng
+from nano8k.data.telephone import PROFILES, TelephoneChannel, utterance_rng
+
+PREVIEW_CLIPS = Path(__file__).parent / "assets" / "preview"
 
 
 def channel_from_config(path: str | None, overrides: dict) -> TelephoneChannel:
-    """A ``TelephoneChannel`` from a YAML file (its keys or a ``telephone:`` section) plus CLI overrides."""
+    """A ``TelephoneChannel`` from a YAML file (a fit config's ``data.telephone``, a ``telephone:`` section, or its
+    fields at the top) plus CLI overrides."""
     values: dict = {}
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
-        values = loaded.get("telephone", loaded)
+        values = (loaded.get("data") or {}).get("telephone") or loaded.get("telephone") or loaded
+        values = values.get("init_args", values)
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(TelephoneChannel)}
     unknown = set(values) - known
     if unknown:
         raise SystemExit(f"unknown telephone channel option(s): {sorted(unknown)}; known: {sorted(known)}")
-    return TelephoneChannel(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return TelephoneChannel(**values)
+
+
+def _spectrogram(ax, x: np.ndarray, rate: int) -> None:
+    window = rate // 40  # 25 ms
+    with np.errstate(divide="ignore"):  # digital silence (a lost packet) has no log power
+        ax.specgram(x, NFFT=window, Fs=rate, noverlap=window * 3 // 4, cmap="magma")
+
+
+def preview(channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[str], seed: int,
+            multichannel: str) -> Path:
+    """``count`` example WAVs per profile of ``channel`` and ``spectrograms.png`` (rows: profiles), in ``out_dir``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise SystemExit(f"--preview draws with matplotlib: pip install matplotlib ({exc})") from exc
+    if inputs:
+        clips = [(u.key, *u.load(multichannel)) for u in load_utterances(inputs, BadSampleLog("error"))]
+    else:
+        clips = [(p.name.split(".")[0], *load_audio(p)) for p in sorted(PREVIEW_CLIPS.glob("*.flac"))]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(channel.profiles)
+    singles = {name: channel.profile(name) for name in names}
+    fig, axes = plt.subplots(len(names) + 1, count, figsize=(3.2 * count, 2.2 * (len(names) + 1)), squeeze=False)
+    for col in range(count):
+        key, wave, rate = clips[col % len(clips)]
+        _spectrogram(axes[0][col], wave.numpy(), rate)
+        axes[0][col].set_title(f"clean: {key}", fontsize=8)
+        for row, name in enumerate(names, start=1):
+            out, out_rate, params = singles[name].simulate(wave, rate, utterance_rng(seed, f"{key}-{col}"))
+            sf.write(str(out_dir / f"{name}_{col}_{key}.wav"), out.numpy(), out_rate, subtype="PCM_16")
+            _spectrogram(axes[row][col], out.numpy(), out_rate)
+            codecs = "+".join(params.get("codecs", [])) or "no codec"
+            axes[row][col].set_title(f"{name}: {codecs}", fontsize=8)
+    for ax in np.ravel(axes):
+        ax.set_ylim(0, 8000)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    png = out_dir / "spectrograms.png"
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return png
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.simulate", description=__doc__)
-    parser.add_argument("in_manifest", nargs="+", help="input manifest(s), any supported format")
-    parser.add_argument("out_manifest", help="output ChatML jsonl")
-    parser.add_argument("out_dir", help="folder for the simulated wav files")
-    parser.add_argument("--config", help="YAML with TelephoneChannel fields (or a 'telephone:' section)")
+    parser.add_argument("paths", nargs="*", help="IN_MANIFEST... OUT_MANIFEST OUT_DIR (with --preview: optional "
+                                                 "input manifests; default the bundled clean clips)")
+    parser.add_argument("--preview", nargs=2, metavar=("N", "OUT"),
+                        help="write N example WAVs per profile and spectrograms.png into OUT")
+    parser.add_argument("--config", help="YAML with data.telephone (a fit config), a telephone: section, or its fields")
+    parser.add_argument("--profile", action="append", dest="profiles", metavar="NAME",
+                        help=f"use only these profiles, equally weighted (built-in: {', '.join(PROFILES)}; default: "
+                             "the config's, else landline; --preview: all built-in)")
+    parser.add_argument("--noise", help="folder or manifest of recorded background noise (MUSAN noise/)")
+    parser.add_argument("--rir", help="folder or manifest of room impulse responses (RIRS_NOISES)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-rate", type=int, choices=[8000, 16000], default=None)
-    parser.add_argument("--codec", action="append", choices=["ulaw", "alaw", "none"], dest="codecs")
-    parser.add_argument("--snr-db", type=float, nargs=2, default=None)
-    parser.add_argument("--hum-prob", type=float, default=None)
     parser.add_argument("--on-bad-sample", choices=["error", "skip"], default="error")
     parser.add_argument("--max-bad-fraction", type=float, default=0.0)
     parser.add_argument("--multichannel", choices=MULTICHANNEL_POLICIES, default="error",
                         help="a multi-channel file whose utterance names no channel: error, first, or mix")
     parser.add_argument("--suffix", default="", help="appended to keys and file names")
     args = parser.parse_args(argv)
-    inputs = list(args.in_manifest)
-    channel = channel_from_config(args.config, {
-        "output_rate": args.output_rate, "codecs": tuple(args.codecs) if args.codecs else None,
-        "snr_db": tuple(args.snr_db) if args.snr_db else None, "hum_prob": args.hum_prob})
+    if args.preview and not args.profiles and not args.config:
+        args.profiles = list(PROFILES)  # preview every built-in profile
+    try:
+        channel = channel_from_config(args.config, {
+            "output_rate": args.output_rate, "noise": args.noise, "rir": args.rir,
+            "profiles": {name: 1.0 for name in args.profiles} if args.profiles else None})
+    except (ValueError, DataError) as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 2
+    for line in channel.describe():
+        print(f"profile {line}")
+    if args.preview:
+        try:
+            png = preview(channel, int(args.preview[0]), Path(args.preview[1]), args.paths, args.seed,
+                          args.multichannel)
+        except DataError as exc:
+            print(f"ERROR {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.preview[0]} examples per profile and {png}")
+        return 0
+    if len(args.paths) < 3:
+        parser.error("give IN_MANIFEST... OUT_MANIFEST OUT_DIR (or --preview N OUT)")
+    *inputs, out_manifest, out_dir_name = args.paths
     log = BadSampleLog(args.on_bad_sample, args.max_bad_fraction, name="simulate")
-    out_dir = Path(args.out_dir)
+    out_dir = Path(out_dir_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         utts = load_utterances(inputs, log, probe=True, multichannel=args.multichannel)
@@ -74,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 1
-    write_chatml(done, args.out_manifest)
-    print(f"simulated {len(done)} utterances into {out_dir} (params in {params_path}); manifest {args.out_manifest}")
+    write_chatml(done, out_manifest)
+    print(f"simulated {len(done)} utterances into {out_dir} (params in {params_path}); manifest {out_manifest}")
     if log.count:
         print(log.summary())
     return 0

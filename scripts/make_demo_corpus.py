@@ -31,7 +31,7 @@ import soundfile as sf
 import torch
 
 from nano8k.data.audio import load_audio
-from nano8k.data.telephone import TelephoneChannel, utterance_rng
+from nano8k.data.telephone import TelephoneChannel, landline, utterance_rng
 
 RATE = 8000
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
@@ -176,7 +176,8 @@ def main() -> None:
     shutil.rmtree(out / "wav", ignore_errors=True)
     (out / "wav").mkdir(parents=True)
     rng = np.random.default_rng(args.seed)
-    channel = TelephoneChannel(snr_db=(15.0, 25.0), hum_prob=0.1, output_rate=RATE)
+    channel = TelephoneChannel(custom_profiles={"landline": landline(snr_db=(15.0, 25.0), hum_prob=0.1)},
+                               output_rate=RATE)
     rows: dict[str, list[dict]] = defaultdict(list)
     used: dict[str, set[str]] = {"en": set(), "zh": set()}
 

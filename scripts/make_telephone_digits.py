@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from nano8k.data.telephone import TelephoneChannel
+from nano8k.data.telephone import TelephoneChannel, landline
 from nano8k.mini.corpus import Rendering, plan_split, write_corpus
 
 SEED = 8008
@@ -35,7 +35,8 @@ def main() -> None:
     splits = {split: [u for lang in ("en", "zh") for u in plan_split(split, lang, n, SEED, max_len=args.max_digits,
                                                                       prefix="tel_")]
               for split, n in counts.items()}
-    channel = TelephoneChannel(snr_db=(15.0, 25.0), hum_prob=0.1, output_rate=8000)
+    channel = TelephoneChannel(custom_profiles={"landline": landline(snr_db=(15.0, 25.0), hum_prob=0.1)},
+                               output_rate=8000)
     paths = write_corpus(args.out, splits, Rendering(channel=channel, seed=SEED))
     for split, path in paths.items():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -250,3 +250,25 @@ def check_sample_rates(ctx: Context) -> CheckResult:
             warns.append(f"{split} has {wide} wideband files; the channel is simulated on train only, so {split} "
                          "scores do not reflect telephone audio (pre-simulate with python -m nano8k.simulate)")
     return CheckResult(name, "warn" if warns else "pass", "; ".join(lines + warns))
+
+
+def check_channel(ctx: Context) -> CheckResult:
+    """data.telephone and data.speed_perturb can be built here: known profiles, effects and codecs this machine
+    runs, noise / RIR sources that exist; lists each profile's effects."""
+    from nano8k.data.badsamples import DataError
+    from nano8k.data.speed import SpeedPerturb
+    from nano8k.data.telephone import TelephoneChannel
+
+    lines = []
+    for key, cls in (("data.telephone", TelephoneChannel), ("data.speed_perturb", SpeedPerturb)):
+        value = ctx.get(key)
+        if value is None:
+            lines.append(f"{key} null")
+            continue
+        try:
+            built = value if isinstance(value, cls) else cls(**{
+                k: tuple(v) if isinstance(v, list) else v for k, v in dict(value).items()})
+        except (TypeError, ValueError, DataError) as err:
+            raise CheckFailed(f"{ctx.key(key)}: {err}") from err
+        lines += built.describe() if isinstance(built, TelephoneChannel) else [f"speed perturbation {built}"]
+    return CheckResult("channel", "pass", "; ".join(lines))

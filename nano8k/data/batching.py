@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -17,6 +17,8 @@ class BucketBatchSampler:
     ``world_size`` ranks, dropping the last ``< world_size`` batches so every rank runs the same number of steps on a
     disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index, epoch, frontend_rate)`` triples so datasets can seed augmentation per
     epoch and follow a frontend-rate switch made in the main process mid-epoch (``frontend_rate``, read per batch). An utterance longer than a whole budget gets a batch of its own.
+    ``epoch_lengths(epoch)`` gives an epoch's own (lengths, token_lengths) when they change per epoch (speed
+    perturbation); ``lengths``/``token_lengths`` are then epoch 0's.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class BucketBatchSampler:
         world_size: int = 1,
         yield_epoch: bool = False,
         drop_uneven: bool = True,
+        epoch_lengths: Callable[[int], tuple[Sequence[int], Sequence[int] | None]] | None = None,
     ) -> None:
         if max_frames <= 0:
             raise ValueError(f"max_frames must be > 0, got {max_frames}")
@@ -49,6 +52,7 @@ class BucketBatchSampler:
         self.shuffle, self.seed, self.sort_window = shuffle, int(seed), sort_window
         self.rank, self.world_size, self.yield_epoch = int(rank), int(world_size), yield_epoch
         self.drop_uneven = drop_uneven
+        self.epoch_lengths = epoch_lengths
         self.epoch = 0
         self.frontend_rate: int | None = None  # None: the dataset's own rate
         self._resume: tuple[int, int] | None = None  # (epoch, batches already consumed on this rank)
@@ -71,27 +75,35 @@ class BucketBatchSampler:
             return False
         return self.max_batch_size is None or count <= self.max_batch_size
 
+    def lengths_of(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(frame lengths, token lengths) of ``epoch``."""
+        if self.epoch_lengths is None:
+            return self.lengths, self.token_lengths
+        lengths, tokens = self.epoch_lengths(epoch)
+        return np.asarray(lengths, dtype=np.int64), None if tokens is None else np.asarray(tokens, dtype=np.int64)
+
     def all_batches(self, epoch: int | None = None) -> list[list[int]]:
         """Every batch of ``epoch`` (all ranks), in the order they are dealt out."""
         epoch = self.epoch if epoch is None else epoch
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
+        lengths, token_lengths = self.lengths_of(epoch)
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        order = rng.permutation(len(lengths)) if self.shuffle else np.arange(len(lengths))
         window = len(order) if not self.sort_window else self.sort_window
         batches: list[list[int]] = []
         for start in range(0, len(order), max(window, 1)):
             chunk = order[start : start + window]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
             batch: list[int] = []
             frames = tokens = 0
             for idx in chunk.tolist():
-                new_frames = max(frames, int(self.lengths[idx]))
-                new_tokens = max(tokens, int(self.token_lengths[idx])) if self.token_lengths is not None else 0
+                new_frames = max(frames, int(lengths[idx]))
+                new_tokens = max(tokens, int(token_lengths[idx])) if token_lengths is not None else 0
                 if batch and not self._fits(len(batch) + 1, new_frames, new_tokens):
                     batches.append(batch)
-                    batch, new_frames = [], int(self.lengths[idx])
-                    new_tokens = int(self.token_lengths[idx]) if self.token_lengths is not None else 0
+                    batch, new_frames = [], int(lengths[idx])
+                    new_tokens = int(token_lengths[idx]) if token_lengths is not None else 0
                 batch.append(idx)
                 frames, tokens = new_frames, new_tokens
             if batch:
@@ -140,7 +152,8 @@ class BucketBatchSampler:
     # -- statistics -------------------------------------------------------------------------------------------
     def padding_waste(self, epoch: int | None = None) -> float:
         """Fraction of padded frames in the epoch's batches: 1 - real / (batch size x longest)."""
-        return padding_waste(self.all_batches(epoch), self.lengths)
+        epoch = self.epoch if epoch is None else epoch
+        return padding_waste(self.all_batches(epoch), self.lengths_of(epoch)[0])
 
 
 def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int] | np.ndarray) -> float:

@@ -16,6 +16,7 @@ from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
 from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
 from nano8k.data.specaugment import SpecAugment
+from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
@@ -86,9 +87,10 @@ class TelephoneDataModule(L.LightningDataModule):
     """Train/val/test loaders of ``nano8k.model.batch.SpeechBatch`` for telephone fine-tuning.
 
     Batches are length-bucketed with ``max_frames_per_batch`` LFR frames (60 ms each, padding included) and,
-    optionally, ``max_tokens_per_batch`` LLM tokens. Augmentation (telephone channel with probability
-    ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz, SpecAugment, ``dither``) runs on the
-    training split only. An utterance is a file or a span and channel of one (see ``nano8k.data.manifest``); a
+    optionally, ``max_tokens_per_batch`` LLM tokens. Augmentation (``speed_perturb``; a telephone channel profile
+    with probability ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz; SpecAugment; ``dither``)
+    runs on the training split only; under speed perturbation each epoch's batches are planned on the perturbed
+    durations. An utterance is a file or a span and channel of one (see ``nano8k.data.manifest``); a
     multi-channel file with no channel named follows ``multichannel``: ``error`` (default; names the file and the
     fix), ``first``, or ``mix`` (averages the channels). Under DDP every rank loads a disjoint shard with the same number of batches; use
     ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
@@ -115,6 +117,7 @@ class TelephoneDataModule(L.LightningDataModule):
         telephone: TelephoneChannel | None = TelephoneChannel(),
         telephone_prob: float = 0.5,
         telephone_max_input_rate: int | None = 8000,
+        speed_perturb: SpeedPerturb | None = None,
         specaugment: SpecAugment | None = SpecAugment(),
         max_frames_per_batch: int = 1000,
         max_tokens_per_batch: int | None = None,
@@ -142,6 +145,7 @@ class TelephoneDataModule(L.LightningDataModule):
         self.frontend = FrontendConfig(sample_rate=frontend_sample_rate, dither=dither)
         self.telephone, self.telephone_prob = telephone, telephone_prob
         self.telephone_max_input_rate = telephone_max_input_rate
+        self.speed_perturb = speed_perturb
         self.specaugment = specaugment
         self.max_frames_per_batch, self.max_tokens_per_batch = max_frames_per_batch, max_tokens_per_batch
         self.max_batch_size, self.sort_window = max_batch_size, sort_window
@@ -239,8 +243,11 @@ class TelephoneDataModule(L.LightningDataModule):
             specaugment=self.specaugment if train else None, prompt_options=self.prompt_options,
             min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
             audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb, multichannel=self.multichannel,
-            max_frames=self.max_frames,
+            max_frames=self.max_frames, speed_perturb=self.speed_perturb if train else None,
         )
+        if train and self.telephone is not None and self.telephone_prob > 0:
+            for line in self.telephone.describe():
+                logger.info("[train] telephone profile %s", line)
         logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
                     sum(u.duration or 0 for u in utts) / 60, log.count)
         return dataset
@@ -263,12 +270,33 @@ class TelephoneDataModule(L.LightningDataModule):
                       for u, n in zip(dataset.utterances, lengths)]
         rank, world = self._rank_world()
         train = split == "train"
+        epoch_lengths = None
+        if train and self.speed_perturb is not None:
+            epoch_lengths = self._perturbed_lengths(dataset, tokens)
         return BucketBatchSampler(
             lengths, self.max_frames_per_batch, token_lengths=tokens,
             max_tokens=self.max_tokens_per_batch if tokens is not None else None,
             max_batch_size=self.max_batch_size, shuffle=train, seed=self.seed, sort_window=self.sort_window,
-            rank=rank, world_size=world, yield_epoch=True, drop_uneven=train,
+            rank=rank, world_size=world, yield_epoch=True, drop_uneven=train, epoch_lengths=epoch_lengths,
         )
+
+    def _perturbed_lengths(self, dataset: SpeechDataset, tokens: list[int] | None):
+        """Per-epoch (frames, tokens) of the speed-perturbed training split: durations / factor, and the prompt's
+        audio tokens recounted for those frames (its text tokens stay)."""
+        keys = [u.key for u in dataset.utterances]
+        durations = [u.duration or 0.0 for u in dataset.utterances]
+        lfr_n, rule, perturb, seed = self.frontend.lfr_n, self.audio_tokens, self.speed_perturb, self.seed
+
+        def lengths(epoch: int) -> tuple[list[int], list[int] | None]:
+            factors = perturb.factors_for(seed, keys, epoch)
+            frames = [estimated_lfr_frames(d / f, lfr_n=lfr_n) for d, f in zip(durations, factors)]
+            if tokens is None:
+                return frames, None
+            plain = [estimated_lfr_frames(d, lfr_n=lfr_n) for d in durations]
+            return frames, [t - audio_token_count(p, rule) + audio_token_count(n, rule)
+                            for t, p, n in zip(tokens, plain, frames)]
+
+        return lengths
 
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:

@@ -1,4 +1,4 @@
-"""Map-style dataset: utterance -> audio -> telephone channel (train) -> fbank -> SpecAugment (train) -> LFR -> prompt."""
+"""Map-style dataset: utterance -> audio -> speed, telephone channel (train) -> fbank -> SpecAugment (train) -> LFR -> prompt."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from nano8k.data.audio import AudioError, MultichannelPolicy, resample
 from nano8k.data.badsamples import BadSample, BadSampleLog
 from nano8k.data.manifest import Utterance
 from nano8k.data.specaugment import SpecAugment
+from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel, utterance_rng
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
@@ -38,7 +39,7 @@ class PromptOptions:
 
 
 class SpeechDataset(Dataset):
-    """Turns utterances into ``SpeechItem``s; augmentation (channel, SpecAugment, dither) only when ``train``.
+    """Turns utterances into ``SpeechItem``s; augmentation (speed, channel, SpecAugment, dither) only when ``train``.
 
     Indices may be ints or ``(index, epoch[, frontend_rate])`` tuples (``BucketBatchSampler(yield_epoch=True)``);
     augmentation draws come from (seed, key, epoch), so a sample is reproducible whatever worker loads it, and a
@@ -77,6 +78,7 @@ class SpeechDataset(Dataset):
         feature_cache_mb: float = 256.0,
         multichannel: MultichannelPolicy = "error",
         max_frames: int | None = None,
+        speed_perturb: SpeedPerturb | None = None,
     ) -> None:
         audio_token_count(1, audio_tokens)  # validates the rule name
         self.utterances = list(utterances)
@@ -97,6 +99,7 @@ class SpeechDataset(Dataset):
         self._cached_bytes = 0
         self.multichannel: MultichannelPolicy = multichannel
         self.max_frames = max_frames
+        self.speed_perturb = speed_perturb
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -111,7 +114,7 @@ class SpeechDataset(Dataset):
         if not self.train:
             return True
         channel = self.telephone is not None and self.telephone_prob > 0
-        return not channel and self.specaugment is None and not self.frontend.dither
+        return not channel and self.speed_perturb is None and self.specaugment is None and not self.frontend.dither
 
     def cached_features(self, index: int, epoch: int = 0, frontend_rate: int | None = None) -> torch.Tensor:
         """``features`` of utterance ``index``, computed once per fbank rate when they are deterministic."""
@@ -139,6 +142,8 @@ class SpeechDataset(Dataset):
             raise AudioError(f"too short after decoding: {duration:.3f} s < min_duration {self.min_duration} s")
         if duration > self.max_duration:
             raise AudioError(f"too long after decoding: {duration:.3f} s > max_duration {self.max_duration} s")
+        if self.train and self.speed_perturb is not None:
+            waveform = self.speed_perturb.apply(waveform, rate, self.speed_perturb.factor(self.seed, utt.key, epoch))
         if self.train:
             rng = utterance_rng(self.seed, utt.key, epoch)
             wideband = self.telephone_max_input_rate is None or rate > self.telephone_max_input_rate

@@ -1,22 +1,20 @@
-"""Telephone channel simulation: 8 kHz, 300-3400 Hz band-pass, noise at a sampled SNR, hum, level, G.711, upsample."""
+"""Telephone channel simulation: named profiles (landline, mobile, VoIP, archive) of effects, one drawn per utterance."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from dataclasses import asdict, dataclass
+import weakref
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.signal
 import torch
 
-from nano8k.data import g711
 from nano8k.data.audio import resample
+from nano8k.data.audio_pool import AudioPool
+from nano8k.data.effects import Effect, EffectContext, build_effect
 
 NARROWBAND_RATE = 8000
-CODECS = ("ulaw", "alaw", "none")
-NOISE_TYPES = ("white", "pink")
 
 
 def stable_seed(*parts: object) -> int:
@@ -30,119 +28,152 @@ def utterance_rng(seed: int, key: str, epoch: int = 0, salt: str = "") -> np.ran
     return np.random.default_rng(stable_seed(seed, key, epoch, salt))
 
 
-@functools.lru_cache(maxsize=32)
-def _bandpass_sos(stop: tuple[float, float], passband: tuple[float, float], ripple: float, atten: float, fs: int):
-    order, edges = scipy.signal.ellipord(passband, stop, ripple, atten, fs=fs)
-    return scipy.signal.ellip(order, ripple, atten, edges, btype="bandpass", output="sos", fs=fs)
+def landline(snr_db: tuple[float, float] = (15.0, 25.0), hum_prob: float = 0.2,
+             codecs: tuple[str, ...] = ("ulaw", "alaw")) -> list[dict[str, Any]]:
+    """The PSTN landline: 300-3400 Hz, a level, line noise measured in-band, sometimes mains hum, G.711."""
+    return [
+        {"effect": "bandpass"},
+        {"effect": "level", "level_dbfs": [-30.0, -15.0]},
+        {"effect": "noise", "kinds": ["white", "pink"], "snr_db": list(snr_db), "band_limited": True},
+        {"effect": "hum", "prob": hum_prob},
+        {"effect": "codec", "codecs": list(codecs)},
+    ]
+
+
+# Built-in profiles: effects in order, each with its probability. Effects that draw from a sound source (recorded
+# noise, reverb) are off until data.telephone.noise / .rir name one (TelephoneChannel.describe() says so).
+PROFILES: dict[str, list[dict[str, Any]]] = {
+    "landline": landline(),
+    "mobile": [  # a handset in a street or room, GSM over the radio, G.711 from the mobile network to the call centre
+        {"effect": "reverb", "prob": 0.2},
+        {"effect": "noise", "kinds": ["recorded"], "snr_db": [5.0, 20.0], "prob": 0.7},
+        {"effect": "bandpass"},
+        {"effect": "level", "level_dbfs": [-32.0, -12.0]},
+        {"effect": "gain_ramp", "prob": 0.3},
+        {"effect": "clipping", "prob": 0.05},
+        {"effect": "codec", "codecs": ["gsm"]},
+        {"effect": "codec", "codecs": ["ulaw", "alaw"]},
+    ],
+    "voip": [  # a softphone or headset, Opus at narrowband rates, lost packets concealed
+        {"effect": "reverb", "prob": 0.3},
+        {"effect": "noise", "kinds": ["recorded"], "snr_db": [10.0, 25.0], "prob": 0.6},
+        {"effect": "bandpass"},
+        {"effect": "level", "level_dbfs": [-30.0, -15.0]},
+        {"effect": "codec", "codecs": ["opus"], "bitrate_kbps": [8.0, 24.0]},
+        {"effect": "packet_loss", "loss_rate": [0.01, 0.08], "burst_frames": 2.0, "prob": 0.8},
+    ],
+    "archive": landline() + [  # a call recorder storing the G.711 call in a compressed format
+        {"effect": "codec", "codecs": ["mp3", "vox_adpcm", "gsm", "ima_adpcm"], "bitrate_kbps": [8.0, 16.0]},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class ChannelProfile:
+    """One named chain of effects; ``off`` lists the effects whose sound source is not configured."""
+
+    name: str
+    effects: tuple[Effect, ...]
+    off: frozenset[int] = frozenset()
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator, ctx: EffectContext) -> np.ndarray:
+        for i, effect in enumerate(self.effects):
+            if rng.uniform() < effect.prob and i not in self.off:  # one draw per effect keeps later draws fixed
+                x = effect.apply(x, rng, ctx)
+        return x
+
+    def describe(self) -> str:
+        parts = []
+        for i, effect in enumerate(self.effects):
+            text = effect.label + (f" p={effect.prob:g}" if effect.prob < 1 else "")
+            if i in self.off:
+                text += f" [off: no data.telephone.{effect.needs}]"
+            parts.append(text)
+        return f"{self.name}: " + " -> ".join(parts)
+
+
+_BUILT: dict[int, tuple[list[ChannelProfile], np.ndarray, EffectContext]] = {}
 
 
 @dataclass(frozen=True)
 class TelephoneChannel:
-    """Every parameter of the simulated channel; ranges ``(lo, hi)`` are sampled uniformly per utterance.
+    """The simulated channels: ``profiles`` maps profile names to weights (one profile drawn per utterance).
 
-    The band-pass is an elliptic IIR whose stop-band starts at ``stop_band_hz`` (attenuation >=
-    ``stopband_atten_db`` outside 300-3400 Hz) with a flat pass-band ``pass_band_hz``; elliptic reaches this
-    mask at order ~6 where a Butterworth needs ~30. Noise is band-limited by the same filter and scaled so the
-    in-band SNR equals the drawn value exactly (before the codec). Hum (mains 50/60 Hz + odd harmonics) is
-    line interference added after the filter.
+    Names are the built-in ``PROFILES`` (landline, mobile, voip, archive) or keys of ``custom_profiles``, each a
+    list of ``{"effect": name, field: value}`` (see ``nano8k.data.effects``; a custom name equal to a built-in one
+    replaces it). ``noise`` and ``rir`` are folders of audio files (MUSAN ``noise/``, ``RIRS_NOISES``) or manifests
+    in any format nano8k reads, for the effects that draw recorded noise or room impulse responses.
+    ``output_rate`` 8000 returns narrowband audio, 16000 upsamples it again. Everything is checked here, at start-up:
+    an unknown profile, effect, field or codec, or a missing sound source, is a ``ValueError`` / ``DataError`` naming
+    it.
     """
 
-    codecs: tuple[str, ...] = ("ulaw", "alaw")
-    stop_band_hz: tuple[float, float] = (300.0, 3400.0)
-    pass_band_hz: tuple[float, float] = (360.0, 3200.0)
-    passband_ripple_db: float = 0.5
-    stopband_atten_db: float = 50.0
-    noise_prob: float = 1.0
-    noise_types: tuple[str, ...] = NOISE_TYPES
-    snr_db: tuple[float, float] = (15.0, 25.0)
-    hum_prob: float = 0.2
-    hum_freqs_hz: tuple[float, ...] = (50.0, 60.0)
-    hum_db: tuple[float, float] = (-35.0, -20.0)  # hum RMS relative to the speech RMS
-    level_dbfs: tuple[float, float] = (-30.0, -15.0)  # speech RMS after the level stage
-    output_rate: int = NARROWBAND_RATE  # 8000: narrowband out; 16000: upsampled back
+    profiles: dict[str, float] = field(default_factory=lambda: {"landline": 1.0})
+    custom_profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    noise: str | None = None
+    rir: str | None = None
+    output_rate: int = NARROWBAND_RATE
 
     def __post_init__(self) -> None:
-        for codec in self.codecs:
-            if codec not in CODECS:
-                raise ValueError(f"unknown codec {codec!r}; choose from {CODECS}")
-        for kind in self.noise_types:
-            if kind not in NOISE_TYPES:
-                raise ValueError(f"unknown noise type {kind!r}; choose from {NOISE_TYPES}")
-        if not self.codecs:
-            raise ValueError("codecs must name at least one of ulaw, alaw, none")
-        lo, hi = self.stop_band_hz
-        plo, phi = self.pass_band_hz
-        if not (0 < lo < plo < phi < hi < NARROWBAND_RATE / 2):
-            raise ValueError(f"need 0 < stop_lo < pass_lo < pass_hi < stop_hi < 4000 Hz, got {self.stop_band_hz}, "
-                             f"{self.pass_band_hz}")
-        for name in ("snr_db", "hum_db", "level_dbfs"):
-            a, b = getattr(self, name)
-            if a > b:
-                raise ValueError(f"{name} range must be (low, high), got {(a, b)}")
+        if self.output_rate not in (8000, 16000):
+            raise ValueError(f"output_rate must be 8000 or 16000, got {self.output_rate}")
+        if not self.profiles:
+            raise ValueError("profiles must name at least one profile, e.g. {landline: 1.0}")
+        if any(w < 0 for w in self.profiles.values()) or sum(self.profiles.values()) <= 0:
+            raise ValueError(f"profile weights must be >= 0 with a positive sum, got {self.profiles}")
+        self._built()
+
+    def _built(self) -> tuple[list[ChannelProfile], np.ndarray, EffectContext]:
+        """The profiles' effects, their weights and the sound sources, built once per instance (kept outside the
+        instance, so configs, checkpoints and loader workers carry only the settings)."""
+        cached = _BUILT.get(id(self))
+        if cached is not None:
+            return cached
+        pools = {"noise": AudioPool(self.noise, "noise") if self.noise else None,
+                 "rir": AudioPool(self.rir, "rir") if self.rir else None}
+        specs = {**PROFILES, **self.custom_profiles}
+        built = []
+        for name in self.profiles:
+            if name not in specs:
+                raise ValueError(f"unknown telephone profile {name!r}; built-in: {list(PROFILES)}, custom: "
+                                 f"{list(self.custom_profiles)}")
+            effects = tuple(build_effect(spec, f"profile {name!r} effect {i}") for i, spec in enumerate(specs[name]))
+            off = frozenset(i for i, e in enumerate(effects) if e.needs and pools[e.needs] is None)
+            built.append(ChannelProfile(name, effects, off))
+        weights = np.array([self.profiles[p.name] for p in built], dtype=np.float64)
+        cached = (built, weights / weights.sum(), EffectContext(noise=pools["noise"], rir=pools["rir"]))
+        _BUILT[id(self)] = cached
+        weakref.finalize(self, _BUILT.pop, id(self), None)
+        return cached
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def bandpass(self, waveform: np.ndarray) -> np.ndarray:
-        """Apply the channel filter to an 8 kHz signal."""
-        sos = _bandpass_sos(tuple(self.stop_band_hz), tuple(self.pass_band_hz), self.passband_ripple_db,
-                            self.stopband_atten_db, NARROWBAND_RATE)
-        return scipy.signal.sosfilt(sos, waveform).astype(np.float64)
+    def describe(self) -> list[str]:
+        """One line per profile: its weight and effects (and which are off for want of a sound source)."""
+        built, weights, _ = self._built()
+        return [f"{w:.0%} {p.describe()}" for p, w in zip(built, weights)]
+
+    def profile(self, name: str) -> "TelephoneChannel":
+        """This channel restricted to the one profile ``name`` (same sources and output rate)."""
+        if name not in self.profiles:
+            raise ValueError(f"profile {name!r} is not in this channel's profiles {list(self.profiles)}")
+        return TelephoneChannel({name: 1.0}, self.custom_profiles, self.noise, self.rir, self.output_rate)
 
     def simulate(
         self, waveform: torch.Tensor, rate: int, rng: np.random.Generator
     ) -> tuple[torch.Tensor, int, dict[str, Any]]:
-        """Pass a mono float waveform at ``rate`` through the channel; returns (waveform, its rate, drawn params)."""
+        """Pass a mono float waveform at ``rate`` through a profile drawn by weight; returns (waveform, its rate,
+        drawn params)."""
+        built, weights, shared = self._built()
         x = resample(waveform.to(torch.float32), rate, NARROWBAND_RATE).numpy().astype(np.float64)
-        params: dict[str, Any] = {"codec": str(rng.choice(self.codecs))}
-        speech = self.bandpass(x)
-        speech_rms = float(np.sqrt(np.mean(speech**2))) if speech.size else 0.0
-        level = float(rng.uniform(*self.level_dbfs))
-        gain = 10 ** (level / 20) / speech_rms if speech_rms > 1e-9 else 1.0
-        speech *= gain
-        target_rms = speech_rms * gain if speech_rms > 1e-9 else 10 ** (level / 20)
-        params["level_dbfs"] = level
-        out = speech
-        if rng.uniform() < self.noise_prob and out.size:
-            kind = str(rng.choice(self.noise_types))
-            snr = float(rng.uniform(*self.snr_db))
-            noise = self.bandpass(_noise(kind, out.size, rng))
-            noise *= target_rms / (np.sqrt(np.mean(noise**2)) + 1e-20) * 10 ** (-snr / 20)
-            out = out + noise
-            params.update(noise=kind, snr_db=snr)
-        if rng.uniform() < self.hum_prob and out.size:
-            freq = float(rng.choice(self.hum_freqs_hz))
-            hum_db = float(rng.uniform(*self.hum_db))
-            t = np.arange(out.size) / NARROWBAND_RATE
-            phase = rng.uniform(0, 2 * np.pi)
-            hum = sum(np.sin(2 * np.pi * k * freq * t + k * phase) / k for k in (1, 3, 5, 7))
-            hum *= target_rms * 10 ** (hum_db / 20) / np.sqrt(np.mean(hum**2))
-            out = out + hum
-            params.update(hum_hz=freq, hum_db=hum_db)
-        params["clipped_fraction"] = float(np.mean(np.abs(out) >= 1.0)) if out.size else 0.0
-        out = np.clip(out, -1.0, 32767 / 32768)
-        if params["codec"] != "none":
-            out = g711.round_trip(out, params["codec"])
-        result = torch.from_numpy(np.asarray(out, dtype=np.float32))
+        chosen = built[int(rng.choice(len(built), p=weights))] if len(built) > 1 else built[0]
+        params: dict[str, Any] = {"profile": chosen.name}
+        x = chosen.apply(x, rng, EffectContext(shared.noise, shared.rir, params))
+        params["clipped_fraction"] = float(np.mean(np.abs(x) >= 1.0)) if x.size else 0.0
+        result = torch.from_numpy(np.clip(x, -1.0, 32767 / 32768).astype(np.float32))
         if self.output_rate != NARROWBAND_RATE:
             result = resample(result, NARROWBAND_RATE, self.output_rate)
         params["rate"] = self.output_rate
         return result, self.output_rate, params
 
-
-def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    white = rng.standard_normal(n)
-    if kind == "white":
-        return white
-    spectrum = np.fft.rfft(white)
-    freqs = np.fft.rfftfreq(n)
-    spectrum[1:] /= np.sqrt(freqs[1:])  # 1/f power
-    spectrum[0] = 0.0
-    return np.fft.irfft(spectrum, n)
-
-
-def simulate(
-    waveform: torch.Tensor, rate: int, rng: np.random.Generator, channel: TelephoneChannel | None = None
-) -> tuple[torch.Tensor, int, dict[str, Any]]:
-    """Functional form of ``TelephoneChannel.simulate`` (default channel when ``channel`` is None)."""
-    return (channel or TelephoneChannel()).simulate(waveform, rate, rng)

@@ -17,6 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.data.specaugment import SpecAugment
+from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
 from nano8k.model.checkpoint import atomic_torch_save, copy_release_extras, export_funasr, export_hf
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # config dataclasses that land in checkpoints' (datamodule_)hyper_parameters; allowed for torch.load(weights_only=True)
-torch.serialization.add_safe_globals([SpecAugment, TelephoneChannel, FreezeConfig, LoraConfig])
+torch.serialization.add_safe_globals([SpecAugment, SpeedPerturb, TelephoneChannel, FreezeConfig, LoraConfig])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

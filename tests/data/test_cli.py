@@ -59,12 +59,15 @@ def test_simulate_cli_writes_8k_audio_and_manifest(tmp_path, capsys):
     utts = read_manifest(out_manifest).utterances
     assert len(utts) == 3 and all(sf.info(str(u.audio)).samplerate == 8000 for u in utts)
     params = [json.loads(l) for l in (out_dir / "channel_params.jsonl").read_text().splitlines()]
-    assert all(p["codec"] in ("ulaw", "alaw") and 15 <= p["snr_db"] <= 25 for p in params)
+    assert all(p["profile"] == "landline" and p["codec"] in ("ulaw", "alaw") and 15 <= p["snr_db"] <= 25
+               for p in params)
     first = sf.read(str(utts[0].audio))[0]
     assert simulate_main(args) == 0  # seeded: a second run reproduces the audio
     np.testing.assert_array_equal(sf.read(str(utts[0].audio))[0], first)
-    assert simulate_main(args + ["--output-rate", "16000", "--codec", "alaw"]) == 0
+    assert simulate_main(args + ["--output-rate", "16000", "--profile", "mobile"]) == 0
     assert sf.info(str(utts[0].audio)).samplerate == 16000
+    params = [json.loads(l) for l in (out_dir / "channel_params.jsonl").read_text().splitlines()]
+    assert all(p["profile"] == "mobile" and p["codecs"] == ["gsm", p["codec"]] for p in params)
 
 
 def test_convert_records_the_channels_the_policy_picked(tmp_path, capsys):

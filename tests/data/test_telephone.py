@@ -1,4 +1,4 @@
-"""Telephone channel: real G.711 tables, band-pass depth, SNR accuracy, seeding, output rate."""
+"""Telephone channel (landline profile): real G.711 tables, band-pass depth, SNR accuracy, seeding, output rate."""
 
 from __future__ import annotations
 
@@ -49,12 +49,21 @@ def _band_ratio_db(x: np.ndarray, rate: int = 8000) -> float:
     return 10 * np.log10(psd[~inside].sum() / psd[inside].sum())
 
 
+def _landline(codec: str = "ulaw", snr=(15.0, 25.0), noise_prob: float = 1.0, kinds=("white", "pink"),
+              hum_prob: float = 0.0, **channel) -> TelephoneChannel:
+    """The landline chain with chosen settings (the built-in one draws codec, noise kind and hum per utterance)."""
+    effects = [{"effect": "bandpass"}, {"effect": "level", "level_dbfs": [-30.0, -15.0]},
+               {"effect": "noise", "kinds": list(kinds), "snr_db": list(snr), "band_limited": True,
+                "prob": noise_prob},
+               {"effect": "hum", "prob": hum_prob}, {"effect": "codec", "codecs": [codec]}]
+    return TelephoneChannel(custom_profiles={"landline": effects}, **channel)
+
+
 @pytest.mark.parametrize("codec", ["ulaw", "alaw", "none"])
 def test_out_of_band_energy_drops_30_db(codec):
     white = torch.from_numpy(np.random.default_rng(0).standard_normal(16000 * 4).astype(np.float32) * 0.1)
-    channel = TelephoneChannel(codecs=(codec,), noise_prob=1.0, snr_db=(20, 20), hum_prob=0.0)
-    out, rate, params = channel.simulate(white, 16000, np.random.default_rng(1))
-    assert rate == 8000 and params["codec"] == codec
+    out, rate, params = _landline(codec, snr=(20, 20)).simulate(white, 16000, np.random.default_rng(1))
+    assert rate == 8000 and params["codec"] == codec and params["profile"] == "landline"
     before = _band_ratio_db(resample(white, 16000, 8000).numpy())
     after = _band_ratio_db(out.numpy())
     assert before - after >= 30.0, (before, after)
@@ -68,20 +77,19 @@ def _snr(clean: torch.Tensor, noisy: torch.Tensor) -> float:
 @pytest.mark.parametrize("snr", [15.0, 20.0, 25.0])
 def test_snr_within_1_db_of_request(codec, snr):
     wave, rate = load_audio(SPEECH / "en_tts_01.16k.wav")
-    base = dict(codecs=(codec,), snr_db=(snr, snr), hum_prob=0.0, noise_types=("white",))
-    noisy, _, params = TelephoneChannel(noise_prob=1.0, **base).simulate(wave, rate, np.random.default_rng(7))
-    clean, _, _ = TelephoneChannel(noise_prob=0.0, **base).simulate(wave, rate, np.random.default_rng(7))
+    base = dict(codec=codec, snr=(snr, snr), kinds=("white",))
+    noisy, _, params = _landline(noise_prob=1.0, **base).simulate(wave, rate, np.random.default_rng(7))
+    clean, _, _ = _landline(noise_prob=0.0, **base).simulate(wave, rate, np.random.default_rng(7))
     assert params["snr_db"] == snr
     assert abs(_snr(clean, noisy) - snr) <= (0.05 if codec == "none" else 1.0)
 
 
 def test_sampled_snr_and_level_are_in_range_and_reported():
     wave, rate = load_audio(SPEECH / "zh_syl_01.16k.wav")
-    channel = TelephoneChannel(codecs=("none",), hum_prob=0.0, noise_types=("pink",))
     for i in range(3):
-        noisy, _, params = channel.simulate(wave, rate, np.random.default_rng(i))
-        clean, _, _ = TelephoneChannel(codecs=("none",), hum_prob=0.0, noise_prob=0.0).simulate(
-            wave, rate, np.random.default_rng(i))
+        noisy, _, params = _landline("none", kinds=("pink",)).simulate(wave, rate, np.random.default_rng(i))
+        clean, _, _ = _landline("none", kinds=("pink",), noise_prob=0.0).simulate(wave, rate,
+                                                                                 np.random.default_rng(i))
         assert 15.0 <= params["snr_db"] <= 25.0 and -30.0 <= params["level_dbfs"] <= -15.0
         assert abs(_snr(clean, noisy) - params["snr_db"]) < 0.05
         rms_db = 20 * np.log10(float(clean.pow(2).mean().sqrt()))
@@ -90,7 +98,7 @@ def test_sampled_snr_and_level_are_in_range_and_reported():
 
 def test_seeded_per_utterance():
     wave, rate = load_audio(SPEECH / "en_tts_02.16k.wav")
-    channel = TelephoneChannel(hum_prob=0.5)
+    channel = TelephoneChannel({"landline": 1.0, "mobile": 1.0, "voip": 1.0})
     a = channel.simulate(wave, rate, utterance_rng(3, "utt-a"))
     b = channel.simulate(wave, rate, utterance_rng(3, "utt-a"))
     c = channel.simulate(wave, rate, utterance_rng(3, "utt-b"))
@@ -112,17 +120,22 @@ def test_stable_seed_does_not_depend_on_python_hash():
 
 def test_upsampled_output_and_hum():
     wave, rate = load_audio(SPEECH / "en_real_01.8k.wav")
-    out, out_rate, params = TelephoneChannel(output_rate=16000, hum_prob=1.0).simulate(
-        wave, rate, np.random.default_rng(0))
+    out, out_rate, params = _landline(hum_prob=1.0, output_rate=16000).simulate(wave, rate, np.random.default_rng(0))
     assert out_rate == 16000 and abs(out.numel() - 2 * wave.numel()) <= 2
     assert params["hum_hz"] in (50.0, 60.0) and -35 <= params["hum_db"] <= -20
     assert out.abs().max() <= 1.0
 
 
 def test_config_is_validated():
-    with pytest.raises(ValueError, match="codec"):
-        TelephoneChannel(codecs=("gsm",))
     with pytest.raises(ValueError, match="stop_lo"):
-        TelephoneChannel(pass_band_hz=(200.0, 3200.0))
+        TelephoneChannel(custom_profiles={"landline": [{"effect": "bandpass", "pass_band_hz": [200.0, 3200.0]}]})
     with pytest.raises(ValueError, match="snr_db"):
-        TelephoneChannel(snr_db=(25.0, 15.0))
+        _landline(snr=(25.0, 15.0))
+    with pytest.raises(ValueError, match="profile 'landline' effect 0.*unknown field.*'cutoff'"):
+        TelephoneChannel(custom_profiles={"landline": [{"effect": "bandpass", "cutoff": 3000}]})
+    with pytest.raises(ValueError, match="unknown effect 'echo'"):
+        TelephoneChannel(custom_profiles={"landline": [{"effect": "echo"}]})
+    with pytest.raises(ValueError, match="unknown telephone profile 'satellite'.*landline.*mobile.*voip"):
+        TelephoneChannel({"satellite": 1.0})
+    with pytest.raises(ValueError, match="output_rate"):
+        TelephoneChannel(output_rate=11025)
