@@ -42,3 +42,14 @@ def tiny_model():
     from nano8k.model.checkpoint import load_pretrained
 
     return load_pretrained(TINY_DIR)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (the suite shares two cores); folders make it autouse in their conftest."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

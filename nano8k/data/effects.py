@@ -8,7 +8,7 @@ sampled uniformly per utterance.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,7 +27,7 @@ class EffectContext:
 
     noise: AudioPool | None = None
     rir: AudioPool | None = None
-    params: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_range(name: str, value: tuple[float, float], lo: float = -np.inf, hi: float = np.inf) -> None:

@@ -7,17 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def speech_8k(seconds: float = 8.0) -> np.ndarray:
