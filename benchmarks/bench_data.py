@@ -72,7 +72,8 @@ def bench_profiles(audio: list, seconds: float, config: FrontendConfig, noise: s
         for _ in range(3):
             codecs.round_trip(clip, name, kbps)
         parts.append(f"{name} {3 * clip_seconds / (time.process_time() - c0):.0f}x")
-    print(f"codec round trips alone ({clip_seconds:.0f} s at 8 kHz, 12 kbit/s where variable): " + ", ".join(parts))
+    print(f"codec round trips alone ({clip_seconds:.0f} s at 8 kHz; Opus and AMR-NB at 12 kbit/s, MP3 at 8, its "
+          "nearest rate): " + ", ".join(parts))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -23,18 +23,28 @@ PREVIEW_CLIPS = Path(__file__).parent / "assets" / "preview"
 
 def channel_from_config(path: str | None, overrides: dict) -> TelephoneChannel:
     """A ``TelephoneChannel`` from a YAML file (a fit config's ``data.telephone``, a ``telephone:`` section, or its
-    fields at the top) plus CLI overrides."""
+    fields at the top; a fit config without ``data.telephone`` gets the default channel) plus CLI overrides.
+    Raises ``ValueError`` naming the file and key."""
     values: dict = {}
+    where = "command line"
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
-        values = (loaded.get("data") or {}).get("telephone") or loaded.get("telephone") or loaded
-        values = values.get("init_args", values)
+        for key, tree in (("data.telephone", loaded.get("data")), ("telephone", loaded)):
+            if isinstance(tree, dict) and "telephone" in tree:
+                where, values = f"{path}: {key}", tree["telephone"]
+                break
+        else:
+            where, values = (f"{path}: data.telephone", {}) if "data" in loaded else (path, loaded)
+        if values is None:
+            raise ValueError(f"{where} is null: there is no channel to simulate")
+        if not isinstance(values, dict):
+            raise ValueError(f"{where} must be a mapping of TelephoneChannel fields, got {values!r}")
+        values = dict(values.get("init_args", values))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in fields(TelephoneChannel)}
-    unknown = set(values) - known
-    if unknown:
-        raise SystemExit(f"unknown telephone channel option(s): {sorted(unknown)}; known: {sorted(known)}")
-    return TelephoneChannel(**values)
+    try:
+        return TelephoneChannel.from_config(values)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _spectrogram(ax, x: np.ndarray, rate: int) -> None:
@@ -45,7 +55,8 @@ def _spectrogram(ax, x: np.ndarray, rate: int) -> None:
 
 def preview(channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[str], seed: int,
             multichannel: str) -> Path:
-    """``count`` example WAVs per profile of ``channel`` and ``spectrograms.png`` (rows: profiles), in ``out_dir``."""
+    """``count`` example WAVs per profile of ``channel``, their ``channel_params.jsonl`` and ``spectrograms.png``
+    (rows: profiles), in ``out_dir``."""
     try:
         import matplotlib
 
@@ -54,26 +65,31 @@ def preview(channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[s
     except ImportError as exc:
         raise SystemExit(f"--preview draws with matplotlib: pip install matplotlib ({exc})") from exc
     if inputs:
-        clips = [(u.key, *u.load(multichannel)) for u in load_utterances(inputs, BadSampleLog("error"))]
+        utts = load_utterances(inputs, BadSampleLog("error"), multichannel=multichannel)
+        clips = [(u.key, *u.load(multichannel)) for u in utts[:count]]  # only the ones shown are decoded
     else:
         clips = [(p.name.split(".")[0], *load_audio(p)) for p in sorted(PREVIEW_CLIPS.glob("*.flac"))]
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = list(channel.profiles)
+    names = list(channel.mix)
     singles = {name: channel.profile(name) for name in names}
     fig, axes = plt.subplots(len(names) + 1, count, figsize=(3.2 * count, 2.2 * (len(names) + 1)), squeeze=False)
+    drawn = []
     for col in range(count):
         key, wave, rate = clips[col % len(clips)]
         _spectrogram(axes[0][col], wave.numpy(), rate)
         axes[0][col].set_title(f"clean: {key}", fontsize=8)
         for row, name in enumerate(names, start=1):
             out, out_rate, params = singles[name].simulate(wave, rate, utterance_rng(seed, f"{key}-{col}"))
-            sf.write(str(out_dir / f"{name}_{col}_{key}.wav"), out.numpy(), out_rate, subtype="PCM_16")
+            wav = f"{name}_{col}_{key}.wav"
+            sf.write(str(out_dir / wav), out.numpy(), out_rate, subtype="PCM_16")
+            drawn.append(json.dumps({"file": wav, **params}))
             _spectrogram(axes[row][col], out.numpy(), out_rate)
             codecs = "+".join(params.get("codecs", [])) or "no codec"
             axes[row][col].set_title(f"{name}: {codecs}", fontsize=8)
     for ax in np.ravel(axes):
         ax.set_ylim(0, 8000)
         ax.tick_params(labelsize=6)
+    (out_dir / "channel_params.jsonl").write_text("\n".join(drawn) + "\n", encoding="utf-8")
     fig.tight_layout()
     png = out_dir / "spectrograms.png"
     fig.savefig(png, dpi=80)
@@ -101,13 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a multi-channel file whose utterance names no channel: error, first, or mix")
     parser.add_argument("--suffix", default="", help="appended to keys and file names")
     args = parser.parse_args(argv)
+    if args.preview and not (args.preview[0].isdigit() and int(args.preview[0]) > 0):
+        parser.error(f"--preview N OUT: N must be a whole number of examples > 0, got {args.preview[0]!r}")
     if args.preview and not args.profiles and not args.config:
         args.profiles = list(PROFILES)  # preview every built-in profile
     try:
         channel = channel_from_config(args.config, {
             "output_rate": args.output_rate, "noise": args.noise, "rir": args.rir,
             "profiles": {name: 1.0 for name in args.profiles} if args.profiles else None})
-    except (ValueError, DataError) as exc:
+    except (ValueError, DataError, OSError, yaml.YAMLError) as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2
     for line in channel.describe():

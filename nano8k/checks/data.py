@@ -238,6 +238,11 @@ def check_sample_rates(ctx: Context) -> CheckResult:
             raise CheckFailed(f"{split}: audio at {low} Hz is below the 8 kHz telephone band; resample it to 8000 Hz "
                               f"or drop it from {ctx.key(f'data.{split}_manifests')}")
         wide = sum(n for r, n in rates.items() if r > 8000)
+        if (split == "train" and telephone is not None and max_rate is not None and rates
+                and ctx.get("data.telephone_prob", 0.5) > 0 and not any(r > max_rate for r in rates)):
+            warns.append(f"data.telephone is set but no train audio is above data.telephone_max_input_rate "
+                         f"({max_rate} Hz), so the channel never runs: set telephone_max_input_rate null to send "
+                         "8 kHz audio through the profiles too")
         if not wide:
             continue
         if split == "train" and telephone is None:
@@ -266,8 +271,7 @@ def check_channel(ctx: Context) -> CheckResult:
             lines.append(f"{key} null")
             continue
         try:
-            built = value if isinstance(value, cls) else cls(**{
-                k: tuple(v) if isinstance(v, list) else v for k, v in dict(value).items()})
+            built = cls.from_config(value)
         except (TypeError, ValueError, DataError) as err:
             raise CheckFailed(f"{ctx.key(key)}: {err}") from err
         lines += built.describe() if isinstance(built, TelephoneChannel) else [f"speed perturbation {built}"]

@@ -13,9 +13,9 @@ import torch
 from nano8k.data.badsamples import DataError
 from nano8k.model.features import resample
 
-__all__ = ["AudioError", "AudioInfo", "MAX_SAMPLE_MAGNITUDE", "MULTICHANNEL_POLICIES", "MultichannelPolicy",
-           "SILENCE_PEAK_DBFS", "channel_list", "channel_problem", "load_audio", "peak_dbfs", "probe_audio", "resample",
-           "span_frames"]
+__all__ = ["AudioError", "AudioInfo", "INT16_PEAK", "MAX_SAMPLE_MAGNITUDE", "MULTICHANNEL_POLICIES", "MultichannelPolicy",
+           "NARROWBAND_RATE", "SILENCE_PEAK_DBFS", "channel_list", "channel_problem", "clip_int16", "load_audio",
+           "peak_dbfs", "probe_audio", "resample", "span_frames"]
 
 MultichannelPolicy = Literal["error", "mix", "first"]
 MULTICHANNEL_POLICIES = ("error", "mix", "first")
@@ -29,6 +29,13 @@ MAX_SAMPLE_MAGNITUDE = 2.0
 # Peak level (dBFS, 0 dBFS = |sample| 1.0) below which validate warns that an utterance is silent: -60 dBFS is a peak
 # of 0.001, about 33 on the int16 scale, far below any speech; digital silence (all zeros) is -inf dBFS.
 SILENCE_PEAK_DBFS = -60.0
+NARROWBAND_RATE = 8000  # telephone audio: every channel effect and codec runs at this rate
+INT16_PEAK = 32767 / 32768  # the largest float an int16 sample holds: what a codec's 16-bit input clips to
+
+
+def clip_int16(x: np.ndarray) -> np.ndarray:
+    """``x`` clipped to the range an int16 sample can hold, [-1, 32767/32768]."""
+    return np.clip(x, -1.0, INT16_PEAK)
 
 
 class AudioError(DataError):

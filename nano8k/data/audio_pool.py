@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+import logging
+
+from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio import AudioError, load_audio, probe_audio, resample
 from nano8k.data.badsamples import DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".au", ".aiff", ".aif")
-RATE = 8000
+logger = logging.getLogger("nano8k.data")
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,12 @@ class Clip:
 
 class AudioPool:
     """Clips to draw augmentation audio from: every audio file under a folder (MUSAN's ``noise/``, the
-    ``RIRS_NOISES`` folders), or the entries of a manifest in any format nano8k reads (their transcripts are not
-    used). Durations are measured once, here; a missing or empty source is a ``DataError`` naming it.
+    ``RIRS_NOISES`` folders), or the entries of a manifest in any format nano8k reads, a Kaldi folder included
+    (their transcripts are not used). Durations are measured once, here; a missing or empty source is a ``DataError`` naming it.
 
-    Multi-channel files are read as their first channel. Audio is returned at 8 kHz.
+    Multi-channel files are read as their first channel. Audio is returned at 8 kHz. In a folder of room impulse
+    responses (``role`` "rir"), files with "noise" in their name are left out (and counted in the log):
+    ``RIRS_NOISES/real_rirs_isotropic_noises`` keeps its isotropic noise recordings beside the responses.
     """
 
     def __init__(self, source: str | Path, role: str = "noise") -> None:
@@ -37,9 +42,18 @@ class AudioPool:
         path = Path(source).expanduser()
         if not path.exists():
             raise DataError(f"{role} source not found: {path} (a folder of audio files or a manifest)")
+        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+            raise DataError(f"{role} source {path} is one audio file: give a folder of audio files (e.g. the one it "
+                            "is in) or a manifest")
         clips: list[Clip] = []
-        if path.is_dir():
+        if path.is_dir() and not (path / "wav.scp").is_file():  # a Kaldi folder is a manifest
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            if role == "rir":
+                noises = [p for p in files if "noise" in p.name.lower()]
+                if noises:
+                    logger.info("rir source %s: %d files named *noise* left out (e.g. %s)", path, len(noises),
+                                noises[0].name)
+                files = [p for p in files if p not in set(noises)]
             for file in files:
                 info = probe_audio(file)
                 if info.frames:
@@ -53,8 +67,12 @@ class AudioPool:
             headers: dict[Path, float] = {}
             for utt in entries:
                 if utt.audio not in headers:
-                    headers[utt.audio] = probe_audio(utt.audio).duration
-                duration = utt.duration if utt.offset is not None and utt.duration else headers[utt.audio]
+                    try:
+                        headers[utt.audio] = probe_audio(utt.audio).duration
+                    except AudioError as exc:
+                        raise DataError(f"{role} source {utt.bad(str(exc)).describe()}") from exc
+                whole = headers[utt.audio]
+                duration = whole if utt.offset is None else utt.duration or max(whole - utt.offset, 0.0)
                 clips.append(Clip(utt.audio, float(duration), utt.offset, utt.channel))
         if not clips:
             raise DataError(f"{role} source {path} holds no audio ({', '.join(AUDIO_SUFFIXES)})")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+logger = logging.getLogger("nano8k.data")
+EPOCH_SLACK = 0.02  # extra batches (of epoch 0's count) every epoch gets when lengths change per epoch
 
 
 class BucketBatchSampler:
@@ -18,7 +22,9 @@ class BucketBatchSampler:
     disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index, epoch, frontend_rate)`` triples so datasets can seed augmentation per
     epoch and follow a frontend-rate switch made in the main process mid-epoch (``frontend_rate``, read per batch). An utterance longer than a whole budget gets a batch of its own.
     ``epoch_lengths(epoch)`` gives an epoch's own (lengths, token_lengths) when they change per epoch (speed
-    perturbation); ``lengths``/``token_lengths`` are then epoch 0's.
+    perturbation; ``lengths``/``token_lengths`` are then the unperturbed ones). Every epoch then has the same number
+    of batches, as Lightning reads it once: epoch 0's plan plus ``EPOCH_SLACK`` (and a batch per rank), reached by
+    halving the largest batches of each epoch's plan.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class BucketBatchSampler:
         self.frontend_rate: int | None = None  # None: the dataset's own rate
         self._resume: tuple[int, int] | None = None  # (epoch, batches already consumed on this rank)
         self._cache: tuple[int, list[list[int]]] | None = None
+        self._count: int | None = None  # batches per epoch under epoch_lengths (see _epoch_count)
 
     # -- epoch plan -------------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -87,6 +94,38 @@ class BucketBatchSampler:
         epoch = self.epoch if epoch is None else epoch
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
+        batches = self._plan(epoch)
+        if self.epoch_lengths is not None:
+            batches = self._to_count(batches, self._epoch_count(), epoch)
+        usable = (len(batches) // self.world_size) * self.world_size if self.drop_uneven else len(batches)
+        self._cache = (epoch, batches[:usable])
+        return self._cache[1]
+
+    def _epoch_count(self) -> int:
+        """Batches in every epoch when lengths change per epoch: epoch 0's plan + EPOCH_SLACK, a multiple of the
+        world size."""
+        if self._count is None:
+            wanted = math.ceil(len(self._plan(0)) * (1 + EPOCH_SLACK)) + self.world_size
+            self._count = math.ceil(wanted / self.world_size) * self.world_size
+        return self._count
+
+    def _to_count(self, batches: list[list[int]], count: int, epoch: int) -> list[list[int]]:
+        """``batches`` made ``count`` long by halving the largest ones (halves stay within every budget)."""
+        batches = list(batches)
+        while len(batches) < count:
+            i = max(range(len(batches)), key=lambda j: len(batches[j]))
+            if len(batches[i]) < 2:
+                break  # fewer utterances than batches: the epoch is shorter, as every epoch of this data is
+            half = len(batches[i]) // 2
+            batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
+        if len(batches) > count:
+            logger.warning("epoch %d plans %d batches, more than the %d each epoch has (Lightning counts them once): "
+                           "its last %d batches are not run; raise nano8k.data.batching.EPOCH_SLACK", epoch,
+                           len(batches), count, len(batches) - count)
+        return batches
+
+    def _plan(self, epoch: int) -> list[list[int]]:
+        """Epoch ``epoch``'s batches, shuffled, before any count adjustment or uneven drop."""
         lengths, token_lengths = self.lengths_of(epoch)
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(lengths)) if self.shuffle else np.arange(len(lengths))
@@ -110,9 +149,7 @@ class BucketBatchSampler:
                 batches.append(batch)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        usable = (len(batches) // self.world_size) * self.world_size if self.drop_uneven else len(batches)
-        self._cache = (epoch, batches[:usable])
-        return self._cache[1]
+        return batches
 
     def rank_batches(self, epoch: int | None = None) -> list[list[int]]:
         """This rank's batches for ``epoch`` (before any resume offset)."""

@@ -11,40 +11,35 @@ import scipy.signal
 import soundfile as sf
 
 from nano8k.data import g711
-
-RATE = 8000  # every codec here runs on 8 kHz telephone audio
+from nano8k.data.audio import NARROWBAND_RATE as RATE
+from nano8k.data.audio import clip_int16
 
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """How one codec is reached: libsndfile ``format``/``subtype`` (``library`` "soundfile"), or PyAV's encoder.
+    """How one codec is reached: ``library`` "g711" (nano8k.data.g711), "soundfile" (libsndfile ``format`` /
+    ``subtype``) or "av" (PyAV); ``bitrate_kbps`` is the range a variable-rate codec takes (None: a fixed rate)."""
 
-    ``bitrate_kbps`` is the range a variable-rate codec accepts (None: fixed rate, ``fixed_kbps``).
-    """
-
-    description: str
-    library: str  # "g711" (nano8k.data.g711), "soundfile" or "av"
+    library: str
     format: str = ""
     subtype: str = ""
-    fixed_kbps: float | None = None
     bitrate_kbps: tuple[float, float] | None = None
 
 
 CODECS: dict[str, CodecSpec] = {
-    "none": CodecSpec("no codec (16-bit PCM)", "g711", fixed_kbps=128),
-    "ulaw": CodecSpec("G.711 mu-law", "g711", fixed_kbps=64),
-    "alaw": CodecSpec("G.711 A-law", "g711", fixed_kbps=64),
-    "gsm": CodecSpec("GSM 06.10 full rate (mobile)", "soundfile", "WAV", "GSM610", fixed_kbps=13),
-    "g721": CodecSpec("G.721 ADPCM", "soundfile", "AU", "G721_32", fixed_kbps=32),
-    "g723_24": CodecSpec("G.723 ADPCM, 24 kbit/s", "soundfile", "AU", "G723_24", fixed_kbps=24),
-    "g723_40": CodecSpec("G.723 ADPCM, 40 kbit/s", "soundfile", "AU", "G723_40", fixed_kbps=40),
-    "ima_adpcm": CodecSpec("IMA ADPCM (WAV)", "soundfile", "WAV", "IMA_ADPCM", fixed_kbps=32),
-    "ms_adpcm": CodecSpec("Microsoft ADPCM (WAV)", "soundfile", "WAV", "MS_ADPCM", fixed_kbps=32),
-    "vox_adpcm": CodecSpec("Dialogic VOX ADPCM (call recorders)", "soundfile", "RAW", "VOX_ADPCM", fixed_kbps=32),
-    "opus": CodecSpec("Opus (VoIP), libopus complexity 0 through PyAV", "av", bitrate_kbps=(6.0, 64.0)),
-    "mp3": CodecSpec("MP3, constant bit rate (call recorders)", "soundfile", "MP3", "MPEG_LAYER_III",
-                     bitrate_kbps=(8.0, 64.0)),
-    "amr_nb": CodecSpec("AMR-NB (mobile), PyAV's opencore encoder", "av", bitrate_kbps=(4.75, 12.2)),
+    "none": CodecSpec("g711"),  # 16-bit PCM
+    "ulaw": CodecSpec("g711"),  # G.711 mu-law
+    "alaw": CodecSpec("g711"),  # G.711 A-law
+    "gsm": CodecSpec("soundfile", "WAV", "GSM610"),  # GSM 06.10 full rate, 13 kbit/s (mobile; WAV49 recorders)
+    "g721": CodecSpec("soundfile", "AU", "G721_32"),  # G.721 ADPCM, 32 kbit/s
+    "g723_24": CodecSpec("soundfile", "AU", "G723_24"),  # G.723 ADPCM, 24 kbit/s
+    "g723_40": CodecSpec("soundfile", "AU", "G723_40"),  # G.723 ADPCM, 40 kbit/s
+    "ima_adpcm": CodecSpec("soundfile", "WAV", "IMA_ADPCM"),  # IMA ADPCM in WAV, 32 kbit/s
+    "ms_adpcm": CodecSpec("soundfile", "WAV", "MS_ADPCM"),  # Microsoft ADPCM in WAV, 32 kbit/s
+    "vox_adpcm": CodecSpec("soundfile", "RAW", "VOX_ADPCM"),  # Dialogic VOX ADPCM, 32 kbit/s (call recorders)
+    "opus": CodecSpec("av", bitrate_kbps=(6.0, 64.0)),  # VoIP; libopus at complexity OPUS_COMPLEXITY
+    "mp3": CodecSpec("soundfile", "MP3", "MPEG_LAYER_III", bitrate_kbps=(8.0, 64.0)),  # constant rate (recorders)
+    "amr_nb": CodecSpec("av", bitrate_kbps=(4.75, 12.2)),  # mobile; PyAV's opencore encoder, the 8 AMR modes
 }
 AMR_NB_MODES_KBPS = (4.75, 5.15, 5.9, 6.7, 7.4, 7.95, 10.2, 12.2)
 MP3_KBPS_AT_8K = (8, 16, 24, 32, 40, 48, 56, 64)  # MPEG-2.5 layer III bit rates
@@ -62,7 +57,7 @@ def _encode_decode(x: np.ndarray, codec: str, kbps: float | None) -> tuple[np.nd
     spec = CODECS[codec]
     if spec.library == "g711":
         if codec == "none":
-            return np.round(np.clip(x, -1.0, 32767 / 32768) * 32768) / 32768, x.size * 2
+            return _pcm16(x) / 32768, x.size * 2
         return g711.round_trip(x, codec), x.size
     if spec.library == "av":
         return _av_round_trip(x, codec, kbps or spec.bitrate_kbps[1])
@@ -83,11 +78,15 @@ def _encode_decode(x: np.ndarray, codec: str, kbps: float | None) -> tuple[np.nd
     return y, size
 
 
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    return np.round(clip_int16(x) * 32768).astype(np.int16)
+
+
 def _av_round_trip(x: np.ndarray, codec: str, kbps: float) -> tuple[np.ndarray, int]:
     """Opus or AMR-NB through PyAV (its wheels bundle libopus and the opencore AMR-NB encoder)."""
     import av
 
-    pcm = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    pcm = _pcm16(x)
     encoder = av.CodecContext.create("libopus" if codec == "opus" else "libopencore_amrnb", "w")
     encoder.sample_rate, encoder.layout, encoder.format = RATE, "mono", "s16"
     encoder.bit_rate = int(kbps * 1000)
@@ -109,7 +108,7 @@ def _av_round_trip(x: np.ndarray, codec: str, kbps: float) -> tuple[np.ndarray, 
 
 
 def _probe_signal() -> np.ndarray:
-    """Half a second of band-limited noise bursts: enough structure to find a codec's delay by cross-correlation."""
+    """One second of smoothed noise, quiet for its first quarter: enough structure to find a codec's delay by cross-correlation."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(RATE) * 0.1
     x[: RATE // 4] *= 0.2
@@ -146,7 +145,7 @@ def check_codec(codec: str, bitrate_kbps: tuple[float, float] | None = None) -> 
     if codec not in CODECS:
         raise CodecError(f"unknown codec {codec!r}; this machine supports: {', '.join(supported_codecs())}")
     if codec not in supported_codecs():
-        hint = " (it needs PyAV: pip install av)" if CODECS[codec].library == "av" else (
+        hint = " (it needs PyAV with its bundled codecs: pip install av)" if CODECS[codec].library == "av" else (
             f" (this libsndfile {sf.__libsndfile_version__} lacks {CODECS[codec].subtype})")
         raise CodecError(f"codec {codec!r} does not run on this machine{hint}; it supports: "
                          f"{', '.join(supported_codecs())}")
@@ -175,7 +174,7 @@ def round_trip(x: np.ndarray, codec: str, kbps: float | None = None) -> tuple[np
     encoder's input is.
     """
     kbps = nearest_rate(codec, kbps) if kbps is not None else None
-    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 32767 / 32768)
+    x = clip_int16(np.asarray(x, dtype=np.float64))
     if x.size == 0:
         return x, 0.0
     y, size = _encode_decode(x, codec, kbps)

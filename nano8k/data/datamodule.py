@@ -272,7 +272,7 @@ class TelephoneDataModule(L.LightningDataModule):
         train = split == "train"
         epoch_lengths = None
         if train and self.speed_perturb is not None:
-            epoch_lengths = self._perturbed_lengths(dataset, tokens)
+            epoch_lengths = self._perturbed_lengths(dataset, lengths, tokens)
         return BucketBatchSampler(
             lengths, self.max_frames_per_batch, token_lengths=tokens,
             max_tokens=self.max_tokens_per_batch if tokens is not None else None,
@@ -280,9 +280,9 @@ class TelephoneDataModule(L.LightningDataModule):
             rank=rank, world_size=world, yield_epoch=True, drop_uneven=train, epoch_lengths=epoch_lengths,
         )
 
-    def _perturbed_lengths(self, dataset: SpeechDataset, tokens: list[int] | None):
+    def _perturbed_lengths(self, dataset: SpeechDataset, plain: list[int], tokens: list[int] | None):
         """Per-epoch (frames, tokens) of the speed-perturbed training split: durations / factor, and the prompt's
-        audio tokens recounted for those frames (its text tokens stay)."""
+        audio tokens recounted for those frames (its text tokens stay); ``plain`` are the unperturbed frames."""
         keys = [u.key for u in dataset.utterances]
         durations = [u.duration or 0.0 for u in dataset.utterances]
         lfr_n, rule, perturb, seed = self.frontend.lfr_n, self.audio_tokens, self.speed_perturb, self.seed
@@ -292,7 +292,6 @@ class TelephoneDataModule(L.LightningDataModule):
             frames = [estimated_lfr_frames(d / f, lfr_n=lfr_n) for d, f in zip(durations, factors)]
             if tokens is None:
                 return frames, None
-            plain = [estimated_lfr_frames(d, lfr_n=lfr_n) for d in durations]
             return frames, [t - audio_token_count(p, rule) + audio_token_count(n, rule)
                             for t, p, n in zip(tokens, plain, frames)]
 

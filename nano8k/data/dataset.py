@@ -142,8 +142,9 @@ class SpeechDataset(Dataset):
             raise AudioError(f"too short after decoding: {duration:.3f} s < min_duration {self.min_duration} s")
         if duration > self.max_duration:
             raise AudioError(f"too long after decoding: {duration:.3f} s > max_duration {self.max_duration} s")
-        if self.train and self.speed_perturb is not None:
+        if self.train and self.speed_perturb is not None:  # min/max_duration apply to the recording, not to this
             waveform = self.speed_perturb.apply(waveform, rate, self.speed_perturb.factor(self.seed, utt.key, epoch))
+            duration = waveform.numel() / rate
         if self.train:
             rng = utterance_rng(self.seed, utt.key, epoch)
             wideband = self.telephone_max_input_rate is None or rate > self.telephone_max_input_rate
@@ -163,8 +164,8 @@ class SpeechDataset(Dataset):
         if self.max_frames is not None and feats.shape[0] > self.max_frames:
             raise AudioError(f"too long for the encoder: {feats.shape[0]} LFR frames ({duration:.1f} s) > its "
                              f"{self.max_frames} frames ({self.max_frames * frontend.lfr_frame_seconds:.1f} s); "
-                             "split the recording "
-                             "(in training, keep data.max_duration below that)")
+                             "split the recording (in training, keep data.max_duration below that, divided by the "
+                             "smallest data.speed_perturb factor)")
         if not bool(torch.isfinite(feats).all()):
             raise AudioError(f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
                              f"usable audio in [-1, 1]")

@@ -16,9 +16,8 @@ import scipy.fft
 import scipy.signal
 
 from nano8k.data import codecs
+from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio_pool import AudioPool
-
-RATE = codecs.RATE
 
 
 @dataclass
@@ -30,10 +29,12 @@ class EffectContext:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_range(name: str, value: tuple[float, float], lo: float = -np.inf, hi: float = np.inf) -> None:
-    a, b = value
-    if not lo <= a <= b <= hi:
-        raise ValueError(f"{name} must be (low, high) within [{lo}, {hi}], got {list(value)}")
+def _check_range(name: str, value: Any, lo: float = -np.inf, hi: float = np.inf) -> None:
+    """``value`` must be a ``[low, high]`` pair of numbers with lo <= low <= high <= hi (errors name ``name``)."""
+    pair = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+    if not pair or not lo <= value[0] <= value[1] <= hi:
+        raise ValueError(f"{name} must be a [low, high] pair within [{lo:g}, {hi:g}], got {value!r}")
 
 
 def _rms(x: np.ndarray) -> float:
@@ -55,8 +56,12 @@ class Effect:
     prob: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.prob <= 1.0:
-            raise ValueError(f"prob must be in [0, 1], got {self.prob}")
+        if not isinstance(self.prob, (int, float)) or not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {self.prob!r}")
+        for name, bounds in self.ranges.items():
+            _check_range(name, getattr(self, name), *bounds)
+
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {}  # the [low, high] settings and the bounds they lie in
 
     def apply(self, x: np.ndarray, rng: np.random.Generator, ctx: EffectContext) -> np.ndarray:
         raise NotImplementedError
@@ -73,6 +78,7 @@ class Bandpass(Effect):
     ``pass_band_hz`` (elliptic reaches this mask at order ~6 where a Butterworth needs ~30)."""
 
     name: ClassVar[str] = "bandpass"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"stop_band_hz": (0, RATE / 2), "pass_band_hz": (0, RATE / 2)}
     stop_band_hz: tuple[float, float] = (300.0, 3400.0)
     pass_band_hz: tuple[float, float] = (360.0, 3200.0)
     passband_ripple_db: float = 0.5
@@ -97,20 +103,23 @@ class Bandpass(Effect):
 
 @dataclass(frozen=True)
 class Level(Effect):
-    """Scale the signal to an RMS level drawn from ``level_dbfs`` (0 dBFS: RMS 1.0)."""
+    """Scale the signal to an RMS level drawn from ``level_dbfs`` (0 dBFS: RMS 1.0), but no louder than a peak of
+    ``max_peak_dbfs``: speech peaks 15-25 dB above its RMS would otherwise clip in the codec's 16-bit input (clipping
+    is the ``clipping`` effect's job). ``params["level_dbfs"]`` is the level reached."""
 
     name: ClassVar[str] = "level"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"level_dbfs": (-120.0, 0.0)}
     level_dbfs: tuple[float, float] = (-30.0, -15.0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_range("level_dbfs", self.level_dbfs, hi=0.0)
+    max_peak_dbfs: float = -1.0
 
     def apply(self, x, rng, ctx):
         level = float(rng.uniform(*self.level_dbfs))
-        ctx.params["level_dbfs"] = level
-        rms = _rms(x)
-        return x * (10 ** (level / 20) / rms) if rms > 1e-9 else x
+        rms, peak = _rms(x), float(np.abs(x).max()) if x.size else 0.0
+        if rms <= 1e-9:
+            return x
+        gain = min(10 ** (level / 20) / rms, 10 ** (self.max_peak_dbfs / 20) / peak)
+        ctx.params["level_dbfs"] = 20 * np.log10(rms * gain)
+        return x * gain
 
 
 def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -130,21 +139,21 @@ class Noise(Effect):
     """Add noise at an SNR drawn from ``snr_db`` relative to the signal at this point (exact on the whole utterance).
 
     ``kinds``: white, pink (synthetic) or recorded (a random stretch of the channel's noise source, e.g. MUSAN).
-    ``band_limited`` first passes the noise through the telephone band (line noise, measured in-band); otherwise
+    ``band_limited`` first passes the noise through the default telephone band (300-3400 Hz mask; line noise,
+    measured in-band); otherwise
     it is acoustic background that the later band-pass shapes with the speech.
     """
 
     name: ClassVar[str] = "noise"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"snr_db": (-30.0, 100.0)}
     kinds: tuple[str, ...] = ("white", "pink")
     snr_db: tuple[float, float] = (15.0, 25.0)
     band_limited: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        bad = [k for k in self.kinds if k not in NOISE_KINDS]
-        if bad or not self.kinds:
-            raise ValueError(f"kinds must name some of {list(NOISE_KINDS)}, got {list(self.kinds)}")
-        _check_range("snr_db", self.snr_db)
+        if not isinstance(self.kinds, tuple) or not self.kinds or any(k not in NOISE_KINDS for k in self.kinds):
+            raise ValueError(f"kinds must be a list of some of {list(NOISE_KINDS)}, got {self.kinds!r}")
 
     @property
     def needs(self) -> str | None:  # type: ignore[override]
@@ -181,8 +190,16 @@ class Hum(Effect):
     """Mains hum (50/60 Hz and odd harmonics) at ``hum_db`` relative to the signal RMS: line interference."""
 
     name: ClassVar[str] = "hum"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"hum_db": (-100.0, 0.0)}
     freqs_hz: tuple[float, ...] = (50.0, 60.0)
     hum_db: tuple[float, float] = (-35.0, -20.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.freqs_hz, tuple) or not self.freqs_hz or not all(
+                isinstance(f, (int, float)) and 0 < f < RATE / 14 for f in self.freqs_hz):
+            raise ValueError(f"freqs_hz must list mains frequencies in (0, {RATE / 14:g}) Hz (the 7th harmonic stays "
+                             f"below 4 kHz), got {self.freqs_hz!r}")
 
     def apply(self, x, rng, ctx):
         freq = float(rng.choice(self.freqs_hz))
@@ -206,6 +223,11 @@ class Reverb(Effect):
     needs: ClassVar[str | None] = "rir"
     max_seconds: float = 1.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.max_seconds, (int, float)) or not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds!r}")
+
     def apply(self, x, rng, ctx):
         rir, source = ctx.rir.impulse(rng)
         peak = int(np.argmax(np.abs(rir)))
@@ -223,6 +245,7 @@ class GainRamp(Effect):
     envelope in dB with a knot every ``period_s`` seconds, each within +- ``depth_db``."""
 
     name: ClassVar[str] = "gain_ramp"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"depth_db": (0.0, 40.0), "period_s": (0.01, 3600.0)}
     depth_db: tuple[float, float] = (3.0, 10.0)
     period_s: tuple[float, float] = (0.5, 2.0)
 
@@ -241,18 +264,15 @@ class Clipping(Effect):
     """Hard clipping of the loudest ``fraction`` of samples (an overdriven microphone or line)."""
 
     name: ClassVar[str] = "clipping"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"fraction": (0.0, 1.0)}
     fraction: tuple[float, float] = (0.001, 0.02)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_range("fraction", self.fraction, 0.0, 1.0)
 
     def apply(self, x, rng, ctx):
         fraction = float(rng.uniform(*self.fraction))
         if not x.size or fraction <= 0:
             return x
         threshold = float(np.quantile(np.abs(x), 1.0 - fraction))
-        ctx.params["clip_fraction"] = fraction
+        ctx.params["clipping_drawn"] = fraction
         return np.clip(x, -threshold, threshold) if threshold > 0 else x
 
 
@@ -267,10 +287,15 @@ class Codec(Effect):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.codecs:
-            raise ValueError("codecs must name at least one codec")
+        if not isinstance(self.codecs, tuple) or not self.codecs:
+            raise ValueError(f"codecs must be a list of at least one codec, got {self.codecs!r}")
         for name in self.codecs:
             codecs.check_codec(name, self.bitrate_kbps)
+        if self.bitrate_kbps is not None:
+            _check_range("bitrate_kbps", self.bitrate_kbps, 0.0, 512.0)
+            if not any(codecs.CODECS[name].bitrate_kbps for name in self.codecs):
+                raise ValueError(f"bitrate_kbps applies to the variable-rate codecs (opus, mp3, amr_nb), and "
+                                 f"{list(self.codecs)} has none")
 
     @property
     def label(self) -> str:
@@ -281,11 +306,14 @@ class Codec(Effect):
         name = str(rng.choice(self.codecs))
         spec = codecs.CODECS[name]
         kbps = None
-        if spec.bitrate_kbps is not None:
-            kbps = float(rng.uniform(*(self.bitrate_kbps or spec.bitrate_kbps)))
+        if spec.bitrate_kbps is not None:  # the rate the codec runs at: MP3 and AMR-NB have a few
+            kbps = codecs.nearest_rate(name, float(rng.uniform(*(self.bitrate_kbps or spec.bitrate_kbps))))
+        clipped = float(np.mean(np.abs(x) >= 1.0)) if x.size else 0.0  # the codec's 16-bit input clips these
+        ctx.params["clipped_fraction"] = max(ctx.params.get("clipped_fraction", 0.0), clipped)
         y, measured = codecs.round_trip(x, name, kbps)
         ctx.params["codec"] = name  # the last codec of the chain: what the audio ends up coded with
         ctx.params.setdefault("codecs", []).append(name)
+        ctx.params.setdefault("codec_kbps_drawn", []).append(None if kbps is None else round(kbps, 2))
         ctx.params.setdefault("codec_kbps", []).append(round(measured, 2))
         return y
 
@@ -299,10 +327,11 @@ class PacketLoss(Effect):
     come in bursts of that mean length (a two-state Gilbert model with the same overall rate).
 
     A lost frame is concealed by one of ``concealment``: silence (zeros), repeat (the last frame received), or fade
-    (the last frame received, halved in amplitude for each further frame of the burst).
+    (the last frame received at half its amplitude, then halved again for each further frame of the burst).
     """
 
     name: ClassVar[str] = "packet_loss"
+    ranges: ClassVar[dict[str, tuple[float, float]]] = {"loss_rate": (0.0, 0.5)}
     loss_rate: tuple[float, float] = (0.01, 0.1)
     burst_frames: float = 1.0
     frame_ms: float = 20.0
@@ -310,12 +339,13 @@ class PacketLoss(Effect):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_range("loss_rate", self.loss_rate, 0.0, 0.5)
-        if self.burst_frames < 1.0:
+        if not isinstance(self.frame_ms, (int, float)) or not 2.5 <= self.frame_ms <= 1000:
+            raise ValueError(f"frame_ms must be in [2.5, 1000] (VoIP packets carry 10-60 ms), got {self.frame_ms!r}")
+        if not isinstance(self.burst_frames, (int, float)) or self.burst_frames < 1.0:
             raise ValueError(f"burst_frames must be >= 1, got {self.burst_frames}")
-        bad = [c for c in self.concealment if c not in CONCEALMENTS]
-        if bad or not self.concealment:
-            raise ValueError(f"concealment must name some of {list(CONCEALMENTS)}, got {list(self.concealment)}")
+        if not isinstance(self.concealment, tuple) or not self.concealment or any(
+                c not in CONCEALMENTS for c in self.concealment):
+            raise ValueError(f"concealment must be a list of some of {list(CONCEALMENTS)}, got {self.concealment!r}")
 
     def lost_frames(self, count: int, rate: float, rng: np.random.Generator) -> np.ndarray:
         """Which of ``count`` frames are lost (bool), at long-run loss fraction ``rate``."""

@@ -5,43 +5,60 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torchaudio.functional
 
+from nano8k.data.settings import from_mapping
 
+
+
+
+DEFAULT_FACTORS = (0.9, 1.0, 1.1)
 
 
 @dataclass(frozen=True)
 class SpeedPerturb:
     """Play utterances faster or slower by a factor drawn per (seed, key, epoch).
 
-    ``factors`` are the choices (Kaldi's, ESPnet's and FunASR's 0.9/1.0/1.1), or ``factor_range`` (lo, hi) a uniform
-    range, rounded to whole percents; ``prob`` of perturbing at all. ``mode`` speed resamples (duration and pitch
+    ``factors`` are the choices (default Kaldi's, ESPnet's and FunASR's 0.9/1.0/1.1), or ``factor_range`` (lo, hi) a
+    uniform range, rounded to whole percents; ``prob`` of perturbing at all. ``mode`` speed resamples (duration and pitch
     change together, as sox ``speed``); tempo time-stretches with librosa's phase vocoder (pitch kept, slower).
     A factor f makes the audio 1/f as long; transcripts stay, and the batch planner uses the same factor, so frame
     and token budgets hold for the perturbed audio.
     """
 
-    factors: tuple[float, ...] | None = (0.9, 1.0, 1.1)
+    factors: tuple[float, ...] | None = None
     factor_range: tuple[float, float] | None = None
     prob: float = 1.0
     mode: Literal["speed", "tempo"] = "speed"
 
     def __post_init__(self) -> None:
-        if (self.factors is None) == (self.factor_range is None):
-            raise ValueError("give either factors (e.g. [0.9, 1.0, 1.1]) or factor_range (e.g. [0.9, 1.1])")
-        values = self.factors or self.factor_range
-        if not values or any(not 0.5 <= float(f) <= 2.0 for f in values):
-            raise ValueError(f"speed factors must lie in [0.5, 2.0], got {list(values or [])}")
-        if self.factor_range is not None and self.factor_range[0] > self.factor_range[1]:
-            raise ValueError(f"factor_range must be (low, high), got {list(self.factor_range)}")
+        if self.factors is not None and self.factor_range is not None:
+            raise ValueError("give either factors (e.g. [0.9, 1.0, 1.1]) or factor_range (e.g. [0.9, 1.1]), not both")
+        if self.factors is None and self.factor_range is None:
+            object.__setattr__(self, "factors", DEFAULT_FACTORS)
+        def numbers(value: Any) -> bool:
+            return isinstance(value, (tuple, list)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.5 <= v <= 2.0 for v in value)
+
+        if self.factors is not None and not (numbers(self.factors) and self.factors):
+            raise ValueError(f"factors must be a list of speed factors in [0.5, 2.0], e.g. [0.9, 1.0, 1.1], got "
+                             f"{self.factors!r}")
+        if self.factor_range is not None and not (numbers(self.factor_range) and len(self.factor_range) == 2
+                                                  and self.factor_range[0] <= self.factor_range[1]):
+            raise ValueError(f"factor_range must be a [low, high] pair within [0.5, 2.0], got {self.factor_range!r}")
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {self.prob}")
         if self.mode not in ("speed", "tempo"):
             raise ValueError(f"mode must be speed or tempo, got {self.mode!r}")
+
+    @classmethod
+    def from_config(cls, value: Any) -> "SpeedPerturb":
+        """From a config value: a mapping of the fields, or an instance (unknown keys are named)."""
+        return from_mapping(cls, value)
 
     def factor(self, seed: int, key: str, epoch: int) -> float:
         """The factor of utterance ``key`` in ``epoch`` (1.0: unchanged).
@@ -69,7 +86,9 @@ class SpeedPerturb:
         if self.mode == "tempo":
             import librosa
 
-            return torch.from_numpy(librosa.effects.time_stretch(waveform.numpy(), rate=factor).astype(np.float32))
-        source = int(round(rate * factor))
-        common = math.gcd(source, rate)
-        return torchaudio.functional.resample(waveform, source // common, rate // common)
+            stretched = torch.from_numpy(librosa.effects.time_stretch(waveform.numpy(), rate=factor).astype(np.float32))
+            gain = waveform.pow(2).mean().sqrt() / stretched.pow(2).mean().sqrt().clamp_min(1e-12)
+            return stretched * gain  # the phase vocoder loses ~3 dB; keep the level
+        percent = int(round(factor * 100))  # play at rate * factor: resample by percent / 100, whatever the rate
+        common = math.gcd(percent, 100)
+        return torchaudio.functional.resample(waveform, percent // common, 100 // common)

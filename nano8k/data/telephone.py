@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from nano8k.data.audio import resample
+from nano8k.data.audio import NARROWBAND_RATE, clip_int16, resample
 from nano8k.data.audio_pool import AudioPool
 from nano8k.data.effects import Effect, EffectContext, build_effect
+from nano8k.data.settings import from_mapping
 
-NARROWBAND_RATE = 8000
+# The fields TelephoneChannel had before profiles: named in the error a config with them gets.
+LANDLINE_ERA_FIELDS = ("codecs", "stop_band_hz", "pass_band_hz", "passband_ripple_db", "stopband_atten_db",
+                       "noise_prob", "noise_types", "snr_db", "hum_prob", "hum_freqs_hz", "hum_db", "level_dbfs")
 
 
 def stable_seed(*parts: object) -> int:
@@ -44,14 +47,14 @@ def landline(snr_db: tuple[float, float] = (15.0, 25.0), hum_prob: float = 0.2,
 # noise, reverb) are off until data.telephone.noise / .rir name one (TelephoneChannel.describe() says so).
 PROFILES: dict[str, list[dict[str, Any]]] = {
     "landline": landline(),
-    "mobile": [  # a handset in a street or room, GSM over the radio, G.711 from the mobile network to the call centre
+    "mobile": [  # a handset in a street or room, GSM or AMR over the radio, G.711 from the network to the call centre
         {"effect": "reverb", "prob": 0.2},
         {"effect": "noise", "kinds": ["recorded"], "snr_db": [5.0, 20.0], "prob": 0.7},
         {"effect": "bandpass"},
-        {"effect": "level", "level_dbfs": [-32.0, -12.0]},
         {"effect": "gain_ramp", "prob": 0.3},
+        {"effect": "level", "level_dbfs": [-32.0, -12.0]},
         {"effect": "clipping", "prob": 0.05},
-        {"effect": "codec", "codecs": ["gsm"]},
+        {"effect": "codec", "codecs": ["gsm", "amr_nb"], "bitrate_kbps": [4.75, 12.2]},
         {"effect": "codec", "codecs": ["ulaw", "alaw"]},
     ],
     "voip": [  # a softphone or headset, Opus at narrowband rates, lost packets concealed
@@ -78,7 +81,7 @@ class ChannelProfile:
 
     def apply(self, x: np.ndarray, rng: np.random.Generator, ctx: EffectContext) -> np.ndarray:
         for i, effect in enumerate(self.effects):
-            if rng.uniform() < effect.prob and i not in self.off:  # one draw per effect keeps later draws fixed
+            if rng.uniform() < effect.prob and i not in self.off:  # one draw per effect, applied or not
                 x = effect.apply(x, rng, ctx)
         return x
 
@@ -108,7 +111,7 @@ class TelephoneChannel:
     it.
     """
 
-    profiles: dict[str, float] = field(default_factory=lambda: {"landline": 1.0})
+    profiles: dict[str, float] | None = None  # None: {landline: 1.0}
     custom_profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     noise: str | None = None
     rir: str | None = None
@@ -117,11 +120,24 @@ class TelephoneChannel:
     def __post_init__(self) -> None:
         if self.output_rate not in (8000, 16000):
             raise ValueError(f"output_rate must be 8000 or 16000, got {self.output_rate}")
-        if not self.profiles:
-            raise ValueError("profiles must name at least one profile, e.g. {landline: 1.0}")
-        if any(w < 0 for w in self.profiles.values()) or sum(self.profiles.values()) <= 0:
+        weights = self.mix.values() if isinstance(self.mix, dict) else None
+        if not weights or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+            raise ValueError(f"profiles must map profile names to weights, e.g. {{landline: 0.5, mobile: 0.5}}, got "
+                             f"{self.profiles!r}")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"profile weights must be >= 0 with a positive sum, got {self.profiles}")
+        if not isinstance(self.custom_profiles, dict):
+            raise ValueError(f"custom_profiles must map names to lists of effects, got {self.custom_profiles!r}")
+        for name, effects in self.custom_profiles.items():
+            if not isinstance(effects, (list, tuple)) or not effects:
+                raise ValueError(f"custom profile {name!r} must be a list of effects ({{effect: codec, ...}}), got "
+                                 f"{effects!r}")
         self._built()
+
+    @property
+    def mix(self) -> dict[str, float]:
+        """Profile name -> weight (``profiles``, or landline alone when it is None)."""
+        return {"landline": 1.0} if self.profiles is None else self.profiles
 
     def _built(self) -> tuple[list[ChannelProfile], np.ndarray, EffectContext]:
         """The profiles' effects, their weights and the sound sources, built once per instance (kept outside the
@@ -133,14 +149,14 @@ class TelephoneChannel:
                  "rir": AudioPool(self.rir, "rir") if self.rir else None}
         specs = {**PROFILES, **self.custom_profiles}
         built = []
-        for name in self.profiles:
+        for name in self.mix:
             if name not in specs:
                 raise ValueError(f"unknown telephone profile {name!r}; built-in: {list(PROFILES)}, custom: "
                                  f"{list(self.custom_profiles)}")
             effects = tuple(build_effect(spec, f"profile {name!r} effect {i}") for i, spec in enumerate(specs[name]))
             off = frozenset(i for i, e in enumerate(effects) if e.needs and pools[e.needs] is None)
             built.append(ChannelProfile(name, effects, off))
-        weights = np.array([self.profiles[p.name] for p in built], dtype=np.float64)
+        weights = np.array([self.mix[p.name] for p in built], dtype=np.float64)
         cached = (built, weights / weights.sum(), EffectContext(noise=pools["noise"], rir=pools["rir"]))
         _BUILT[id(self)] = cached
         weakref.finalize(self, _BUILT.pop, id(self), None)
@@ -149,6 +165,16 @@ class TelephoneChannel:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_config(cls, value: Any) -> "TelephoneChannel":
+        """A channel from a config value (a mapping of its fields, or an instance); unknown keys are named, with
+        where the fields of the landline-only channel went."""
+        hint = ""
+        if isinstance(value, dict) and set(value.get("init_args", value)) & set(LANDLINE_ERA_FIELDS):
+            hint = (" (the landline settings are now effects of a profile: give custom_profiles {landline: [...]}, "
+                    "see the README's Telephone channels)")
+        return from_mapping(cls, value, hint)
+
     def describe(self) -> list[str]:
         """One line per profile: its weight and effects (and which are off for want of a sound source)."""
         built, weights, _ = self._built()
@@ -156,8 +182,8 @@ class TelephoneChannel:
 
     def profile(self, name: str) -> "TelephoneChannel":
         """This channel restricted to the one profile ``name`` (same sources and output rate)."""
-        if name not in self.profiles:
-            raise ValueError(f"profile {name!r} is not in this channel's profiles {list(self.profiles)}")
+        if name not in self.mix:
+            raise ValueError(f"profile {name!r} is not in this channel's profiles {list(self.mix)}")
         return TelephoneChannel({name: 1.0}, self.custom_profiles, self.noise, self.rir, self.output_rate)
 
     def simulate(
@@ -170,8 +196,9 @@ class TelephoneChannel:
         chosen = built[int(rng.choice(len(built), p=weights))] if len(built) > 1 else built[0]
         params: dict[str, Any] = {"profile": chosen.name}
         x = chosen.apply(x, rng, EffectContext(shared.noise, shared.rir, params))
-        params["clipped_fraction"] = float(np.mean(np.abs(x) >= 1.0)) if x.size else 0.0
-        result = torch.from_numpy(np.clip(x, -1.0, 32767 / 32768).astype(np.float32))
+        if "clipped_fraction" not in params:  # a codec records what its 16-bit input clipped
+            params["clipped_fraction"] = float(np.mean(np.abs(x) >= 1.0)) if x.size else 0.0
+        result = torch.from_numpy(clip_int16(x).astype(np.float32))
         if self.output_rate != NARROWBAND_RATE:
             result = resample(result, NARROWBAND_RATE, self.output_rate)
         params["rate"] = self.output_rate

@@ -69,14 +69,16 @@ def test_unknown_or_unavailable_codec_is_named_with_what_the_machine_supports(mo
     with pytest.raises(codecs.CodecError, match=r"unknown codec 'amr'; this machine supports: none, ulaw, alaw, gsm"):
         Codec(codecs=("amr",))
     monkeypatch.setattr(codecs, "supported_codecs", lambda: ("none", "ulaw", "alaw", "gsm"))
-    with pytest.raises(codecs.CodecError, match=r"'amr_nb' does not run on this machine \(it needs PyAV: pip install "
-                                                r"av\); it supports: none, ulaw, alaw, gsm"):
+    with pytest.raises(codecs.CodecError, match=r"'amr_nb' does not run on this machine \(it needs PyAV with its bundled "
+                                                r"codecs: pip install av\); it supports: none, ulaw, alaw, gsm"):
         Codec(codecs=("amr_nb",))
     with pytest.raises(codecs.CodecError, match=r"'opus' does not run.*lacks OPUS|'opus' does not run.*PyAV"):
         Codec(codecs=("opus",))
     monkeypatch.undo()
     with pytest.raises(codecs.CodecError, match=r"bitrate_kbps \[2.0, 8.0\] must lie within \[6.0, 64.0\]"):
         Codec(codecs=("opus",), bitrate_kbps=(2.0, 8.0))
+    with pytest.raises(ValueError, match=r"bitrate_kbps applies to the variable-rate codecs.*\['gsm'\] has none"):
+        Codec(codecs=("gsm",), bitrate_kbps=(1.0, 2.0))
 
 
 def test_nearest_rates_are_the_codecs_own():

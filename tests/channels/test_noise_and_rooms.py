@@ -11,7 +11,7 @@ from nano8k.data.badsamples import DataError
 from nano8k.data.effects import Clipping, EffectContext, GainRamp, Noise, Reverb
 from nano8k.data.telephone import TelephoneChannel
 
-from .conftest import speech_8k, write_noise_folder
+from .conftest import SPEECH, speech_8k, write_noise_folder
 
 
 def _snr(clean: np.ndarray, noisy: np.ndarray) -> float:
@@ -85,3 +85,53 @@ def test_clipping_and_gain_ramps():
                                                                   EffectContext(params=params))
     gain_db = 20 * np.log10(np.abs(y[np.abs(x) > 1e-3] / x[np.abs(x) > 1e-3]))
     assert gain_db.max() <= 6.0 + 1e-9 and gain_db.min() >= -6.0 - 1e-9 and gain_db.std() > 1.0
+
+
+def test_rir_folders_leave_out_noise_recordings_and_spans_run_to_the_file_end(tmp_path):
+    room = tmp_path / "real_rirs_isotropic_noises"
+    room.mkdir()
+    sf.write(str(room / "air_type1_air_binaural_stairway_1_1_90.wav"), np.r_[1.0, np.zeros(799)], 8000)
+    sf.write(str(room / "RVB2014_type1_noise_largeroom1_1.wav"), np.full(800, 0.1), 8000)
+    pool = AudioPool(room, "rir")
+    assert [c.audio.name for c in pool.clips] == ["air_type1_air_binaural_stairway_1_1_90.wav"]
+    assert len(AudioPool(room, "noise")) == 2  # as background noise, both are sound
+    (tmp_path / "kaldi").mkdir()
+    (tmp_path / "kaldi" / "wav.scp").write_text(f"r1 {room / 'RVB2014_type1_noise_largeroom1_1.wav'}\n")
+    (tmp_path / "kaldi" / "segments").write_text("s1 r1 0.02 -1\n")
+    (tmp_path / "kaldi" / "text").write_text("s1 -\n")
+    clip = AudioPool(tmp_path / "kaldi").clips[0]
+    assert clip.offset == pytest.approx(0.02) and clip.duration == pytest.approx(0.08)  # 0.1 s file, from 0.02 s
+
+
+def test_level_leaves_headroom_so_only_the_clipping_effect_clips():
+    from nano8k.data.telephone import TelephoneChannel, utterance_rng
+
+    wave, rate = sf.read(str(SPEECH / "en_real_03.16k.wav"), dtype="float32")
+    import torch
+
+    loud = TelephoneChannel(custom_profiles={"landline": [{"effect": "level", "level_dbfs": [-12.0, -12.0]},
+                                                          {"effect": "gain_ramp", "depth_db": [10.0, 10.0]},
+                                                          {"effect": "level", "level_dbfs": [-12.0, -12.0]},
+                                                          {"effect": "codec", "codecs": ["ulaw"]}]})
+    for i in range(20):
+        params = loud.simulate(torch.from_numpy(wave), rate, utterance_rng(0, f"u{i}"))[2]
+        assert params["clipped_fraction"] == 0.0  # the peak cap (-1 dBFS) keeps the codec's input unclipped
+        assert params["level_dbfs"] <= -12.0 + 1e-9
+    clipping = TelephoneChannel(custom_profiles={"landline": [{"effect": "level"}, {"effect": "clipping"},
+                                                              {"effect": "level", "level_dbfs": [-3.0, -3.0],
+                                                               "max_peak_dbfs": 3.0},
+                                                              {"effect": "codec", "codecs": ["ulaw"]}]})
+    assert clipping.simulate(torch.from_numpy(wave), rate, utterance_rng(0, "u"))[2]["clipped_fraction"] > 0
+
+
+@pytest.mark.parametrize("effect, field, value", [
+    ("gain_ramp", "period_s", [0.0, 0.0]), ("gain_ramp", "depth_db", 5), ("hum", "hum_db", -20),
+    ("hum", "freqs_hz", []), ("noise", "snr_db", 10), ("noise", "snr_db", ["a", "b"]), ("reverb", "max_seconds", -1),
+    ("packet_loss", "frame_ms", 0), ("level", "level_dbfs", [-10.0, 5.0]), ("clipping", "fraction", [0.5, 2.0]),
+    ("codec", "codecs", "gsm"), ("noise", "kinds", "white"), ("packet_loss", "concealment", []),
+])
+def test_every_effect_setting_is_checked_at_start_up_naming_the_field(effect, field, value):
+    from nano8k.data.telephone import TelephoneChannel
+
+    with pytest.raises(ValueError, match=rf"profile 'landline' effect 0 \({effect}\): {field} must"):
+        TelephoneChannel(custom_profiles={"landline": [{"effect": effect, field: value}]})

@@ -149,3 +149,55 @@ def test_training_items_go_through_the_profiles():
             item = simulated[(i, epoch, None)]
             assert item.feats.shape[1] == 560 and torch.isfinite(item.feats).all()
             assert not torch.equal(item.feats, clean[(i, epoch, None)].feats)
+
+
+def test_simulate_reads_the_channel_of_a_fit_config(tmp_path, capsys):
+    import yaml
+
+    out = tmp_path / "p"
+    fit = tmp_path / "fit.yaml"
+    fit.write_text(yaml.safe_dump({"model": {"lr": 1e-4}, "data": {"train_manifests": "x.jsonl"}}))
+    assert simulate_main(["--preview", "1", str(out), "--config", str(fit)]) == 0  # no data.telephone: the default
+    assert "100% landline" in capsys.readouterr().out
+    fit.write_text(yaml.safe_dump({"data": {"telephone": None}}))
+    assert simulate_main(["--preview", "1", str(out), "--config", str(fit)]) == 2
+    assert f"{fit}: data.telephone is null" in capsys.readouterr().err
+    fit.write_text(yaml.safe_dump({"data": {"telephone": {"codecs": ["ulaw"], "snr_db": [10, 20]}}}))
+    assert simulate_main(["--preview", "1", str(out), "--config", str(fit)]) == 2
+    err = capsys.readouterr().err
+    assert f"{fit}: data.telephone: unknown field(s) ['codecs', 'snr_db']" in err
+    assert "custom_profiles {landline: [...]}" in err
+
+
+@pytest.mark.parametrize("telephone, message", [
+    ({"custom_profiles": {"v": None}, "profiles": {"v": 1.0}}, "custom profile 'v' must be a list of effects"),
+    ({"profiles": ["landline", "mobile"]}, "profiles must map profile names to weights"),
+    ({"profiles": {"landline": "high"}}, "profiles must map profile names to weights"),
+    ({"profile": {"mobile": 1.0}}, r"unknown field\(s\) \['profile'\]; known: \['profiles'"),
+])
+def test_malformed_channel_settings_are_named(telephone, message):
+    with pytest.raises(ValueError, match=message):
+        TelephoneChannel.from_config(telephone)
+
+
+def test_preflight_shows_the_mix_the_config_asks_for():
+    from nano8k.align import effective
+    from nano8k.checks.context import Context
+    from nano8k.checks.data import check_channel
+
+    config = effective({"data": {"telephone": {"profiles": {"mobile": 1.0}}}}).tree  # class defaults filled in
+    message = check_channel(Context(config, "c.yaml")).message
+    assert "100% mobile" in message and "landline" not in message
+
+
+@pytest.mark.parametrize("speed, message", [
+    ([0.9, 1.0, 1.1], "expected a mapping"), ({"factors": 1.1}, "factors must be a list"),
+    ({"factors": [0.9, "fast"]}, "factors must be a list"), ({"factors": []}, "factors must be a list"),
+    ({"factor": [1.1]}, r"unknown field\(s\) \['factor'\]; known: \['factors'"),
+    ({"factor_range": [0.9, 1.0, 1.1]}, r"factor_range must be a \[low, high\] pair"),
+])
+def test_speed_settings_are_named(speed, message):
+    from nano8k.data.speed import SpeedPerturb
+
+    with pytest.raises(ValueError, match=message):
+        SpeedPerturb.from_config(speed)
