@@ -12,7 +12,6 @@ import argparse
 import time
 
 import numpy as np
-
 import torch
 import yaml
 
@@ -33,7 +32,7 @@ def bench_config_mix(audio: list, seconds: float, config: FrontendConfig, noise:
                      path: str = "configs/telephone.yaml") -> None:
     """The training data path of ``path``: its profile mix with its ``telephone_prob``, then the features."""
     data = yaml.safe_load(open(path))["data"]
-    channel = TelephoneChannel(**{**data["telephone"], "noise": noise, "rir": rir})
+    channel = TelephoneChannel.from_config({**data["telephone"], "noise": noise, "rir": rir})
     prob = float(data["telephone_prob"])
     c0 = cpu()
     for i, (w, r) in enumerate(audio):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-import logging
 
 from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio import AudioError, load_audio, probe_audio, resample
@@ -30,7 +30,8 @@ class Clip:
 class AudioPool:
     """Clips to draw augmentation audio from: every audio file under a folder (MUSAN's ``noise/``, the
     ``RIRS_NOISES`` folders), or the entries of a manifest in any format nano8k reads, a Kaldi folder included
-    (their transcripts are not used). Durations are measured once, here; a missing or empty source is a ``DataError`` naming it.
+    (their transcripts are not used). Durations are measured once, here (``shared_pool`` makes one per source and
+    process); a missing or empty source is a ``DataError`` naming it.
 
     Multi-channel files are read as their first channel. Audio is returned at 8 kHz. In a folder of room impulse
     responses (``role`` "rir"), files with "noise" in their name are left out (and counted in the log):
@@ -53,7 +54,7 @@ class AudioPool:
                 if noises:
                     logger.info("rir source %s: %d files named *noise* left out (e.g. %s)", path, len(noises),
                                 noises[0].name)
-                files = [p for p in files if p not in set(noises)]
+                files = [p for p in files if "noise" not in p.name.lower()]
             for file in files:
                 info = probe_audio(file)
                 if info.frames:
@@ -110,3 +111,10 @@ class AudioPool:
         clip = self.clips[int(rng.integers(len(self.clips)))]
         return self._read(clip, clip.offset or 0.0, clip.duration if clip.offset is not None else None), str(
             clip.audio)
+
+
+@functools.lru_cache(maxsize=8)
+def shared_pool(source: str, role: str) -> AudioPool:
+    """The ``AudioPool`` of ``source`` in this process: preflight, the datamodule and every profile of a channel
+    measure a folder once."""
+    return AudioPool(source, role)

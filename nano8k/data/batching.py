@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from typing import Any, Callable, Iterator, Sequence
@@ -110,14 +111,18 @@ class BucketBatchSampler:
         return self._count
 
     def _to_count(self, batches: list[list[int]], count: int, epoch: int) -> list[list[int]]:
-        """``batches`` made ``count`` long by halving the largest ones (halves stay within every budget)."""
-        batches = list(batches)
-        while len(batches) < count:
-            i = max(range(len(batches)), key=lambda j: len(batches[j]))
-            if len(batches[i]) < 2:
-                break  # fewer utterances than batches: the epoch is shorter, as every epoch of this data is
-            half = len(batches[i]) // 2
-            batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
+        """``batches`` made ``count`` long by halving the largest one (the first of equals) again and again; halves
+        stay within every budget and take their batch's place in the order."""
+        # a heap of (-size, place): a place is a tuple, and a halved batch's halves get place + (0,) and place + (1,),
+        # which sort where the batch was, so the order survives without shifting the list
+        heap = [(-len(batch), (i,), batch) for i, batch in enumerate(batches)]
+        heapq.heapify(heap)
+        while len(heap) < count and heap and -heap[0][0] >= 2:
+            size, place, batch = heapq.heappop(heap)
+            half = -size // 2
+            heapq.heappush(heap, (-half, place + (0,), batch[:half]))
+            heapq.heappush(heap, (-(len(batch) - half), place + (1,), batch[half:]))
+        batches = [batch for _, _, batch in sorted(heap, key=lambda entry: entry[1])]
         if len(batches) > count:
             logger.warning("epoch %d plans %d batches, more than the %d each epoch has (Lightning counts them once): "
                            "its last %d batches are not run; raise nano8k.data.batching.EPOCH_SLACK", epoch,

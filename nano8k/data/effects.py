@@ -8,7 +8,7 @@ sampled uniformly per utterance.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +18,7 @@ import scipy.signal
 from nano8k.data import codecs
 from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio_pool import AudioPool
+from nano8k.data.settings import from_mapping
 
 
 @dataclass
@@ -401,12 +402,7 @@ def build_effect(spec: dict[str, Any] | Effect, where: str) -> Effect:
     cls = EFFECTS.get(spec["effect"])
     if cls is None:
         raise ValueError(f"{where}: unknown effect {spec['effect']!r}; known: {list(EFFECTS)}")
-    known = {f.name for f in fields(cls)}
-    values = {k: v for k, v in spec.items() if k != "effect"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where} ({cls.name}): unknown field(s) {unknown}; known: {sorted(known)}")
     try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return from_mapping(cls, {k: v for k, v in spec.items() if k != "effect"})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where} ({cls.name}): {exc}") from None

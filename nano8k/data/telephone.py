@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from nano8k.data.audio import NARROWBAND_RATE, clip_int16, resample
-from nano8k.data.audio_pool import AudioPool
+from nano8k.data.audio_pool import shared_pool
 from nano8k.data.effects import Effect, EffectContext, build_effect
 from nano8k.data.settings import from_mapping
 
@@ -145,8 +145,8 @@ class TelephoneChannel:
         cached = _BUILT.get(id(self))
         if cached is not None:
             return cached
-        pools = {"noise": AudioPool(self.noise, "noise") if self.noise else None,
-                 "rir": AudioPool(self.rir, "rir") if self.rir else None}
+        pools = {"noise": shared_pool(self.noise, "noise") if self.noise else None,
+                 "rir": shared_pool(self.rir, "rir") if self.rir else None}
         specs = {**PROFILES, **self.custom_profiles}
         built = []
         for name in self.mix:
@@ -161,9 +161,6 @@ class TelephoneChannel:
         _BUILT[id(self)] = cached
         weakref.finalize(self, _BUILT.pop, id(self), None)
         return cached
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_config(cls, value: Any) -> "TelephoneChannel":
