@@ -59,6 +59,17 @@ def _reports(ctx: Context) -> dict[str, Any]:
     from nano8k.data.validate import validate
 
     out = {}
+    shards = ctx.get("data.train_shards", None)
+    if shards:  # a shard set's index was measured when it was written: its utterances are taken as they are
+        from nano8k.data.shards import ShardIndex
+        from nano8k.data.validate import Report
+
+        try:
+            index = ShardIndex.open(shards)
+        except DataError as err:
+            raise CheckFailed(f"{ctx.key('data.train_shards')}: {err}") from err
+        utts = list(index.utterances)
+        out["train"] = Report(good=utts, seconds=float(index.utterances.durations.sum()), trusted=len(utts))
     for split in SPLITS:
         paths = _manifests(ctx, split)
         if not paths:
@@ -71,7 +82,8 @@ def _reports(ctx: Context) -> dict[str, Any]:
         try:
             out[split] = validate(paths, decode=False, min_duration=float(ctx.get("data.min_duration", 0.1)),
                                   max_duration=float(ctx.get("data.max_duration", 30.0)),
-                                  multichannel=ctx.get("data.multichannel", "error"))
+                                  multichannel=ctx.get("data.multichannel", "error"),
+                                  sample=ctx.get("data.spot_check", 1000), seed=int(ctx.get("data.seed", 1234)))
         except DataError as err:
             raise CheckFailed(f"{_manifest_keys(ctx, split)}: {err}") from err
     return out
@@ -121,7 +133,7 @@ def check_manifests(ctx: Context) -> CheckResult:
     from nano8k.data.validate import transcript_warning
 
     name = "manifests"
-    if not _manifests(ctx, "train"):
+    if not _manifests(ctx, "train") and not ctx.get("data.train_shards", None):
         raise CheckFailed(f"{ctx.key('data.train_manifests')} is not set: give the training manifest(s) (jsonl, "
                           "ChatML jsonl or a Kaldi dir)")
     max_duration, frames, seconds, whose = _max_duration_limit(ctx)
@@ -131,7 +143,8 @@ def check_manifests(ctx: Context) -> CheckResult:
     lines, status = [], "pass"
     for split, rep in reps.items():
         bad = len(rep.problems)
-        lines.append(f"{split} {len(rep.good)} ok / {rep.total} ({rep.seconds / 3600:.2f} h)")
+        trusted = f"; {rep.trusted} durations from the manifest, not opened" if rep.trusted else ""
+        lines.append(f"{split} {len(rep.good)} ok / {rep.total} ({rep.seconds / 3600:.2f} h{trusted})")
         if not bad:
             continue
         first = "; ".join(b.describe() for b in rep.problems[:MAX_LISTED])

@@ -111,18 +111,7 @@ class BucketBatchSampler:
         return self._count
 
     def _to_count(self, batches: list[list[int]], count: int, epoch: int) -> list[list[int]]:
-        """``batches`` made ``count`` long by halving the largest one (the first of equals) again and again; halves
-        stay within every budget and take their batch's place in the order."""
-        # a heap of (-size, place): a place is a tuple, and a halved batch's halves get place + (0,) and place + (1,),
-        # which sort where the batch was, so the order survives without shifting the list
-        heap = [(-len(batch), (i,), batch) for i, batch in enumerate(batches)]
-        heapq.heapify(heap)
-        while len(heap) < count and heap and -heap[0][0] >= 2:
-            size, place, batch = heapq.heappop(heap)
-            half = -size // 2
-            heapq.heappush(heap, (-half, place + (0,), batch[:half]))
-            heapq.heappush(heap, (-(len(batch) - half), place + (1,), batch[half:]))
-        batches = [batch for _, _, batch in sorted(heap, key=lambda entry: entry[1])]
+        batches = split_to_count(batches, count)
         if len(batches) > count:
             logger.warning("epoch %d plans %d batches, more than the %d each epoch has (Lightning counts them once): "
                            "its last %d batches are not run; raise nano8k.data.batching.EPOCH_SLACK", epoch,
@@ -138,22 +127,27 @@ class BucketBatchSampler:
         batches: list[list[int]] = []
         for start in range(0, len(order), max(window, 1)):
             chunk = order[start : start + window]
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-            batch: list[int] = []
-            frames = tokens = 0
-            for idx in chunk.tolist():
-                new_frames = max(frames, int(lengths[idx]))
-                new_tokens = max(tokens, int(token_lengths[idx])) if token_lengths is not None else 0
-                if batch and not self._fits(len(batch) + 1, new_frames, new_tokens):
-                    batches.append(batch)
-                    batch, new_frames = [], int(lengths[idx])
-                    new_tokens = int(token_lengths[idx]) if token_lengths is not None else 0
-                batch.append(idx)
-                frames, tokens = new_frames, new_tokens
-            if batch:
-                batches.append(batch)
+            batches += self.pack(chunk[np.argsort(lengths[chunk], kind="stable")], lengths, token_lengths)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def pack(self, rows: np.ndarray, lengths: np.ndarray, token_lengths: np.ndarray | None) -> list[list[int]]:
+        """``rows`` (sorted by length) packed greedily, in order, into batches within the budgets."""
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        frames = tokens = 0
+        for idx in rows.tolist():
+            new_frames = max(frames, int(lengths[idx]))
+            new_tokens = max(tokens, int(token_lengths[idx])) if token_lengths is not None else 0
+            if batch and not self._fits(len(batch) + 1, new_frames, new_tokens):
+                batches.append(batch)
+                batch, new_frames = [], int(lengths[idx])
+                new_tokens = int(token_lengths[idx]) if token_lengths is not None else 0
+            batch.append(idx)
+            frames, tokens = new_frames, new_tokens
+        if batch:
+            batches.append(batch)
         return batches
 
     def rank_batches(self, epoch: int | None = None) -> list[list[int]]:
@@ -198,6 +192,22 @@ class BucketBatchSampler:
         return padding_waste(self.all_batches(epoch), self.lengths_of(epoch)[0])
 
 
+def split_to_count(batches: list[list[int]], count: int) -> list[list[int]]:
+    """``batches`` made ``count`` long by halving the largest one (the first of equals) again and again; halves stay
+    within every budget and take their batch's place in the order. Returns fewer when only single utterances are
+    left, and ``batches`` unchanged when there are already ``count`` or more."""
+    # a heap of (-size, place): a place is a tuple, and a halved batch's halves get place + (0,) and place + (1,),
+    # which sort where the batch was, so the order survives without shifting the list
+    heap = [(-len(batch), (i,), batch) for i, batch in enumerate(batches)]
+    heapq.heapify(heap)
+    while len(heap) < count and heap and -heap[0][0] >= 2:
+        size, place, batch = heapq.heappop(heap)
+        half = -size // 2
+        heapq.heappush(heap, (-half, place + (0,), batch[:half]))
+        heapq.heappush(heap, (-(len(batch) - half), place + (1,), batch[half:]))
+    return [batch for _, _, batch in sorted(heap, key=lambda entry: entry[1])]
+
+
 def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int] | np.ndarray) -> float:
     """1 - sum(lengths) / sum(len(batch) * max length in batch) over ``batches``."""
     lengths = np.asarray(lengths)
@@ -215,7 +225,14 @@ def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[in
     return [order[i : i + batch_size] for i in range(0, num, batch_size)]
 
 
-def estimated_lfr_frames(duration: float, sample_rate: int = 16000, lfr_n: int = 6) -> int:
+def estimated_lfr_frames(duration: float, lfr_n: int = 6) -> int:
     """LFR rows of a ``duration``-second clip (25 ms window, 10 ms shift, snip_edges) — the batch cost unit."""
     frames = max(1, 1 + math.floor((duration * 1000.0 - 25.0) / 10.0))
     return math.ceil(frames / lfr_n)
+
+
+def estimated_lfr_frames_of(durations: np.ndarray, lfr_n: int = 6) -> np.ndarray:
+    """``estimated_lfr_frames`` of every duration (NaN counts as 0 s)."""
+    ms = np.nan_to_num(np.asarray(durations, dtype=np.float64), nan=0.0) * 1000.0
+    frames = np.maximum(1, 1 + np.floor((ms - 25.0) / 10.0)).astype(np.int64)
+    return -(-frames // lfr_n)

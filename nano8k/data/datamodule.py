@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
+from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, estimated_lfr_frames_of
 from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
+from nano8k.data.shards import ShardIndex, ShardStream
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
@@ -58,6 +60,7 @@ def check_data_settings(settings: dict[str, Any]) -> None:
     at_least("dither", 0.0)
     at_least("min_duration", 0.0)
     at_least("feature_cache_mb", 0.0)
+    at_least("spot_check", 0, optional=True)
     if settings["max_duration"] is None or not settings["max_duration"] > settings["min_duration"]:
         refuse("max_duration", f"> data.min_duration ({settings['min_duration']})")
     language = settings["language"]
@@ -101,6 +104,10 @@ class TelephoneDataModule(L.LightningDataModule):
     length limit (``model.max_frames``; the release's 2048 LFR frames, 122.9 s, until then: a longer utterance is a
     bad sample), and ``NanoASRModule.setup`` sets the rule again, so a plain ``trainer.fit(module, datamodule)`` is
     fed right too.
+    Start-up does not open every audio file: a duration the manifest gives is trusted and ``spot_check`` files
+    (null: all) are opened to check it; an entry without one has its header read once, kept beside a large manifest
+    (``nano8k.data.manifest_cache``). The utterances are held as an ``UtteranceTable`` (columns, memory-mapped from
+    that cache), so ranks and loader workers share one read-only copy.
     Deterministic features (validation, test, and training without channel, SpecAugment or dither) are computed once
     and cached, up to ``feature_cache_mb`` per split in each process; loader workers persist between epochs so their
     caches do too.
@@ -130,17 +137,23 @@ class TelephoneDataModule(L.LightningDataModule):
         min_duration: float = 0.1,
         max_duration: float = 30.0,
         probe_audio: bool = True,
+        spot_check: int | None = 1000,
         language: str | None = None,
         itn: bool = True,
         context_header: bool = False,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         feature_cache_mb: float = 256.0,
         multichannel: MultichannelPolicy = "error",
+        train_shards: str | None = None,
     ) -> None:
         super().__init__()
         check_data_settings(dict(locals()))  # a bad value is named here, not deep in a loader
         self.save_hyperparameters()
+        if train_manifests and train_shards:
+            raise ConfigError("give data.train_manifests or data.train_shards, not both")
         self.manifests = {"train": train_manifests, "val": val_manifests, "test": test_manifests}
+        self.train_shards = train_shards
+        self.shard_index: ShardIndex | None = None
         self.tokenizer_dir = tokenizer_dir
         self.frontend = FrontendConfig(sample_rate=frontend_sample_rate, dither=dither)
         self.telephone, self.telephone_prob = telephone, telephone_prob
@@ -152,6 +165,7 @@ class TelephoneDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.on_bad_sample, self.max_bad_fraction = on_bad_sample, max_bad_fraction
         self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
+        self.spot_check = spot_check
         self.prompt_options = PromptOptions(language=language, itn=itn, context_header=context_header)
         self.system_prompt = system_prompt
         self.feature_cache_mb = feature_cache_mb
@@ -221,14 +235,18 @@ class TelephoneDataModule(L.LightningDataModule):
             self.tokenizer = load_tokenizer(self.tokenizer_dir)
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
-            if self.manifests[split] and split not in self.datasets:
+            if (self.manifests[split] or (split == "train" and self.train_shards)) and split not in self.datasets:
                 self.datasets[split] = self._build(split)
 
     def _build(self, split: str) -> SpeechDataset:
         log = BadSampleLog(self.on_bad_sample, self.max_bad_fraction, name=split)
-        utts = load_utterances(self.manifests[split], log, min_duration=self.min_duration,
-                               max_duration=self.max_duration, probe=self.probe_audio,
-                               multichannel=self.multichannel)
+        if split == "train" and self.train_shards:  # durations were measured when the shards were written
+            self.shard_index = ShardIndex.open(self.train_shards)
+            utts = self.shard_index.utterances
+        else:
+            utts = load_utterances(self.manifests[split], log, min_duration=self.min_duration,
+                                   max_duration=self.max_duration, probe=self.probe_audio,
+                                   multichannel=self.multichannel, spot_check=self.spot_check, seed=self.seed)
         if not utts:
             raise DataError(f"[{split}] no usable utterances in {self.manifests[split]}")
         self.bad_samples[split] = log
@@ -249,7 +267,7 @@ class TelephoneDataModule(L.LightningDataModule):
             for line in self.telephone.describe():
                 logger.info("[train] telephone profile %s", line)
         logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
-                    sum(u.duration or 0 for u in utts) / 60, log.count)
+                    float(np.nansum(utts.durations)) / 60, log.count)
         return dataset
 
     # -- loaders ----------------------------------------------------------------------------------------------
@@ -261,13 +279,19 @@ class TelephoneDataModule(L.LightningDataModule):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
+    def _stream(self) -> ShardStream:
+        rank, world = self._rank_world()
+        return ShardStream(self.shard_index, self.datasets["train"], max_frames=self.max_frames_per_batch,
+                           max_tokens=self.max_tokens_per_batch, max_batch_size=self.max_batch_size, seed=self.seed,
+                           rank=rank, world_size=world, num_workers=self.num_workers, lfr_n=self.frontend.lfr_n,
+                           audio_tokens=self.audio_tokens)
+
     def _sampler(self, split: str) -> BucketBatchSampler:
         dataset = self.datasets[split]
-        lengths = [estimated_lfr_frames(u.duration or 0.0, lfr_n=self.frontend.lfr_n) for u in dataset.utterances]
+        lengths = estimated_lfr_frames_of(dataset.utterances.durations, lfr_n=self.frontend.lfr_n)
         tokens = None
         if self.max_tokens_per_batch is not None:
-            tokens = [len(dataset.prompt_for(u, audio_token_count(n, self.audio_tokens)).input_ids)
-                      for u, n in zip(dataset.utterances, lengths)]
+            tokens = dataset.prompt_lengths([audio_token_count(int(n), self.audio_tokens) for n in lengths])
         rank, world = self._rank_world()
         train = split == "train"
         epoch_lengths = None
@@ -283,8 +307,8 @@ class TelephoneDataModule(L.LightningDataModule):
     def _perturbed_lengths(self, dataset: SpeechDataset, plain: list[int], tokens: list[int] | None):
         """Per-epoch (frames, tokens) of the speed-perturbed training split: durations / factor, and the prompt's
         audio tokens recounted for those frames (its text tokens stay); ``plain`` are the unperturbed frames."""
-        keys = [u.key for u in dataset.utterances]
-        durations = [u.duration or 0.0 for u in dataset.utterances]
+        keys = dataset.utterances.strings("key")
+        durations = np.nan_to_num(dataset.utterances.durations, nan=0.0).tolist()
         lfr_n, rule, perturb, seed = self.frontend.lfr_n, self.audio_tokens, self.speed_perturb, self.seed
 
         def lengths(epoch: int) -> tuple[list[int], list[int] | None]:
@@ -302,12 +326,20 @@ class TelephoneDataModule(L.LightningDataModule):
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         if split not in self.datasets:
             raise DataError(f"no {split} manifests were given to TelephoneDataModule")
-        sampler = self._sampler(split)
+        streaming = split == "train" and self.shard_index is not None
+        sampler = self._stream() if streaming else self._sampler(split)
         sampler.frontend_rate = self.frontend.sample_rate
         if split == "train" and self._pending_state is not None:
             sampler.load_state_dict(self._pending_state)
             self._pending_state = None
         self._samplers[split] = sampler
+        if streaming:
+            # workers start afresh each epoch (they read the epoch and resume position from the stream then);
+            # Lightning sets the epoch on the loader's sampler, which for an IterableDataset is a placeholder
+            loader = DataLoader(sampler, batch_size=None, num_workers=self.num_workers,
+                                collate_fn=SpeechCollator(self.pad_id))
+            loader.sampler.set_epoch = sampler.set_epoch
+            return loader
         return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
                           collate_fn=SpeechCollator(self.pad_id), persistent_workers=self.num_workers > 0)
 

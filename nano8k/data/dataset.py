@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -13,11 +14,12 @@ from nano8k.data.audio import AudioError, MultichannelPolicy, resample
 from nano8k.data.badsamples import BadSample, BadSampleLog
 from nano8k.data.manifest import Utterance
 from nano8k.data.specaugment import SpecAugment
+from nano8k.data.table import UtteranceTable
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel, utterance_rng
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
-from nano8k.model.prompt import EncodedPrompt, PromptEncoder, audio_token_count, training_context_header
+from nano8k.model.prompt import END_OF_TURN, EncodedPrompt, PromptEncoder, audio_token_count, training_context_header
 
 logger = logging.getLogger("nano8k.data")
 
@@ -81,7 +83,7 @@ class SpeechDataset(Dataset):
         speed_perturb: SpeedPerturb | None = None,
     ) -> None:
         audio_token_count(1, audio_tokens)  # validates the rule name
-        self.utterances = list(utterances)
+        self.utterances = utterances if isinstance(utterances, UtteranceTable) else list(utterances)
         self.prompts = prompts
         self.frontend = frontend if train else replace(frontend, dither=0.0) if frontend.dither else frontend
         self.train = train
@@ -180,11 +182,31 @@ class SpeechDataset(Dataset):
         return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=prompt,
                                    language=language, itn=opts.itn)
 
+    def prompt_lengths(self, audio_tokens: Sequence[int]) -> np.ndarray:
+        """Length in tokens of every utterance's prompt + target (``len(prompt_for(u, n).input_ids)``) given its
+        ``audio_tokens``, with the targets tokenized in one batched call and each distinct prompt once."""
+        utts = self.utterances
+        targets = [u.target + END_OF_TURN for u in utts]
+        target_ids = self.prompts.tokenizer(targets, add_special_tokens=False)["input_ids"] if targets else []
+        overhead: dict[tuple, int] = {}
+        lengths = np.empty(len(utts), dtype=np.int64)
+        for row, (utt, ids, audio) in enumerate(zip(utts, target_ids, audio_tokens)):
+            key = (utt.lang, utt.prompt)
+            if key not in overhead:
+                overhead[key] = len(self.prompt_for(utt, 1, with_target=False).input_ids) - 1
+            lengths[row] = overhead[key] + int(audio) + len(ids)
+        return lengths
+
     def __getitem__(self, index: int | tuple[int, int]) -> SpeechItem | Skipped:
         idx, epoch, rate = (tuple(index) + (None,))[:3] if isinstance(index, tuple) else (index, 0, None)
-        utt = self.utterances[idx]
+        return self.item(self.utterances[idx], epoch, rate, idx)
+
+    def item(self, utt: Utterance, epoch: int = 0, rate: int | None = None, index: int | None = None
+             ) -> SpeechItem | Skipped:
+        """The training item of ``utt`` (features cached by ``index`` when it is given and they can be)."""
         try:
-            feats = self.cached_features(idx, epoch, rate)
+            feats = (self.cached_features(index, epoch, rate) if index is not None
+                     else self.features(utt, epoch, rate))
         except AudioError as exc:
             bad = utt.bad(str(exc))
             self.bad_log.add(bad, self.total_entries)  # raises under 'error' or past max_bad_fraction

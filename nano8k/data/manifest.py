@@ -6,22 +6,26 @@ import json
 import math
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
+import numpy as np
+
 from nano8k.data.audio import MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, probe_audio
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
 from nano8k.data.kaldi import read_kaldi
+from nano8k.data.manifest_cache import Headers, ManifestCache
+from nano8k.data.table import TableBuilder, UtteranceTable
 from nano8k.data.textfile import first_json_object, json_line, read_lines
-from nano8k.data.utterance import (ManifestContents, Utterance, parse_channel, parse_span, resolve_audio,
+from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_span,
                                    unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
-__all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format",
-           "flag_duplicate_keys", "iter_chatml", "load_utterances", "read_entries", "read_manifest", "read_utterances",
-           "speech_length", "write_chatml"]
+__all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format", "entries_headers", "header_dict",
+           "flag_duplicate_keys", "iter_chatml", "load_utterances", "read_entries", "read_manifest", "read_parts",
+           "read_utterances", "rows_to_open", "speech_length", "write_chatml"]
 
 ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi", "lhotse"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
@@ -58,7 +62,10 @@ def detect_format(path: str | Path) -> str:
     return found
 
 
-def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
+Row = tuple  # (key, audio, target, duration, lang, prompt, line, offset, channel): ``TableBuilder.add``'s fields
+
+
+def _chatml_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     messages = obj.get("messages")
     if not isinstance(messages, list):
         raise ValueError("field 'messages' must be a list")
@@ -80,14 +87,12 @@ def _chatml_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
     if offset is not None and not obj.get("key"):
         raise ValueError("a segment ('offset') needs a 'key': the audio file's name is shared by its segments")
     prompt = user["content"][: found.start()]
-    return Utterance(
-        key=str(obj.get("key") or Path(audio).stem), audio=resolve_audio(audio, base), target=assistant["content"],
-        duration=duration, lang=obj.get("lang"), prompt=prompt or None, line=lineno, offset=offset,
-        channel=parse_channel(obj.get("channel")),
-    )
+    key = obj.get("key") or os.path.splitext(os.path.basename(audio))[0]
+    return (str(key), audio_path(audio, base), assistant["content"], duration, obj.get("lang"), prompt or None,
+            lineno, offset, parse_channel(obj.get("channel")))
 
 
-def _simple_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
+def _simple_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     missing = [name for name in ("key", "source", "target") if name not in obj]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)}")
@@ -96,44 +101,40 @@ def _simple_entry(obj: dict[str, Any], base: Path, lineno: int) -> Utterance:
     lang = obj.get("lang") or obj.get("text_language")
     unread_span_fields(obj)
     offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
-    return Utterance(
-        key=str(obj["key"]), audio=resolve_audio(obj["source"], base), target=obj["target"], duration=duration,
-        lang=None if lang is None else str(lang).strip("<|>"), prompt=obj.get("prompt"), line=lineno, offset=offset,
-        channel=parse_channel(obj.get("channel")),
-    )
+    return (str(obj["key"]), audio_path(obj["source"], base), obj["target"], duration,
+            None if lang is None else str(lang).strip("<|>"), obj.get("prompt"), lineno, offset,
+            parse_channel(obj.get("channel")))
 
 
 def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
     contents = ManifestContents(path, fmt)
-    base = path.parent
+    base, manifest = str(path.parent), str(path)
+    table = TableBuilder()
     for lineno, text, error in read_lines(path):
         if error is not None:
-            contents.bad.append(BadSample(error, str(path), lineno))
+            contents.bad.append(BadSample(error, manifest, lineno))
             continue
         if not text.strip():
             continue
         obj, error = json_line(text)
         if error is not None:
-            contents.bad.append(BadSample(error, str(path), lineno))
+            contents.bad.append(BadSample(error, manifest, lineno))
             continue
         if not isinstance(obj, dict):
-            contents.bad.append(BadSample("line is not a JSON object", str(path), lineno))
+            contents.bad.append(BadSample("line is not a JSON object", manifest, lineno))
             continue
         kind = "chatml" if "messages" in obj else "jsonl" if "source" in obj else fmt
         try:
-            utt = (_chatml_entry if kind == "chatml" else _simple_entry)(obj, base, lineno)
+            row = (_chatml_entry if kind == "chatml" else _simple_entry)(obj, base, lineno)
         except (ValueError, TypeError) as exc:
-            contents.bad.append(BadSample(f"bad {kind} entry: {exc}", str(path), lineno, obj.get("key")))
+            contents.bad.append(BadSample(f"bad {kind} entry: {exc}", manifest, lineno, obj.get("key")))
             continue
-        contents.utterances.append(replace(utt, manifest=path))
+        table.add(*row, manifest=manifest)
+    contents.utterances = table.build()
     return contents
 
 
-def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestContents:
-    """Parse one manifest; per-line problems are returned in ``.bad`` (nothing is raised for them)."""
-    path = Path(path).expanduser().resolve()
-    if not path.exists():
-        raise DataError(f"manifest not found: {path}")
+def _read_any(path: Path, fmt: ManifestFormat) -> ManifestContents:
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "kaldi":
         return read_kaldi(path)
@@ -148,23 +149,37 @@ def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestCon
     return _read_jsonl(path, fmt)
 
 
-def flag_duplicate_keys(utts: Sequence[Utterance]) -> tuple[list[Utterance], list[BadSample]]:
+def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestContents:
+    """Parse one manifest into an ``UtteranceTable``; per-line problems are returned in ``.bad`` (nothing is raised
+    for them). A large manifest's parsed form is cached beside it (``nano8k.data.manifest_cache``)."""
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise DataError(f"manifest not found: {path}")
+    contents = ManifestCache.open(path, fmt).contents(lambda: _read_any(path, fmt))
+    if not isinstance(contents.utterances, UtteranceTable):
+        contents.utterances = UtteranceTable.from_utterances(contents.utterances)
+    return contents
+
+
+def flag_duplicate_keys(utts: UtteranceTable) -> tuple[UtteranceTable, list[BadSample]]:
     """Split ``utts`` into entries with a unique key and a bad entry for every copy of a repeated key.
 
     A repeated key is never resolved by keeping one copy: every copy is bad, and each names all lines with the key.
     """
-    by_key: dict[str, list[Utterance]] = defaultdict(list)
-    for utt in utts:
-        by_key[utt.key].append(utt)
-    good, bad = [], []
-    for utt in utts:
-        copies = by_key[utt.key]
-        if len(copies) == 1:
-            good.append(utt)
-        else:
-            bad.append(utt.bad(f"duplicate key {utt.key!r} ({len(copies)} entries: "
-                               f"{', '.join(u.bad('').where for u in copies)})"))
-    return good, bad
+    keys = utts.text["key"].raw(utts.rows)  # bytes: no decoding for a million keys
+    counts = Counter(keys)
+    if len(counts) == len(keys):
+        return utts, []
+    copies: dict[str, list[int]] = defaultdict(list)
+    for row, key in enumerate(keys):
+        if counts[key] > 1:
+            copies[key].append(row)
+    bad = []
+    for row in sorted(row for rows in copies.values() for row in rows):
+        utt, rows = utts[row], copies[keys[row]]
+        bad.append(utt.bad(f"duplicate key {utt.key!r} ({len(rows)} entries: "
+                           f"{', '.join(utts[r].bad('').where for r in rows)})"))
+    return utts.take([row for row, key in enumerate(keys) if counts[key] == 1]), bad
 
 
 def _span_problem(utt: Utterance, info: AudioInfo) -> tuple[Utterance, str | None]:
@@ -222,30 +237,38 @@ def check_utterance(
 
 
 def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
-                 ) -> tuple[list[Utterance], list[BadSample], list[BadSample]]:
+                 ) -> tuple[UtteranceTable, list[BadSample], list[BadSample]]:
     """The entries of ``paths`` with unique keys; the bad lines and every copy of a repeated key; and the entries
     that are not utterances (``ManifestContents.ignored``, also logged with their count)."""
+    table, bad, ignored, _ = read_parts(paths, fmt)
+    table, duplicates = flag_duplicate_keys(table)
+    return table, bad + duplicates, ignored
+
+
+def read_parts(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
+               ) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
+    """All entries of ``paths`` in one table (repeated keys not yet flagged), their bad and ignored lines, and each
+    manifest's contents (with its cache, for ``entries_headers``)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     resolved = [Path(p).expanduser().resolve() for p in paths]
     twice = sorted({str(p) for p in resolved if resolved.count(p) > 1})
     if twice:
         raise DataError(f"manifest(s) given more than once: {', '.join(twice)} (every key would be a duplicate)")
-    entries: list[Utterance] = []
+    parts: list[ManifestContents] = []
     bad: list[BadSample] = []
     ignored: list[BadSample] = []
     for path in paths:
         contents = read_manifest(path, fmt)
+        parts.append(contents)
         bad.extend(contents.bad)
-        entries.extend(contents.utterances)
         ignored.extend(contents.ignored)
         if contents.ignored:
             logger.warning("%s: %d entries are not utterances and are ignored, first: %s", path,
                            len(contents.ignored), contents.ignored[0].describe())
-    entries, duplicates = flag_duplicate_keys(entries)
-    return entries, bad + duplicates, ignored
+    return UtteranceTable.concat([c.utterances for c in parts]), bad, ignored, parts
 
 
-def read_utterances(path: str | Path, user: str) -> list[Utterance]:
+def read_utterances(path: str | Path, user: str) -> UtteranceTable:
     """All utterances of one manifest for decoding or scoring, or a ``DataError`` naming ``user`` and the first bad
     lines (unreadable lines, repeated keys)."""
     entries, bad, _ = read_entries(path)
@@ -253,6 +276,43 @@ def read_utterances(path: str | Path, user: str) -> list[Utterance]:
         reasons = "\n  ".join(b.describe() for b in bad[:10])
         raise DataError(f"{user}: {len(bad)} bad line(s) in {path}:\n  {reasons}")
     return entries
+
+
+def entries_headers(parts: Sequence[ManifestContents], entries: UtteranceTable, rows: np.ndarray
+                    ) -> tuple[Headers, np.ndarray]:
+    """The headers of the audio of ``rows`` of ``entries`` (a view of ``read_parts``' table), each manifest's read
+    through its cache: a ``Headers`` over the rows of ``read_parts``' table, and ``rows``' places in it."""
+    physical = (np.arange(len(entries)) if entries.rows is None else entries.rows)[np.asarray(rows, dtype=np.int64)]
+    found = Headers.empty(sum(len(c.utterances) for c in parts))
+    start = 0
+    for contents in parts:
+        end = start + len(contents.utterances)
+        local = physical[(physical >= start) & (physical < end)] - start
+        if len(local):
+            cache = contents.cache or ManifestCache(contents.path, None)
+            part = cache.headers(contents.utterances, local)
+            for row in local.tolist():
+                found.set(start + row, part.info(row))
+        start = end
+    return found, physical
+
+
+def header_dict(entries: UtteranceTable, rows: np.ndarray, headers: Headers, physical: np.ndarray
+                ) -> dict[Path, AudioInfo | AudioError]:
+    """``entries_headers`` keyed by audio path, as ``check_utterance`` takes them."""
+    return {entries[int(row)].audio: headers.info(int(phys)) for row, phys in zip(rows, physical)}
+
+
+def rows_to_open(entries: UtteranceTable, spot_check: int | None, seed: int = 0) -> np.ndarray:
+    """Rows whose audio header start-up reads: every entry without a duration, and ``spot_check`` (seeded; None:
+    all) of those with one."""
+    known = ~np.isnan(entries.durations)
+    unknown = np.flatnonzero(~known)
+    known_rows = np.flatnonzero(known)
+    if spot_check is None or spot_check >= len(known_rows):
+        return np.arange(len(entries))
+    sample = np.random.default_rng(seed).choice(known_rows, size=max(int(spot_check), 0), replace=False)
+    return np.union1d(unknown, sample)
 
 
 def load_utterances(
@@ -264,26 +324,88 @@ def load_utterances(
     probe: bool = True,
     fmt: ManifestFormat = "auto",
     multichannel: MultichannelPolicy = "error",
-) -> list[Utterance]:
+    spot_check: int | None = 1000,
+    seed: int = 0,
+) -> UtteranceTable:
     """Read and cheaply validate manifests; bad entries go to ``log`` (raise under ``error``, counted under ``skip``).
 
-    Keys must be unique across ``paths``: every copy of a repeated key is bad (see ``flag_duplicate_keys``).
+    With ``probe``, an entry whose duration the manifest gives is trusted without opening its audio, and
+    ``spot_check`` of them (seeded by ``seed``; None: all of them) get the full header check (a file that is missing
+    or unreadable there is a bad sample; a duration that disagrees with the file is counted and warned about). An
+    entry without a duration has its header read, once: large manifests keep the headers in their cache. Without
+    ``probe`` no header is read and only the files' existence is checked. Keys must be unique across ``paths``:
+    every copy of a repeated key is bad (see ``flag_duplicate_keys``).
     """
-    entries, bad, _ = read_entries(paths, fmt)
-    good: list[Utterance] = []
-    headers: dict[Path, AudioInfo | AudioError] = {}
-    for utt in entries:
-        utt, reason, _ = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=probe,
-                                         multichannel=multichannel, headers=headers)
-        if reason is None:
-            good.append(utt)
-        else:
-            bad.append(utt.bad(reason))
-    total = len(good) + len(bad)
+    whole, bad, _, parts = read_parts(paths, fmt)
+    table, duplicates = flag_duplicate_keys(whole)
+    bad.extend(duplicates)
+    durations = table.durations.copy()
+    unknown = np.flatnonzero(np.isnan(durations)) if probe else np.zeros(0, np.int64)
+    checked = rows_to_open(table, spot_check, seed) if probe else unknown
+    reasons: dict[int, str] = {}
+    disagree: list[str] = []
+    if len(checked):
+        headers, physical = entries_headers(parts, table, checked)
+        # the common case without a per-row check: a readable mono file (or a channel it has), not a segment
+        frames, channels = headers.frames[physical], headers.channels[physical]
+        wanted = table.column("channel")[checked]
+        plain = ((frames > 0) & np.isnan(table.column("offset")[checked])
+                 & (((channels == 1) & (wanted == -1)) | ((wanted >= 0) & (wanted < channels))))
+        measured = frames[plain] / headers.rates[physical][plain]
+        declared = durations[checked[plain]]
+        off = np.flatnonzero(~np.isnan(declared) & (np.abs(measured - declared) > np.maximum(0.1, 0.02 * declared)))
+        for i in off[:20].tolist():
+            row = int(checked[plain][i])
+            disagree.append(table[row].bad(f"manifest duration {declared[i]:.3f} s, the audio has "
+                                           f"{measured[i]:.3f} s").describe())
+        disagree += [""] * max(0, len(off) - 20)
+        durations[checked[plain]] = measured
+        rest = np.flatnonzero(~plain)
+        lookup = header_dict(table, checked[rest], headers, physical[rest])
+        for row in checked[rest].tolist():
+            utt = table[row]
+            utt_checked, reason, _ = check_utterance(utt, probe=True, multichannel=multichannel, headers=lookup)
+            if reason is not None:
+                reasons[row] = reason
+            else:
+                durations[row] = utt_checked.duration  # the header's (a segment's is cut at the file's end)
+    if not probe:
+        for row, utt in enumerate(table):
+            reason = check_utterance(utt, probe=False)[1]
+            if reason is not None:
+                reasons[row] = reason
+    unknown_rows = set(unknown.tolist())
+    _report_spot_check(len(checked) - len(unknown), len(table), sum(r not in unknown_rows for r in reasons),
+                       disagree)
+    for row in table.blank_targets().tolist():
+        reasons.setdefault(row, "empty transcript")
+    with np.errstate(invalid="ignore"):
+        short = np.flatnonzero(durations < min_duration)
+        long = np.flatnonzero(durations > max_duration)
+    for row in short.tolist():
+        reasons.setdefault(row, f"too short: {durations[row]:.3f} s < min_duration {min_duration} s")
+    for row in long.tolist():
+        reasons.setdefault(row, f"too long: {durations[row]:.3f} s > max_duration {max_duration} s")
+    bad.extend(table[row].bad(reason) for row, reason in sorted(reasons.items()))
+    table = table.with_durations(durations).take(np.setdiff1d(np.arange(len(table)), list(reasons)))
+    total = len(table) + len(bad)
     for item in bad:
         log.add(item, total)
     log.check(total)
-    return good
+    return table
+
+
+def _report_spot_check(checked: int, total: int, bad: int, disagree: list[str]) -> None:
+    if checked <= 0 or checked >= total:
+        return
+    if bad or disagree:
+        logger.warning("spot check of %d of %d entries with manifest durations: %d bad, %d with another duration "
+                       "than the audio's (first: %s); the rest were not opened, so about %.1f%% of the manifest may "
+                       "be affected: run python -m nano8k.data.validate on it", checked, total, bad, len(disagree),
+                       disagree[0] if disagree else "-", 100.0 * (bad + len(disagree)) / checked)
+    else:
+        logger.info("spot check: %d of %d entries with manifest durations opened, all good (the rest are trusted)",
+                    checked, total)
 
 
 def _relative_audio(audio: Path, out_dir: Path) -> str:

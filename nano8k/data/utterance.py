@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
@@ -17,8 +18,15 @@ Channel = int | tuple[int, ...] | None
 
 def resolve_audio(audio: str, base: Path) -> Path:
     """An audio path from a manifest: ``~`` expanded, relative paths taken from the manifest's folder ``base``."""
-    path = Path(os.path.expanduser(audio))
-    return path if path.is_absolute() else (base / path).resolve()
+    return Path(audio_path(audio, str(base)))
+
+
+def audio_path(audio: str, base: str) -> str:
+    """``resolve_audio`` as a string, without a system call (a million-line manifest on network storage)."""
+    if audio.startswith("~"):
+        audio = os.path.expanduser(audio)
+    path = audio if audio.startswith("/") else f"{base}/{audio}"
+    return os.path.normpath(path) if "/." in path or "//" in path else path
 
 
 @dataclass(frozen=True)
@@ -66,9 +74,10 @@ class ManifestContents:
 
     path: Path
     format: str
-    utterances: list[Utterance] = field(default_factory=list)
+    utterances: Sequence[Utterance] = field(default_factory=list)  # a list, or an UtteranceTable once read
     bad: list[BadSample] = field(default_factory=list)
     ignored: list[BadSample] = field(default_factory=list)
+    cache: Any = None  # the ManifestCache it came from, if any
 
     @property
     def total(self) -> int:

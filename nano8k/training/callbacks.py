@@ -132,7 +132,10 @@ class StageSwitch(Callback):
             return
         if not isinstance(trainer.strategy, SingleDeviceStrategy) and type(trainer.strategy) is not DDPStrategy:
             raise NotImplementedError(
-                f"StageSwitch supports single-device and DDP training, not {type(trainer.strategy).__name__}"
+                f"StageSwitch supports single-device and DDP training, not {type(trainer.strategy).__name__}: it "
+                "rebuilds the optimizer for the new trainable set, which that strategy shards or wraps. Use "
+                "trainer.strategy ddp, or run the two stages as two fits (configs/stage1_encoder_adapt.yaml, then "
+                "configs/telephone.yaml with model.model_dir set to the stage-1 export)"
             )
         if not hasattr(pl_module, "set_stage"):
             raise TypeError(f"StageSwitch needs a LightningModule with set_stage(); got {type(pl_module).__name__}")
