@@ -22,7 +22,7 @@ TINY_RECIPE = Recipe(audio_tokens="low_frame_rate", weights="random-init")
 CACHE_ENV = "NANO8K_CACHE_DIR"
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nano8k").expanduser()
 
 
@@ -32,7 +32,7 @@ def tiny_model_path() -> Path:
     for name in ("config.yaml", "Qwen3-0.6B/config.json"):
         digest.update((TINY_TEMPLATE_DIR / name).read_bytes())
     digest.update(json.dumps(TINY_RECIPE.to_dict(), sort_keys=True).encode())
-    return _cache_root() / f"tiny-nano-{digest.hexdigest()[:12]}"
+    return cache_root() / f"tiny-nano-{digest.hexdigest()[:12]}"
 
 
 def tiny_model_dir() -> Path:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, estimated_lfr_frames_of
+from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
 from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
 from nano8k.data.shards import ShardIndex, ShardStream
@@ -283,15 +283,11 @@ class TelephoneDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         return ShardStream(self.shard_index, self.datasets["train"], max_frames=self.max_frames_per_batch,
                            max_tokens=self.max_tokens_per_batch, max_batch_size=self.max_batch_size, seed=self.seed,
-                           rank=rank, world_size=world, num_workers=self.num_workers, lfr_n=self.frontend.lfr_n,
-                           audio_tokens=self.audio_tokens)
+                           rank=rank, world_size=world, num_workers=self.num_workers)
 
     def _sampler(self, split: str) -> BucketBatchSampler:
         dataset = self.datasets[split]
-        lengths = estimated_lfr_frames_of(dataset.utterances.durations, lfr_n=self.frontend.lfr_n)
-        tokens = None
-        if self.max_tokens_per_batch is not None:
-            tokens = dataset.prompt_lengths([audio_token_count(int(n), self.audio_tokens) for n in lengths])
+        lengths, tokens = dataset.batch_lengths(with_tokens=self.max_tokens_per_batch is not None)
         rank, world = self._rank_world()
         train = split == "train"
         epoch_lengths = None

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from nano8k.data.audio import AudioError, MultichannelPolicy, resample
 from nano8k.data.badsamples import BadSample, BadSampleLog
+from nano8k.data.batching import estimated_lfr_frames_of
 from nano8k.data.manifest import Utterance
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.table import UtteranceTable
@@ -182,20 +183,32 @@ class SpeechDataset(Dataset):
         return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=prompt,
                                    language=language, itn=opts.itn)
 
+    def _column(self, name: str) -> list:
+        utts = self.utterances
+        return utts.strings(name) if isinstance(utts, UtteranceTable) else [getattr(u, name) for u in utts]
+
     def prompt_lengths(self, audio_tokens: Sequence[int]) -> np.ndarray:
         """Length in tokens of every utterance's prompt + target (``len(prompt_for(u, n).input_ids)``) given its
         ``audio_tokens``, with the targets tokenized in one batched call and each distinct prompt once."""
-        utts = self.utterances
-        targets = [u.target + END_OF_TURN for u in utts]
+        targets = [target + END_OF_TURN for target in self._column("target")]
         target_ids = self.prompts.tokenizer(targets, add_special_tokens=False)["input_ids"] if targets else []
         overhead: dict[tuple, int] = {}
-        lengths = np.empty(len(utts), dtype=np.int64)
-        for row, (utt, ids, audio) in enumerate(zip(utts, target_ids, audio_tokens)):
-            key = (utt.lang, utt.prompt)
-            if key not in overhead:
-                overhead[key] = len(self.prompt_for(utt, 1, with_target=False).input_ids) - 1
-            lengths[row] = overhead[key] + int(audio) + len(ids)
+        lengths = np.empty(len(targets), dtype=np.int64)
+        rows = zip(self._column("lang"), self._column("prompt"), target_ids, audio_tokens)
+        for row, (lang, prompt, ids, audio) in enumerate(rows):
+            if (lang, prompt) not in overhead:
+                overhead[lang, prompt] = len(self.prompt_for(self.utterances[row], 1, with_target=False).input_ids) - 1
+            lengths[row] = overhead[lang, prompt] + int(audio) + len(ids)
         return lengths
+
+    def batch_lengths(self, with_tokens: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """What a batch plan costs per utterance: LFR frames (from the durations) and, ``with_tokens``, LLM tokens."""
+        durations = (self.utterances.durations if isinstance(self.utterances, UtteranceTable)
+                     else np.array([np.nan if d is None else d for d in self._column("duration")], dtype=np.float64))
+        frames = estimated_lfr_frames_of(durations, lfr_n=self.frontend.lfr_n)
+        if not with_tokens:
+            return frames, None
+        return frames, self.prompt_lengths([audio_token_count(int(n), self.audio_tokens) for n in frames])
 
     def __getitem__(self, index: int | tuple[int, int]) -> SpeechItem | Skipped:
         idx, epoch, rate = (tuple(index) + (None,))[:3] if isinstance(index, tuple) else (index, 0, None)

@@ -23,9 +23,9 @@ from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, pars
                                    unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
-__all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format", "entries_headers", "header_dict",
-           "flag_duplicate_keys", "iter_chatml", "load_utterances", "read_entries", "read_manifest", "read_parts",
-           "read_utterances", "rows_to_open", "speech_length", "write_chatml"]
+__all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format", "entries_headers",
+           "flag_duplicate_keys", "header_dict", "iter_chatml", "load_utterances", "read_entries", "read_manifest",
+           "read_unique", "read_utterances", "rows_to_open", "speech_length", "write_chatml"]
 
 ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi", "lhotse"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
@@ -135,18 +135,22 @@ def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
 
 
 def _read_any(path: Path, fmt: ManifestFormat) -> ManifestContents:
+    """The manifest parsed by its format's reader, its utterances as an ``UtteranceTable``."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "kaldi":
-        return read_kaldi(path)
-    if path.is_dir():
+        contents = read_kaldi(path)
+    elif path.is_dir():
         raise DataError(f"{path} is a directory; only a Kaldi data folder can be given as a directory")
-    if fmt == "lhotse":
+    elif fmt == "lhotse":
         from nano8k.data.lhotse_io import read_lhotse
 
-        return read_lhotse(path)
-    if fmt not in ("chatml", "jsonl"):
+        contents = read_lhotse(path)
+    elif fmt in ("chatml", "jsonl"):
+        return _read_jsonl(path, fmt)
+    else:
         raise DataError(f"unknown manifest format {fmt!r} (auto, chatml, jsonl, kaldi, lhotse)")
-    return _read_jsonl(path, fmt)
+    contents.utterances = UtteranceTable.from_utterances(contents.utterances)
+    return contents
 
 
 def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestContents:
@@ -155,10 +159,7 @@ def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestCon
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise DataError(f"manifest not found: {path}")
-    contents = ManifestCache.open(path, fmt).contents(lambda: _read_any(path, fmt))
-    if not isinstance(contents.utterances, UtteranceTable):
-        contents.utterances = UtteranceTable.from_utterances(contents.utterances)
-    return contents
+    return ManifestCache.open(path, fmt).contents(lambda: _read_any(path, fmt))
 
 
 def flag_duplicate_keys(utts: UtteranceTable) -> tuple[UtteranceTable, list[BadSample]]:
@@ -240,15 +241,13 @@ def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat =
                  ) -> tuple[UtteranceTable, list[BadSample], list[BadSample]]:
     """The entries of ``paths`` with unique keys; the bad lines and every copy of a repeated key; and the entries
     that are not utterances (``ManifestContents.ignored``, also logged with their count)."""
-    table, bad, ignored, _ = read_parts(paths, fmt)
-    table, duplicates = flag_duplicate_keys(table)
-    return table, bad + duplicates, ignored
+    table, bad, ignored, _ = read_unique(paths, fmt)
+    return table, bad, ignored
 
 
-def read_parts(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
-               ) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
-    """All entries of ``paths`` in one table (repeated keys not yet flagged), their bad and ignored lines, and each
-    manifest's contents (with its cache, for ``entries_headers``)."""
+def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
+                ) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
+    """``read_entries``, and each manifest's contents (with its cache, for ``entries_headers``)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     resolved = [Path(p).expanduser().resolve() for p in paths]
     twice = sorted({str(p) for p in resolved if resolved.count(p) > 1})
@@ -265,7 +264,8 @@ def read_parts(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "
         if contents.ignored:
             logger.warning("%s: %d entries are not utterances and are ignored, first: %s", path,
                            len(contents.ignored), contents.ignored[0].describe())
-    return UtteranceTable.concat([c.utterances for c in parts]), bad, ignored, parts
+    table, duplicates = flag_duplicate_keys(UtteranceTable.concat([c.utterances for c in parts]))
+    return table, bad + duplicates, ignored, parts
 
 
 def read_utterances(path: str | Path, user: str) -> UtteranceTable:
@@ -280,8 +280,8 @@ def read_utterances(path: str | Path, user: str) -> UtteranceTable:
 
 def entries_headers(parts: Sequence[ManifestContents], entries: UtteranceTable, rows: np.ndarray
                     ) -> tuple[Headers, np.ndarray]:
-    """The headers of the audio of ``rows`` of ``entries`` (a view of ``read_parts``' table), each manifest's read
-    through its cache: a ``Headers`` over the rows of ``read_parts``' table, and ``rows``' places in it."""
+    """The headers of the audio of ``rows`` of ``entries`` (``read_unique``'s table), each manifest's read through
+    its cache: a ``Headers`` over the rows of all the manifests' tables, and ``rows``' places in it."""
     physical = (np.arange(len(entries)) if entries.rows is None else entries.rows)[np.asarray(rows, dtype=np.int64)]
     found = Headers.empty(sum(len(c.utterances) for c in parts))
     start = 0
@@ -290,9 +290,7 @@ def entries_headers(parts: Sequence[ManifestContents], entries: UtteranceTable, 
         local = physical[(physical >= start) & (physical < end)] - start
         if len(local):
             cache = contents.cache or ManifestCache(contents.path, None)
-            part = cache.headers(contents.utterances, local)
-            for row in local.tolist():
-                found.set(start + row, part.info(row))
+            found.copy_rows(cache.headers(contents.utterances, local), local, start)
         start = end
     return found, physical
 
@@ -336,14 +334,12 @@ def load_utterances(
     ``probe`` no header is read and only the files' existence is checked. Keys must be unique across ``paths``:
     every copy of a repeated key is bad (see ``flag_duplicate_keys``).
     """
-    whole, bad, _, parts = read_parts(paths, fmt)
-    table, duplicates = flag_duplicate_keys(whole)
-    bad.extend(duplicates)
+    table, bad, _, parts = read_unique(paths, fmt)
     durations = table.durations.copy()
     unknown = np.flatnonzero(np.isnan(durations)) if probe else np.zeros(0, np.int64)
     checked = rows_to_open(table, spot_check, seed) if probe else unknown
     reasons: dict[int, str] = {}
-    disagree: list[str] = []
+    disagree, first_disagreeing = 0, None
     if len(checked):
         headers, physical = entries_headers(parts, table, checked)
         # the common case without a per-row check: a readable mono file (or a channel it has), not a segment
@@ -354,11 +350,11 @@ def load_utterances(
         measured = frames[plain] / headers.rates[physical][plain]
         declared = durations[checked[plain]]
         off = np.flatnonzero(~np.isnan(declared) & (np.abs(measured - declared) > np.maximum(0.1, 0.02 * declared)))
-        for i in off[:20].tolist():
-            row = int(checked[plain][i])
-            disagree.append(table[row].bad(f"manifest duration {declared[i]:.3f} s, the audio has "
-                                           f"{measured[i]:.3f} s").describe())
-        disagree += [""] * max(0, len(off) - 20)
+        disagree = len(off)
+        if disagree:
+            i = int(off[0])
+            first_disagreeing = table[int(checked[plain][i])].bad(
+                f"manifest duration {declared[i]:.3f} s, the audio has {measured[i]:.3f} s").describe()
         durations[checked[plain]] = measured
         rest = np.flatnonzero(~plain)
         lookup = header_dict(table, checked[rest], headers, physical[rest])
@@ -376,7 +372,7 @@ def load_utterances(
                 reasons[row] = reason
     unknown_rows = set(unknown.tolist())
     _report_spot_check(len(checked) - len(unknown), len(table), sum(r not in unknown_rows for r in reasons),
-                       disagree)
+                       disagree, first_disagreeing)
     for row in table.blank_targets().tolist():
         reasons.setdefault(row, "empty transcript")
     with np.errstate(invalid="ignore"):
@@ -395,14 +391,14 @@ def load_utterances(
     return table
 
 
-def _report_spot_check(checked: int, total: int, bad: int, disagree: list[str]) -> None:
+def _report_spot_check(checked: int, total: int, bad: int, disagree: int, first_disagreeing: str | None) -> None:
     if checked <= 0 or checked >= total:
         return
     if bad or disagree:
         logger.warning("spot check of %d of %d entries with manifest durations: %d bad, %d with another duration "
                        "than the audio's (first: %s); the rest were not opened, so about %.1f%% of the manifest may "
-                       "be affected: run python -m nano8k.data.validate on it", checked, total, bad, len(disagree),
-                       disagree[0] if disagree else "-", 100.0 * (bad + len(disagree)) / checked)
+                       "be affected: run python -m nano8k.data.validate on it", checked, total, bad, disagree,
+                       first_disagreeing or "-", 100.0 * (bad + disagree) / checked)
     else:
         logger.info("spot check: %d of %d entries with manifest durations opened, all good (the rest are trusted)",
                     checked, total)

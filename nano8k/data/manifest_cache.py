@@ -24,6 +24,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 from filelock import FileLock
 
+from nano8k.assets import cache_root
 from nano8k.data.audio import AudioError, AudioInfo, probe_audio
 from nano8k.data.badsamples import BadSample
 from nano8k.data.table import UtteranceTable
@@ -51,9 +52,7 @@ def cache_folder(path: Path) -> Path:
     beside = path.parent / f".{path.name}.nano8k"
     if os.access(path.parent, os.W_OK):
         return beside
-    from nano8k.assets import _cache_root
-
-    return _cache_root() / "manifests" / hashlib.sha1(str(path).encode()).hexdigest()[:16]
+    return cache_root() / "manifests" / hashlib.sha1(str(path).encode()).hexdigest()[:16]
 
 
 def _bad_to_json(items: Sequence[BadSample]) -> list[dict]:
@@ -83,23 +82,22 @@ class ManifestCache:
         wanted = {**signature(self.path), "format": self.format}
         with self._lock():
             meta_path = self.current / "meta.json"
-            if meta_path.is_file() and json.loads(meta_path.read_text()).get("signature") == wanted:
-                return self._load(json.loads(meta_path.read_text()))
-            contents = read()
-            self._store(contents, wanted)
-            return self._load(json.loads(meta_path.read_text()))
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            if meta.get("signature") != wanted:
+                meta = self._store(read(), wanted)
+            return self._load(meta)
 
-    def _store(self, contents: ManifestContents, wanted: dict) -> None:
+    def _store(self, contents: ManifestContents, wanted: dict) -> dict:
+        """Write ``contents`` (its utterances an ``UtteranceTable``) as the current cache; returns its meta."""
         staging = self.folder / f"staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        table = contents.utterances
-        table = table if isinstance(table, UtteranceTable) else UtteranceTable.from_utterances(table)
-        table.save(staging / "table")
+        contents.utterances.save(staging / "table")
         meta = {"signature": wanted, "format": contents.format, "bad": _bad_to_json(contents.bad),
                 "ignored": _bad_to_json(contents.ignored)}
         (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(self.current, ignore_errors=True)
         os.replace(staging, self.current)
+        return meta
 
     def _load(self, meta: dict) -> ManifestContents:
         contents = ManifestContents(self.path, meta["format"], UtteranceTable.load(self.current / "table"))
@@ -168,6 +166,18 @@ class Headers:
             self.kinds.append(kind)
         self.frames[row], self.rates[row], self.channels[row] = info.frames, info.sample_rate, info.channels
         self.kind[row] = self.kinds.index(kind)
+
+    def copy_rows(self, source: "Headers", rows: np.ndarray, offset: int) -> None:
+        """Take ``rows`` of ``source`` as rows ``rows + offset`` of these headers."""
+        for kind in source.kinds:
+            if kind not in self.kinds:
+                self.kinds.append(kind)
+        remap = np.array([self.kinds.index(kind) for kind in source.kinds] or [0], dtype=np.int16)
+        target = rows + offset
+        self.frames[target], self.rates[target] = source.frames[rows], source.rates[rows]
+        self.channels[target], self.kind[target] = source.channels[rows], remap[source.kind[rows]]
+        wanted = set(rows.tolist())
+        self.errors.update({row + offset: error for row, error in source.errors.items() if row in wanted})
 
     def info(self, row: int) -> AudioInfo | AudioError:
         if self.frames[row] == self.UNREADABLE:

@@ -21,6 +21,7 @@ Locations are folders or any fsspec URL (``s3://…``, ``gs://…``, ``https://�
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import logging
@@ -38,9 +39,12 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from nano8k.assets import cache_root
 from nano8k.data.audio import MULTICHANNEL_POLICIES, AudioError, MultichannelPolicy
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames_of, split_to_count
+from nano8k.data.batching import BucketBatchSampler, split_to_count
+from nano8k.data.dataset import Skipped
+from nano8k.data.manifest import load_utterances, read_manifest
 from nano8k.data.utterance import Utterance
 
 logger = logging.getLogger("nano8k.data")
@@ -114,8 +118,6 @@ class ShardIndex:
     @classmethod
     def open(cls, location: str | Path) -> "ShardIndex":
         """Read ``shards.json`` and ``index.jsonl`` of the shard set at ``location`` (a folder or an fsspec URL)."""
-        from nano8k.data.manifest import read_manifest
-
         location = str(location).rstrip("/")
         try:
             with fsspec.open(posixpath.join(location, SHARDS), "r", encoding="utf-8") as handle:
@@ -143,11 +145,7 @@ class ShardIndex:
 
 
 def _local_copy(url: str) -> Path:
-    import hashlib
-
-    from nano8k.assets import _cache_root
-
-    target = _cache_root() / "shards" / hashlib.sha1(url.encode()).hexdigest()[:16] / INDEX
+    target = cache_root() / "shards" / hashlib.sha1(url.encode()).hexdigest()[:16] / INDEX
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         with fsspec.open(url, "rb") as source:
@@ -203,16 +201,13 @@ class ShardStream(IterableDataset):
     """Batches of training items streamed from a shard set (see the module docstring for the plan and resume).
 
     ``dataset`` is a ``SpeechDataset`` over the index's utterances: it makes the items (augmentation, features,
-    prompts) and counts the tokens for ``max_tokens``. Use with ``DataLoader(stream, batch_size=None,
+    prompts) and gives the batch costs (``SpeechDataset.batch_lengths``). Use with ``DataLoader(stream, batch_size=None,
     collate_fn=SpeechCollator(...), num_workers=num_workers)``; ``len`` is this rank's batches per epoch.
     """
 
     def __init__(self, index: ShardIndex, dataset: Any, *, max_frames: int, max_tokens: int | None = None,
                  max_batch_size: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0, shuffle: bool = True, lfr_n: int = 6, audio_tokens: str = "low_frame_rate"
-                 ) -> None:
-        from nano8k.model.prompt import audio_token_count
-
+                 num_workers: int = 0, shuffle: bool = True) -> None:
         self.index, self.dataset = index, dataset
         self.seed, self.rank, self.world_size, self.shuffle = int(seed), int(rank), int(world_size), shuffle
         self.workers = max(int(num_workers), 1)
@@ -221,10 +216,7 @@ class ShardStream(IterableDataset):
             raise DataError(f"{index.location}: {len(index.shards)} shards for {self.world_size} rank(s) x "
                             f"{self.workers} loader worker(s); each reader needs a shard of its own: write at least "
                             f"{readers} shards (a smaller --shard_size) or use fewer data.num_workers")
-        lengths = estimated_lfr_frames_of(index.utterances.durations, lfr_n)
-        tokens = None
-        if max_tokens is not None:
-            tokens = dataset.prompt_lengths([audio_token_count(int(n), audio_tokens) for n in lengths])
+        lengths, tokens = dataset.batch_lengths(with_tokens=max_tokens is not None)
         self.packer = BucketBatchSampler(lengths, max_frames, token_lengths=tokens, max_tokens=max_tokens,
                                          max_batch_size=max_batch_size)
         self.lengths, self.tokens = lengths, tokens
@@ -340,8 +332,6 @@ class ShardStream(IterableDataset):
             skip = 0
 
     def _item(self, row: int, payloads: dict[int, tuple[dict, bytes]], url: str, epoch: int) -> Any:
-        from nano8k.data.dataset import Skipped
-
         utt = self.dataset.utterances[row]
         if row not in payloads:
             bad = utt.bad(f"missing from {url}")
@@ -356,8 +346,6 @@ class ShardStream(IterableDataset):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nano8k.data.manifest import load_utterances
-
     parser = argparse.ArgumentParser(prog="python -m nano8k.data.shards",
                                      description="Write manifests as WebDataset tar shards for streaming training "
                                                  "(data.train_shards).")

@@ -59,13 +59,13 @@ class TextColumn:
 
     def raw(self, rows: np.ndarray | None = None) -> list[bytes]:
         """The UTF-8 bytes of ``rows`` (all rows for None), one slice of one buffer each (fast for millions)."""
-        blob = self.data.tobytes()
-        offsets = self.offsets if rows is None else None
-        if offsets is not None:
-            starts, ends = offsets[:-1].tolist(), offsets[1:].tolist()
+        if rows is None:
+            starts, ends = self.offsets[:-1], self.offsets[1:]
         else:
-            starts, ends = self.offsets[rows].tolist(), self.offsets[np.asarray(rows) + 1].tolist()
-        return [blob[a:b] for a, b in zip(starts, ends)]
+            rows = np.asarray(rows)
+            starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        blob = self.data.tobytes()
+        return [blob[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
 
     def byte_lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -182,10 +182,10 @@ class UtteranceTable(Sequence[Utterance]):
         """Rows whose transcript is empty or only white space (decoding only those that start with a byte that can
         begin a space character)."""
         column = self.text["target"]
-        offsets = column.offsets[:-1][self._physical()]
         lengths = self.byte_lengths("target")
-        first = np.where(lengths > 0, column.data[np.minimum(offsets, max(len(column.data) - 1, 0))]
-                         if len(column.data) else 0, 0)
+        first = np.zeros(len(lengths), dtype=np.uint8)  # each transcript's first byte (0 for an empty one)
+        filled = lengths > 0
+        first[filled] = column.data[column.offsets[:-1][self._physical()][filled]]
         # ASCII spaces and separators (\t-\r, \x1c-\x20) and the lead bytes of Unicode spaces (U+0085, U+00A0,
         # U+1680, U+2000-U+205F, U+3000)
         maybe = (lengths == 0) | ((first >= 0x09) & (first <= 0x0D)) | ((first >= 0x1C) & (first <= 0x20)) | np.isin(

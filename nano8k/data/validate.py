@@ -13,8 +13,8 @@ from typing import Sequence
 from nano8k.data.audio import (MULTICHANNEL_POLICIES, SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy,
                                peak_dbfs)
 from nano8k.data.badsamples import BadSample, DataError
-from nano8k.data.manifest import (Utterance, check_utterance, entries_headers, flag_duplicate_keys, header_dict,
-                                   read_parts, rows_to_open, write_chatml)
+from nano8k.data.manifest import (Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open,
+                                   write_chatml)
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
 # Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s
@@ -133,9 +133,7 @@ def validate(
     read, good or bad.
     """
     report = Report()
-    table, report.problems, report.ignored, parts = read_parts(manifests, fmt)  # type: ignore[arg-type]
-    entries, duplicates = flag_duplicate_keys(table)
-    report.problems.extend(duplicates)
+    entries, report.problems, report.ignored, parts = read_unique(manifests, fmt)  # type: ignore[arg-type]
     opened = rows_to_open(entries, sample, seed)
     headers = header_dict(entries, opened, *entries_headers(parts, entries, opened))
     opened_rows = set(opened.tolist())
