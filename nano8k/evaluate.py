@@ -1,4 +1,4 @@
-"""CLI: ``python -m nano8k.evaluate`` — decode a manifest and report CER / WER / MER (overall, per language, worst)."""
+"""CLI: ``python -m nano8k.evaluate`` — decode a manifest and report CER / WER / MER, overall and per group."""
 
 from __future__ import annotations
 
@@ -9,86 +9,88 @@ from typing import Any, Sequence
 
 from jsonargparse import ArgumentParser
 
-from nano8k.training.metrics import RATE_NAMES, UNITS, error_counts, language_groups
-from nano8k.training.module import resolve_model_dir
+from nano8k.data.badsamples import DataError
+from nano8k.data.fields import entry_fields
+from nano8k.data.utterance import Utterance
 from nano8k.inference import Transcript, transcribe_utterances
+from nano8k.scoring.metrics import text_language
+from nano8k.scoring.normalizers import NORMALIZERS
+from nano8k.scoring.plots import plot_groups
+from nano8k.scoring.report import Scored, build_report, markdown, summary_lines
+from nano8k.training.module import resolve_model_dir
 from nano8k.transcribe import add_decode_arguments, decode_options, load_model, utterances_from_manifest
 
-def score(refs: Sequence[str], hyps: Sequence[str]) -> dict[str, Any]:
-    """CER/WER/MER with their edit and reference-unit counts (empty references dropped and counted)."""
-    report: dict[str, Any] = {}
-    for unit in UNITS:
-        counts = error_counts(refs, hyps, unit)
-        report[RATE_NAMES[unit]] = counts.rate if counts.ref_units else None
-        report[f"{RATE_NAMES[unit]}_counts"] = {
-            "edits": counts.edits, "ref_units": counts.ref_units, "substitutions": counts.substitutions,
-            "deletions": counts.deletions, "insertions": counts.insertions,
-        }
-        report["utterances"], report["empty_refs"] = counts.utterances, counts.empty_refs
+
+def group_fields(utts: Sequence[Utterance], group_by: Sequence[str]) -> list[dict[str, str]]:
+    """Each utterance's value of every ``group_by`` field; ``lang`` is the entry's language, else its reference's."""
+    others = [name for name in group_by if name != "lang"]
+    rows = entry_fields(utts, others) if others else [{} for _ in utts]
+    if "lang" in group_by:
+        for row, utt in zip(rows, utts):
+            row["lang"] = utt.lang or text_language(utt.target)
+    return [{name: row[name] for name in group_by} for row in rows]
+
+
+def evaluation_report(results: Sequence[Transcript], fields: Sequence[dict[str, str]], group_by: Sequence[str],
+                      normalizer: str, num_worst: int = 10, num_substitutions: int = 20) -> dict[str, Any]:
+    """``build_report`` of the decoded results; utterances whose audio failed are listed under ``failed``."""
+    items = [Scored(r.utt.key, r.utt.target, r.text, f) for r, f in zip(results, fields) if r.error is None]
+    report = build_report(items, group_by, normalizer, num_substitutions, num_worst)
+    report["failed"] = [{"key": r.utt.key, "audio": str(r.utt.audio), "error": r.error}
+                        for r in results if r.error is not None]
     return report
 
 
-def build_report(results: Sequence[Transcript], num_worst: int = 10) -> dict[str, Any]:
-    """Overall and per-language scores plus the ``num_worst`` utterances by MER (then by edits)."""
-    decoded = [r for r in results if r.error is None]
-    refs, hyps = [r.utt.target for r in decoded], [r.text for r in decoded]
-    report: dict[str, Any] = {"overall": score(refs, hyps), "failed": [
-        {"key": r.utt.key, "audio": str(r.utt.audio), "error": r.error} for r in results if r.error is not None]}
-    groups = language_groups(refs, [r.utt.lang for r in decoded])
-    report["by_language"] = {lang: score([refs[i] for i in idx], [hyps[i] for i in idx]) for lang, idx in groups.items()}
-    rows = []
-    for r in decoded:
-        counts = error_counts([r.utt.target], [r.text], "mixed")
-        if counts.ref_units:
-            rows.append({"key": r.utt.key, "mer": counts.rate, "edits": counts.edits, "ref": r.utt.target,
-                         "hyp": r.text})
-    rows.sort(key=lambda row: (-row["mer"], -row["edits"], row["key"]))
-    report["worst"] = rows[:num_worst]
-    return report
-
-
-def _fmt(value: float | None) -> str:
-    return "  n/a" if value is None else f"{value:.4f}"
-
-
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    """Human-readable table: one line overall and one per language."""
-    lines = [f"{'set':<10}{'utts':>7}{'CER':>9}{'WER':>9}{'MER':>9}"]
-    for name, block in [("overall", report["overall"]), *report["by_language"].items()]:
-        lines.append(f"{name:<10}{block['utterances']:>7}{_fmt(block['cer']):>9}{_fmt(block['wer']):>9}"
-                     f"{_fmt(block['mer']):>9}")
-    if report["overall"]["empty_refs"]:
-        lines.append(f"{report['overall']['empty_refs']} utterance(s) with an empty reference were not scored")
-    if report["failed"]:
-        lines.append(f"{len(report['failed'])} utterance(s) failed to load (see 'failed' in the report)")
-    return lines
+def write_report(report: dict[str, Any], out_dir: str | Path, title: str) -> list[Path]:
+    """``report.json`` (without the per-utterance rows), ``utterances.jsonl``, ``report.md``, ``cer_by_group.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {k: v for k, v in report.items() if k != "utterances"}
+    (out / "report.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    with open(out / "utterances.jsonl", "w", encoding="utf-8") as handle:
+        for row in report["utterances"]:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "report.md").write_text(markdown(report, title), encoding="utf-8")
+    return [out / "report.json", out / "utterances.jsonl", out / "report.md", plot_groups(report, out / "cer_by_group.png")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.evaluate", description=__doc__)
     parser.add_argument("--manifest", type=str, required=True, help="ChatML / {key,source,target} jsonl / Kaldi / Lhotse")
-    parser.add_argument("--output", type=str | None, default=None, help="write the JSON report here")
-    parser.add_argument("--hyps_output", type=str | None, default=None, help="write {key, ref, hyp} jsonl here")
+    parser.add_argument("--group_by", type=str, default="lang",
+                        help="comma-separated manifest fields to break the scores down by, e.g. lang,channel_type,"
+                             "speaker,domain (lang: the entry's language, else detected from the reference; Kaldi: "
+                             "utt2<field> files, utt2spk for speaker; Lhotse: supervision fields and custom)")
+    parser.add_argument("--normalizer", type=str, default="basic", choices=list(NORMALIZERS),
+                        help="basic (nano8k's), funasr (Fun-ASR's evaluation recipe, comparable with its published "
+                             "numbers) or none; see nano8k.scoring.normalizers")
+    parser.add_argument("--report_dir", type=str | None, default=None,
+                        help="write report.json, report.md, utterances.jsonl and cer_by_group.png here")
     parser.add_argument("--num_worst", type=int, default=10)
+    parser.add_argument("--num_substitutions", type=int, default=20)
     add_decode_arguments(parser)
     args = parser.parse_args(argv)
     options = decode_options(args)
+    group_by = [name.strip() for name in args.group_by.split(",") if name.strip()]
     utts = utterances_from_manifest(args.manifest)
     if not utts:
         raise SystemExit(f"error: {args.manifest} holds no utterance")
+    try:
+        fields = group_fields(utts, group_by)  # before decoding: a misspelt field fails now
+    except DataError as err:
+        raise SystemExit(f"error: --group_by: {err}") from None
     model = load_model(args.model_dir, args.device, args.llm_dtype, args.dither)
     results = transcribe_utterances(model, utts, options)
-    report = build_report(results, args.num_worst)
+    report = evaluation_report(results, fields, group_by, args.normalizer, args.num_worst, args.num_substitutions)
     report["settings"] = {"manifest": str(Path(args.manifest).resolve()), "model_dir": str(resolve_model_dir(args.model_dir)),
-                          **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}}
+                          "group_by": group_by, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                   for k, v in vars(options).items()}}
     print("\n".join(summary_lines(report)))
-    if args.output:
-        Path(args.output).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if args.hyps_output:
-        with open(args.hyps_output, "w", encoding="utf-8") as handle:
-            for r in results:
-                handle.write(json.dumps({"key": r.utt.key, "ref": r.utt.target, "hyp": r.text, "error": r.error},
-                                        ensure_ascii=False) + "\n")
+    if report["failed"]:
+        print(f"{len(report['failed'])} utterance(s) failed to load (see 'failed' in the report)")
+    if args.report_dir:
+        written = write_report(report, args.report_dir, f"Evaluation of {Path(args.manifest).name}")
+        print("wrote " + ", ".join(str(p) for p in written))
     return 1 if report["failed"] else 0
 
 

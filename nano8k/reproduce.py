@@ -9,8 +9,8 @@ row fine-tuned with ``python -m nano8k.fit`` and scored from its export. Every r
 before/after callback) and changes one thing; (4) ``docs/results/mini_reproduction.md`` (table per test set and language, what each
 claim came to, the command, versions) and a CER-vs-step PNG. Every number comes from this run.
 
-Needs espeak-ng and the Asterisk digit recordings (``apt-get install espeak-ng asterisk-core-sounds-en-wav``) and
-matplotlib (``pip install -e '.[dev]'``). Run from the repository root; about 16 min on 2 CPU cores. A mini-scale result: it shows what the
+Needs espeak-ng and the Asterisk digit recordings (``apt-get install espeak-ng asterisk-core-sounds-en-wav``).
+Run from the repository root; about 16 min on 2 CPU cores. A mini-scale result: it shows what the
 recipe does to a 0.4 M-parameter model on synthetic digit strings and claims nothing about the 0.8B model.
 """
 
@@ -34,6 +34,8 @@ import yaml
 from nano8k.align import load_config
 from nano8k.mini.corpus import Rendering, asterisk_digit_strings, plan_split, pretraining_plan, write_corpus
 from nano8k.mini.scoring import score_model
+from nano8k.scoring.normalizers import NORMALIZERS
+from nano8k.scoring.plots import pyplot
 from nano8k.sweep import isolate, read_metric
 from nano8k.training.module import resolve_model_dir
 
@@ -139,8 +141,8 @@ def fine_tune(variant: Variant, config: dict[str, Any], run_dir: Path) -> tuple[
     return rc, time.monotonic() - start
 
 
-def score_sets(model_dir: Path, data: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {name: score_model(model_dir, data[name]) for name in (*TEST_SETS, "telephone_val")}
+def score_sets(model_dir: Path, data: dict[str, Path], normalizer: str = "basic") -> dict[str, dict[str, Any]]:
+    return {name: score_model(model_dir, data[name], normalizer=normalizer) for name in (*TEST_SETS, "telephone_val")}
 
 
 # -- (4) report ---------------------------------------------------------------------------------------------------
@@ -200,11 +202,7 @@ def claims(base: dict[str, dict[str, Any]], results: Sequence[RunResult]) -> lis
 
 def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
     """CER on the telephone val split vs optimizer step, one line per fine-tune."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     for label, points in curves.items():
         if points:
@@ -261,7 +259,8 @@ def write_report(path: Path, png: Path, command: str, base: dict, results: Seque
         "  runs more), scored from its export (`export/hf`, loaded back with its recipe record).",
         f"- Test sets (voices never heard in any training): {TEST_LABELS['clean']}, {sizes['clean']} utts; "
         f"{TEST_LABELS['telephone']}, {sizes['telephone']} utts; {TEST_LABELS['real']}, {sizes['real']} utts.",
-        "- CER: pooled character error rate of the numerals (`nano8k.training.metrics`).",
+        "- CER: pooled character error rate of the numerals (`nano8k.scoring.metrics`), text normalized by "
+        f"`{next(iter(base.values()))['normalizer']}` (`nano8k.scoring.normalizers`).",
         "",
         "## CER per test set and language",
         "",
@@ -288,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wideband_per_lang", type=int, default=400)
     parser.add_argument("--real", type=int, default=100, help="real-voice test strings")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variants (names)")
+    parser.add_argument("--normalizer", default="basic", choices=list(NORMALIZERS),
+                        help="text normalization before scoring (nano8k.scoring.normalizers)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     work, out = Path(args.work).resolve(), Path(args.out)
@@ -300,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data = prepare_data(work / "data", Path(args.telephone_dir), args.wideband_per_lang, args.real)
     mini = resolve_model_dir(base_config["model"]["model_dir"])
-    base = score_sets(mini, data)
+    base = score_sets(mini, data, args.normalizer)
     print("[reproduce] mini model: " + ", ".join(f"{k} {v['cer']:.3f}" for k, v in base.items()), flush=True)
 
     results = []
@@ -312,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = variant_config(base_config, variant, run_dir, data, steps, args.val_every)
         rc, seconds = fine_tune(variant, config, run_dir)
         export = run_dir / "export" / "hf"
-        scores = score_sets(export, data) if rc == 0 and export.is_dir() else {}
+        scores = score_sets(export, data, args.normalizer) if rc == 0 and export.is_dir() else {}
         curve = [(0, base["telephone_val"]["cer"])] + read_metric(run_dir, "", "val/cer")
         results.append(RunResult(variant, seconds, rc, curve, scores, run_dir))
         summary = ", ".join(f"{k} {v['cer']:.3f}" for k, v in scores.items()) if scores else f"exit {rc}"

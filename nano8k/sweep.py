@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from nano8k.scoring.plots import plot_sweep
+
 TOP_KEYS = {"program", "command", "method", "metric", "parameters", "name", "description", "project", "entity",
             "early_terminate", "run_cap"}
 METHODS = ("grid", "random", "bayes")
@@ -246,7 +248,7 @@ class PointResult:
     step: int | None
     seconds: float
     run_dir: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, metric) at each validation
 
 
 def run_local(sweep_path: str | Path, *, config: str | None = None, out_dir: str | Path = "runs/sweep",
@@ -298,15 +300,21 @@ def run_local(sweep_path: str | Path, *, config: str | None = None, out_dir: str
         best = pick(v for _, v in values) if values else None
         last = values[-1][1] if values else None
         results.append(PointResult(index, dict(params), rc, best, last, values[-1][0] if values else None, seconds,
-                                   str(run_dir)))
+                                   str(run_dir), values))
         if echo:
             status = "ok" if rc == 0 else f"exit {rc} (see {run_dir}/stderr.log)"
             print(f"[sweep] point {index}: {metric} best {best} last {last}, {seconds:.0f} s, {status}", flush=True)
     return results
 
 
-def write_results(results: Sequence[PointResult], metric: str, goal: str, out_dir: str | Path) -> tuple[Path, Path]:
-    """``results.csv`` and ``results.md`` (sorted best first; failed points last)."""
+def swept_parameter(names: Sequence[str]) -> str | None:
+    """The parameter a sweep's plot puts on its x axis: the learning rate if swept, else the first one."""
+    return next((n for n in names if n.split(".")[-1] == "lr"), names[0] if names else None)
+
+
+def write_results(results: Sequence[PointResult], metric: str, goal: str, out_dir: str | Path) -> tuple[Path, ...]:
+    """``results.csv``, ``results.md`` (sorted best first; failed points last) and ``results.png`` (the metric
+    against the learning rate, or the first swept parameter, beside the metric over steps; linked from the table)."""
     out = Path(out_dir)
     names = list(results[0].params) if results else []
     sign = 1 if goal == "minimize" else -1
@@ -322,9 +330,14 @@ def write_results(results: Sequence[PointResult], metric: str, goal: str, out_di
     fmt = lambda v: "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
     lines += [f"| {' | '.join(fmt(v) for v in row)} |" for row in rows]
+    parameter = swept_parameter(names)
+    plotted = [r for r in results if isinstance(r.params.get(parameter), (int, float))]
+    if plotted:
+        png = plot_sweep([vars(r) for r in plotted], parameter, metric, out / "results.png")
+        lines += ["", f"![{metric} vs {parameter}]({png.name})"]
     md_path.write_text(f"Local sweep, metric {metric} ({goal}); best first.\n\n" + "\n".join(lines) + "\n",
                        encoding="utf-8")
-    return csv_path, md_path
+    return (csv_path, md_path, png) if plotted else (csv_path, md_path)
 
 
 def _parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -369,9 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    csv_path, md_path = write_results(results, sweep["metric"]["name"], sweep["metric"]["goal"], args.out)
-    print(md_path.read_text(encoding="utf-8"))
-    print(f"wrote {csv_path} and {md_path}")
+    written = write_results(results, sweep["metric"]["name"], sweep["metric"]["goal"], args.out)
+    print(written[1].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0 if all(r.returncode == 0 for r in results) else 1
 
 

@@ -1,7 +1,10 @@
-"""Generate ``notebooks/telephone_finetune.ipynb`` from the cells below (edit here, then re-run this script)."""
+"""Generate ``notebooks/telephone_finetune.ipynb`` from the cells below and run it, so it is committed with its
+outputs (edit here, then re-run this script: ``python notebooks/make_notebook.py``, about 2 min on 2 CPU cores)."""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -29,6 +32,9 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from IPython.display import Audio, Markdown, display
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+set_matplotlib_formats("jpeg")  # spectrograms as JPEG keep the committed notebook small
 
 # the repository root (holds configs/ and data_manifests/), wherever Jupyter was started
 ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "configs" / "demo.yaml").is_file())
@@ -37,7 +43,7 @@ MODEL_DIR = os.environ.get("NANO8K_MODEL_DIR", "mini")  # 'mini' = nano8k/assets
 MAX_STEPS = int(os.environ.get("NANO8K_NOTEBOOK_STEPS", "150"))
 torch.manual_seed(0)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-print("repo:", ROOT, "| model:", MODEL_DIR, "| fit steps:", MAX_STEPS)"""),
+print("repo:", ROOT.name, "| model:", MODEL_DIR, "| fit steps:", MAX_STEPS)"""),
     ("md", "## 1. Load a model directory\n`NanoASRModule` loads the FunASR release layout (or an HF export), its "
            "recipe record (how audio must be fed: the mini model splices all adaptor frames) and applies the "
            "telephone recipe's freezing: encoder + adaptor train, the LLM stays frozen."),
@@ -87,9 +93,11 @@ plt.tight_layout(); plt.show()
 lfr = extract_features(tel8, rate8, model.frontend)
 print("fbank", tuple(fb16.shape), "-> LFR features", tuple(lfr.shape), "(one row per 60 ms)")"""),
     ("md", "## 4. CER on telephone speech before fine-tuning\nGreedy decoding of validation clips of the bundled "
-           "telephone corpus (voices the model never heard). The wideband model has never heard a telephone line."),
+           "telephone corpus (voices the model never heard). The wideband model has never heard a telephone line. "
+           "`build_report` scores them per language, as `python -m nano8k.evaluate --group_by lang` does."),
     ("code", """from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.training.metrics import cer
+from nano8k.data.manifest import read_utterances
+from nano8k.scoring.report import Scored, build_report
 
 corpus = "data_manifests/telephone-digits"
 data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifests=f"{corpus}/val.jsonl", dither=0.0,
@@ -98,19 +106,21 @@ data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifest
 data.use_model(model)  # the model's tokenizer and audio token rule
 data.setup("fit")
 val_batches = [b for _, b in zip(range(6), data.val_dataloader())]
+language = {u.key: u.lang for u in read_utterances(f"{corpus}/val.jsonl", "notebook")}
 
-def score(module) -> tuple[float, list[tuple[str, str]]]:
+def score(module) -> dict:
     module.eval()
-    refs, hyps = [], []
+    items = []
     for batch in val_batches:
-        refs += batch.targets
-        hyps += module.transcribe_batch(batch, max_new_tokens=12)
-    return cer(refs, hyps), list(zip(refs, hyps))[:3]
+        hyps = module.transcribe_batch(batch, max_new_tokens=12)
+        items += [Scored(k, r, h, {"lang": language[k]}) for k, r, h in zip(batch.keys, batch.targets, hyps)]
+    return build_report(items, ["lang"])
 
-cer_before, examples = score(module)
-print(f"CER before: {cer_before:.3f}")
-for ref, hyp in examples:
-    print(f"  ref: {ref}\\n  hyp: {hyp!r}")"""),
+before = score(module)
+cer_before = before["overall"]["cer"]
+print(f"CER before: {cer_before:.3f}", {lang: round(g["cer"], 3) for lang, g in before["groups"]["lang"].items()})
+for row in before["utterances"][:3]:
+    print(f"  ref: {row['ref']}\\n  hyp: {row['hyp']!r}")"""),
     ("md", "## 5. A short fit\nA few optimizer steps with Lightning on CPU (the whole demo is "
            "`python -m nano8k.fit --config configs/demo.yaml`; the real recipe `configs/telephone.yaml`)."),
     ("code", """import lightning as L
@@ -129,10 +139,18 @@ trainer.callbacks.append(Record())
 trainer.fit(module, datamodule=data)
 print(f"{trainer.global_step} steps, train loss {losses[0]:.2f} -> {losses[-1]:.2f}")
 plt.figure(figsize=(5, 2.5)); plt.plot(losses); plt.xlabel("step"); plt.ylabel("train loss"); plt.show()"""),
-    ("code", """cer_after, examples = score(module)
+    ("code", """after = score(module)
+cer_after = after["overall"]["cer"]
 print(f"CER before {cer_before:.3f} -> after {cer_after:.3f} ({trainer.global_step} steps)")
-for ref, hyp in examples:
-    print(f"  ref: {ref}\\n  hyp: {hyp!r}")"""),
+for row in after["utterances"][:3]:
+    print(f"  ref: {row['ref']}\\n  hyp: {row['hyp']!r}")
+sets = ["overall", *after["groups"]["lang"]]
+pick = lambda report, name: (report["overall"] if name == "overall" else report["groups"]["lang"][name])["cer"]
+x = np.arange(len(sets))
+plt.figure(figsize=(5, 2.8))
+plt.bar(x - 0.2, [pick(before, s) for s in sets], 0.4, label="before")
+plt.bar(x + 0.2, [pick(after, s) for s in sets], 0.4, label=f"after {trainer.global_step} steps")
+plt.xticks(x, sets); plt.ylabel("CER, telephone val"); plt.legend(); plt.show()"""),
     ("md", "## 6. Config alignment and preflight\nThe alignment table is generated from the configs "
            "(`python -m nano8k.align CONFIG --against configs/pretrained.yaml`); the preflight runs the "
            "pre-training checklist (`python -m nano8k.preflight CONFIG`)."),
@@ -162,6 +180,14 @@ else:
 ]
 
 
+def sources_digest(nb: nbformat.NotebookNode) -> str:
+    """SHA-256 of the cells' kinds and sources: what the committed outputs were produced from."""
+    digest = hashlib.sha256()
+    for cell in nb.cells:
+        digest.update(f"{cell.cell_type}\0{cell.source}\0".encode("utf-8"))
+    return digest.hexdigest()
+
+
 def build() -> nbformat.NotebookNode:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -170,10 +196,28 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
+def execute(nb: nbformat.NotebookNode, timeout: int = 900) -> nbformat.NotebookNode:
+    """Run every cell in a fresh kernel from ``notebooks/`` and stamp the sources the outputs came from."""
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(OUT.parent)}}
+                   ).execute()
+    for cell in nb.cells:  # library warnings name this machine's paths; a failing cell raised above already
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    nb.metadata["nano8k"] = {"outputs_from_sources_sha256": sources_digest(nb)}
+    return nb
+
+
 def main(argv: list[str] | None = None) -> int:
-    out = Path((argv or sys.argv[1:] or [str(OUT)])[0])
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", nargs="?", default=str(OUT))
+    parser.add_argument("--no_execute", action="store_true",
+                        help="write the cells without outputs (the committed notebook is executed: leave this off)")
+    args = parser.parse_args(argv)
+    nb = build() if args.no_execute else execute(build())
+    nbformat.write(nb, args.out)
+    print(f"wrote {args.out}" + ("" if args.no_execute else " (executed)"))
     return 0
 
 

@@ -74,4 +74,6 @@ def test_local_two_point_grid_on_demo(tmp_path, capsys):
         assert run_dir.parent == out.resolve() and "--model.lr=" in (run_dir / "command.txt").read_text()
     best = [float(r["best val/cer"]) for r in rows]
     assert best == sorted(best)  # best first
-    assert "| point | model.lr | best val/cer |" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "| point | model.lr | best val/cer |" in table and "![val/cer vs model.lr](results.png)" in table
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "results.png").stat().st_size > 5000

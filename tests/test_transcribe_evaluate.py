@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nano8k import evaluate, transcribe
-from nano8k.training.metrics import cer, mer, wer
+from nano8k.scoring.metrics import cer, mer, wer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_WAVS = sorted(str(p) for p in (FIXTURES / "tiny-nano").glob("*.wav"))
@@ -47,9 +47,10 @@ def test_transcribe_needs_files_or_manifest():
 def _manifest(tmp_path: Path) -> Path:
     entries = json.loads((FIXTURES / "speech" / "fixtures.json").read_text(encoding="utf-8"))
     lines = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         audio = next((FIXTURES / "speech").glob(f"{entry['key']}.*.wav"))
-        lines.append({"key": entry["key"], "source": str(audio), "target": entry["target"], "lang": entry["lang"]})
+        lines.append({"key": entry["key"], "source": str(audio), "target": entry["target"], "lang": entry["lang"],
+                      "domain": ["billing", "support"][i % 2]})
     lines.append({"key": "silent_ref", "source": TINY_WAVS[0], "target": "。"})  # empty after normalization
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
@@ -57,12 +58,12 @@ def _manifest(tmp_path: Path) -> Path:
 
 
 def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
-    manifest, report_path, hyps_path = _manifest(tmp_path), tmp_path / "report.json", tmp_path / "hyps.jsonl"
-    rc = evaluate.main(["--manifest", str(manifest), "--output", str(report_path), "--hyps_output", str(hyps_path),
+    manifest, out = _manifest(tmp_path), tmp_path / "report"
+    rc = evaluate.main(["--manifest", str(manifest), "--report_dir", str(out), "--group_by", "lang,domain",
                         "--num_worst", "3", *COMMON])
     assert rc == 0
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    rows = [json.loads(line) for line in hyps_path.read_text(encoding="utf-8").splitlines()]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (out / "utterances.jsonl").read_text(encoding="utf-8").splitlines()]
     refs, hyps = [r["ref"] for r in rows], [r["hyp"] for r in rows]
     overall = report["overall"]
     assert overall["cer"] == pytest.approx(cer(refs, hyps))
@@ -70,12 +71,24 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     assert overall["mer"] == pytest.approx(mer(refs, hyps))
     assert (overall["utterances"], overall["empty_refs"]) == (len(rows) - 1, 1)
     zh = [r for r in rows if r["key"].startswith("zh")]
-    assert report["by_language"]["zh"]["cer"] == pytest.approx(cer([r["ref"] for r in zh], [r["hyp"] for r in zh]))
-    assert report["by_language"]["en"]["utterances"] == sum(r["key"].startswith("en") for r in rows)
+    assert report["groups"]["lang"]["zh"]["cer"] == pytest.approx(cer([r["ref"] for r in zh], [r["hyp"] for r in zh]))
+    assert report["groups"]["lang"]["en"]["utterances"] == sum(r["key"].startswith("en") for r in rows)
+    assert set(report["groups"]["domain"]) == {"billing", "support", "(none)"}  # the silent entry has no domain
+    billing = [r for r in rows if r["domain"] == "billing"]
+    assert report["groups"]["domain"]["billing"]["mer"] == pytest.approx(
+        mer([r["ref"] for r in billing], [r["hyp"] for r in billing]))
     worst = report["worst"]
     assert len(worst) == 3 and [w["mer"] for w in worst] == sorted((w["mer"] for w in worst), reverse=True)
-    out = capsys.readouterr().out
-    assert out.splitlines()[1].startswith("overall") and f"{overall['cer']:.4f}" in out
+    assert "## By domain" in (out / "report.md").read_text(encoding="utf-8")
+    assert (out / "cer_by_group.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = capsys.readouterr().out
+    assert text.splitlines()[1].startswith("overall") and f"{overall['cer']:.4f}" in text
+    assert "domain=billing" in text
+
+
+def test_evaluate_names_a_missing_group_field_before_decoding(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="no entry of .*eval.jsonl has a field 'domian'.*domain"):
+        evaluate.main(["--manifest", str(_manifest(tmp_path)), "--group_by", "lang,domian", *COMMON])
 
 
 DIGITS = FIXTURES / "digits" / "clean.jsonl"
@@ -105,12 +118,12 @@ def test_an_all_frames_export_transcribes_correctly_with_no_flag(tmp_path, capsy
     assert model.recipe.audio_tokens == "all_frames"
     export = (export_funasr if layout == "funasr" else export_hf)(model, tmp_path / layout)
     args = ["--manifest", str(DIGITS), "--max_new_tokens", "12", "--device", "cpu"]
-    report = tmp_path / "report.json"
-    assert evaluate.main(["--model_dir", str(export), "--output", str(report), *args]) == 0
+    report = tmp_path / "report" / "report.json"
+    assert evaluate.main(["--model_dir", str(export), "--report_dir", str(report.parent), *args]) == 0
     fed_by_record = json.loads(report.read_text())["overall"]["cer"]
     assert fed_by_record <= 0.35
     stripped = _strip_record(export, tmp_path / "stripped")
-    assert evaluate.main(["--model_dir", str(stripped), "--output", str(report), *args]) == 0
+    assert evaluate.main(["--model_dir", str(stripped), "--report_dir", str(report.parent), *args]) == 0
     assert json.loads(report.read_text())["overall"]["cer"] >= fed_by_record + 0.3  # wrong rule, wrong transcripts
     capsys.readouterr()
     files = [str(DIGITS.parent / json.loads(line)["source"]) for line in DIGITS.read_text().splitlines()]

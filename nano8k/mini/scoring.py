@@ -11,11 +11,12 @@ from nano8k.model.checkpoint import load_pretrained
 from nano8k.training.before_after import decode_and_score
 
 
-def score_model(model_dir: str | os.PathLike, manifest: str | os.PathLike, max_new_tokens: int = 12) -> dict:
+def score_model(model_dir: str | os.PathLike, manifest: str | os.PathLike, max_new_tokens: int = 12,
+                normalizer: str = "basic") -> dict:
     """CER of ``model_dir`` (fed as its recipe record says) on every utterance of ``manifest``."""
     utts = read_utterances(manifest, "score_model")
     model = load_pretrained(Path(model_dir)).eval()
     options = DecodeOptions(batch_size=32, max_new_tokens=max_new_tokens)
-    scores, _ = decode_and_score(model, utts, options, str(manifest))
+    scores, _ = decode_and_score(model, utts, options, str(manifest), normalizer)
     scores["parameters"] = sum(p.numel() for p in model.network.parameters())
     return scores

@@ -18,13 +18,14 @@ from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
 from nano8k.training.checkpointing import ExportOnFitEnd
-from nano8k.training.metrics import cer_by_language
+from nano8k.scoring.report import cer_by_language
+from nano8k.scoring.normalizers import NormalizerName, get_normalizer
 
 log = logging.getLogger(__name__)
 
 
 def decode_and_score(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
-                     source: str) -> tuple[dict[str, Any], list[str]]:
+                     source: str, normalizer: str = "basic") -> tuple[dict[str, Any], list[str]]:
     """Greedy-decode ``utts`` (the model as its recipe record says) and score pooled CER overall and per language."""
     with torch.no_grad():
         results = transcribe_utterances(model, utts, options)
@@ -33,7 +34,7 @@ def decode_and_score(model: NanoASR, utts: Sequence[Utterance], options: DecodeO
         raise DataError(f"{source}: {len(failed)} file(s) failed to decode, first {failed[0].utt.key}: "
                         f"{failed[0].error}")
     hyps = [r.text for r in results]
-    return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts]), hyps
+    return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts], normalizer), hyps
 
 
 class BeforeAfterEvaluation(Callback):
@@ -45,14 +46,17 @@ class BeforeAfterEvaluation(Callback):
     ``test/cer_after``, and writes ``<default_root_dir>/before_after.json`` with both scores and every hypothesis.
     The "before" score is kept in checkpoints, so a resumed fit still compares with the weights it started from.
     "Before" uses the starting model's own fbank rate; "after" the export's, which records the rate training ended
-    with. Prompts are the model's defaults (no language, itn on). ``multichannel`` is the policy for a multi-channel
+    with. Prompts are the model's defaults (no language, itn on). ``normalizer`` (``basic``, ``funasr``, ``none``)
+    is applied to both sides before scoring. ``multichannel`` is the policy for a multi-channel
     file whose utterance names no channel. Decoding runs on global rank 0 only while the other
     ranks wait, so keep the manifest to minutes of audio.
     """
 
     def __init__(self, manifest: str, label: str = "held-out test set", max_new_tokens: int = 64,
-                 batch_size: int = 32, multichannel: MultichannelPolicy = "error") -> None:
-        self.manifest, self.label = manifest, label
+                 batch_size: int = 32, multichannel: MultichannelPolicy = "error",
+                 normalizer: NormalizerName = "basic") -> None:
+        get_normalizer(normalizer)  # an unknown name fails when the config is built
+        self.manifest, self.label, self.normalizer = manifest, label, normalizer
         self.options = DecodeOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, multichannel=multichannel)
         self.before: dict[str, Any] | None = None
         self.after: dict[str, Any] | None = None
@@ -68,7 +72,7 @@ class BeforeAfterEvaluation(Callback):
         return self._utts
 
     def evaluate(self, model: NanoASR) -> tuple[dict[str, Any], list[str]]:
-        return decode_and_score(model, self.utterances(), self.options, self.manifest)
+        return decode_and_score(model, self.utterances(), self.options, self.manifest, self.normalizer)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._completed = False

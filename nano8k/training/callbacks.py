@@ -14,7 +14,8 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES
 from nano8k.training.freezing import FreezeConfig
-from nano8k.training.metrics import ErrorRateAccumulator
+from nano8k.scoring.metrics import ErrorRateAccumulator, text_language
+from nano8k.scoring.normalizers import NormalizerName
 from nano8k.training.module import RESUME_ADVICE, resume_changes, resume_refused
 
 log = logging.getLogger(__name__)
@@ -205,20 +206,25 @@ class StageSwitch(Callback):
             self._apply(self._trainer, self._module, force=False)
 
 
+LANGUAGES = ("en", "zh", "mixed")  # the reference scripts WEREvaluation reports on their own
+
+
 class WEREvaluation(Callback):
     """Greedy-decodes validation batches as they run and logs ``val/cer``, ``val/wer``, ``val/mer``.
 
     Each validation batch (``SpeechBatch``; ``None`` batches are skipped) is decoded with
     ``pl_module.transcribe_batch(batch, max_new_tokens)`` in ``on_validation_batch_end`` (no second pass over the
-    data), scored against ``batch.targets`` with ``ErrorRateAccumulator`` (normalized text, pooled counts, summed
-    across DDP ranks) and logged in ``on_validation_epoch_end`` so ``ModelCheckpoint(monitor="val/cer",
-    mode="min")`` can use it. ``every_n_steps=None`` decodes at every validation; ``every_n_steps=N`` decodes at
+    data), scored against ``batch.targets`` with ``ErrorRateAccumulator`` (text normalized by ``normalizer``:
+    ``basic``, ``funasr`` or ``none``, see ``nano8k.scoring.normalizers``; pooled counts, summed across DDP ranks)
+    and logged in ``on_validation_epoch_end`` so ``ModelCheckpoint(monitor="val/cer", mode="min")`` can use it.
+    Per language, ``val/cer_zh``, ``val/cer_en`` and ``val/cer_mixed`` are logged for the languages that occurred,
+    the language being the reference's script (``text_language``: CJK only, Latin only, both). ``every_n_steps=None`` decodes at every validation; ``every_n_steps=N`` decodes at
     the first validation at least N optimizer steps after the last decoded one (always at the first); validations
     in between log no fresh ``val/cer``, so monitor it only with ``every_n_steps=None`` or with checkpointing at
     the same cadence. ``limit_batches`` caps the decoded batches per validation. The sanity check is not decoded.
     At every decoded validation the first ``num_examples`` ref/hyp pairs are printed (``[val example] key`` then
     ``ref:`` / ``hyp:`` lines) and logged as a table to W&B (``val/examples``) or TensorBoard, and one summary line
-    goes to stdout, e.g. ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  loss 4.12``.
+    goes to stdout, e.g. ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  cer_en 0.912  cer_zh 0.841  loss 4.12``.
     """
 
     def __init__(
@@ -227,6 +233,7 @@ class WEREvaluation(Callback):
         max_new_tokens: int = 128,
         num_examples: int = 3,
         limit_batches: int | None = None,
+        normalizer: NormalizerName = "basic",
     ) -> None:
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"WEREvaluation.every_n_steps must be >= 1 or None, got {every_n_steps}")
@@ -234,7 +241,9 @@ class WEREvaluation(Callback):
             raise ValueError(f"WEREvaluation.limit_batches must be >= 1 or None, got {limit_batches}")
         self.every_n_steps, self.max_new_tokens = every_n_steps, max_new_tokens
         self.num_examples, self.limit_batches = num_examples, limit_batches
-        self.metric = ErrorRateAccumulator()
+        self.normalizer = normalizer
+        self.metric = ErrorRateAccumulator(normalizer)
+        self.by_language = {lang: ErrorRateAccumulator(normalizer) for lang in LANGUAGES}
         self.examples: list[tuple[str, str, str]] = []
         self.last: dict[str, float] = {}
         self._active = False
@@ -252,8 +261,9 @@ class WEREvaluation(Callback):
         self._active = self._due(trainer)
         self._decoded_batches = 0
         self.examples = []
-        self.metric.reset()
-        self.metric.to(pl_module.device)
+        for metric in (self.metric, *self.by_language.values()):
+            metric.reset()
+            metric.to(pl_module.device)
 
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
@@ -265,6 +275,10 @@ class WEREvaluation(Callback):
             return
         hyps = pl_module.transcribe_batch(batch, self.max_new_tokens)
         self.metric.update(batch.targets, hyps)
+        langs = [text_language(ref) for ref in batch.targets]
+        for lang, metric in self.by_language.items():
+            pairs = [(ref, hyp) for ref, hyp, ref_lang in zip(batch.targets, hyps, langs) if ref_lang == lang]
+            metric.update([ref for ref, _ in pairs], [hyp for _, hyp in pairs])
         self._decoded_batches += 1
         for key, ref, hyp in zip(batch.keys, batch.targets, hyps):
             if len(self.examples) < self.num_examples:
@@ -280,6 +294,10 @@ class WEREvaluation(Callback):
             self.last = {}
             return
         self.last = {name: float(result[name]) for name in ("cer", "wer", "mer")}
+        for lang, metric in self.by_language.items():  # every rank computes every language: the sync matches
+            per_lang = metric.compute()
+            if int(per_lang["utterances"]):
+                self.last[f"cer_{lang}"] = float(per_lang["cer"])
         for name, value in self.last.items():
             pl_module.log(f"val/{name}", value, sync_dist=True)
         if int(result["empty_refs"]):

@@ -18,7 +18,8 @@ from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.prompt import audio_token_count
 from nano8k.training.callbacks import StageSwitch, WEREvaluation
 from nano8k.training.freezing import FreezeConfig
-from nano8k.training.metrics import normalize_text, tokenize_for_mer
+from nano8k.scoring.metrics import text_language, tokenize_for_mer
+from nano8k.scoring.normalizers import basic_normalize as normalize_text
 from nano8k.training.module import NanoASRModule
 
 WAVS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "tiny-nano").glob("*.wav"))
@@ -190,7 +191,22 @@ def test_wer_callback_matches_jiwer_and_feeds_model_checkpoint(tmp_path, capsys)
         assert float(trainer.callback_metrics[f"val/{name}"]) == pytest.approx(value, rel=1e-6), name
     assert float(ckpt.best_model_score) == pytest.approx(expected["cer"], rel=1e-6)
     assert [key for key, _, _ in wer_cb.examples] == ["utt0@16000", "utt1@16000"]
-    assert f"[val] step 2  cer {expected['cer']:.3f}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"[val] step 2  cer {expected['cer']:.3f}" in out
+    for lang in ("zh", "en", "mixed"):  # each reference script on its own, as the [val] line and the logs give it
+        pairs = [(r, h) for r, h in kept if text_language(r) == lang]
+        assert len(pairs) == 1, lang
+        value = jiwer.cer([r.replace(" ", "") for r, _ in pairs], [h.replace(" ", "") for _, h in pairs])
+        assert float(trainer.callback_metrics[f"val/cer_{lang}"]) == pytest.approx(value, rel=1e-6), lang
+        assert f"cer_{lang} {value:.3f}" in out
+
+
+def test_wer_callback_normalizer_is_checked_and_used():
+    from nano8k.scoring.normalizers import funasr_normalize
+
+    assert WEREvaluation(normalizer="funasr").metric.normalize is funasr_normalize
+    with pytest.raises(ValueError, match="unknown normalizer 'fun'"):
+        WEREvaluation(normalizer="fun")
 
 
 def test_wer_every_n_steps_schedule():

@@ -1,10 +1,9 @@
-"""ASR error rates: text normalization, CER / WER / MER (mixed CJK-character + English-word) on jiwer, DDP accumulator.
+"""ASR error rates: CER / WER / MER (mixed CJK-character + English-word) on jiwer, DDP accumulator.
 
 Definitions (all pooled over the corpus: total edits / total reference units, as jiwer and compute-wer do):
 
-- ``normalize_text``: NFKC (full-width -> half-width), lowercase, apostrophes dropped ("don't" -> "dont"), every
-  other Unicode punctuation character (categories P*, which covers CJK punctuation such as 。，、「」) replaced by
-  a space, whitespace collapsed, and spaces *between two CJK characters* removed (Chinese has no word spaces).
+- Normalization (``normalizer``: ``basic``, the default, ``funasr`` or ``none``) is applied to references and
+  hypotheses first; ``nano8k.scoring.normalizers`` says what each does.
 - **CER**: character edit distance with **all whitespace removed** (jiwer's ``cer`` would count spaces as
   characters; for Chinese they are not part of the transcript, and removing them everywhere keeps CER comparable
   across languages).
@@ -21,7 +20,6 @@ never divides by zero; a corpus with no reference units gives ``nan``.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,34 +27,20 @@ import jiwer
 import torch
 from torchmetrics import Metric
 
+from nano8k.scoring.normalizers import CJK, basic_normalize, get_normalizer
+
 UNITS = ("char", "word", "mixed")
 RATE_NAMES = {"char": "cer", "word": "wer", "mixed": "mer"}
 
-# CJK ideographs (+ext. A, compatibility), kana and the CJK symbol block's letters; each is one MER token.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_MER_TOKEN = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
-_CJK_GAP = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
-_APOSTROPHES = "'\u2018\u2019\u02bc`"
+_CJK_CHAR = re.compile(f"[{CJK}]")
+_MER_TOKEN = re.compile(f"[{CJK}]|[^\\s{CJK}]+")
 _WHITESPACE = re.compile(r"\s+")
 _LATIN = re.compile(r"[a-z]")
 
 
-def normalize_text(text: str) -> str:
-    """NFKC, lowercase, punctuation (incl. CJK) removed, spaces collapsed and removed between CJK characters."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    chars = []
-    for ch in text:
-        if ch in _APOSTROPHES:
-            continue
-        chars.append(" " if unicodedata.category(ch).startswith("P") else ch)
-    text = _WHITESPACE.sub(" ", "".join(chars)).strip()
-    return _CJK_GAP.sub("", text)
-
-
 def text_language(text: str) -> str:
     """``zh`` (CJK characters only), ``en`` (Latin letters only), ``mixed`` (both) or ``other`` for a reference."""
-    text = normalize_text(text)
+    text = basic_normalize(text)
     cjk, latin = bool(_CJK_CHAR.search(text)), bool(_LATIN.search(text))
     return "mixed" if cjk and latin else "zh" if cjk else "en" if latin else "other"
 
@@ -101,13 +85,13 @@ def _check_pairs(refs: Sequence[str], hyps: Sequence[str]) -> None:
         raise ValueError(f"got {len(refs)} references but {len(hyps)} hypotheses")
 
 
-def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str, *, normalize: bool = True) -> ErrorCounts:
+def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str, *, normalizer: str = "basic") -> ErrorCounts:
     """Edit counts of ``hyps`` against ``refs`` in ``unit`` (char/word/mixed), via ``jiwer.process_words``."""
     _check_pairs(refs, hyps)
+    normalize = get_normalizer(normalizer)
     ref_tok, hyp_tok, empty = [], [], 0
     for ref, hyp in zip(refs, hyps):
-        if normalize:
-            ref, hyp = normalize_text(ref), normalize_text(hyp)
+        ref, hyp = normalize(ref), normalize(hyp)
         r = tokens(ref, unit)
         if not r:
             empty += 1
@@ -122,19 +106,19 @@ def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str, *, normali
     return ErrorCounts(edits, ref_units, out.substitutions, out.deletions, out.insertions, len(ref_tok), empty)
 
 
-def cer(refs: Sequence[str], hyps: Sequence[str], *, normalize: bool = True) -> float:
+def cer(refs: Sequence[str], hyps: Sequence[str], *, normalizer: str = "basic") -> float:
     """Character error rate, whitespace removed (see the module docstring)."""
-    return error_counts(refs, hyps, "char", normalize=normalize).rate
+    return error_counts(refs, hyps, "char", normalizer=normalizer).rate
 
 
-def wer(refs: Sequence[str], hyps: Sequence[str], *, normalize: bool = True) -> float:
+def wer(refs: Sequence[str], hyps: Sequence[str], *, normalizer: str = "basic") -> float:
     """Word error rate over whitespace-separated words."""
-    return error_counts(refs, hyps, "word", normalize=normalize).rate
+    return error_counts(refs, hyps, "word", normalizer=normalizer).rate
 
 
-def mer(refs: Sequence[str], hyps: Sequence[str], *, normalize: bool = True) -> float:
+def mer(refs: Sequence[str], hyps: Sequence[str], *, normalizer: str = "basic") -> float:
     """Mixed error rate: CJK characters and English words/numbers as tokens (code-switching metric)."""
-    return error_counts(refs, hyps, "mixed", normalize=normalize).rate
+    return error_counts(refs, hyps, "mixed", normalizer=normalizer).rate
 
 
 class ErrorRateAccumulator(Metric):
@@ -148,9 +132,9 @@ class ErrorRateAccumulator(Metric):
     higher_is_better = False
     is_differentiable = False
 
-    def __init__(self, normalize: bool = True, **kwargs) -> None:
+    def __init__(self, normalizer: str = "basic", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.normalize = normalize
+        self.normalize = get_normalizer(normalizer)
         for unit in UNITS:
             self.add_state(f"{unit}_edits", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
             self.add_state(f"{unit}_ref", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -159,10 +143,9 @@ class ErrorRateAccumulator(Metric):
 
     def update(self, refs: Sequence[str], hyps: Sequence[str]) -> None:  # type: ignore[override]
         _check_pairs(refs, hyps)
-        if self.normalize:
-            refs, hyps = [normalize_text(r) for r in refs], [normalize_text(h) for h in hyps]
+        refs, hyps = [self.normalize(r) for r in refs], [self.normalize(h) for h in hyps]
         for unit in UNITS:
-            counts = error_counts(refs, hyps, unit, normalize=False)
+            counts = error_counts(refs, hyps, unit, normalizer="none")
             setattr(self, f"{unit}_edits", getattr(self, f"{unit}_edits") + counts.edits)
             setattr(self, f"{unit}_ref", getattr(self, f"{unit}_ref") + counts.ref_units)
         # the same for every unit: a reference is empty exactly when it has no non-space character
@@ -180,23 +163,3 @@ class ErrorRateAccumulator(Metric):
         result["utterances"] = self.utterances.clone()
         result["empty_refs"] = self.empty_refs.clone()
         return result
-
-
-def language_groups(refs: Sequence[str], langs: Sequence[str | None]) -> dict[str, list[int]]:
-    """Indices per language, sorted by language: ``langs[i]``, or ``text_language`` of the reference when None."""
-    groups: dict[str, list[int]] = {}
-    for i, (ref, lang) in enumerate(zip(refs, langs)):
-        groups.setdefault(lang or text_language(ref), []).append(i)
-    return dict(sorted(groups.items()))
-
-
-def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[str | None]) -> dict:
-    """Pooled CER overall and per language (``language_groups``)."""
-    _check_pairs(refs, hyps)
-    groups = language_groups(refs, langs)
-
-    def rate(indices: Sequence[int]) -> float:
-        return error_counts([refs[i] for i in indices], [hyps[i] for i in indices], "char").rate
-
-    return {"cer": rate(range(len(refs))), "utterances": len(refs),
-            "by_language": {lang: rate(idx) for lang, idx in groups.items()}}

@@ -7,15 +7,15 @@ import math
 import jiwer
 import pytest
 
-from nano8k.training.metrics import (
+from nano8k.scoring.metrics import (
     ErrorRateAccumulator,
     cer,
     error_counts,
     mer,
-    normalize_text,
     tokenize_for_mer,
     wer,
 )
+from nano8k.scoring.normalizers import basic_normalize as normalize_text
 
 REFS = ["请帮我转人工服务。", "My account number is 4572.", "我想查一下 Credit Card 的账单", "Hello, World!"]
 HYPS = ["请帮我转人工服物", "my account number is 4527", "我想查一下 credit cards 账单", ""]
