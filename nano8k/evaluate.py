@@ -13,7 +13,7 @@ from nano8k.data.badsamples import DataError
 from nano8k.data.fields import entry_fields
 from nano8k.data.utterance import Utterance
 from nano8k.inference import Transcript, transcribe_utterances
-from nano8k.scoring.metrics import text_language
+from nano8k.scoring.metrics import utterance_language
 from nano8k.scoring.normalizers import NORMALIZERS
 from nano8k.scoring.plots import plot_groups
 from nano8k.scoring.report import Scored, build_report, markdown, summary_lines
@@ -27,7 +27,7 @@ def group_fields(utts: Sequence[Utterance], group_by: Sequence[str]) -> list[dic
     rows = entry_fields(utts, others) if others else [{} for _ in utts]
     if "lang" in group_by:
         for row, utt in zip(rows, utts):
-            row["lang"] = utt.lang or text_language(utt.target)
+            row["lang"] = utterance_language(utt.lang, utt.target)
     return [{name: row[name] for name in group_by} for row in rows]
 
 

@@ -332,6 +332,7 @@ def write_results(results: Sequence[PointResult], metric: str, goal: str, out_di
     lines += [f"| {' | '.join(fmt(v) for v in row)} |" for row in rows]
     parameter = swept_parameter(names)
     plotted = [r for r in results if isinstance(r.params.get(parameter), (int, float))]
+    (out / "results.png").unlink(missing_ok=True)  # never a plot of an earlier sweep beside this table
     if plotted:
         png = plot_sweep([vars(r) for r in plotted], parameter, metric, out / "results.png")
         lines += ["", f"![{metric} vs {parameter}]({png.name})"]

@@ -1,5 +1,5 @@
 """Generate ``notebooks/telephone_finetune.ipynb`` from the cells below and run it, so it is committed with its
-outputs (edit here, then re-run this script: ``python notebooks/make_notebook.py``, about 2 min on 2 CPU cores)."""
+outputs (edit here, then re-run this script: ``python notebooks/make_notebook.py``, about 30 s on 2 CPU cores)."""
 
 from __future__ import annotations
 

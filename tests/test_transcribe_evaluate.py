@@ -74,7 +74,7 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     assert report["groups"]["lang"]["zh"]["cer"] == pytest.approx(cer([r["ref"] for r in zh], [r["hyp"] for r in zh]))
     assert report["groups"]["lang"]["en"]["utterances"] == sum(r["key"].startswith("en") for r in rows)
     assert set(report["groups"]["domain"]) == {"billing", "support", "(none)"}  # the silent entry has no domain
-    billing = [r for r in rows if r["domain"] == "billing"]
+    billing = [r for r in rows if r["fields"]["domain"] == "billing"]
     assert report["groups"]["domain"]["billing"]["mer"] == pytest.approx(
         mer([r["ref"] for r in billing], [r["hyp"] for r in billing]))
     worst = report["worst"]
@@ -84,10 +84,16 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.splitlines()[1].startswith("overall") and f"{overall['cer']:.4f}" in text
     assert "domain=billing" in text
+    # the same decode scored with Fun-ASR's normalization: numbers written either way count as equal
+    assert evaluate.main(["--manifest", str(manifest), "--report_dir", str(out), "--normalizer", "funasr", *COMMON]) == 0
+    funasr = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert funasr["normalizer"] == "funasr" and funasr["settings"]["group_by"] == ["lang"]
+    assert funasr["overall"]["mer"] == pytest.approx(mer(refs, hyps, normalizer="funasr"))
+    assert funasr["overall"]["mer"] != overall["mer"]
 
 
 def test_evaluate_names_a_missing_group_field_before_decoding(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="no entry of .*eval.jsonl has a field 'domian'.*domain"):
+    with pytest.raises(SystemExit, match="no entry has a field 'domian': the first entry of .*eval.jsonl has domain, key"):
         evaluate.main(["--manifest", str(_manifest(tmp_path)), "--group_by", "lang,domian", *COMMON])
 
 

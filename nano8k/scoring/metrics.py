@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import jiwer
 import torch
@@ -43,6 +43,11 @@ def text_language(text: str) -> str:
     text = basic_normalize(text)
     cjk, latin = bool(_CJK_CHAR.search(text)), bool(_LATIN.search(text))
     return "mixed" if cjk and latin else "zh" if cjk else "en" if latin else "other"
+
+
+def utterance_language(lang: str | None, ref: str) -> str:
+    """The language an utterance is grouped under: its manifest's ``lang``, else its reference's script."""
+    return lang or text_language(ref)
 
 
 def tokenize_for_mer(text: str) -> list[str]:
@@ -85,25 +90,30 @@ def _check_pairs(refs: Sequence[str], hyps: Sequence[str]) -> None:
         raise ValueError(f"got {len(refs)} references but {len(hyps)} hypotheses")
 
 
+def align(refs: Sequence[str], hyps: Sequence[str], unit: str) -> tuple[list[int], Any]:
+    """Indices of the (already normalized) pairs whose reference has a unit, and ``jiwer.process_words`` of those
+    pairs in ``unit`` (None when there is none): per-pair alignments in ``.alignments``, pooled counts on it."""
+    scored, ref_tok, hyp_tok = [], [], []
+    for i, (ref, hyp) in enumerate(zip(refs, hyps)):
+        r = tokens(ref, unit)
+        if r:
+            scored.append(i)
+            ref_tok.append(" ".join(r))
+            hyp_tok.append(" ".join(tokens(hyp, unit)))
+    return scored, (jiwer.process_words(ref_tok, hyp_tok) if ref_tok else None)
+
+
 def error_counts(refs: Sequence[str], hyps: Sequence[str], unit: str, *, normalizer: str = "basic") -> ErrorCounts:
     """Edit counts of ``hyps`` against ``refs`` in ``unit`` (char/word/mixed), via ``jiwer.process_words``."""
     _check_pairs(refs, hyps)
     normalize = get_normalizer(normalizer)
-    ref_tok, hyp_tok, empty = [], [], 0
-    for ref, hyp in zip(refs, hyps):
-        ref, hyp = normalize(ref), normalize(hyp)
-        r = tokens(ref, unit)
-        if not r:
-            empty += 1
-            continue
-        ref_tok.append(" ".join(r))
-        hyp_tok.append(" ".join(tokens(hyp, unit)))
-    if not ref_tok:
+    scored, out = align([normalize(r) for r in refs], [normalize(h) for h in hyps], unit)
+    empty = len(refs) - len(scored)
+    if out is None:
         return ErrorCounts(0, 0, 0, 0, 0, 0, empty)
-    out = jiwer.process_words(ref_tok, hyp_tok)
     ref_units = out.hits + out.substitutions + out.deletions
     edits = out.substitutions + out.deletions + out.insertions
-    return ErrorCounts(edits, ref_units, out.substitutions, out.deletions, out.insertions, len(ref_tok), empty)
+    return ErrorCounts(edits, ref_units, out.substitutions, out.deletions, out.insertions, len(scored), empty)
 
 
 def cer(refs: Sequence[str], hyps: Sequence[str], *, normalizer: str = "basic") -> float:

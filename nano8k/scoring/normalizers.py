@@ -11,8 +11,9 @@
   (CJK ideographs, ASCII letters and digits) or other, and each run of tokens of one class is normalized on its own:
 
   - English runs: Whisper's ``EnglishTextNormalizer`` (``whisper-normalizer``): lowercase, spelled numbers to digits
-    ("thirty two dollars" -> "$32"), British -> American spelling, contractions expanded, fillers (uh, um, hmm)
-    and bracketed text removed;
+    ("thirty two dollars" -> "$32", a lone "1" -> "one"), British -> American spelling, contractions expanded,
+    fillers (uh, um, hmm) and text in [square brackets] removed (round brackets become spaces first, as in the
+    recipe, so "(laughs)" stays as a word);
   - Chinese + English runs: the same English normalizer, then traditional -> simplified characters (OpenCC ``t2s``),
     then Chinese numerals -> Arabic digits (``cn2an``, sentence mode: 三十二元 -> 32元, 二零二四年三月五日 ->
     2024年3月5日; a run of digit names without units digit by digit, so 零三六零七 -> 03607 keeps its zero),
@@ -40,10 +41,10 @@ import re
 import unicodedata
 import warnings
 from itertools import groupby
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 NormalizerName = Literal["basic", "funasr", "none"]
-NORMALIZERS: tuple[str, ...] = ("basic", "funasr", "none")
+NORMALIZERS: tuple[str, ...] = get_args(NormalizerName)
 
 # CJK ideographs (+ext. A, compatibility), kana and the CJK symbol block's letters
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -78,7 +79,7 @@ _DIGIT_RUN = re.compile("(?<![十百千万亿点])[零〇一二三四五六七�
 _KEPT_LIANG = "\ue000"  # a private-use character: 两 that cn2an must not read as 2
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 _FRACTION = re.compile(r"(\d+)/(\d+)")
-_DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+_POINT = re.compile(r"\.(?!\s*$)")  # what is left of "." after the English normalizer: a point, unless last
 
 
 def _token_class(token: str) -> str:
@@ -113,7 +114,7 @@ def _arabic_numbers(text: str) -> str:
         text = cn2an.transform(text, "cn2an")
     text = _PERCENT.sub(r"百分之\1", text.replace(_KEPT_LIANG, "两"))
     text = _FRACTION.sub(r"\2分之\1", text)
-    return _DECIMAL_POINT.sub("点", text)
+    return _POINT.sub("点", text)
 
 
 def _latin(ch: str) -> bool:

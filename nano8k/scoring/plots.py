@@ -17,26 +17,29 @@ def pyplot() -> Any:
     return plt
 
 
-def plot_groups(report: Mapping[str, Any], path: str | Path, rate: str = "cer") -> Path:
-    """One bar chart per grouping field (the overall rate as a dashed line), bars labelled with their utterances."""
+def plot_groups(report: Mapping[str, Any], path: str | Path) -> Path:
+    """CER per group, one panel per grouping field (the overall CER dashed), each bar labelled with its utterances;
+    a group with nothing to score gets no bar and the label n/a."""
     plt = pyplot()
     fields = list(report["groups"]) or ["overall"]
     fig, axes = plt.subplots(1, len(fields), figsize=(max(4.0, 3.2 * len(fields)), 3.4), squeeze=False)
-    overall = report["overall"][rate]
+    overall = report["overall"]["cer"]
     for ax, name in zip(axes[0], fields):
         blocks = report["groups"].get(name, {"all": report["overall"]})
         labels = list(blocks)
-        values = [blocks[v][rate] if blocks[v][rate] is not None else 0.0 for v in labels]
-        bars = ax.bar(range(len(labels)), values, color="#4c72b0")
-        for bar, value in zip(bars, labels):
-            ax.annotate(f"n={blocks[value]['utterances']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7)
+        values = [blocks[v]["cer"] for v in labels]
+        bars = ax.bar(range(len(labels)), [v or 0.0 for v in values], color="#4c72b0")
+        for bar, label, value in zip(bars, labels, values):
+            if value is None:
+                bar.set_visible(False)
+            ax.annotate("n/a" if value is None else f"n={blocks[label]['utterances']}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
         if overall is not None:
             ax.axhline(overall, color="#c44e52", linestyle="--", linewidth=1, label=f"overall {overall:.3f}")
             ax.legend(fontsize=7, loc="upper right")
         ax.set_xticks(range(len(labels)), [label[:14] for label in labels], rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{rate.upper()} by {name}", fontsize=9)
-        ax.set_ylim(0, max([*values, overall or 0.0, 1e-3]) * 1.25)
+        ax.set_title(f"CER by {name}", fontsize=9)
+        ax.set_ylim(0, max([v or 0.0 for v in values] + [overall or 0.0, 1e-3]) * 1.25)
     fig.suptitle(f"normalizer: {report['normalizer']}", fontsize=8)
     fig.tight_layout()
     path = Path(path)

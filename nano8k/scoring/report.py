@@ -11,9 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import jiwer
-
-from nano8k.scoring.metrics import RATE_NAMES, UNITS, text_language, tokens
+from nano8k.scoring.metrics import RATE_NAMES, UNITS, align, utterance_language
 from nano8k.scoring.normalizers import get_normalizer
 
 COUNT_NAMES = ("ref_units", "substitutions", "deletions", "insertions")
@@ -50,17 +48,15 @@ def _align(items: Sequence[Scored], normalizer: str) -> list[_Aligned]:
     normalize = get_normalizer(normalizer)
     refs = [normalize(item.ref) for item in items]
     hyps = [normalize(item.hyp) for item in items]
-    aligned = [_Aligned(r, h, {}, bool(tokens(r, "char"))) for r, h in zip(refs, hyps)]
-    scored = [i for i, a in enumerate(aligned) if a.scored]
+    aligned = [_Aligned(r, h, {}, False) for r, h in zip(refs, hyps)]
     for unit in UNITS:
         for a in aligned:
             a.counts[unit] = dict.fromkeys(COUNT_NAMES, 0)
-        if not scored:
+        scored, out = align(refs, hyps, unit)  # the same pairs for every unit: those with a non-space character
+        if out is None:
             continue
-        ref_tok = [tokens(refs[i], unit) for i in scored]
-        hyp_tok = [tokens(hyps[i], unit) for i in scored]
-        out = jiwer.process_words([" ".join(t) for t in ref_tok], [" ".join(t) for t in hyp_tok])
         for i, chunks, r, h in zip(scored, out.alignments, out.references, out.hypotheses):
+            aligned[i].scored = True
             counts = aligned[i].counts[unit]
             counts["ref_units"] = len(r)
             for chunk in chunks:
@@ -99,8 +95,8 @@ def build_report(items: Sequence[Scored], group_by: Sequence[str] = (), normaliz
 
     ``report["groups"][field][value]`` has the same keys as ``report["overall"]``; ``report["substitutions"]`` lists
     the ``num_substitutions`` most frequent (ref, hyp, count) pairs in MER units (CJK characters, words) overall and
-    per group; ``report["utterances"]`` has one row per utterance (counts in MER units), ``report["worst"]`` the
-    ``num_worst`` scored ones by MER, then edits.
+    per group; ``report["utterances"]`` has one row per utterance (its group values under ``fields``, counts in MER
+    units); ``report["worst"]`` the ``num_worst`` scored ones by MER, then edits.
     """
     aligned = _align(items, normalizer)
     report: dict[str, Any] = {"normalizer": normalizer, "overall": _block(aligned), "groups": {},
@@ -115,9 +111,9 @@ def build_report(items: Sequence[Scored], group_by: Sequence[str] = (), normaliz
     rows = []
     for item, a in zip(items, aligned):
         mixed = a.counts["mixed"]
-        rows.append({"key": item.key, **dict(item.fields), "ref": item.ref, "hyp": item.hyp, "ref_normalized": a.norm_ref,
-                     "hyp_normalized": a.norm_hyp, "scored": a.scored, "cer": _rate(a.counts["char"]),
-                     "mer": _rate(mixed), **mixed})
+        rows.append({"key": item.key, "fields": dict(item.fields), "ref": item.ref, "hyp": item.hyp,
+                     "ref_normalized": a.norm_ref, "hyp_normalized": a.norm_hyp, "scored": a.scored,
+                     "cer": _rate(a.counts["char"]), "mer": _rate(mixed), **mixed})
     report["utterances"] = rows
     worst = [r for r in rows if r["scored"]]
     worst.sort(key=lambda r: (-r["mer"], -(r["substitutions"] + r["deletions"] + r["insertions"]), r["key"]))
@@ -129,7 +125,7 @@ def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[st
                     normalizer: str = "basic") -> dict[str, Any]:
     """Pooled CER overall and per language (``langs[i]``, or the reference's script when None), nan where nothing
     is scored: the short form the before/after callback and the mini scoring print."""
-    items = [Scored(str(i), ref, hyp, {"lang": lang or text_language(ref)})
+    items = [Scored(str(i), ref, hyp, {"lang": utterance_language(lang, ref)})
              for i, (ref, hyp, lang) in enumerate(zip(refs, hyps, langs, strict=True))]
     report = build_report(items, ["lang"], normalizer)
     nan = float("nan")

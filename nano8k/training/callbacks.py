@@ -15,7 +15,7 @@ from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES
 from nano8k.training.freezing import FreezeConfig
 from nano8k.scoring.metrics import ErrorRateAccumulator, text_language
-from nano8k.scoring.normalizers import NormalizerName
+from nano8k.scoring.normalizers import NormalizerName, get_normalizer
 from nano8k.training.module import RESUME_ADVICE, resume_changes, resume_refused
 
 log = logging.getLogger(__name__)
@@ -241,9 +241,9 @@ class WEREvaluation(Callback):
             raise ValueError(f"WEREvaluation.limit_batches must be >= 1 or None, got {limit_batches}")
         self.every_n_steps, self.max_new_tokens = every_n_steps, max_new_tokens
         self.num_examples, self.limit_batches = num_examples, limit_batches
-        self.normalizer = normalizer
-        self.metric = ErrorRateAccumulator(normalizer)
-        self.by_language = {lang: ErrorRateAccumulator(normalizer) for lang in LANGUAGES}
+        self.normalize = get_normalizer(normalizer)  # once per text; the accumulators get normalized text
+        self.metric = ErrorRateAccumulator("none")
+        self.by_language = {lang: ErrorRateAccumulator("none") for lang in LANGUAGES}
         self.examples: list[tuple[str, str, str]] = []
         self.last: dict[str, float] = {}
         self._active = False
@@ -274,10 +274,11 @@ class WEREvaluation(Callback):
         if self.limit_batches is not None and self._decoded_batches >= self.limit_batches:
             return
         hyps = pl_module.transcribe_batch(batch, self.max_new_tokens)
-        self.metric.update(batch.targets, hyps)
-        langs = [text_language(ref) for ref in batch.targets]
+        refs, normalized = [self.normalize(r) for r in batch.targets], [self.normalize(h) for h in hyps]
+        self.metric.update(refs, normalized)
+        langs = [text_language(ref) for ref in refs]  # SpeechBatch carries no language: the reference's script
         for lang, metric in self.by_language.items():
-            pairs = [(ref, hyp) for ref, hyp, ref_lang in zip(batch.targets, hyps, langs) if ref_lang == lang]
+            pairs = [(ref, hyp) for ref, hyp, ref_lang in zip(refs, normalized, langs) if ref_lang == lang]
             metric.update([ref for ref, _ in pairs], [hyp for _, hyp in pairs])
         self._decoded_batches += 1
         for key, ref, hyp in zip(batch.keys, batch.targets, hyps):

@@ -12,7 +12,7 @@ import pytest
 from nano8k.data.badsamples import DataError
 from nano8k.data.fields import MISSING, entry_fields
 from nano8k.data.manifest import read_manifest
-from nano8k.scoring.metrics import UNITS, error_counts
+from nano8k.scoring.metrics import error_counts
 from nano8k.scoring.plots import plot_groups, plot_sweep
 from nano8k.scoring.report import Scored, build_report, markdown
 
@@ -48,7 +48,6 @@ def test_groups_sum_to_the_total_and_the_total_is_the_pooled_rate(normalizer):
     assert sorted(report["groups"]["network"]) == ["landline", "mobile", "voip"]
     assert report["groups"]["network"]["voip"]["empty_refs"] == 1
     assert len(report["utterances"]) == len(ITEMS) and not report["utterances"][-1]["scored"]
-    assert set(UNITS) == {"char", "word", "mixed"}
 
 
 def test_per_utterance_rows_substitutions_worst_and_markdown():
@@ -56,7 +55,7 @@ def test_per_utterance_rows_substitutions_worst_and_markdown():
     rows = {r["key"]: r for r in report["utterances"]}
     assert rows["a"]["ref_normalized"] == "分 机 8 8 0" and rows["a"]["hyp_normalized"] == "分 机 8 8"
     assert (rows["a"]["deletions"], rows["a"]["substitutions"], rows["a"]["ref_units"]) == (1, 0, 5)
-    assert rows["b"]["mer"] == 0.0 and rows["a"]["network"] == "mobile"
+    assert rows["b"]["mer"] == 0.0 and rows["a"]["fields"] == {"lang": "zh", "network": "mobile"}
     assert report["substitutions"]["overall"][0] == ["账", "帐", 2]  # the most frequent pair first
     assert report["substitutions"]["network"]["landline"][0][:2] in (["账", "帐"], ["three", "tree"])
     assert [w["key"] for w in report["worst"]] == ["a", "c"]  # MER 0.2 and 1 edit each: a tie goes by key
@@ -96,8 +95,13 @@ def test_fields_of_jsonl_entries_and_a_misspelt_field(tmp_path):
         {"speaker": "agent7", "channel": "0", "domain": "billing"},
         {"speaker": "cust3", "channel": "1", "domain": MISSING},
         {"speaker": MISSING, "channel": MISSING, "domain": "sales"}]
-    with pytest.raises(DataError, match=r"has a field 'domian' \(its first entry has: channel, domain, key, "):
+    with pytest.raises(DataError, match=r"no entry has a field 'domian': the first entry of .*m.jsonl has channel, "
+                                        r"domain, key, "):
         entry_fields(utts, ["domian"])
+    other = _jsonl(tmp_path / "n.jsonl", [{"key": "v1", "source": wav, "target": "e", "domain": None, "speaker": 7}])
+    both = utts + list(read_manifest(other).utterances)  # two manifests at once; null is no value
+    assert entry_fields(both, ["domain", "speaker"])[2:] == [{"domain": "sales", "speaker": MISSING},
+                                                             {"domain": MISSING, "speaker": "7"}]
 
 
 def test_fields_of_a_kaldi_folder(tmp_path):
@@ -115,6 +119,12 @@ def test_fields_of_a_kaldi_folder(tmp_path):
     by_key = {u.key: f for u, f in zip(utts, fields)}
     assert by_key[keys[0]] == {"speaker": "spk0", "domain": "billing"}
     assert by_key[keys[1]] == {"speaker": "spk1", "domain": MISSING}
+    with pytest.raises(DataError, match=r"no entry has a field 'network': .*kaldi has utt2domain, utt2spk \(a field "
+                                        r"is read from utt2<field>"):
+        entry_fields(utts, ["network"])
+    (folder / "utt2domain").write_text(f"{keys[0]} billing\n{keys[0]} sales\n")
+    with pytest.raises(DataError, match=r"duplicate key .* in utt2domain \(lines .*utt2domain:1, .*utt2domain:2\)"):
+        entry_fields(utts, ["domain"])
 
 
 def test_fields_of_lhotse_supervisions_and_cuts(tmp_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import pytest
 from lightning.pytorch.callbacks import Callback
 
 from nano8k.data.datamodule import TelephoneDataModule
@@ -62,3 +63,25 @@ def test_before_after_in_a_fit_with_frozen_parts(tmp_path):
     resumed = BeforeAfterEvaluation(manifest=check.manifest)
     resumed.load_state_dict(check.state_dict())
     assert resumed.before == check.before  # a resumed fit compares with the weights the first fit started from
+
+
+def test_before_after_scores_with_its_normalizer(tmp_path):
+    from nano8k.assets import mini_model_dir
+    from nano8k.model.checkpoint import load_pretrained
+    from nano8k.scoring.metrics import cer
+
+    clean = Path(__file__).resolve().parents[1] / "fixtures" / "digits" / "clean.jsonl"  # voices it decodes well
+    rows = [json.loads(line) for line in clean.read_text().splitlines()[:8]]
+    for row in rows:  # the references spelled in Chinese digit names; the model writes Arabic digits
+        row["source"] = str(clean.parent / row["source"])
+        row["target"] = "".join("零一二三四五六七八九"[int(d)] for d in row["target"])
+    spelled = tmp_path / "spelled.jsonl"
+    spelled.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    model = load_pretrained(mini_model_dir()).eval()
+    scores, hyps = BeforeAfterEvaluation(str(spelled), max_new_tokens=10, normalizer="funasr").evaluate(model)
+    assert scores["normalizer"] == "funasr"
+    assert scores["cer"] == pytest.approx(cer([r["target"] for r in rows], hyps, normalizer="funasr"))
+    basic, _ = BeforeAfterEvaluation(str(spelled), max_new_tokens=10).evaluate(model)
+    assert basic["cer"] > scores["cer"] + 0.3  # 一五三 against 153: every character wrong
+    with pytest.raises(ValueError, match="unknown normalizer"):
+        BeforeAfterEvaluation(str(spelled), normalizer="Funasr")

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from nano8k.data.audio import load_audio
-from nano8k.model.batch import SpeechItem, collate
+from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.prompt import audio_token_count
 from nano8k.training.callbacks import StageSwitch, WEREvaluation
@@ -201,10 +201,21 @@ def test_wer_callback_matches_jiwer_and_feeds_model_checkpoint(tmp_path, capsys)
         assert f"cer_{lang} {value:.3f}" in out
 
 
-def test_wer_callback_normalizer_is_checked_and_used():
-    from nano8k.scoring.normalizers import funasr_normalize
-
-    assert WEREvaluation(normalizer="funasr").metric.normalize is funasr_normalize
+@pytest.mark.parametrize("normalizer, cer_zh, cer_en", [("basic", 0.6, 14 / 23), ("funasr", 0.0, 0.0)])
+def test_wer_callback_scores_with_its_normalizer(normalizer, cer_zh, cer_en):
+    cb = WEREvaluation(normalizer=normalizer, num_examples=0)
+    hyps = ["分机880", "extension 8 8 0"]
+    logged = {}
+    trainer = SimpleNamespace(sanity_checking=False, global_step=1, is_global_zero=False)
+    module = SimpleNamespace(device=torch.device("cpu"), transcribe_batch=lambda batch, n: hyps,
+                             log=lambda name, value, sync_dist: logged.__setitem__(name, value))
+    batch = SpeechBatch(*(torch.zeros(2, 1) for _ in range(8)), targets=["分机八八零", "extension eight eight zero"],
+                        keys=["a", "b"])
+    cb.on_validation_epoch_start(trainer, module)
+    cb.on_validation_batch_end(trainer, module, None, batch, 0)
+    cb.on_validation_epoch_end(trainer, module)
+    assert logged["val/cer_zh"] == pytest.approx(cer_zh) and logged["val/cer_en"] == pytest.approx(cer_en)
+    assert "val/cer_mixed" not in logged  # no reference of that script: nothing logged for it
     with pytest.raises(ValueError, match="unknown normalizer 'fun'"):
         WEREvaluation(normalizer="fun")
 
