@@ -71,11 +71,14 @@ def generated(count: int, seed: int = 0) -> list[str]:
         lambda n: f"{chinese_number(rng.randint(1, 12))}月{chinese_number(rng.randint(1, 28))}号之前到账",
         lambda n: f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日之前到账",
         lambda n: f"优惠百分之{chinese_number(rng.randint(1, 99))}",
-        lambda n: f"一共{chinese_number(n)}块{DIGIT_NAMES[rng.randint(1, 9)]}毛", lambda n: f"您好，工号{digits(4)}为您服务",
+        lambda n: f"一共{chinese_number(n)}块{DIGIT_NAMES[rng.randint(1, 9)]}毛",
+        lambda n: f"您好，工号{digits(4)}为您服务",
         lambda n: f"My number is {digits(7, False)}.", lambda n: f"Your balance is {n % 1000} dollars.",
-        lambda n: f"我的 account 是 {n}", lambda n: f"查一下 {chinese_number(n)} 号订单", lambda n: f"第{chinese_number(n)}期账单",
+        lambda n: f"我的 account 是 {n}", lambda n: f"查一下 {chinese_number(n)} 号订单",
+        lambda n: f"第{chinese_number(n)}期账单",
         lambda n: f"利率{n % 10}.{n % 7}%", lambda n: f"{n % 100}.{n % 10}元", lambda n: f"{n % 20}.{n % 9}",
-        lambda n: f"订单{n % 1000:05d}", lambda n: f"分机{n % 100:03d}", lambda n: f"The rate is {n % 10}.{n % 9} percent.",
+        lambda n: f"订单{n % 1000:05d}", lambda n: f"分机{n % 100:03d}",
+        lambda n: f"The rate is {n % 10}.{n % 9} percent.",
         lambda n: f"好的 (笑) 您稍等 {n % 60} 秒",
     ]
     return [templates[i % len(templates)](rng.randint(1, 99999)) for i in range(count)]

@@ -72,9 +72,12 @@ def _align(items: Sequence[Scored], normalizer: str) -> list[_Aligned]:
     return aligned
 
 
+def _edits(counts: Mapping[str, int]) -> int:
+    return counts["substitutions"] + counts["deletions"] + counts["insertions"]
+
+
 def _rate(counts: Mapping[str, int]) -> float | None:
-    edits = counts["substitutions"] + counts["deletions"] + counts["insertions"]
-    return edits / counts["ref_units"] if counts["ref_units"] else None
+    return _edits(counts) / counts["ref_units"] if counts["ref_units"] else None
 
 
 def _block(aligned: Sequence[_Aligned]) -> dict[str, Any]:
@@ -84,8 +87,7 @@ def _block(aligned: Sequence[_Aligned]) -> dict[str, Any]:
     for unit in UNITS:
         sums = {name: sum(a.counts[unit][name] for a in aligned) for name in COUNT_NAMES}
         block[RATE_NAMES[unit]] = _rate(sums)
-        block[f"{RATE_NAMES[unit]}_counts"] = {**sums, "edits": sums["substitutions"] + sums["deletions"]
-                                               + sums["insertions"]}
+        block[f"{RATE_NAMES[unit]}_counts"] = {**sums, "edits": _edits(sums)}
     return block
 
 
@@ -116,7 +118,7 @@ def build_report(items: Sequence[Scored], group_by: Sequence[str] = (), normaliz
                      "cer": _rate(a.counts["char"]), "mer": _rate(mixed), **mixed})
     report["utterances"] = rows
     worst = [r for r in rows if r["scored"]]
-    worst.sort(key=lambda r: (-r["mer"], -(r["substitutions"] + r["deletions"] + r["insertions"]), r["key"]))
+    worst.sort(key=lambda r: (-r["mer"], -_edits(r), r["key"]))
     report["worst"] = worst[:num_worst]
     return report
 
@@ -129,9 +131,10 @@ def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[st
              for i, (ref, hyp, lang) in enumerate(zip(refs, hyps, langs, strict=True))]
     report = build_report(items, ["lang"], normalizer)
     nan = float("nan")
+    by_language = report["groups"]["lang"]
     return {"cer": report["overall"]["cer"] if report["overall"]["cer"] is not None else nan,
             "utterances": len(items), "normalizer": normalizer,
-            "by_language": {lang: nan if b["cer"] is None else b["cer"] for lang, b in report["groups"]["lang"].items()}}
+            "by_language": {lang: nan if b["cer"] is None else b["cer"] for lang, b in by_language.items()}}
 
 
 def _fmt(value: float | None) -> str:
@@ -139,7 +142,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _rows(named_blocks: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
-    lines = ["| set | utts | CER | WER | MER | sub | del | ins | chars |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| set | utts | CER | WER | MER | sub | del | ins | chars |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, b in named_blocks:
         c = b["cer_counts"]
         lines.append(f"| {name} | {b['utterances']} | {_fmt(b['cer'])} | {_fmt(b['wer'])} | {_fmt(b['mer'])} | "

@@ -17,9 +17,9 @@ from nano8k.data.manifest import Utterance, read_utterances
 from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
-from nano8k.training.checkpointing import ExportOnFitEnd
-from nano8k.scoring.report import cer_by_language
 from nano8k.scoring.normalizers import NormalizerName, get_normalizer
+from nano8k.scoring.report import cer_by_language
+from nano8k.training.checkpointing import ExportOnFitEnd
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES
-from nano8k.training.freezing import FreezeConfig
 from nano8k.scoring.metrics import ErrorRateAccumulator, text_language
 from nano8k.scoring.normalizers import NormalizerName, get_normalizer
+from nano8k.training.freezing import FreezeConfig
 from nano8k.training.module import RESUME_ADVICE, resume_changes, resume_refused
 
 log = logging.getLogger(__name__)
@@ -218,10 +218,10 @@ class WEREvaluation(Callback):
     ``basic``, ``funasr`` or ``none``, see ``nano8k.scoring.normalizers``; pooled counts, summed across DDP ranks)
     and logged in ``on_validation_epoch_end`` so ``ModelCheckpoint(monitor="val/cer", mode="min")`` can use it.
     Per language, ``val/cer_zh``, ``val/cer_en`` and ``val/cer_mixed`` are logged for the languages that occurred,
-    the language being the reference's script (``text_language``: CJK only, Latin only, both). ``every_n_steps=None`` decodes at every validation; ``every_n_steps=N`` decodes at
-    the first validation at least N optimizer steps after the last decoded one (always at the first); validations
-    in between log no fresh ``val/cer``, so monitor it only with ``every_n_steps=None`` or with checkpointing at
-    the same cadence. ``limit_batches`` caps the decoded batches per validation. The sanity check is not decoded.
+    the language being the reference's script (``text_language``: CJK only, Latin only, both).
+    ``every_n_steps=None`` decodes at every validation; ``every_n_steps=N`` decodes at the first validation at
+    least N optimizer steps after the last decoded one (always at the first); validations in between log no fresh
+    ``val/cer``, so monitor it only with ``every_n_steps=None`` or with checkpointing at the same cadence. ``limit_batches`` caps the decoded batches per validation. The sanity check is not decoded.
     At every decoded validation the first ``num_examples`` ref/hyp pairs are printed (``[val example] key`` then
     ``ref:`` / ``hyp:`` lines) and logged as a table to W&B (``val/examples``) or TensorBoard, and one summary line
     goes to stdout, e.g. ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  cer_en 0.912  cer_zh 0.841  loss 4.12``.
