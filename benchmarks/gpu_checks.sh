@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, as one short run on a lent machine (not run yet: no GPU has been lent since it was
-# written). Each fit is 4 steps of the tiny model on the demo corpus; a failure stops the script.
+# written). Each fit is 4 steps of the tiny model on the demo corpus; a failure stops the script. The full-size
+# benchmark is separate: python benchmarks/bench_gpu.py (<= 8 min).
 #   bash benchmarks/gpu_checks.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +15,6 @@ short_fit() {  # $1: run name; the rest: extra flags
 }
 short_fit deepspeed_zero2 --trainer.strategy deepspeed_stage_2 --trainer.precision bf16-mixed
 short_fit fsdp --trainer.strategy fsdp --trainer.precision bf16-mixed
+short_fit fp16_gradscaler --trainer.precision 16-mixed   # the GradScaler path of the device-side step skip (foreach AdamW)
+short_fit bf16_fused_clip --trainer.precision bf16-mixed --trainer.gradient_clip_val 5.0   # fused AdamW, own clipping
 echo "gpu checks passed"

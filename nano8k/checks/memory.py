@@ -12,7 +12,9 @@ Formula (bytes, per GPU):
   Encoder/adaptor tokens = ``data.max_frames_per_batch`` (LFR frames, padding included); LLM tokens =
   speech tokens (frames/8, or all frames for an ``all_frames`` model) + utterances x (prompt 40 + mean target length
   in characters), capped by ``max_tokens_per_batch``.
-* logits: LLM tokens x vocab x (``a`` + 8) bytes (logits, fp32 copy for the loss and its gradient).
+* logits: labelled tokens (utterances x (mean target length + 1 for ``<|im_end|>``), capped by the LLM tokens) x
+  vocab x (``a`` + 8) bytes (logits, fp32 copy for the loss and its gradient): the LM head runs at label positions
+  only.
 * 1 GiB for the CUDA context and allocator slack.
 
 Attention scores are not counted (SDPA flash/memory-efficient kernels do not store them).
@@ -177,6 +179,7 @@ def estimate_memory(
                               16 * shape.adaptor_dim + 2 * shape.adaptor_ffn)
     activations += blocks(tokens, shape.llm_layers, shape.llm_dim, 16 * shape.llm_dim + 3 * shape.llm_ffn)
     est.parts["activations"] = activations
-    est.parts["logits"] = tokens * shape.vocab * (a + 8)
+    labelled = min(tokens, utts * int(mean_target_chars + 1))
+    est.parts["logits"] = labelled * shape.vocab * (a + 8)
     est.parts["overhead"] = OVERHEAD_BYTES
     return est

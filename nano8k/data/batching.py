@@ -225,6 +225,12 @@ def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[in
     return [order[i : i + batch_size] for i in range(0, num, batch_size)]
 
 
+def padded_lengths(lengths: Sequence[int] | np.ndarray, multiple: int) -> np.ndarray:
+    """Lengths rounded up to a multiple, as ``collate`` pads a batch's widths: what a batch then costs."""
+    values = np.asarray(lengths, dtype=np.int64)
+    return values if multiple == 1 else -(-values // int(multiple)) * int(multiple)
+
+
 def estimated_lfr_frames(duration: float, lfr_n: int = 6) -> int:
     """LFR rows of a ``duration``-second clip (25 ms window, 10 ms shift, snip_edges) — the batch cost unit."""
     frames = max(1, 1 + math.floor((duration * 1000.0 - 25.0) / 10.0))

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
+from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths
 from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
 from nano8k.data.shards import ShardIndex, ShardStream
@@ -54,6 +54,8 @@ def check_data_settings(settings: dict[str, Any]) -> None:
     at_least("max_frames_per_batch", 1)
     at_least("max_tokens_per_batch", 1, optional=True)
     at_least("max_batch_size", 1, optional=True)
+    at_least("pad_frames_to_multiple", 1)
+    at_least("pad_tokens_to_multiple", 1)
     at_least("sort_window", 0, optional=True)
     at_least("num_workers", 0)
     at_least("telephone_max_input_rate", 1, optional=True)
@@ -90,7 +92,8 @@ class TelephoneDataModule(L.LightningDataModule):
     """Train/val/test loaders of ``nano8k.model.batch.SpeechBatch`` for telephone fine-tuning.
 
     Batches are length-bucketed with ``max_frames_per_batch`` LFR frames (60 ms each, padding included) and,
-    optionally, ``max_tokens_per_batch`` LLM tokens. Augmentation (``speed_perturb``; a telephone channel profile
+    optionally, ``max_tokens_per_batch`` LLM tokens; ``pad_frames_to_multiple`` / ``pad_tokens_to_multiple`` round
+    each batch's widths up (fewer distinct shapes for an accelerator; the budgets count that padding). Augmentation (``speed_perturb``; a telephone channel profile
     with probability ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz; SpecAugment; ``dither``)
     runs on the training split only; under speed perturbation each epoch's batches are planned on the perturbed
     durations. An utterance is a file or a span and channel of one (see ``nano8k.data.manifest``); a
@@ -129,6 +132,8 @@ class TelephoneDataModule(L.LightningDataModule):
         max_frames_per_batch: int = 1000,
         max_tokens_per_batch: int | None = None,
         max_batch_size: int | None = None,
+        pad_frames_to_multiple: int = 1,
+        pad_tokens_to_multiple: int = 1,
         sort_window: int | None = 1000,
         num_workers: int = 2,
         seed: int = 1234,
@@ -162,6 +167,7 @@ class TelephoneDataModule(L.LightningDataModule):
         self.specaugment = specaugment
         self.max_frames_per_batch, self.max_tokens_per_batch = max_frames_per_batch, max_tokens_per_batch
         self.max_batch_size, self.sort_window = max_batch_size, sort_window
+        self.pad_multiples = (int(pad_frames_to_multiple), int(pad_tokens_to_multiple))
         self.num_workers, self.seed = num_workers, seed
         self.on_bad_sample, self.max_bad_fraction = on_bad_sample, max_bad_fraction
         self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
@@ -283,7 +289,8 @@ class TelephoneDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         return ShardStream(self.shard_index, self.datasets["train"], max_frames=self.max_frames_per_batch,
                            max_tokens=self.max_tokens_per_batch, max_batch_size=self.max_batch_size, seed=self.seed,
-                           rank=rank, world_size=world, num_workers=self.num_workers)
+                           rank=rank, world_size=world, num_workers=self.num_workers,
+                           pad_multiples=self.pad_multiples)
 
     def _sampler(self, split: str) -> BucketBatchSampler:
         dataset = self.datasets[split]
@@ -294,7 +301,7 @@ class TelephoneDataModule(L.LightningDataModule):
         if train and self.speed_perturb is not None:
             epoch_lengths = self._perturbed_lengths(dataset, lengths, tokens)
         return BucketBatchSampler(
-            lengths, self.max_frames_per_batch, token_lengths=tokens,
+            self._padded(lengths, 0), self.max_frames_per_batch, token_lengths=self._padded(tokens, 1),
             max_tokens=self.max_tokens_per_batch if tokens is not None else None,
             max_batch_size=self.max_batch_size, shuffle=train, seed=self.seed, sort_window=self.sort_window,
             rank=rank, world_size=world, yield_epoch=True, drop_uneven=train, epoch_lengths=epoch_lengths,
@@ -311,9 +318,9 @@ class TelephoneDataModule(L.LightningDataModule):
             factors = perturb.factors_for(seed, keys, epoch)
             frames = [estimated_lfr_frames(d / f, lfr_n=lfr_n) for d, f in zip(durations, factors)]
             if tokens is None:
-                return frames, None
-            return frames, [t - audio_token_count(p, rule) + audio_token_count(n, rule)
-                            for t, p, n in zip(tokens, plain, frames)]
+                return self._padded(frames, 0), None
+            return self._padded(frames, 0), self._padded([t - audio_token_count(p, rule) + audio_token_count(n, rule)
+                                                          for t, p, n in zip(tokens, plain, frames)], 1)
 
         return lengths
 
@@ -333,11 +340,21 @@ class TelephoneDataModule(L.LightningDataModule):
             # workers start afresh each epoch (they read the epoch and resume position from the stream then);
             # Lightning sets the epoch on the loader's sampler, which for an IterableDataset is a placeholder
             loader = DataLoader(sampler, batch_size=None, num_workers=self.num_workers,
-                                collate_fn=SpeechCollator(self.pad_id))
+                                collate_fn=self._collator(), pin_memory=torch.cuda.is_available())
             loader.sampler.set_epoch = sampler.set_epoch
             return loader
+        # pinned batches: the copy to the GPU does not make the host wait for the step before it
         return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=SpeechCollator(self.pad_id), persistent_workers=self.num_workers > 0)
+                          collate_fn=self._collator(), persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def _collator(self) -> SpeechCollator:
+        frames, tokens = self.pad_multiples
+        return SpeechCollator(self.pad_id, frames, tokens, self.max_frames)
+
+    def _padded(self, lengths: Sequence[int] | None, which: int) -> np.ndarray | None:
+        """Frame (``which`` 0) or token (1) lengths as the collator pads them: the sampler's budget counts that."""
+        return None if lengths is None else padded_lengths(lengths, self.pad_multiples[which])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

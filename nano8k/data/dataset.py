@@ -237,7 +237,7 @@ class SkippedBatch:
         self.skipped = skipped
         self.keys: list[str] = []  # no utterance to train on
 
-    def to(self, device: torch.device | str) -> "SkippedBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SkippedBatch":
         return self
 
     def __len__(self) -> int:
@@ -245,14 +245,17 @@ class SkippedBatch:
 
 
 class SpeechCollator:
-    """Collates ``SpeechItem``s with the model's ``collate``; drops ``Skipped`` items and lists them on the batch.
+    """Collates ``SpeechItem``s with the model's ``collate`` (padded to the given multiples); drops ``Skipped`` items
+    and lists them on the batch.
 
     The returned ``SpeechBatch`` lists the dropped ones in ``skipped`` (``BadSample.record()`` dicts); a batch in
     which every item was bad comes back as a ``SkippedBatch``.
     """
 
-    def __init__(self, pad_id: int) -> None:
+    def __init__(self, pad_id: int, frame_multiple: int = 1, token_multiple: int = 1,
+                 max_frames: int | None = None) -> None:
         self.pad_id = pad_id
+        self.padding = {"frame_multiple": frame_multiple, "token_multiple": token_multiple, "max_frames": max_frames}
 
     def __call__(self, items: Sequence[SpeechItem | Skipped]) -> SpeechBatch | SkippedBatch:
         good = [item for item in items if isinstance(item, SpeechItem)]
@@ -260,6 +263,6 @@ class SpeechCollator:
         if not good:
             logger.warning("dropping a batch in which all %d samples were bad", len(skipped))
             return SkippedBatch(skipped)
-        batch = collate(good, self.pad_id)
+        batch = collate(good, self.pad_id, **self.padding)
         batch.skipped = skipped
         return batch

@@ -42,7 +42,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from nano8k.assets import cache_root
 from nano8k.data.audio import MULTICHANNEL_POLICIES, AudioError, MultichannelPolicy
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, split_to_count
+from nano8k.data.batching import BucketBatchSampler, padded_lengths, split_to_count
 from nano8k.data.dataset import Skipped
 from nano8k.data.manifest import load_utterances, read_manifest
 from nano8k.data.utterance import Utterance
@@ -207,7 +207,7 @@ class ShardStream(IterableDataset):
 
     def __init__(self, index: ShardIndex, dataset: Any, *, max_frames: int, max_tokens: int | None = None,
                  max_batch_size: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0, shuffle: bool = True) -> None:
+                 num_workers: int = 0, shuffle: bool = True, pad_multiples: tuple[int, int] = (1, 1)) -> None:
         self.index, self.dataset = index, dataset
         self.seed, self.rank, self.world_size, self.shuffle = int(seed), int(rank), int(world_size), shuffle
         self.workers = max(int(num_workers), 1)
@@ -217,6 +217,9 @@ class ShardStream(IterableDataset):
                             f"{self.workers} loader worker(s); each reader needs a shard of its own: write at least "
                             f"{readers} shards (a smaller --shard_size) or use fewer data.num_workers")
         lengths, tokens = dataset.batch_lengths(with_tokens=max_tokens is not None)
+        # the budgets count the padding the collator adds (``data.pad_*_to_multiple``)
+        lengths = padded_lengths(lengths, pad_multiples[0])
+        tokens = None if tokens is None else padded_lengths(tokens, pad_multiples[1])
         self.packer = BucketBatchSampler(lengths, max_frames, token_lengths=tokens, max_tokens=max_tokens,
                                          max_batch_size=max_batch_size)
         self.lengths, self.tokens = lengths, tokens

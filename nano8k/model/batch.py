@@ -35,25 +35,70 @@ class SpeechBatch:
     targets: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # samples the data layer dropped (BadSample.record())
+    label_index: torch.Tensor | None = None  # [N] flat positions in [B * S] that predict a label (label_positions)
+    label_targets: torch.Tensor | None = None  # [N] the labels they predict
+    text_prefix: int = 0  # positions before every row's speech (min audio_start), known on the host
+    text_prefix_ids: tuple[int, ...] = ()  # their ids when every row has the same ones (the system turn), else ()
 
-    def to(self, device: torch.device | str) -> "SpeechBatch":
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if isinstance(value, torch.Tensor):
-                moved[name] = value.to(device)
-        return SpeechBatch(**moved)
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SpeechBatch":
+        """Every tensor on ``device`` (``non_blocking`` from pinned memory: the host does not wait for the copy)."""
+        return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "SpeechBatch":
+        """Every tensor in page-locked memory (``DataLoader(pin_memory=True)`` calls this), for copies that overlap."""
+        return self._map(lambda tensor: tensor.pin_memory())
+
+    def _map(self, function: Any) -> "SpeechBatch":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return SpeechBatch(**{name: function(value) if isinstance(value, torch.Tensor) else value
+                              for name, value in values.items()})
 
     def __len__(self) -> int:
         return int(self.feats.shape[0])
 
 
-def collate(items: Sequence[SpeechItem], pad_id: int) -> SpeechBatch:
-    """Pad a list of items into a ``SpeechBatch``."""
+def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices into ``[B * S]`` of the positions that predict a label, and those labels.
+
+    Position ``t`` predicts ``labels[t + 1]`` (the HF causal-LM shift). ``collate`` computes them on the host, so the
+    training step never asks the device how many labels there are.
+    """
+    following = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).flatten()
+    index = (following != IGNORE_INDEX).nonzero().squeeze(1)
+    return index, following[index]
+
+
+def padded_length(length: int, multiple: int, limit: int | None = None) -> int:
+    """``length`` rounded up to a multiple of ``multiple``, but not past ``limit`` (when ``length`` is within it)."""
+    if multiple < 1:
+        raise ValueError(f"a padding multiple must be >= 1, got {multiple}")
+    rounded = -(-length // multiple) * multiple
+    return min(rounded, max(length, limit)) if limit is not None else rounded
+
+
+def collate(
+    items: Sequence[SpeechItem], pad_id: int, frame_multiple: int = 1, token_multiple: int = 1,
+    max_frames: int | None = None,
+) -> SpeechBatch:
+    """Pad a list of items into a ``SpeechBatch``.
+
+    The feature and token widths are rounded up to ``frame_multiple`` / ``token_multiple`` (fewer distinct shapes for
+    an accelerator's kernels to plan for; the padding is masked, so the loss is unchanged), the frames not past
+    ``max_frames`` (the encoder's limit). Each utterance's speech slots must fit its frames.
+    """
     if not items:
         raise ValueError("cannot collate an empty list of utterances")
+    for item in items:
+        if item.prompt.audio_tokens > item.feats.shape[0]:
+            raise ValueError(
+                f"utterance {item.key!r}: {item.prompt.audio_tokens} speech slots exceed its {item.feats.shape[0]} "
+                "feature frames: the prompt was built for other features"
+            )
     feat_lens = torch.tensor([item.feats.shape[0] for item in items], dtype=torch.long)
     seq_lens = [len(item.prompt.input_ids) for item in items]
-    batch, max_frames, max_len = len(items), int(feat_lens.max()), max(seq_lens)
+    batch = len(items)
+    max_frames = padded_length(int(feat_lens.max()), frame_multiple, max_frames)
+    max_len = padded_length(max(seq_lens), token_multiple)
     feats = torch.zeros(batch, max_frames, items[0].feats.shape[1], dtype=torch.float32)
     input_ids = torch.full((batch, max_len), pad_id, dtype=torch.long)
     labels = torch.full((batch, max_len), IGNORE_INDEX, dtype=torch.long)
@@ -63,6 +108,9 @@ def collate(items: Sequence[SpeechItem], pad_id: int) -> SpeechBatch:
         input_ids[row, :length] = torch.tensor(item.prompt.input_ids)
         labels[row, :length] = torch.tensor(item.prompt.labels)
         attention_mask[row, :length] = 1
+    label_index, label_targets = label_positions(labels)
+    prefix = min(item.prompt.audio_start for item in items)
+    shared = {tuple(item.prompt.input_ids[:prefix]) for item in items}
     return SpeechBatch(
         feats=feats,
         feat_lens=feat_lens,
@@ -74,4 +122,8 @@ def collate(items: Sequence[SpeechItem], pad_id: int) -> SpeechBatch:
         source_lens=torch.tensor([item.prompt.source_len for item in items], dtype=torch.long),
         targets=[item.target for item in items],
         keys=[item.key for item in items],
+        label_index=label_index,
+        label_targets=label_targets,
+        text_prefix=prefix,
+        text_prefix_ids=shared.pop() if len(shared) == 1 else (),
     )

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nano8k.model.batch import SpeechBatch
+from nano8k.model.batch import SpeechBatch, label_positions
 from nano8k.model.features import FrontendConfig
 from nano8k.model.prompt import PromptEncoder
 from nano8k.model.recipe import Recipe
@@ -17,8 +17,17 @@ from nano8k.model.recipe import Recipe
 
 @dataclass
 class NanoOutput:
-    loss: torch.Tensor | None
-    logits: torch.Tensor
+    """Teacher-forced outputs. The LM head runs only where a label is, unless all logits were asked for."""
+
+    loss: torch.Tensor  # mean cross-entropy over the batch's labelled target tokens (the HF causal-LM loss)
+    label_logits: torch.Tensor  # [N, vocab] logits at the N positions that predict a label
+    label_targets: torch.Tensor  # [N] the labels they predict
+    logits: torch.Tensor | None = None  # [B, S, vocab] at every position, only with forward(all_logits=True)
+
+    def token_accuracy(self) -> torch.Tensor:
+        """Teacher-forced next-token accuracy over the labelled positions (0 when there are none)."""
+        correct = (self.label_logits.detach().argmax(-1) == self.label_targets).sum()
+        return correct.float() / max(1, self.label_targets.numel())
 
 
 def postprocess_text(text: str) -> str:
@@ -29,6 +38,14 @@ def postprocess_text(text: str) -> str:
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """[B, max_len] long mask, 1 on the first ``lengths[b]`` positions."""
     return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).long()
+
+
+def causal_mask(attention_mask: torch.Tensor, first_query: int = 0) -> torch.Tensor:
+    """``[B, 1, S - first_query, S]`` boolean SDPA mask: query ``q`` sees keys ``<= q`` that are not padding."""
+    width = attention_mask.shape[1]
+    queries = torch.arange(first_query, width, device=attention_mask.device)[:, None]
+    keys = torch.arange(width, device=attention_mask.device)[None, :]
+    return (keys <= queries)[None, None] & attention_mask.bool()[:, None, None, :]
 
 
 class NanoASR(nn.Module):
@@ -53,6 +70,7 @@ class NanoASR(nn.Module):
         self.extra_tensors = dict(extra_tensors or {})  # e.g. untrained CTC tensors, kept only for export
         self.recipe = recipe or Recipe()  # token rule and weight lineage, from the model dir's config.yaml
         self.prompts = PromptEncoder(tokenizer)
+        self._prefix_states: tuple | None = None  # (key, hidden, per-layer keys/values) of a shared text prefix
 
     @property
     def encoder(self) -> nn.Module:
@@ -80,6 +98,16 @@ class NanoASR(nn.Module):
         """The most LFR frames the encoder takes: its sinusoid table rows less the unused position 0 (release: 2048)."""
         return int(self.encoder.config.max_position_embeddings) - 1
 
+    @property
+    def builds_masks(self) -> bool:
+        """Whether this model makes its own SDPA attention masks (boolean, 4-D) on the device.
+
+        transformers' mask builders ask the device whether a batch has padding (``mask.all()``: a host sync, so a
+        GPU stall, per encoder, adaptor and LLM call); a 4-D mask is used as given. Other attention
+        implementations keep transformers' own masks.
+        """
+        return getattr(self.network.config, "_attn_implementation", None) == "sdpa"
+
     def encode_audio(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """Encoder + adaptor over a padded batch ``[B, L, 560]`` with its full mask -> ``[B, L, llm_dim]``."""
         longest, seconds = self.max_frames, self.frontend.lfr_frame_seconds
@@ -90,36 +118,106 @@ class NanoASR(nn.Module):
                 "frames, 120 s) or lower data.max_duration"
             )
         mask = frame_mask(feat_lens, feats.shape[1])
-        encoded = self.encoder(input_features=feats, input_features_mask=mask).last_hidden_state
-        return self.adaptor(encoded, mask)
+        if not self.builds_masks:
+            encoded = self.encoder(input_features=feats, input_features_mask=mask).last_hidden_state
+            return self.adaptor(encoded, mask)
+        # the encoder's own forward, with the SDPA mask made here (FSMN still takes the frame mask)
+        keys = mask.bool()[:, None, None, :]  # [B, 1, 1, L]: every query sees the valid frames
+        encoder = self.encoder
+        hidden = feats.to(encoder.layers[0].input_layernorm.weight.dtype)
+        hidden = hidden * encoder.scaling + encoder.position_embeddings(hidden)
+        for layer in encoder.layers:
+            hidden = layer(hidden, keys, mask)
+        return self.adaptor(hidden, keys)  # a 4-D mask is used as given
 
     def splice(
         self, input_ids: torch.Tensor, audio_start: torch.Tensor, audio_tokens: torch.Tensor, adaptor_out: torch.Tensor
     ) -> torch.Tensor:
-        """Token embeddings with ``adaptor_out[b, :audio_tokens[b]]`` written at ``audio_start[b]`` (no per-frame loop)."""
-        if bool((audio_tokens > adaptor_out.shape[1]).any()):
-            raise ValueError(
-                f"speech slots ({audio_tokens.tolist()}) exceed the adaptor frames ({adaptor_out.shape[1]}): "
-                "the prompts were built for other features"
-            )
+        """Token embeddings with ``adaptor_out[b, :audio_tokens[b]]`` written at ``audio_start[b]``.
+
+        Gather and select over the padded width, no boolean indexing: no value travels from the device to the host
+        (``collate`` has checked on the host that each utterance's slots fit its frames).
+        """
         embeds = self.llm.get_input_embeddings()(input_ids.clamp(min=0))
-        offsets = torch.arange(int(audio_tokens.max()), device=input_ids.device)
-        valid = offsets[None, :] < audio_tokens[:, None]
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(valid)[valid]
-        frames = offsets[None, :].expand_as(valid)[valid]
-        positions = (audio_start[:, None] + offsets[None, :])[valid]
-        return embeds.index_put((rows, positions), adaptor_out[rows, frames].to(embeds.dtype))
+        frame = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] - audio_start[:, None]  # [B, S]
+        is_audio = (frame >= 0) & (frame < audio_tokens[:, None])
+        index = frame.clamp(0, adaptor_out.shape[1] - 1)[..., None].expand(-1, -1, adaptor_out.shape[2])
+        speech = adaptor_out.gather(1, index).to(embeds.dtype)
+        return torch.where(is_audio[..., None], speech, embeds)
 
     def embed(self, batch: SpeechBatch) -> torch.Tensor:
         adaptor_out = self.encode_audio(batch.feats, batch.feat_lens)
         return self.splice(batch.input_ids, batch.audio_start, batch.audio_tokens, adaptor_out)
 
-    def forward(self, batch: SpeechBatch) -> NanoOutput:
-        """Teacher-forced logits and the causal-LM loss (mean over labelled target tokens of the batch)."""
-        out = self.network(
-            inputs_embeds=self.embed(batch), attention_mask=batch.attention_mask, labels=batch.labels, use_cache=False
-        )
-        return NanoOutput(loss=out.loss, logits=out.logits)
+    def forward(self, batch: SpeechBatch, all_logits: bool = False) -> NanoOutput:
+        """Teacher-forced loss (mean over the labelled target tokens of the batch, as the HF causal-LM loss).
+
+        The LM head (151,936 outputs at full size) runs on the hidden states of the labelled positions only; the
+        logits of every position are computed too when ``all_logits``.
+        """
+        hidden = self.llm_hidden(self.embed(batch), batch.attention_mask, batch.text_prefix, batch.text_prefix_ids)
+        index, targets = batch.label_index, batch.label_targets
+        if index is None or targets is None:
+            index, targets = label_positions(batch.labels)
+        label_logits = self.network.lm_head(hidden.flatten(0, 1).index_select(0, index))
+        loss = nn.functional.cross_entropy(label_logits.float(), targets)
+        logits = self.network.lm_head(hidden) if all_logits else None
+        return NanoOutput(loss=loss, label_logits=label_logits, label_targets=targets, logits=logits)
+
+    def llm_hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor, text_prefix: int = 0,
+                   prefix_ids: tuple[int, ...] = ()) -> torch.Tensor:
+        """The LLM's last hidden states ``[B, S, H]``.
+
+        When gradients flow but no LLM weight trains, the first ``text_prefix`` positions (text before every row's
+        speech: nothing trainable reaches them) run without autograd and the rest attends to their cached keys and
+        values: the same hidden states, and no backward through the prefix. When every row's prefix is the same
+        ``prefix_ids`` (the system turn), its states are computed once and reused while the weights stay the same.
+        """
+        language_model = self.network.model.language_model
+        frozen = torch.is_grad_enabled() and not any(p.requires_grad for p in language_model.parameters())
+        # a checkpointed layer in train mode drops the cache (transformers' GradientCheckpointingLayer)
+        drops_cache = any(getattr(layer, "gradient_checkpointing", False) and layer.training
+                          for layer in language_model.layers)
+        def mask(first: int, last: int) -> torch.Tensor:  # queries first..last-1 over keys 0..last-1
+            return causal_mask(attention_mask[:, :last], first) if self.builds_masks else attention_mask[:, :last]
+
+        width = embeds.shape[1]
+        if not (frozen and not drops_cache and 0 < text_prefix < width):
+            return language_model(inputs_embeds=embeds, attention_mask=mask(0, width), use_cache=False).last_hidden_state
+        if prefix_ids and len(prefix_ids) == text_prefix:
+            head, cache = self._shared_prefix(prefix_ids, embeds[:1, :text_prefix], embeds.shape[0])
+        else:
+            with torch.no_grad():
+                out = language_model(inputs_embeds=embeds[:, :text_prefix], attention_mask=mask(0, text_prefix),
+                                     use_cache=True)
+            head, cache = out.last_hidden_state, out.past_key_values
+        rest = language_model(inputs_embeds=embeds[:, text_prefix:], attention_mask=mask(text_prefix, width),
+                              past_key_values=cache, use_cache=True)
+        return torch.cat([head, rest.last_hidden_state], dim=1)
+
+    def forget_prefix_states(self) -> None:
+        """Drop the kept prefix states (after a weight change the in-place versions may not show, e.g. via .data)."""
+        self._prefix_states = None
+
+    def _shared_prefix(self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int) -> tuple[torch.Tensor, Any]:
+        """Hidden states ``[rows, P, H]`` and a fresh key/value cache of a text prefix every row shares, through the
+        frozen LLM: computed once and kept while the LLM's weights are unchanged (their in-place versions)."""
+        from transformers import DynamicCache
+
+        language_model = self.network.model.language_model
+        params = list(language_model.parameters())
+        key = (ids, embeds.dtype, embeds.device, torch.is_autocast_enabled(embeds.device.type), params[0].data_ptr(),
+               sum(p._version for p in params))
+        if self._prefix_states is None or self._prefix_states[0] != key:
+            with torch.no_grad():
+                out = language_model(inputs_embeds=embeds, use_cache=True)
+            states = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            self._prefix_states = (key, out.last_hidden_state, states)
+        _, hidden, states = self._prefix_states
+        cache = DynamicCache(config=language_model.config)
+        for index, (keys, values) in enumerate(states):
+            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
+        return hidden.expand(rows, -1, -1), cache
 
     def left_padded_sources(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Source parts of the batch, left-padded: (input_ids, attention_mask, audio_start)."""

@@ -18,7 +18,6 @@ from nano8k.errors import ConfigError, ResumeConfigError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR, NanoOutput
-from nano8k.model.prompt import IGNORE_INDEX
 from nano8k.training.freezing import (
     GROUPS,
     FreezeConfig,
@@ -29,7 +28,7 @@ from nano8k.training.freezing import (
     named_group_parameters,
     set_frozen_eval,
 )
-from nano8k.training.optim import SchedulerName, build_scheduler
+from nano8k.training.optim import OptimizerImpl, SchedulerName, adamw_impl, build_adamw, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,7 @@ APPLIED_ON_RESUME = {
     "max_new_tokens": "decoding length only",
     "max_consecutive_nonfinite": "a guard, not part of the optimizer state",
     "gradient_checkpointing": "memory only; the same gradients",
+    "optimizer_impl": "the AdamW kernel only; the same update (the restored state is moved to it)",
     "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer",
 }
 RESUME_ADVICE = ("Resume with the checkpoint's values (drop the overrides), or start a new run from its weights (export "
@@ -91,23 +91,22 @@ def resolve_model_dir(value: str | os.PathLike | None) -> Path:
     return path
 
 
-def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Teacher-forced next-token accuracy over labelled positions (the HF loss's shift)."""
-    target = labels[:, 1:]
-    mask = target != IGNORE_INDEX
-    correct = (logits[:, :-1].argmax(-1) == target) & mask
-    return correct.sum().float() / mask.sum().clamp(min=1)
-
-
 class NanoASRModule(L.LightningModule):
     """Fine-tunes Fun-ASR-Nano: per-module freezing, optional LoRA, AdamW groups per module, warm-up schedules.
 
     ``lr_multipliers`` / ``weight_decay_overrides`` are keyed by group (encoder, adaptor, llm, lora); biases and norm
-    weights get no weight decay unless ``decay_norm_and_bias``. A non-finite loss skips the step (counted in
-    ``nonfinite_steps``); ``max_consecutive_nonfinite`` in a row stop training with a RuntimeError. A step is
-    skipped on every rank at once (one all-reduce decides) when any rank has a non-finite loss or a batch of bad
-    samples only. Bad samples of every rank are gathered, kept in checkpoints, logged (``train/bad_samples``,
-    ``data/bad_samples_<split>``) and listed at the end of fit.
+    weights get no weight decay unless ``decay_norm_and_bias``. ``optimizer_impl`` picks torch's AdamW kernel
+    (``auto``: fused where the device has it, foreach under a 16-mixed GradScaler; the same update in each).
+
+    The training step asks the device nothing: the decisions are tensors on the device and the host reads them once
+    per logging interval (``trainer.log_every_n_steps``), at the end of an epoch and when a checkpoint is written.
+    A micro-batch that is non-finite on any rank, or a batch of bad samples only on any rank, adds nothing on every
+    rank (one all-reduce of two flags, on the device); an optimizer step whose accumulation window had a non-finite
+    micro-batch, or none that trained, leaves weights and optimizer state alone (the fused kernel's ``found_inf``;
+    with the foreach/for-loop kernels this costs one host sync per step). Non-finite micro-batches are counted
+    (``nonfinite_steps``, logged ``train/nonfinite_steps``); ``max_consecutive_nonfinite`` in a row stop training
+    with a RuntimeError at the next host read. Bad samples of every rank are gathered at those reads, kept in
+    checkpoints, logged (``train/bad_samples``, ``data/bad_samples_<split>``) and listed at the end of fit.
 
     Resuming (``ckpt_path``) with hyperparameters that differ from the checkpoint's raises ``ResumeConfigError``
     listing each key, except those in ``APPLIED_ON_RESUME`` (a new ``lr`` rescales the restored schedule: it
@@ -125,6 +124,7 @@ class NanoASRModule(L.LightningModule):
         weight_decay_overrides: dict[str, float] | None = None,
         decay_norm_and_bias: bool = False,
         betas: tuple[float, float] = (0.9, 0.999),
+        optimizer_impl: OptimizerImpl = "auto",
         scheduler: SchedulerName = "warmuplr",
         warmup_steps: int = 2500,
         min_lr_ratio: float = 0.0,
@@ -159,8 +159,12 @@ class NanoASRModule(L.LightningModule):
         self.consecutive_nonfinite = 0
         self.bad_samples: dict[str, dict[tuple, BadSample]] = {"train": {}, "val": {}}  # all ranks, kept on resume
         self._new_val_bad: list[BadSample] = []
-        self._skipped_microbatch = False  # this micro-batch's loss is _skipped_step_loss()
-        self._window_has_data = False  # some micro-batch of the accumulation window trained
+        self._pending_bad: list[BadSample] = []  # this rank's training bad samples since the last host read
+        # on the device, read by the host only in _read_guard(): [non-finite micro-batches, consecutive ones,
+        # micro-batches skipped because some rank had bad samples only, the longest run since the last read]
+        self._guard = torch.zeros(4)
+        self._empty_skips = 0  # the last value the host read of _guard[2]
+        self._window = torch.zeros(2)  # this accumulation window: [a non-finite micro-batch, micro-batches trained]
         self._val_sums = torch.zeros(3, dtype=torch.float64)  # reset on each validation's device
         self._resume_lr: tuple[float, float] | None = None  # (checkpoint lr, new lr) when a resume changed model.lr
         self.trainable = self._apply_stage(freeze, lr)
@@ -169,6 +173,7 @@ class NanoASRModule(L.LightningModule):
     # -- freezing and stages ----------------------------------------------------------------------------------
     def _apply_stage(self, freeze: FreezeConfig, lr: float) -> dict[str, int]:
         counts = apply_freezing(self.model, freeze)
+        self.model.forget_prefix_states()
         upcast: set[str] = set()
         for group, _, param in named_group_parameters(self.model):
             if param.requires_grad and param.dtype != torch.float32:  # fp32 master weights for trainable parts
@@ -199,6 +204,7 @@ class NanoASRModule(L.LightningModule):
         """Merge LoRA adapters into the LLM and drop them (the released key set); no-op without LoRA."""
         if self.lora_tuner is not None:
             merge_lora(self.model, self.lora_tuner)
+            self.model.forget_prefix_states()
             object.__setattr__(self, "lora_tuner", None)
 
     # -- optimizer ---------------------------------------------------------------------------------------------
@@ -223,20 +229,70 @@ class NanoASRModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.param_groups(), lr=self.stage_lr, betas=tuple(hp.betas))
+        optimizer = build_adamw(self.param_groups(), self.stage_lr, tuple(hp.betas), self._optimizer_impl())
+        if adamw_impl(optimizer) != "fused" and "deepspeed" in type(self.trainer.strategy).__name__.lower():
+            raise ConfigError("under DeepSpeed a skipped step needs the fused AdamW (DeepSpeed keeps its own "
+                              "gradients): set model.optimizer_impl auto or fused")
         total = None
         if hp.scheduler == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches) - self.schedule_start)
         scheduler = build_scheduler(optimizer, hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
+    def _optimizer_impl(self) -> str:
+        """``model.optimizer_impl`` resolved for this trainer: auto is foreach under a GradScaler (it unscales before
+        clipping only for non-fused optimizers), else fused (foreach where the device has no fused kernel)."""
+        impl = self.hparams.optimizer_impl
+        if self._scaler() is not None and impl == "auto":
+            return "foreach"
+        if self._scaler() is not None and impl == "fused" and self.trainer.gradient_clip_val:
+            raise ConfigError("model.optimizer_impl fused with trainer.precision 16-mixed cannot clip gradients "
+                              "(they are still scaled when clipped): use optimizer_impl auto or foreach, or bf16-mixed")
+        return impl
+
+    def _use_optimizer_impl(self) -> None:
+        """A resumed optimizer steps with the state dict's kernel flags: set the configured ones again, with the
+        step counters where that kernel keeps them (fused: on the parameter's device, float32)."""
+        for optimizer in self.trainer.optimizers:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            wanted = adamw_impl(build_adamw([{"params": params}], 1.0, (0.9, 0.999), self._optimizer_impl()))
+            if adamw_impl(optimizer) == wanted:
+                continue
+            for group in optimizer.param_groups:
+                group["fused"], group["foreach"] = (True, None) if wanted == "fused" else (None, wanted == "foreach")
+                for param in group["params"]:
+                    state = optimizer.state.get(param, {})
+                    if "step" in state:
+                        state["step"] = (state["step"].to(param.device, torch.float32) if wanted == "fused"
+                                         else state["step"].to("cpu", torch.float32))
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning refuses to clip for a fused optimizer under mixed precision, though without a GradScaler the
+        gradients are not scaled: there (single device, DDP) they are clipped here, with no host sync."""
+        from lightning.pytorch.plugins.precision import MixedPrecision
+
+        plain = type(self.trainer.precision_plugin) is MixedPrecision and self._scaler() is None
+        if not gradient_clip_val or adamw_impl(optimizer) != "fused" or not plain:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val, foreach=True)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val, foreach=True)
+
+    def _scaler(self) -> Any:
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
     # -- steps -------------------------------------------------------------------------------------------------
     def forward(self, batch: SpeechBatch) -> NanoOutput:
         return self.model(batch)
 
-    def _all_ranks_sum(self, counters: torch.Tensor) -> list[int]:
-        """Sum a small counter tensor over all ranks: one all-reduce and one host sync (every rank must call it)."""
-        return [int(v) for v in self.trainer.strategy.reduce(counters, reduce_op="sum").tolist()]
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches go to a GPU without the host waiting (Lightning passes ``non_blocking`` to plain tensors only)."""
+        if isinstance(batch, SpeechBatch):
+            return batch.to(device, non_blocking=device.type == "cuda")
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     @staticmethod
     def _gather_objects(items: list[Any]) -> list[Any]:
@@ -258,65 +314,116 @@ class NanoASRModule(L.LightningModule):
             self.bad_samples.setdefault(split, {}).setdefault(bad.ident, bad)
 
     def training_step(self, batch: SpeechBatch | Any, batch_idx: int) -> torch.Tensor:
+        """Loss of one micro-batch; what to skip is decided on the device (see the class docstring)."""
         speech = batch if isinstance(batch, SpeechBatch) else None  # else a SkippedBatch (or None): nothing to train
-        skipped = [BadSample(**record) for record in getattr(batch, "skipped", None) or ()]
-        out = self.model(speech) if speech is not None else None
-        counters = torch.tensor([float(speech is None), 0.0, float(len(skipped))], device=self.device)
-        if out is not None:
-            counters[1] = (~torch.isfinite(out.loss.detach())).any().float()
-        # one decision for all ranks: a rank that returned early would leave the others waiting in a collective
-        empty, nonfinite, new_bad = self._all_ranks_sum(counters)
-        if new_bad:
-            self._record_bad("train", self._gather_objects(skipped))
-            self.log("train/bad_samples", float(len(self.bad_samples["train"])), batch_size=1)
-            self._check_bad_fraction("train")
-        if empty:
-            log.warning("step %d skipped on every rank: %d rank(s) had a batch of bad samples only",
-                        self.global_step, empty)
-            return self._skipped_step_loss()
-        if nonfinite:
-            self.nonfinite_steps += 1
-            self.consecutive_nonfinite += 1
-            loss = out.loss.item() if out is not None else float("nan")
-            log.warning("non-finite loss (%s here) on %d rank(s) at step %d (batch %s): step skipped (%d so far)",
-                        loss, nonfinite, self.global_step, speech.keys[:4] if speech else [], self.nonfinite_steps)
-            self.log("train/nonfinite_steps", float(self.nonfinite_steps), batch_size=len(speech) if speech else 1)
-            if self.consecutive_nonfinite >= self.hparams.max_consecutive_nonfinite:
-                raise RuntimeError(
-                    f"{self.consecutive_nonfinite} consecutive non-finite losses (limit model.max_consecutive_"
-                    f"nonfinite={self.hparams.max_consecutive_nonfinite}) at step {self.global_step}; last batch "
-                    f"keys {speech.keys}. Lower model.lr, check the data, or use precision 32."
-                )
-            return self._skipped_step_loss()
-        self.consecutive_nonfinite = 0
-        size = len(speech)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
-        self.log("train/acc", token_accuracy(out.logits.detach(), speech.labels), batch_size=size)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=size)
-        self.log("train/nonfinite_steps", float(self.nonfinite_steps), batch_size=size)
-        return out.loss
+        self._pending_bad.extend(BadSample(**record) for record in getattr(batch, "skipped", None) or ())
+        if self._guard.device != self.device:
+            self._guard, self._window = self._guard.to(self.device), self._window.to(self.device)
+        if speech is None:
+            loss, flags = self._zero_loss(), torch.zeros(2, device=self.device)
+            flags[0] = 1.0  # a fill on the device, not a copy from the host
+        else:
+            out = self.model(speech)
+            loss = out.loss
+            flags = torch.stack([torch.zeros_like(loss), (~torch.isfinite(loss.detach())).float()])
+            size = len(speech)
+            # device tensors only, none on the progress bar: Lightning reads progress-bar values every step
+            self.log("train/loss", loss, batch_size=size)  # NaN when non-finite: it is skipped
+            self.log("train/acc", out.token_accuracy(), batch_size=size)
+        # [ranks with bad samples only, ranks with a non-finite loss]: one all-reduce, queued on the device
+        # (Lightning's strategy.reduce puts a barrier first: a host wait)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flags)
+        empty, nonfinite = flags.unbind()
+        skip, counted = (empty + nonfinite) > 0, (nonfinite > 0) & (empty == 0)
+        # a micro-batch with bad samples only on some rank is skipped by all; only a non-empty one counts
+        consecutive = torch.where(counted, self._guard[1] + 1, torch.where(empty > 0, self._guard[1], 0.0))
+        self._guard = torch.stack([self._guard[0] + counted.float(), consecutive, self._guard[2] + (empty > 0).float(),
+                                   torch.maximum(self._guard[3], consecutive)])
+        self._window = self._window + torch.stack([(nonfinite > 0).float(), (~skip).float()])
+        self.log("train/nonfinite_steps", self._guard[0], batch_size=len(speech) if speech is not None else 1)
+        if speech is None:
+            return loss
+        # skipped: zero upstream gradient (a non-finite loss can still leave NaN gradients; the step is then skipped)
+        return torch.where(skip, torch.zeros_like(loss), loss)
 
-    def _skipped_step_loss(self) -> torch.Tensor:
-        """Zero over every trainable parameter: backward (with DDP's gradient all-reduce) runs on every rank as usual,
-        the gradients are exactly zero, and ``on_after_backward`` drops them so the optimizer leaves weights and state
-        alone (Lightning refuses ``None`` from ``training_step`` under DDP)."""
-        self._skipped_microbatch = True
+    def _zero_loss(self) -> torch.Tensor:
+        """Zero over every trainable parameter: backward (with DDP's gradient all-reduce) runs on every rank as usual
+        and gives exactly zero gradients (Lightning refuses ``None`` from ``training_step`` under DDP)."""
         return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
 
+    def _window_skip(self) -> torch.Tensor:
+        """Whether this optimizer step must leave weights and state alone (device bool); starts the next window."""
+        skip = (self._window[0] > 0) | (self._window[1] == 0)
+        self._window = torch.zeros_like(self._window)
+        return skip
+
     def on_after_backward(self) -> None:
-        self._window_has_data = self._window_has_data or not self._skipped_microbatch
-        self._skipped_microbatch = False
+        """16-mixed: an inf gradient makes the GradScaler skip the step (as on overflow); it looks before
+        ``on_before_optimizer_step``, so this is done after the window's last backward."""
         loop = self.trainer.fit_loop.epoch_loop
-        if getattr(loop, "_should_accumulate", lambda: False)():
-            return  # inside a gradient-accumulation window: a skipped micro-batch just adds nothing
-        if not self._window_has_data:  # the whole step was skipped: no gradient, so no optimizer update
-            trainable = [param for param in self.parameters() if param.requires_grad]
-            for param in trainable:
-                param.grad = None
-            if getattr(self.trainer.precision_plugin, "scaler", None) is not None and trainable:
-                # 16-mixed: GradScaler needs a gradient to inspect; an inf one makes it skip the step (as on overflow)
-                trainable[0].grad = torch.full_like(trainable[0], float("inf"))
-        self._window_has_data = False
+        if self._scaler() is None or getattr(loop, "_should_accumulate", lambda: False)():
+            return
+        skip = self._window_skip()
+        grads = [p.grad for p in self.parameters() if p.requires_grad and p.grad is not None]
+        if grads:
+            grads[0].copy_(torch.where(skip, float("inf"), grads[0]))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the update without a host sync where the kernel allows it: fused AdamW's ``found_inf``."""
+        if self._scaler() is not None:
+            return  # on_after_backward
+        skip = self._window_skip()
+        base = getattr(optimizer, "optimizer", optimizer)  # DeepSpeed wraps the torch optimizer
+        if adamw_impl(base) == "fused":
+            base.found_inf = skip.float()  # read around AdamW.step (as GradScaler does), cleared in optimizer_step
+        elif bool(skip):  # foreach / for-loop kernels: one host read per step
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = None
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        for optimizer in self.trainer.optimizers:
+            getattr(optimizer, "optimizer", optimizer).__dict__.pop("found_inf", None)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """At Lightning's own logging points (optimizer steps counted across epochs, as it counts them)."""
+        loop, every = self.trainer.fit_loop.epoch_loop, int(self.trainer.log_every_n_steps)
+        if every and not loop._should_accumulate() and (loop._batches_that_stepped + 1) % every == 0:
+            self._read_guard()
+            # a host number becomes a device tensor in self.log (a copy that waits): logged here, not every step
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+
+    def on_train_epoch_end(self) -> None:
+        self._read_guard()
+
+    def _read_guard(self, log_count: bool = True) -> None:
+        """The host's read of the device counters and every rank's new bad samples (a collective under DDP: every
+        rank calls this at the same batch): warns, logs, and stops a run that is only producing non-finite losses."""
+        total, consecutive, empty, longest = (int(v) for v in self._guard.tolist())
+        self._guard[3] = self._guard[1]  # the next interval's longest run starts from the current one
+        new, new_empty = total - self.nonfinite_steps, empty - self._empty_skips
+        self.nonfinite_steps, self.consecutive_nonfinite, self._empty_skips = total, consecutive, empty
+        if new_empty:
+            log.warning("%d micro-batch(es) before step %d skipped on every rank: a rank had a batch of bad samples "
+                        "only", new_empty, self.global_step)
+        if new:
+            log.warning("%d non-finite loss(es) before step %d: skipped (%d so far)", new, self.global_step, total)
+        if longest >= self.hparams.max_consecutive_nonfinite:
+            raise RuntimeError(
+                f"{longest} consecutive non-finite losses (limit model.max_consecutive_nonfinite="
+                f"{self.hparams.max_consecutive_nonfinite}) at step {self.global_step}. Lower model.lr, check the "
+                "data, or use precision 32."
+            )
+        pending, self._pending_bad = self._pending_bad, []
+        if self.trainer.world_size > 1 or pending:
+            gathered = self._gather_objects(pending)
+            if gathered:
+                self._record_bad("train", gathered)
+                if log_count:  # Lightning refuses self.log while a checkpoint is written
+                    self.log("train/bad_samples", float(len(self.bad_samples["train"])), batch_size=1)
+                self._check_bad_fraction("train")
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, accuracy * n, n
@@ -327,7 +434,7 @@ class NanoASRModule(L.LightningModule):
             return
         out = self.model(batch)
         size = len(batch)
-        accuracy = token_accuracy(out.logits, batch.labels)
+        accuracy = out.token_accuracy()
         self._val_sums += torch.stack([out.loss.detach() * size, accuracy * size,
                                        torch.tensor(float(size), device=self.device)]).double()
 
@@ -368,6 +475,7 @@ class NanoASRModule(L.LightningModule):
             datamodule.set_max_frames(self.model.max_frames)
 
     def on_train_start(self) -> None:
+        self._use_optimizer_impl()
         if self._resume_lr is not None:
             self._rescale_restored_lr(*self._resume_lr)
             self._resume_lr = None
@@ -407,6 +515,8 @@ class NanoASRModule(L.LightningModule):
             print(bad_sample_report(by_split), flush=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            self._read_guard(log_count=False)  # every rank writes a checkpoint at the same step
         checkpoint[STATE_KEY] = {
             "freeze": asdict(self.freeze_cfg),
             "lr": self.stage_lr,
@@ -423,6 +533,7 @@ class NanoASRModule(L.LightningModule):
             self._apply_stage(FreezeConfig(**state["freeze"]), state["lr"])
             self.schedule_start = int(state["schedule_start"])
             self.nonfinite_steps = int(state["nonfinite_steps"])
+            self._guard = torch.tensor([float(self.nonfinite_steps), 0.0, 0.0, 0.0])
             for split, records in (state.get("bad_samples") or {}).items():
                 self._record_bad(split, [BadSample(**record) for record in records])
 

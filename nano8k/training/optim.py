@@ -1,14 +1,37 @@
-"""Learning-rate schedules as LambdaLR factors: the reference ``warmuplr``, linear-warmup cosine, warmup-constant."""
+"""AdamW and its implementation (fused, foreach, per-tensor); learning-rate schedules as LambdaLR factors."""
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 SchedulerName = Literal["warmuplr", "cosine", "constant"]
+# torch's AdamW kernels: one fused kernel per step, a loop of multi-tensor (foreach) ops, or a loop per tensor;
+# auto: fused where every parameter's device has the kernel, else foreach
+OptimizerImpl = Literal["auto", "fused", "foreach", "for_loop"]
+
+
+def build_adamw(param_groups: Sequence[dict[str, Any]], lr: float, betas: tuple[float, float],
+                impl: OptimizerImpl = "auto") -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` over ``param_groups`` with the named implementation (the same update in each)."""
+    if impl not in ("auto", "fused", "foreach", "for_loop"):
+        raise ValueError(f"optimizer implementation must be auto, fused, foreach or for_loop, got {impl!r}")
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
+    if impl != "auto":
+        return torch.optim.AdamW(param_groups, lr=lr, betas=betas, **flags[impl])
+    try:
+        return torch.optim.AdamW(param_groups, lr=lr, betas=betas, fused=True)
+    except RuntimeError:  # a device (or dtype) without the fused kernel
+        return torch.optim.AdamW(param_groups, lr=lr, betas=betas, foreach=True)
+
+
+def adamw_impl(optimizer: torch.optim.Optimizer) -> str:
+    """Which implementation the optimizer's first group steps with (a resumed state dict brings its own flags)."""
+    group = optimizer.param_groups[0]
+    return "fused" if group.get("fused") else "foreach" if group.get("foreach") else "for_loop"
 
 
 def warmuplr_factor(warmup_steps: int) -> Callable[[int], float]:

@@ -309,3 +309,18 @@ def test_the_models_token_rule_sets_the_speech_slots(tmp_path):
         for batch in dm.val_dataloader():
             assert batch.audio_tokens.tolist() == [count(int(n)) for n in batch.feat_lens]
             assert model(batch).loss.isfinite()  # the spliced slots fit the adaptor frames
+
+
+def test_padding_multiples_shape_the_batches_and_the_budget_counts_them():
+    """Widths are multiples; the sampler plans on the padded lengths, so no batch is over its frame budget."""
+    dm = TelephoneDataModule(str(DEMO / "val.jsonl"), str(DEMO / "val.jsonl"), tokenizer_dir=str(TOKENIZER_DIR),
+                             num_workers=0, max_frames_per_batch=300, pad_frames_to_multiple=16,
+                             pad_tokens_to_multiple=8)
+    batches = list(dm.val_dataloader())
+    assert batches and sum(len(b) for b in batches) == 30
+    for batch in batches:
+        width = batch.feats.shape[1]
+        assert width % 16 == 0 and batch.input_ids.shape[1] % 8 == 0 and len(batch) * width <= 300
+        assert width - int(batch.feat_lens.max()) < 16
+    with pytest.raises(Exception, match="pad_frames_to_multiple"):
+        TelephoneDataModule(str(DEMO / "val.jsonl"), tokenizer_dir=str(TOKENIZER_DIR), pad_frames_to_multiple=0)

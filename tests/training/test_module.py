@@ -86,12 +86,12 @@ def test_lora_trains_only_adapters_and_merges_to_released_keys():
     batch = make_batch(2, seed=3)
     module.eval()
     with torch.no_grad():
-        adapted = module.model(batch).logits
+        adapted = module.model(batch, all_logits=True).logits
         module.merge_lora()
-        merged = module.model(batch).logits
+        merged = module.model(batch, all_logits=True).logits
     assert list(module.model.network.state_dict()) == plain_keys
     torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(merged, NanoASRModule("tiny").eval().model(batch).logits.detach(), atol=1e-4)
+    assert not torch.allclose(merged, NanoASRModule("tiny").eval().model(batch, all_logits=True).logits.detach(), atol=1e-4)
 
 
 class NaNAt(Callback):
@@ -120,11 +120,15 @@ def test_nonfinite_loss_is_skipped_and_counted():
     assert all(torch.equal(before_1[n], before_2[n]) for n in before_1)
 
 
-def test_consecutive_nonfinite_losses_stop_training():
+@pytest.mark.parametrize("interval, seen", [(1, 2), (4, 3)])
+def test_consecutive_nonfinite_losses_stop_training(interval, seen):
+    """The host reads the device's counters once per logging interval: the run stops at the first read after the
+    limit (batch 2 with an interval of 1; batch 3, the end of the first interval of 4)."""
     module = NanoASRModule("tiny", freeze=FreezeConfig(), lr=1e-3, max_consecutive_nonfinite=2)
-    with pytest.raises(RuntimeError, match="2 consecutive non-finite losses"):
-        make_trainer(6, callbacks=[NaNAt({1, 2, 3})]).fit(module, datamodule=SyntheticDataModule(n_train=16, batch_size=2))
-    assert module.nonfinite_steps == 2
+    trainer = make_trainer(6, callbacks=[NaNAt({1, 2, 3})], log_every_n_steps=interval)
+    with pytest.raises(RuntimeError, match=f"{seen} consecutive non-finite losses"):
+        trainer.fit(module, datamodule=SyntheticDataModule(n_train=16, batch_size=2))
+    assert module.nonfinite_steps == seen and trainer.global_step == seen + 1
 
 
 def test_param_groups_lr_multipliers_and_no_decay():
