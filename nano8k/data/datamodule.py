@@ -21,6 +21,7 @@ from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
+from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, LANGUAGE_NAMES, PromptEncoder, audio_token_count
 
@@ -347,6 +348,13 @@ class TelephoneDataModule(L.LightningDataModule):
         return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
                           collate_fn=self._collator(), persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Pinned batches go to a GPU without the host waiting (Lightning passes ``non_blocking`` to plain tensors
+        only)."""
+        if isinstance(batch, SpeechBatch):
+            return batch.to(device, non_blocking=device.type == "cuda")
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _collator(self) -> SpeechCollator:
         frames, tokens = self.pad_multiples

@@ -288,12 +288,6 @@ class NanoASRModule(L.LightningModule):
     def forward(self, batch: SpeechBatch) -> NanoOutput:
         return self.model(batch)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Batches go to a GPU without the host waiting (Lightning passes ``non_blocking`` to plain tensors only)."""
-        if isinstance(batch, SpeechBatch):
-            return batch.to(device, non_blocking=device.type == "cuda")
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     @staticmethod
     def _gather_objects(items: list[Any]) -> list[Any]:
         """Every rank's ``items``, concatenated in rank order (a collective under DDP)."""
