@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from nano8k.model.batch import padded_length
+
 logger = logging.getLogger("nano8k.data")
 EPOCH_SLACK = 0.02  # extra batches (of epoch 0's count) every epoch gets when lengths change per epoch
 
@@ -225,10 +227,12 @@ def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[in
     return [order[i : i + batch_size] for i in range(0, num, batch_size)]
 
 
-def padded_lengths(lengths: Sequence[int] | np.ndarray, multiple: int) -> np.ndarray:
-    """Lengths rounded up to a multiple, as ``collate`` pads a batch's widths: what a batch then costs."""
-    values = np.asarray(lengths, dtype=np.int64)
-    return values if multiple == 1 else -(-values // int(multiple)) * int(multiple)
+def padded_lengths(frames: Sequence[int] | np.ndarray, tokens: Sequence[int] | np.ndarray | None,
+                   multiples: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frame and token lengths as ``collate`` pads a batch's widths (``multiples``: frames, tokens): what a batch
+    then costs."""
+    frames = padded_length(np.asarray(frames, dtype=np.int64), multiples[0])
+    return frames, None if tokens is None else padded_length(np.asarray(tokens, dtype=np.int64), multiples[1])
 
 
 def estimated_lfr_frames(duration: float, lfr_n: int = 6) -> int:

@@ -301,8 +301,9 @@ class TelephoneDataModule(L.LightningDataModule):
         epoch_lengths = None
         if train and self.speed_perturb is not None:
             epoch_lengths = self._perturbed_lengths(dataset, lengths, tokens)
+        padded, padded_tokens = padded_lengths(lengths, tokens, self.pad_multiples)
         return BucketBatchSampler(
-            self._padded(lengths, 0), self.max_frames_per_batch, token_lengths=self._padded(tokens, 1),
+            padded, self.max_frames_per_batch, token_lengths=padded_tokens,
             max_tokens=self.max_tokens_per_batch if tokens is not None else None,
             max_batch_size=self.max_batch_size, shuffle=train, seed=self.seed, sort_window=self.sort_window,
             rank=rank, world_size=world, yield_epoch=True, drop_uneven=train, epoch_lengths=epoch_lengths,
@@ -314,14 +315,14 @@ class TelephoneDataModule(L.LightningDataModule):
         keys = dataset.utterances.strings("key")
         durations = np.nan_to_num(dataset.utterances.durations, nan=0.0).tolist()
         lfr_n, rule, perturb, seed = self.frontend.lfr_n, self.audio_tokens, self.speed_perturb, self.seed
+        multiples = self.pad_multiples
 
         def lengths(epoch: int) -> tuple[list[int], list[int] | None]:
             factors = perturb.factors_for(seed, keys, epoch)
             frames = [estimated_lfr_frames(d / f, lfr_n=lfr_n) for d, f in zip(durations, factors)]
-            if tokens is None:
-                return self._padded(frames, 0), None
-            return self._padded(frames, 0), self._padded([t - audio_token_count(p, rule) + audio_token_count(n, rule)
-                                                          for t, p, n in zip(tokens, plain, frames)], 1)
+            recounted = None if tokens is None else [t - audio_token_count(p, rule) + audio_token_count(n, rule)
+                                                     for t, p, n in zip(tokens, plain, frames)]
+            return padded_lengths(frames, recounted, multiples)
 
         return lengths
 
@@ -359,10 +360,6 @@ class TelephoneDataModule(L.LightningDataModule):
     def _collator(self) -> SpeechCollator:
         frames, tokens = self.pad_multiples
         return SpeechCollator(self.pad_id, frames, tokens, self.max_frames)
-
-    def _padded(self, lengths: Sequence[int] | None, which: int) -> np.ndarray | None:
-        """Frame (``which`` 0) or token (1) lengths as the collator pads them: the sampler's budget counts that."""
-        return None if lengths is None else padded_lengths(lengths, self.pad_multiples[which])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

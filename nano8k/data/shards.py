@@ -218,8 +218,7 @@ class ShardStream(IterableDataset):
                             f"{readers} shards (a smaller --shard_size) or use fewer data.num_workers")
         lengths, tokens = dataset.batch_lengths(with_tokens=max_tokens is not None)
         # the budgets count the padding the collator adds (``data.pad_*_to_multiple``)
-        lengths = padded_lengths(lengths, pad_multiples[0])
-        tokens = None if tokens is None else padded_lengths(tokens, pad_multiples[1])
+        lengths, tokens = padded_lengths(lengths, tokens, pad_multiples)
         self.packer = BucketBatchSampler(lengths, max_frames, token_lengths=tokens, max_tokens=max_tokens,
                                          max_batch_size=max_batch_size)
         self.lengths, self.tokens = lengths, tokens

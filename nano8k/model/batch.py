@@ -68,8 +68,10 @@ def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return index, following[index]
 
 
-def padded_length(length: int, multiple: int, limit: int | None = None) -> int:
-    """``length`` rounded up to a multiple of ``multiple``, but not past ``limit`` (when ``length`` is within it)."""
+def padded_length(length: Any, multiple: int, limit: int | None = None) -> Any:
+    """``length`` rounded up to a multiple of ``multiple``, but not past ``limit`` (when ``length`` is within it).
+
+    ``length`` is an int, or without ``limit`` an integer array (the sampler's planned lengths)."""
     if multiple < 1:
         raise ValueError(f"a padding multiple must be >= 1, got {multiple}")
     rounded = -(-length // multiple) * multiple

@@ -174,7 +174,8 @@ class NanoASR(nn.Module):
         ``prefix_ids`` (the system turn), its states are computed once and reused while the weights stay the same.
         """
         language_model = self.network.model.language_model
-        frozen = torch.is_grad_enabled() and not any(p.requires_grad for p in language_model.parameters())
+        params = list(language_model.parameters())
+        frozen = torch.is_grad_enabled() and not any(p.requires_grad for p in params)
         # a checkpointed layer in train mode drops the cache (transformers' GradientCheckpointingLayer)
         drops_cache = any(getattr(layer, "gradient_checkpointing", False) and layer.training
                           for layer in language_model.layers)
@@ -185,7 +186,7 @@ class NanoASR(nn.Module):
         if not (frozen and not drops_cache and 0 < text_prefix < width):
             return language_model(inputs_embeds=embeds, attention_mask=mask(0, width), use_cache=False).last_hidden_state
         if prefix_ids and len(prefix_ids) == text_prefix:
-            head, cache = self._shared_prefix(prefix_ids, embeds[:1, :text_prefix], embeds.shape[0])
+            head, cache = self._shared_prefix(prefix_ids, embeds[:1, :text_prefix], embeds.shape[0], params)
         else:
             with torch.no_grad():
                 out = language_model(inputs_embeds=embeds[:, :text_prefix], attention_mask=mask(0, text_prefix),
@@ -199,13 +200,14 @@ class NanoASR(nn.Module):
         """Drop the kept prefix states (after a weight change the in-place versions may not show, e.g. via .data)."""
         self._prefix_states = None
 
-    def _shared_prefix(self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int) -> tuple[torch.Tensor, Any]:
+    def _shared_prefix(self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int,
+                       params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, Any]:
         """Hidden states ``[rows, P, H]`` and a fresh key/value cache of a text prefix every row shares, through the
-        frozen LLM: computed once and kept while the LLM's weights are unchanged (their in-place versions)."""
+        frozen LLM (whose ``params`` are given): computed once and kept while the weights are unchanged (their
+        in-place versions)."""
         from transformers import DynamicCache
 
         language_model = self.network.model.language_model
-        params = list(language_model.parameters())
         key = (ids, embeds.dtype, embeds.device, torch.is_autocast_enabled(embeds.device.type), params[0].data_ptr(),
                sum(p._version for p in params))
         if self._prefix_states is None or self._prefix_states[0] != key:

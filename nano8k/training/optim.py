@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, get_args
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -17,8 +17,9 @@ OptimizerImpl = Literal["auto", "fused", "foreach", "for_loop"]
 def build_adamw(param_groups: Sequence[dict[str, Any]], lr: float, betas: tuple[float, float],
                 impl: OptimizerImpl = "auto") -> torch.optim.AdamW:
     """``torch.optim.AdamW`` over ``param_groups`` with the named implementation (the same update in each)."""
-    if impl not in ("auto", "fused", "foreach", "for_loop"):
-        raise ValueError(f"optimizer implementation must be auto, fused, foreach or for_loop, got {impl!r}")
+    if impl not in get_args(OptimizerImpl):
+        raise ValueError(f"optimizer implementation must be {', '.join(get_args(OptimizerImpl)[:-1])} or for_loop, "
+                         f"got {impl!r}")
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
     if impl != "auto":
         return torch.optim.AdamW(param_groups, lr=lr, betas=betas, **flags[impl])
