@@ -38,7 +38,7 @@ def bench_config_mix(audio: list, seconds: float, config: FrontendConfig, noise:
     for i, (w, r) in enumerate(audio):
         rng = utterance_rng(0, str(i))
         if rng.uniform() < prob:
-            w, r, _ = channel.simulate(w, r, rng)
+            w, r = channel.transmit(w, r, rng)
         apply_lfr(fbank(resample(w, r, 16000), config), config.lfr_m, config.lfr_n)
     print(f"  {path} mix {data['telephone']['profiles']} at telephone_prob {prob}, with the features: "
           f"{seconds / (cpu() - c0):.0f}x real time per CPU-second (one loader worker)")
@@ -49,9 +49,9 @@ def bench_profiles(audio: list, seconds: float, config: FrontendConfig, noise: s
     print(f"telephone profiles on the same audio (noise {noise or 'none'}, rir {rir or 'none'}):")
     for name in PROFILES:
         channel = TelephoneChannel({name: 1.0}, noise=noise, rir=rir)
-        channel.simulate(*audio[0], utterance_rng(0, "warm-up"))
+        channel.transmit(*audio[0], utterance_rng(0, "warm-up"))
         c0 = cpu()
-        outputs = [channel.simulate(w, r, utterance_rng(0, str(i)))[:2] for i, (w, r) in enumerate(audio)]
+        outputs = [channel.transmit(w, r, utterance_rng(0, str(i))) for i, (w, r) in enumerate(audio)]
         alone = cpu() - c0
         c0 = cpu()
         for w, r in outputs:
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--manifest", default="data_manifests/demo/train.jsonl")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-frames", type=int, default=1000, help="LFR frames per bucketed batch (the datamodule default)")
+    parser.add_argument("--max_frames", type=int, default=1000, help="LFR frames per bucketed batch (the datamodule default)")
     parser.add_argument("--noise", help="folder or manifest of recorded noise for the profiles (MUSAN noise/)")
     parser.add_argument("--rir", help="folder or manifest of room impulse responses for the profiles")
     args = parser.parse_args()

@@ -40,11 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_full_size import build_model  # noqa: E402
-from nano8k.checks.memory import estimate_memory, model_shape, trainable_counts  # noqa: E402
+from nano8k.checks.memory import estimate_memory, model_shape  # noqa: E402
 from nano8k.data.datamodule import TelephoneDataModule  # noqa: E402
 from nano8k.model.checkpoint import export_funasr  # noqa: E402
-from nano8k.training.freezing import FreezeConfig, LoraConfig  # noqa: E402
-from nano8k.training.module import NanoASRModule, resolve_model_dir  # noqa: E402
+from nano8k.training.freezing import FreezeConfig, LoraConfig, trainable_counts  # noqa: E402
+from nano8k.model.locate import resolve_model_dir  # noqa: E402
+from nano8k.training.module import NanoASRModule  # noqa: E402
 
 RECIPES: dict[str, dict[str, Any]] = {
     "adaptor": {"freeze": FreezeConfig(encoder=True, adaptor=False, llm=True), "lora": None},
@@ -145,8 +146,9 @@ def run_recipe(name: str, model_dir: str, batches: list[Any], args: argparse.Nam
     frames = [float(b.feat_lens.float().mean()) for b in batches]
     chars = [statistics.mean(len(t) for t in b.targets) for b in batches]
     shape = model_shape(module.model.network, None if recipe["lora"] is None else vars(recipe["lora"]))
-    estimate = estimate_memory(shape, trainable_counts(shape, vars(recipe["freeze"]), recipe["lora"] is not None),
-                               precision=precision, llm_dtype="bf16" if device.type == "cuda" else None,
+    trainable = trainable_counts(shape.parameter_sizes(), recipe["freeze"], recipe["lora"] is not None)
+    llm_dtype = "bf16" if device.type == "cuda" else None
+    estimate = estimate_memory(shape, trainable, precision=precision, llm_dtype=llm_dtype,
                                max_frames=args.max_frames, mean_frames=statistics.mean(frames),
                                mean_target_chars=statistics.mean(chars))
     result = {

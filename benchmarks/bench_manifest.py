@@ -100,7 +100,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--unmeasured", type=int, default=100_000)
     parser.add_argument("--workdir", help="where to write the corpus (default: a temporary folder, removed)")
-    parser.add_argument("--one-start", help=argparse.SUPPRESS)
+    parser.add_argument("--one_start", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_start:
         one_start(args.one_start)
@@ -114,7 +114,7 @@ def main() -> int:
         for manifest, label in zip(manifests, (f"{args.lines:,} lines, durations given",
                                                f"{args.unmeasured:,} lines, no durations")):
             for start in ("first", "second"):
-                out = subprocess.run([sys.executable, __file__, "--one-start", str(manifest)], cwd=REPO,
+                out = subprocess.run([sys.executable, __file__, "--one_start", str(manifest)], cwd=REPO,
                                      capture_output=True, text=True, check=True)
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append((label, start, result))

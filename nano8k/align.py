@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nano8k.alignment_rules import NO_RULE, rule_for
+from nano8k.shipped import project_file
 
 DEFAULT_AGAINST = "configs/pretrained.yaml"
 TAGS = ("CRITICAL", "MODIFIED", "NEW", "OMITTED", "ALIGNED")
@@ -300,8 +301,9 @@ def compare(config: Mapping[str, Any], against: Mapping[str, Any], *, config_nam
     return result
 
 
-def align_files(config: str | Path, against: str | Path = DEFAULT_AGAINST, include_all: bool = False) -> Alignment:
+def align_files(config: str | Path, against: str | Path | None = None, include_all: bool = False) -> Alignment:
     """``compare`` for two YAML files, named by their file names."""
+    against = against if against is not None else project_file(DEFAULT_AGAINST)
     return compare(load_config(config), load_config(against), config_name=Path(config).name,
                    against_name=Path(against).name, include_all=include_all)
 
@@ -379,8 +381,9 @@ FORMATTERS = {"md": to_markdown, "table": to_table, "json": to_json}
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.align", description=__doc__)
     parser.add_argument("config", help="LightningCLI YAML config (e.g. configs/telephone.yaml)")
-    parser.add_argument("--against", default=DEFAULT_AGAINST,
-                        help=f"reference config (default {DEFAULT_AGAINST}; any other config compares directly)")
+    parser.add_argument("--against", default=None,
+                        help=f"reference config (default {DEFAULT_AGAINST}, as nano8k ships it; any other config "
+                             "compares directly)")
     parser.add_argument("--format", choices=sorted(FORMATTERS), default="md")
     parser.add_argument("--all", action="store_true", help="also list trainer/callback keys at default in both")
     parser.add_argument("--only", nargs="*", choices=TAGS, help="keep only rows with these tags")

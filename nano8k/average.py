@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
-from nano8k.model.checkpoint import atomic_torch_save
-from nano8k.training.checkpointing import average_checkpoints, export_module, module_from_checkpoint
+
+def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | None = None,
+                       write_ckpt: bool = True) -> dict[str, Path]:
+    """Average ``checkpoints``, write ``<out>/averaged.ckpt`` (if ``write_ckpt``) and both export layouts."""
+    from nano8k.atomic import atomic_torch_save  # torch: only once there is work (``-h`` stays quick)
+    from nano8k.training.checkpointing import average_checkpoints, export_module, module_from_checkpoint
+
+    averaged = average_checkpoints(checkpoints)
+    module = module_from_checkpoint(averaged, model_dir)
+    if write_ckpt:
+        atomic_torch_save(averaged, out / "averaged.ckpt")
+    return export_module(module, out)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.average", description=__doc__)
     parser.add_argument("checkpoints", nargs="+", help="Lightning .ckpt files of one run (e.g. the top-k by val/cer)")
     parser.add_argument("--out", required=True, help="output folder: <out>/funasr, <out>/hf (and <out>/averaged.ckpt)")
     parser.add_argument("--model_dir", default=None, help="base model folder if the one in the checkpoint moved")
-    parser.add_argument("--no-ckpt", action="store_true", help="do not write <out>/averaged.ckpt")
+    parser.add_argument("--no_ckpt", action="store_true", help="do not write <out>/averaged.ckpt")
     args = parser.parse_args(argv)
-    averaged = average_checkpoints(args.checkpoints)
-    module = module_from_checkpoint(averaged, args.model_dir)
-    out = Path(args.out)
-    if not args.no_ckpt:
-        atomic_torch_save(averaged, out / "averaged.ckpt")
-    written = export_module(module, out)
+    written = average_and_export(args.checkpoints, Path(args.out), args.model_dir, write_ckpt=not args.no_ckpt)
     print(f"[average] {len(args.checkpoints)} checkpoint(s) -> {written['funasr']} and {written['hf']}")
-    return written
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

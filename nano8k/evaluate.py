@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,13 +13,13 @@ from jsonargparse import ArgumentParser
 from nano8k.data.badsamples import DataError
 from nano8k.data.fields import entry_fields
 from nano8k.data.utterance import Utterance
-from nano8k.inference import Transcript, transcribe_utterances
+from nano8k.inference import Transcript, feeding, transcribe_utterances
 from nano8k.scoring.metrics import utterance_language
 from nano8k.scoring.normalizers import NORMALIZERS
 from nano8k.scoring.plots import plot_groups
 from nano8k.scoring.report import Scored, build_report, markdown, summary_lines
-from nano8k.training.module import resolve_model_dir
-from nano8k.transcribe import add_decode_arguments, decode_options, load_model, utterances_from_manifest
+from nano8k.model.locate import resolve_model_dir
+from nano8k.transcribe import add_decode_arguments, decode_options, load_model, print_notices, utterances_from_manifest
 
 
 def group_fields(utts: Sequence[Utterance], group_by: Sequence[str]) -> list[dict[str, str]]:
@@ -79,12 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         fields = group_fields(utts, group_by)  # before decoding: a misspelt field fails now
     except DataError as err:
         raise SystemExit(f"error: --group_by: {err}") from None
-    model = load_model(args.model_dir, args.device, args.llm_dtype, args.dither)
+    model = load_model(args.model_dir, args.device, args.llm_dtype)
+    print_notices(model, options)
     results = transcribe_utterances(model, utts, options)
     report = evaluation_report(results, fields, group_by, args.normalizer, args.num_worst, args.num_substitutions)
+    frontend, prompts, _ = feeding(model, options)
     report["settings"] = {"manifest": str(Path(args.manifest).resolve()), "model_dir": str(resolve_model_dir(args.model_dir)),
-                          "group_by": group_by, **{k: (list(v) if isinstance(v, tuple) else v)
-                                                   for k, v in vars(options).items()}}
+                          "group_by": group_by, "frontend_rate": frontend.sample_rate, "prompt": asdict(prompts),
+                          **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}}
     print("\n".join(summary_lines(report)))
     if report["failed"]:
         print(f"{len(report['failed'])} utterance(s) failed to load (see 'failed' in the report)")

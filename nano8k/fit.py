@@ -6,7 +6,6 @@ import netrc
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -17,15 +16,17 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from nano8k.data.badsamples import DataError
 from nano8k.data.datamodule import TelephoneDataModule
 from nano8k.errors import ConfigError
+from nano8k.shipped import project_file, shipped_config
 from nano8k.training.checkpointing import LastCheckpoint  # also registers config dataclasses as safe to unpickle
 from nano8k.training.module import NanoASRModule
 
-DEMO_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "demo.yaml")
+DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
 USAGE_EXIT = 2
 TRACEBACK_ENV = "NANO8K_TRACEBACK"  # set to 1 to see the traceback behind a config or data error
 
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen parts
+warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*")
 
 
 class NanoCLI(LightningCLI):
@@ -109,8 +110,8 @@ def _fit(cli: NanoCLI) -> None:
             torch.distributed.destroy_process_group()  # a live gloo group aborts the interpreter at exit
 
 
-def main(args: Sequence[str] | None = None) -> NanoCLI:
-    """Parse ``args`` (default: sys.argv; ``--config configs/demo.yaml`` when none is given) and fit.
+def run(args: Sequence[str] | None = None) -> NanoCLI:
+    """Parse ``args`` (default: sys.argv; the shipped demo config when no ``--config`` is given), fit, return the CLI.
 
     Exits 1 when preflight fails, 2 (``error: ...``, no traceback unless ``NANO8K_TRACEBACK=1``) for a config or
     data error, 143 after SIGTERM (``last.ckpt`` written by ``LastCheckpoint``).
@@ -118,7 +119,9 @@ def main(args: Sequence[str] | None = None) -> NanoCLI:
     default_wandb_offline()
     given = list(sys.argv[1:] if args is None else args)
     if not any(a == "--config" or a.startswith("--config=") or a in ("-h", "--help") for a in given):
-        args = ["--config", DEMO_CONFIG, *given]
+        print(f"[fit] no --config given: the demo, configs/{DEMO_CONFIG} as nano8k ships it "
+              f"({project_file('configs/' + DEMO_CONFIG)}); outputs go to ./runs/demo", flush=True)
+        args = ["--config", shipped_config(DEMO_CONFIG), *given]
     try:
         cli = NanoCLI(
             NanoASRModule,
@@ -137,5 +140,11 @@ def main(args: Sequence[str] | None = None) -> NanoCLI:
     return cli
 
 
+def main(args: Sequence[str] | None = None) -> int:
+    """``python -m nano8k.fit``: :func:`run`, then exit status 0 (its SystemExit 1, 2 and 143 pass through)."""
+    run(args)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,32 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping, Sequence
 
 from nano8k.data.audio import AudioError, MultichannelPolicy
 from nano8k.data.dataset import SpeechDataset
 from nano8k.data.manifest import Utterance
 from nano8k.model.batch import SpeechItem, collate
+from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
+from nano8k.model.prompt import PromptEncoder, PromptSettings
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Prompt and decoding settings; ``language``/``hotwords`` given here override a manifest line's own prompt.
+    """Decoding settings. By default a model is fed as its recipe record says (fbank rate ``frontend_conf.fs``,
+    prompt settings ``nano8k.prompt``); ``overrides`` replaces some of those (keys of ``RECORD_KEYS``).
 
-    ``frontend_rate`` None means the model's own fbank rate (``frontend_conf.fs`` of its model dir).
-    ``multichannel`` is the policy for a multi-channel file whose utterance names no channel (error, first, mix).
+    ``hotwords`` go into every prompt; ``language`` among the overrides, or hotwords, replace a manifest line's own
+    prompt. ``dither`` is 0 (decoding is deterministic) unless given. ``multichannel`` is the policy for a
+    multi-channel file whose utterance names no channel (error, first, mix).
     """
 
-    language: str | None = None
-    itn: bool = True
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     hotwords: tuple[str, ...] = ()
     batch_size: int = 16
     max_new_tokens: int = 256
-    frontend_rate: int | None = None
     dither: float = 0.0
     multichannel: MultichannelPolicy = "error"
+
+
+# what a decode option may override, and where the model's recipe record keeps it
+RECORD_KEYS = {"frontend_rate": "frontend_conf.fs", "system_prompt": "nano8k.prompt.system_prompt",
+               "context_header": "nano8k.prompt.context_header", "language": "nano8k.prompt.language",
+               "itn": "nano8k.prompt.itn"}
+
+
+def feeding(model: NanoASR, options: DecodeOptions) -> tuple[FrontendConfig, PromptSettings, list[str]]:
+    """The frontend and prompt settings ``model`` is decoded with: its recipe record, with ``options.overrides``
+    applied; plus one notice per override that changes what the record says."""
+    unknown = sorted(set(options.overrides) - set(RECORD_KEYS))
+    if unknown:
+        raise ValueError(f"unknown decode override(s) {unknown}; known: {sorted(RECORD_KEYS)}")
+    recorded = {"frontend_rate": model.frontend.sample_rate, **asdict(model.recipe.prompt)}
+    notices = [f"--{key} {value!r} overrides the model's recipe record ({RECORD_KEYS[key]}: {recorded[key]!r})"
+               for key, value in options.overrides.items() if value != recorded[key]]
+    values = {**recorded, **options.overrides}
+    frontend = replace(model.frontend, sample_rate=int(values.pop("frontend_rate")), dither=options.dither)
+    return frontend, PromptSettings(**values), notices
 
 
 @dataclass
@@ -42,10 +64,8 @@ class Transcript:
 def _item(dataset: SpeechDataset, model: NanoASR, utt: Utterance, options: DecodeOptions) -> SpeechItem:
     feats = dataset.features(utt)
     tokens = model.recipe.token_count(feats.shape[0])  # the model's own token rule, from its model dir
-    if utt.prompt is not None and options.language is None and not options.hotwords:
-        prompt = model.prompts.encode(tokens, prompt=utt.prompt)  # the manifest's own prompt, as in training
-    else:
-        prompt = model.prompts.encode(tokens, language=options.language, itn=options.itn, hotwords=options.hotwords)
+    own_prompt = utt.prompt if "language" not in options.overrides and not options.hotwords else None
+    prompt = dataset.prompts.encode_utterance(tokens, None, prompt=own_prompt, lang=utt.lang, hotwords=options.hotwords)
     return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
 
 
@@ -55,10 +75,9 @@ def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: De
     An utterance whose audio cannot be used (unreadable, out of range, longer than the encoder's ``max_frames``) gets
     its ``error`` set; the others are still decoded.
     """
-    rate = options.frontend_rate or model.frontend.sample_rate
-    frontend = replace(model.frontend, sample_rate=rate, dither=options.dither)
+    frontend, prompts, _ = feeding(model, options)
     # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
-    dataset = SpeechDataset(list(utts), model.prompts, frontend, train=options.dither > 0,
+    dataset = SpeechDataset(list(utts), PromptEncoder(model.tokenizer, prompts), frontend, train=options.dither > 0,
                             multichannel=options.multichannel, max_frames=model.max_frames)  # longer: its own error
     results = [Transcript(utt) for utt in utts]
     items: list[tuple[int, SpeechItem]] = []

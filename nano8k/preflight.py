@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import yaml
+
 from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.data import check_channel, check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
@@ -63,27 +65,36 @@ class PreflightError(SystemExit):
         return self.report
 
 
-def _as_mapping(config: Any) -> tuple[Mapping[str, Any], str]:
-    """A config path, a mapping, or a jsonargparse Namespace (LightningCLI ``cli.config``) as a mapping + name."""
-    from nano8k.align import load_config
-
+def parsed_config(config: Any) -> tuple[dict[str, Any], str]:
+    """``config`` (a YAML path, a mapping, or ``nano8k.fit``'s parsed Namespace) as the mapping ``nano8k.fit`` builds
+    from: parsed by fit's own parser, so every default is the classes' own and nothing is instantiated."""
     if isinstance(config, (str, Path)):
-        return load_config(config), str(config)
+        from nano8k.align import load_config
+
+        load_config(config)  # a missing or malformed file is named here, not in a parser usage message
+        return parsed_config(_parse(["--config", str(config)]))[0], str(config)
+    if isinstance(config, Mapping):
+        return parsed_config(_parse(["--config", yaml.safe_dump(dict(config))]))[0], "config"
     if hasattr(config, "as_dict"):
         data = config.as_dict()
         sources = data.pop("config", None) or []
-        name = ", ".join(str(s) for s in sources) if isinstance(sources, list) else str(sources)
-        return data, name or "CLI config"
-    if isinstance(config, Mapping):
-        return config, "config"
+        sources = sources if isinstance(sources, list) else [sources]
+        return data, ", ".join(str(s) for s in sources if s) or "the command line's config"
     raise TypeError(f"run_preflight: expected a config path, mapping or Namespace, got {type(config).__name__}")
 
 
-def make_context(config: Any, *, gpu_memory_gb: float | None = None) -> Context:
-    from nano8k.align import effective
+def _parse(args: Sequence[str]) -> Any:
+    from nano8k.fit import parse_config
 
-    mapping, name = _as_mapping(config)
-    return Context(effective(mapping).tree, source=name, gpu_memory_gb=gpu_memory_gb)
+    return parse_config(args)
+
+
+def make_context(config: Any, *, gpu_memory_gb: float | None = None) -> Context:
+    """The checks' view of ``config``: fit's parsed config, class_path/init_args folded (``nano8k.align.normalize``)."""
+    from nano8k.align import normalize
+
+    mapping, name = parsed_config(config)
+    return Context(normalize(mapping, (), {}), source=name, gpu_memory_gb=gpu_memory_gb)
 
 
 def run_preflight(config: Any, *, skip: Iterable[str] = (), gpu_memory_gb: float | None = None) -> list[CheckResult]:
@@ -145,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--troubleshooting", action="store_true", help="print the checks as a markdown table")
     parser.add_argument("--skip", nargs="*", default=[], choices=list(CHECKS), metavar="NAME",
                         help=f"checks to skip: {', '.join(CHECKS)}")
-    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+    parser.add_argument("--gpu_memory", type=float, default=None, metavar="GIB",
                         help="compare the memory estimate with a GPU of this size instead of the local one")
     parser.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
     parser.epilog = ("Any nano8k.fit override may follow (--model.lr 1e-4, --data.max_frames_per_batch 4000, ...): the "
@@ -160,11 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is None:
         parser.error("give a CONFIG")
     try:
-        config: Any = args.config
-        if overrides:
-            from nano8k.fit import parse_config
+        from nano8k.align import load_config
 
-            config = parse_config(["--config", args.config, *overrides])
+        load_config(args.config)  # a missing or malformed file is named here, not in a parser usage message
+        config = _parse(["--config", args.config, *overrides])  # exactly what nano8k.fit would build
         results = run_preflight(config, skip=args.skip, gpu_memory_gb=args.gpu_memory)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

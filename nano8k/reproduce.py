@@ -36,8 +36,9 @@ from nano8k.mini.corpus import Rendering, asterisk_digit_strings, plan_split, pr
 from nano8k.mini.scoring import score_model
 from nano8k.scoring.normalizers import NORMALIZERS
 from nano8k.scoring.plots import pyplot
+from nano8k.model.locate import resolve_model_dir
+from nano8k.shipped import project_file
 from nano8k.sweep import isolate, read_metric
-from nano8k.training.module import resolve_model_dir
 
 SEED = 8080
 RECIPE_CONFIG = "configs/demo.yaml"
@@ -281,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/reproduce", help="rendered data and one run folder per fine-tune")
     parser.add_argument("--out", default="docs/results", help="where mini_reproduction.md and its PNG go")
-    parser.add_argument("--telephone_dir", default="data_manifests/telephone-digits")
+    parser.add_argument("--telephone_dir", default=None,
+                        help="the 8 kHz digit corpus (default: data_manifests/telephone-digits as nano8k ships it)")
     parser.add_argument("--steps", type=int, default=STEPS, help="optimizer steps per fine-tune")
     parser.add_argument("--val_every", type=int, default=150)
     parser.add_argument("--wideband_per_lang", type=int, default=400)
@@ -293,13 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     work, out = Path(args.work).resolve(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not Path(RECIPE_CONFIG).is_file():
-        raise SystemExit(f"error: {RECIPE_CONFIG} not found: run python -m nano8k.reproduce from the repository root")
-    base_config = load_config(RECIPE_CONFIG)
+    base_config = load_config(project_file(RECIPE_CONFIG))
     steps = args.steps
     lr = float(base_config["model"]["lr"])
 
-    data = prepare_data(work / "data", Path(args.telephone_dir), args.wideband_per_lang, args.real)
+    telephone_dir = Path(args.telephone_dir) if args.telephone_dir else project_file("data_manifests/telephone-digits")
+    data = prepare_data(work / "data", telephone_dir, args.wideband_per_lang, args.real)
     mini = resolve_model_dir(base_config["model"]["model_dir"])
     base = score_sets(mini, data, args.normalizer)
     print("[reproduce] mini model: " + ", ".join(f"{k} {v['cer']:.3f}" for k, v in base.items()), flush=True)

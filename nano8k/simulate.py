@@ -110,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--noise", help="folder or manifest of recorded background noise (MUSAN noise/)")
     parser.add_argument("--rir", help="folder or manifest of room impulse responses (RIRS_NOISES)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-rate", type=int, choices=[8000, 16000], default=None)
-    parser.add_argument("--on-bad-sample", choices=["error", "skip"], default="error")
-    parser.add_argument("--max-bad-fraction", type=float, default=0.0)
+    parser.add_argument("--output_rate", type=int, choices=[8000, 16000], default=None)
+    parser.add_argument("--on_bad_sample", choices=["error", "skip"], default="error")
+    parser.add_argument("--max_bad_fraction", type=float, default=0.0)
     parser.add_argument("--multichannel", choices=MULTICHANNEL_POLICIES, default="error",
                         help="a multi-channel file whose utterance names no channel: error, first, or mix")
     parser.add_argument("--suffix", default="", help="appended to keys and file names")

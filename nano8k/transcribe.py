@@ -14,12 +14,12 @@ from jsonargparse import ArgumentParser
 from nano8k.data.audio import MULTICHANNEL_POLICIES
 from nano8k.data.badsamples import DataError
 from nano8k.data.manifest import Utterance, read_utterances
-from nano8k.inference import DecodeOptions, transcribe_utterances
+from nano8k.inference import RECORD_KEYS, DecodeOptions, feeding, transcribe_utterances
 from nano8k.model.attention_guard import guard_cudnn_sdpa
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
-from nano8k.model.prompt import LANGUAGE_NAMES
-from nano8k.training.module import MODEL_DIR_ENV, resolve_model_dir
+from nano8k.model.prompt import LANGUAGE_NAMES, MANIFEST_LANGUAGE
+from nano8k.model.locate import MODEL_DIR_ENV, resolve_model_dir
 
 
 def utterances_from_files(paths: Sequence[str | Path], channel: int | None = None) -> list[Utterance]:
@@ -38,7 +38,7 @@ def utterances_from_manifest(path: str | Path) -> list[Utterance]:
         raise SystemExit(f"error: {exc}") from exc
 
 
-def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither: float) -> NanoASR:
+def load_model(model_dir: str | None, device: str, llm_dtype: str | None) -> NanoASR:
     """Load ``model_dir`` for inference on ``device`` (``auto``: CUDA when available)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -46,7 +46,7 @@ def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither
         path = resolve_model_dir(model_dir)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
-    model = load_pretrained(path, llm_dtype=llm_dtype, dither=dither).to(device).eval()
+    model = load_pretrained(path, llm_dtype=llm_dtype).to(device).eval()
     try:
         guard_cudnn_sdpa(torch.device(device))  # Hopper: cuDNN SDPA off unless $NANO8K_ALLOW_CUDNN_SDPA=1
     except ValueError as exc:
@@ -54,28 +54,39 @@ def load_model(model_dir: str | None, device: str, llm_dtype: str | None, dither
     return model
 
 
-def prompt_language(value: str) -> str | None:
-    """``--language`` value: a code the prompt knows, or ``null`` / ``none`` for no language; others are refused."""
-    if value.lower() in ("null", "none"):
-        return None
+NO_VALUE = ("null", "none")  # a CLI value that sets a recipe setting to nothing (no language, no system turn)
+
+
+def prompt_language(value: str) -> str:
+    """``--language`` value: a code the prompt knows, ``manifest`` (each line's own), or ``null`` / ``none``."""
+    if value.lower() in NO_VALUE or value == MANIFEST_LANGUAGE:
+        return value
     if value not in LANGUAGE_NAMES:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LANGUAGE_NAMES)} or null, got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(LANGUAGE_NAMES)}, {MANIFEST_LANGUAGE} or null, got {value!r}")
     return value
 
 
 def add_decode_arguments(parser: ArgumentParser) -> None:
-    """Options shared by ``transcribe`` and ``evaluate``."""
+    """Options shared by ``transcribe`` and ``evaluate``. Without the prompt and fbank options a model is fed as its
+    recipe record says (``frontend_conf.fs``, ``nano8k.prompt``); giving one overrides the record, with a notice."""
     parser.add_argument("--model_dir", type=str | None, default=None,
                         help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'mini' / 'tiny' = "
                              "the bundled models")
     parser.add_argument("--language", type=prompt_language, default=None,
-                        help="prompt language: zh, en, ja (or 中文, 英文, 日文); default null (none named)")
+                        help="prompt language: zh, en, ja (or 中文, 英文, 日文), manifest (each line's lang) or null; "
+                             "default: the model's recipe record (the release: null)")
+    parser.add_argument("--itn", type=bool | None, default=None,
+                        help="false: prompt for text without inverse normalization; default: the model's record")
+    parser.add_argument("--system_prompt", type=str | None, default=None,
+                        help="the prompt's system turn (null: none); default: the model's record")
+    parser.add_argument("--context_header", type=bool | None, default=None,
+                        help="the fine-tuning context header before the task text; default: the model's record")
     parser.add_argument("--hotwords", type=str, default="", help="comma-separated hotwords for the prompt")
-    parser.add_argument("--no_itn", action="store_true", help="prompt for text without inverse normalization")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_new_tokens", type=int, default=256)
     parser.add_argument("--frontend_rate", type=int | None, default=None, choices=[16000, 8000, None],
-                        help="fbank rate; default: the model's own (frontend_conf.fs, 16000 for the release)")
+                        help="fbank rate; default: the model's record (frontend_conf.fs, 16000 for the release)")
     parser.add_argument("--dither", type=float, default=0.0)
     parser.add_argument("--multichannel", type=str, default="error", choices=list(MULTICHANNEL_POLICIES),
                         help="a multi-channel file whose utterance names no channel: error, first, or mix")
@@ -84,12 +95,22 @@ def add_decode_arguments(parser: ArgumentParser) -> None:
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
+    """The decode options of parsed arguments; only the recipe settings given on the command line are overrides."""
     if args.batch_size < 1:
         raise SystemExit(f"error: --batch_size must be >= 1, got {args.batch_size}")
     hotwords = tuple(word.strip() for word in args.hotwords.split(",") if word.strip())
-    return DecodeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords, batch_size=args.batch_size,
-                         max_new_tokens=args.max_new_tokens, frontend_rate=args.frontend_rate, dither=args.dither,
-                         multichannel=args.multichannel)
+    given = {key: getattr(args, key) for key in RECORD_KEYS if getattr(args, key) is not None}
+    for key in ("language", "system_prompt"):
+        if isinstance(given.get(key), str) and given[key].lower() in NO_VALUE:
+            given[key] = None
+    return DecodeOptions(overrides=given, hotwords=hotwords, batch_size=args.batch_size,
+                         max_new_tokens=args.max_new_tokens, dither=args.dither, multichannel=args.multichannel)
+
+
+def print_notices(model: NanoASR, options: DecodeOptions) -> None:
+    """Say on stderr which settings of the model's recipe record the command line overrides."""
+    for notice in feeding(model, options)[2]:
+        print(f"notice: {notice}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.manifest and args.channel is not None:
         parser.error("--channel applies to audio files; a manifest gives each utterance's channel")
     utts = utterances_from_manifest(args.manifest) if args.manifest else utterances_from_files(args.files, args.channel)
-    model = load_model(args.model_dir, args.device, args.llm_dtype, args.dither)
+    model = load_model(args.model_dir, args.device, args.llm_dtype)
+    print_notices(model, options)
     results = transcribe_utterances(model, utts, options)
     out = open(args.output, "w", encoding="utf-8") if args.output else None
     try:

@@ -95,26 +95,18 @@ print("fbank", tuple(fb16.shape), "-> LFR features", tuple(lfr.shape), "(one row
     ("md", "## 4. CER on telephone speech before fine-tuning\nGreedy decoding of validation clips of the bundled "
            "telephone corpus (voices the model never heard). The wideband model has never heard a telephone line. "
            "`build_report` scores them per language, as `python -m nano8k.evaluate --group_by lang` does."),
-    ("code", """from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.data.manifest import read_utterances
+    ("code", """from nano8k.data.manifest import read_utterances
+from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.scoring.report import Scored, build_report
 
 corpus = "data_manifests/telephone-digits"
-data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifests=f"{corpus}/val.jsonl", dither=0.0,
-                           telephone=None, specaugment=None, max_frames_per_batch=480, max_batch_size=8,
-                           num_workers=0, seed=1234)
-data.use_model(model)  # the model's tokenizer and audio token rule
-data.setup("fit")
-val_batches = [b for _, b in zip(range(6), data.val_dataloader())]
-language = {u.key: u.lang for u in read_utterances(f"{corpus}/val.jsonl", "notebook")}
+val_all = list(read_utterances(f"{corpus}/val.jsonl", "notebook"))
+val_utts = [u for u in val_all if u.lang == "en"][:24] + [u for u in val_all if u.lang == "zh"][:24]
 
-def score(module) -> dict:
+def score(module) -> dict:  # decoded as `nano8k transcribe` does: fed as the model's recipe record says
     module.eval()
-    items = []
-    for batch in val_batches:
-        hyps = module.transcribe_batch(batch, max_new_tokens=12)
-        items += [Scored(k, r, h, {"lang": language[k]}) for k, r, h in zip(batch.keys, batch.targets, hyps)]
-    return build_report(items, ["lang"])
+    results = transcribe_utterances(module.model, val_utts, DecodeOptions(batch_size=8, max_new_tokens=12))
+    return build_report([Scored(r.utt.key, r.utt.target, r.text, {"lang": r.utt.lang}) for r in results], ["lang"])
 
 before = score(module)
 cer_before = before["overall"]["cer"]
@@ -125,6 +117,12 @@ for row in before["utterances"][:3]:
            "`python -m nano8k.fit --config configs/demo.yaml`; the real recipe `configs/telephone.yaml`)."),
     ("code", """import lightning as L
 
+from nano8k.data.datamodule import TelephoneDataModule
+
+data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifests=f"{corpus}/val.jsonl", dither=0.0,
+                           telephone=None, specaugment=None, max_frames_per_batch=480, max_batch_size=8,
+                           num_workers=0, seed=1234)
+data.use_model(model)  # the model's tokenizer, audio token rule and encoder limit (its recipe record)
 trainer = L.Trainer(max_steps=MAX_STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                     use_distributed_sampler=False, gradient_clip_val=5.0, log_every_n_steps=5)

@@ -26,10 +26,10 @@ SEED = 8008
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data_manifests/telephone-digits")
-    parser.add_argument("--train-per-lang", type=int, default=400)
-    parser.add_argument("--val-per-lang", type=int, default=50)
-    parser.add_argument("--test-per-lang", type=int, default=100)
-    parser.add_argument("--max-digits", type=int, default=7)
+    parser.add_argument("--train_per_lang", type=int, default=400)
+    parser.add_argument("--val_per_lang", type=int, default=50)
+    parser.add_argument("--test_per_lang", type=int, default=100)
+    parser.add_argument("--max_digits", type=int, default=7)
     args = parser.parse_args()
     counts = {"train": args.train_per_lang, "val": args.val_per_lang, "test": args.test_per_lang}
     splits = {split: [u for lang in ("en", "zh") for u in plan_split(split, lang, n, SEED, max_len=args.max_digits,

@@ -204,18 +204,19 @@ def test_memory_over_gpu():
 
 def test_memory_estimate_full_size_dims():
     """Parameter totals of a full-size meta build match the reference (§11) and scale the estimate."""
-    from nano8k.checks.memory import GIB, estimate_memory, trainable_counts
+    from nano8k.checks.memory import GIB, estimate_memory, model_shape
     from nano8k.model.checkpoint import build_network
     from nano8k.model.convert import build_config
-    from nano8k.checks.memory import model_shape
+    from nano8k.training.freezing import FreezeConfig, trainable_counts
 
     from nano8k.model.release import release_funasr_config, release_qwen_config
 
     cfg, qwen = release_funasr_config(), release_qwen_config()
     shape = model_shape(build_network(build_config(cfg, qwen), device="meta"))
     assert (shape.encoder_params, shape.adaptor_params, shape.llm_params) == (221136992, 12604928, 596049920)
-    adaptor_only = trainable_counts(shape, {"encoder": True, "adaptor": False, "llm": True}, False)
-    full = trainable_counts(shape, {"encoder": False, "adaptor": False, "llm": False}, False)
+    sizes = shape.parameter_sizes()
+    adaptor_only = trainable_counts(sizes, FreezeConfig(encoder=True, adaptor=False, llm=True), False)
+    full = trainable_counts(sizes, FreezeConfig(encoder=False, adaptor=False, llm=False), False)
     small = estimate_memory(shape, adaptor_only, precision="bf16-mixed", llm_dtype="bf16")
     big = estimate_memory(shape, full, precision="bf16-mixed", llm_dtype="bf16")
     # full fine-tune: 16 B x 829.8M = 12.4 GiB of weights+optimizer state (peers.md §4: ~12.8 GB)
@@ -316,3 +317,33 @@ def test_stereo_calls_segments_and_duplicates(tmp_path):
     cfg["data"].update(on_bad_sample="skip", max_bad_fraction=1.0)
     r = only("manifests", cfg)
     assert "dup.jsonl:1: duplicate key 'a'" in r.message and "dup.jsonl:2: duplicate key 'a'" in r.message
+
+
+def test_preflight_judges_the_config_fit_parses_before_anything_is_built(tmp_path, monkeypatch, capsys):
+    """The checks see fit's parsed config (every default the classes' own), and speak before any class is built."""
+    import inspect
+
+    from nano8k import fit
+    from nano8k.align import normalize
+    from nano8k.preflight import make_context
+    from nano8k.training.callbacks import WEREvaluation
+
+    args = ["--config", "configs/telephone.yaml", "--model.lr", "1e-4", "--model.model_dir", "tiny"]
+    ctx = make_context(fit.parse_config(args))
+    parsed = fit.parse_config(args).as_dict()
+    parsed.pop("config")
+    assert ctx.config == normalize(parsed, (), {})
+    assert ctx.get("model.lr") == 1e-4  # the override, as fit would train it
+    default = inspect.signature(WEREvaluation).parameters["normalizer"].default
+    assert "normalizer" not in (ROOT / "configs" / "demo.yaml").read_text()
+    assert make_context(ROOT / "configs" / "demo.yaml").get("trainer.callbacks.WEREvaluation.normalizer") == default
+
+    def built(*_, **__):
+        raise AssertionError("a class was instantiated before preflight spoke")
+
+    monkeypatch.setattr(fit.NanoCLI, "instantiate_classes", built)
+    with pytest.raises(SystemExit) as stopped:
+        fit.main(["--config", "configs/demo.yaml", "--model.model_dir", str(tmp_path / "nowhere")])
+    assert stopped.value.code == 1
+    out = capsys.readouterr()
+    assert "[FAIL] model_dir" in out.out and "Traceback" not in out.out  # the checklist, not a stack, speaks first

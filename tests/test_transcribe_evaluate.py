@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,45 @@ def test_transcribe_a_stereo_call_by_channel_and_segment(tmp_path, capsys):
     assert transcribe.main(["--manifest", str(manifest), "--output", str(out), *COMMON]) == 0
     assert _lines(capsys.readouterr().out) == {"cust": sides[1]}
     assert json.loads(out.read_text())["channel"] == 1
+
+
+def test_a_stage1_export_transcribes_identically_with_and_without_the_flag(tmp_path, capsys):
+    """A native 8 kHz (stage-1) export records frontend_conf.fs 8000, and decoding follows it with no flag."""
+    from nano8k.model.checkpoint import export_funasr, load_pretrained
+
+    model = load_pretrained(FIXTURES / "tiny-nano")
+    model.frontend = replace(model.frontend, sample_rate=8000)
+    export = export_funasr(model, tmp_path / "stage1")
+    args = [*TINY_WAVS, "--model_dir", str(export), "--max_new_tokens", "6", "--device", "cpu"]
+    assert transcribe.main(args) == 0
+    default = capsys.readouterr()
+    assert transcribe.main([*args, "--frontend_rate", "8000"]) == 0
+    flagged = capsys.readouterr()
+    assert _lines(default.out) == _lines(flagged.out)
+    assert "notice" not in default.err + flagged.err  # the flag says what the record says
+    assert transcribe.main([*args, "--frontend_rate", "16000"]) == 0
+    overridden = capsys.readouterr()
+    assert "notice: --frontend_rate 16000 overrides the model's recipe record (frontend_conf.fs: 8000)" in overridden.err
+    assert _lines(overridden.out) != _lines(default.out)  # other features: the record did decide the default
+
+
+def test_decoding_prompts_as_the_recipe_record_says(tmp_path, capsys):
+    """An export's recorded prompt settings are the default; the same settings given as flags decode the same."""
+    from nano8k.model.checkpoint import export_hf, load_pretrained
+    from nano8k.model.prompt import PromptSettings
+
+    model = load_pretrained(FIXTURES / "tiny-nano")
+    model.recipe = replace(model.recipe, prompt=PromptSettings(system_prompt="Transcribe the call.",
+                                                               context_header=True, language="en", itn=False))
+    export = export_hf(model, tmp_path / "hf")
+    common = [*TINY_WAVS, "--max_new_tokens", "6", "--device", "cpu"]
+    assert transcribe.main([*common, "--model_dir", str(export)]) == 0
+    recorded = capsys.readouterr()
+    assert "notice" not in recorded.err
+    flags = ["--system_prompt", "Transcribe the call.", "--context_header", "true", "--language", "en", "--itn", "false"]
+    assert transcribe.main([*common, "--model_dir", str(FIXTURES / "tiny-nano"), *flags]) == 0
+    given = capsys.readouterr()
+    assert _lines(given.out) == _lines(recorded.out)
+    assert given.err.count("notice: ") == 4  # each flag overrides the release's defaults, and says so
+    assert transcribe.main([*common, "--model_dir", str(FIXTURES / "tiny-nano")]) == 0
+    assert _lines(capsys.readouterr().out) != _lines(recorded.out)  # the release's prompt decodes otherwise

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ def tiny_model_path() -> Path:
     digest = hashlib.sha1(str(TINY_SEED).encode())
     for name in ("config.yaml", "Qwen3-0.6B/config.json"):
         digest.update((TINY_TEMPLATE_DIR / name).read_bytes())
-    digest.update(json.dumps(TINY_RECIPE.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(asdict(TINY_RECIPE), sort_keys=True).encode())
     return cache_root() / f"tiny-nano-{digest.hexdigest()[:12]}"
 
 
@@ -57,7 +58,8 @@ def write_random_init(template: Path, target: Path, seed: int, recipe: Recipe) -
     Written to a staging folder and renamed into place, so a concurrent process (another DDP rank) never sees a
     half-written model; the one that loses the race keeps the winner's copy.
     """
-    from nano8k.model.checkpoint import atomic_torch_save, build_network, read_model_configs
+    from nano8k.atomic import atomic_torch_save
+    from nano8k.model.checkpoint import build_network, read_model_configs
     from nano8k.model.convert import Layout, build_config, key_plan, to_funasr_state_dict
 
     target.parent.mkdir(parents=True, exist_ok=True)

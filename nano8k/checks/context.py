@@ -1,4 +1,4 @@
-"""Shared state of a preflight run: the effective config, its stages, the model dir and lazily computed facts."""
+"""Shared state of a preflight run: fit's parsed config, its stages, the model dir and lazily computed facts."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _get(tree: Any, dotted: str, default: Any = None) -> Any:
 
 @dataclass
 class Context:
-    """The effective config (class defaults filled in, class_path folded) plus the source name for messages."""
+    """fit's parsed config (every default the classes' own, class_path folded) plus the source name for messages."""
 
     config: dict[str, Any]
     source: str = "config"
@@ -78,7 +78,7 @@ class Context:
     # -- model dir --------------------------------------------------------------------------------------------
     @cached_property
     def model_dir_value(self) -> str | None:
-        from nano8k.training.module import MODEL_DIR_ENV
+        from nano8k.model.locate import MODEL_DIR_ENV
 
         value = self.get("model.model_dir")
         return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
@@ -108,7 +108,7 @@ class Context:
 
     @cached_property
     def model_dir(self) -> Path | None:
-        from nano8k.training.module import resolve_model_dir
+        from nano8k.model.locate import resolve_model_dir
 
         if self.model_dir_value is None:
             return None
@@ -176,22 +176,23 @@ class Context:
     def stages(self) -> list[Stage]:
         from dataclasses import asdict
 
-        from nano8k.training.freezing import FreezeConfig
+        from nano8k.training.freezing import FreezeConfig, default_stage1_freeze
 
+        # the config is fit's parsed one: every value below is set, by the file or by its class's own default;
+        # a null freeze is the class's rule (NanoASRModule: FreezeConfig(); StageSwitch: the stage's default)
         base_freeze = {**asdict(FreezeConfig()), **(self.get("model.freeze") or {})}
-        lr = float(self.get("model.lr", 5e-5))
-        rate = int(self.get("data.frontend_sample_rate", 16000))
+        lr = float(self.get("model.lr"))
+        rate = int(self.get("data.frontend_sample_rate"))
         switch = self.stage_switch()
         if switch is None:
             return [Stage("main", base_freeze, lr, rate, "model.freeze", "model.lr", "data.frontend_sample_rate")]
         prefix, args = switch
-        stage1_default = {**asdict(FreezeConfig()), "encoder": False, "adaptor": True, "llm": True}
         stages = []
-        for name, default_freeze in (("stage1", stage1_default), ("main", asdict(FreezeConfig()))):
+        for name, default_freeze in (("stage1", asdict(default_stage1_freeze())), ("main", asdict(FreezeConfig()))):
             freeze = {**default_freeze, **(args.get(f"{name}_freeze") or {})}
             stage_lr = args.get(f"{name}_lr")
             stages.append(Stage(name, freeze, float(lr if stage_lr is None else stage_lr),
-                                int(args.get(f"{name}_frontend_rate", 8000 if name == "stage1" else 16000)),
+                                int(args[f"{name}_frontend_rate"]),
                                 f"{prefix}.{name}_freeze", f"{prefix}.{name}_lr",
                                 f"{prefix}.{name}_frontend_rate"))
         return stages

@@ -1,4 +1,4 @@
-"""Trainable-parameter counts per module and a per-GPU training memory estimate (an estimate, not a measurement).
+"""Parameter counts per part (``ModelShape``) and a per-GPU training memory estimate (an estimate, not a measurement).
 
 Formula (bytes, per GPU):
 
@@ -25,12 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nano8k.model.checkpoint import DTYPES
 from nano8k.model.prompt import audio_token_count
 
 GIB = 1024**3
 PROMPT_TOKENS = 40  # system turn + task prompt + chat markup, per utterance
 OVERHEAD_BYTES = 1 * GIB
-DTYPE_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2}
 
 
 @dataclass
@@ -55,6 +55,12 @@ class ModelShape:
     @property
     def encoder_params(self) -> int:
         return sum(self.encoder_layer_params) + self.encoder_other_params
+
+    def parameter_sizes(self) -> list[tuple[str, int | None, int]]:
+        """(group, encoder layer index or None, parameter count) per part: ``freezing.trainable_counts``'s input."""
+        layers = [("encoder", i, n) for i, n in enumerate(self.encoder_layer_params)]
+        return [*layers, ("encoder", None, self.encoder_other_params), ("adaptor", None, self.adaptor_params),
+                ("llm", None, self.llm_params), ("lora", None, self.lora_params)]
 
 
 def model_shape(network: Any, lora: Mapping[str, Any] | None = None) -> ModelShape:
@@ -91,23 +97,6 @@ def model_shape(network: Any, lora: Mapping[str, Any] | None = None) -> ModelSha
     )
 
 
-def trainable_counts(shape: ModelShape, freeze: Mapping[str, Any], lora: bool) -> dict[str, int]:
-    """Trainable parameters per group for a freezing (mirrors ``nano8k.training.freezing.apply_freezing``)."""
-    frozen_layers = int(freeze.get("encoder_frozen_layers", 0) or 0)
-    if frozen_layers > len(shape.encoder_layer_params):
-        raise ValueError(f"encoder_frozen_layers={frozen_layers} but the encoder has "
-                         f"{len(shape.encoder_layer_params)} layers")
-    encoder = 0
-    if not freeze.get("encoder", True):
-        encoder = shape.encoder_params - sum(shape.encoder_layer_params[:frozen_layers])
-    return {
-        "encoder": encoder,
-        "adaptor": 0 if freeze.get("adaptor", False) else shape.adaptor_params,
-        "llm": 0 if (freeze.get("llm", True) or lora) else shape.llm_params,
-        "lora": shape.lora_params if lora else 0,
-    }
-
-
 @dataclass
 class MemoryEstimate:
     """Bytes per GPU by component; ``total`` sums them."""
@@ -130,6 +119,12 @@ def _act_bytes(precision: str) -> int:
     return 2 if str(precision).startswith(("16", "bf16")) else 4
 
 
+def _frozen_llm_bytes(llm_dtype: str | None) -> int:
+    """Bytes per frozen LLM weight at ``model.llm_dtype`` (fp32 when unset or unknown)."""
+    dtype = DTYPES.get(str(llm_dtype).lower()) if llm_dtype else None
+    return 4 if dtype is None else dtype.itemsize
+
+
 def estimate_memory(
     shape: ModelShape,
     trainable: Mapping[str, int],
@@ -148,7 +143,7 @@ def estimate_memory(
     """Per-GPU training memory for one stage (see the module docstring for the formula)."""
     est = MemoryEstimate()
     a = _act_bytes(precision)
-    llm_frozen_bytes = DTYPE_BYTES.get(str(llm_dtype).lower(), 4) if llm_dtype else 4
+    llm_frozen_bytes = _frozen_llm_bytes(llm_dtype)
     n_train = sum(trainable.values())
     frozen = {
         "encoder": (shape.encoder_params - trainable["encoder"]) * 4,

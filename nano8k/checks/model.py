@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nano8k.checks.context import CheckFailed, CheckResult, Context
-from nano8k.checks.memory import ModelShape, model_shape, trainable_counts
+from nano8k.checks.context import CheckFailed, CheckResult, Context, Stage
+from nano8k.checks.memory import ModelShape, model_shape
 from nano8k.model.checkpoint import llm_dir
 from nano8k.model.features import FRONTEND_RATES
 
@@ -119,8 +119,7 @@ def check_dims(ctx: Context) -> CheckResult:
         ctx.network_config
     except ValueError as err:
         raise CheckFailed(str(err)) from err
-    feat = data_front.n_mels * data_front.lfr_m
-    return CheckResult(name, "pass", f"features {feat} -> encoder {enc.get('output_size')} x "
+    return CheckResult(name, "pass", f"features {data_front.feature_dim} -> encoder {enc.get('output_size')} x "
                        f"{int(enc.get('num_blocks', 0)) + int(enc.get('tp_blocks', 0))} layers -> adaptor "
                        f"{ada.get('ffn_dim')} -> LLM {hidden} (vocab {ctx.qwen_config.get('vocab_size')})")
 
@@ -135,6 +134,18 @@ def shape(ctx: Context) -> ModelShape:
     return ctx.facts["shape"]
 
 
+def stage_trainable(ctx: Context, stage: Stage) -> dict[str, int]:
+    """Trainable parameters per group under ``stage``'s freezing, by the module's own rule (meta-device counts).
+
+    Raises ValueError for a freezing the module refuses (more frozen encoder layers than exist, say); the config
+    parse has already refused unknown keys.
+    """
+    from nano8k.training.freezing import FreezeConfig, trainable_counts
+
+    freeze = FreezeConfig(**stage.freeze)
+    return trainable_counts(shape(ctx).parameter_sizes(), freeze, ctx.get("model.lora") is not None)
+
+
 def check_trainable(ctx: Context) -> CheckResult:
     """Trainable parameters per module for each stage's freezing (from a meta-device build)."""
     name = "trainable"
@@ -143,14 +154,12 @@ def check_trainable(ctx: Context) -> CheckResult:
     parts = []
     for stage in ctx.stages:
         try:
-            counts = trainable_counts(s, stage.freeze, lora)
+            counts = stage_trainable(ctx, stage)
         except ValueError as err:
-            raise CheckFailed(f"{stage.name} stage ({ctx.source}: {stage.freeze_key}): {err}; lower "
-                              "encoder_frozen_layers") from err
+            raise CheckFailed(f"{stage.name} stage ({ctx.source}: {stage.freeze_key}): {err}") from err
         if not any(counts.values()):
             raise CheckFailed(f"{stage.name} stage freezes everything ({ctx.source}: {stage.freeze_key} = {stage.freeze}): "
                               "unfreeze the adaptor (freeze.adaptor false) or enable LoRA (model.lora)")
-        ctx.facts.setdefault("trainable", {})[stage.name] = counts
         total = sum(counts.values())
         parts.append(f"{stage.name}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "lora" or lora)
                      + f" (total {total:,} of {s.encoder_params + s.adaptor_params + s.llm_params:,})")

@@ -8,8 +8,8 @@ from typing import Any
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.data import reports, train_hours
-from nano8k.checks.memory import GIB, estimate_memory, trainable_counts
-from nano8k.checks.model import shape
+from nano8k.checks.memory import GIB, estimate_memory
+from nano8k.checks.model import shape, stage_trainable
 
 OFFICIAL_LLM_LR = 2e-4  # FA finetune.sh optim_conf.lr for LLM fine-tuning
 WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
@@ -156,7 +156,7 @@ def check_memory(ctx: Context) -> CheckResult:
     worst, lines = None, []
     for stage in ctx.stages:
         est = estimate_memory(
-            s, trainable_counts(s, stage.freeze, ctx.get("model.lora") is not None), precision=precision,
+            s, stage_trainable(ctx, stage), precision=precision,
             llm_dtype=ctx.get("model.llm_dtype"), max_frames=int(ctx.get("data.max_frames_per_batch", 2000)),
             max_tokens=ctx.get("data.max_tokens_per_batch"), max_batch_size=ctx.get("data.max_batch_size"),
             mean_frames=mean_frames, mean_target_chars=mean_chars,
@@ -166,7 +166,7 @@ def check_memory(ctx: Context) -> CheckResult:
         worst = est if worst is None or est.total > worst.total else worst
     accelerator = str(ctx.get("trainer.accelerator", "auto"))
     capacity = ctx.gpu_memory_gb * GIB if ctx.gpu_memory_gb else None
-    where = f"--gpu-memory {ctx.gpu_memory_gb:g}" if capacity else "local GPU"
+    where = f"--gpu_memory {ctx.gpu_memory_gb:g}" if capacity else "local GPU"
     if capacity is None and accelerator != "cpu":
         capacity = local_gpu_memory()
     text = "; ".join(lines) + f" [estimate, precision {precision}]"

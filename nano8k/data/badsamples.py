@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 logger = logging.getLogger("nano8k.data")
@@ -119,7 +118,3 @@ class BadSampleLog:
         return f"[{self.name}] {self.count} bad sample(s) skipped" + "".join(
             f"\n  {b.describe()}" for b in self.items
         )
-
-
-def as_str(path: str | Path | None) -> str | None:
-    return None if path is None else str(path)

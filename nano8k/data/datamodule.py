@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
 from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths
-from nano8k.data.dataset import PromptOptions, SpeechCollator, SpeechDataset
+from nano8k.data.dataset import SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
 from nano8k.data.shards import ShardIndex, ShardStream
 from nano8k.data.specaugment import SpecAugment
@@ -23,7 +23,14 @@ from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
-from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, LANGUAGE_NAMES, PromptEncoder, audio_token_count
+from nano8k.model.prompt import (
+    DEFAULT_SYSTEM_PROMPT,
+    LANGUAGE_NAMES,
+    PromptEncoder,
+    PromptSettings,
+    audio_token_count,
+    pad_token_id,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -71,22 +78,17 @@ def check_data_settings(settings: dict[str, Any]) -> None:
         refuse("language", f"null, 'manifest' or one of {', '.join(LANGUAGE_NAMES)}")
 
 
-def find_tokenizer_dir(path: str | Path) -> Path:
-    """The tokenizer folder: ``path`` itself, or a subfolder of a FunASR release (e.g. ``Qwen3-0.6B/``)."""
-    path = Path(path).expanduser()
-    if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file():
-        return path
-    found = sorted(p.parent for p in path.glob("*/tokenizer_config.json"))
-    if not found:
-        raise DataError(f"no tokenizer (tokenizer_config.json) in {path} or its subfolders")
-    return found[0]
-
-
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer`` from a tokenizer folder or a FunASR model folder."""
+    """``AutoTokenizer`` from a tokenizer folder or a model folder (the model's rule: ``checkpoint.tokenizer_dir``)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(find_tokenizer_dir(path)))
+    from nano8k.model.checkpoint import CheckpointError, tokenizer_dir
+
+    try:
+        folder = tokenizer_dir(path)
+    except CheckpointError as err:
+        raise DataError(str(err)) from err
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 class TelephoneDataModule(L.LightningDataModule):
@@ -147,7 +149,7 @@ class TelephoneDataModule(L.LightningDataModule):
         language: str | None = None,
         itn: bool = True,
         context_header: bool = False,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
         feature_cache_mb: float = 256.0,
         multichannel: MultichannelPolicy = "error",
         train_shards: str | None = None,
@@ -173,8 +175,9 @@ class TelephoneDataModule(L.LightningDataModule):
         self.on_bad_sample, self.max_bad_fraction = on_bad_sample, max_bad_fraction
         self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
         self.spot_check = spot_check
-        self.prompt_options = PromptOptions(language=language, itn=itn, context_header=context_header)
-        self.system_prompt = system_prompt
+        # how prompts are written; NanoASRModule records them in the model's recipe, so its exports carry them
+        self.prompt_settings = PromptSettings(system_prompt=system_prompt, context_header=context_header,
+                                              language=language, itn=itn)
         self.feature_cache_mb = feature_cache_mb
         self.multichannel = multichannel
         self.audio_tokens = "low_frame_rate"  # the model's token rule; set by use_model()
@@ -230,11 +233,6 @@ class TelephoneDataModule(L.LightningDataModule):
     def _train_sampler(self) -> BucketBatchSampler | None:
         return self._samplers.get("train")
 
-    @property
-    def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return int(pad if pad is not None else self.tokenizer.eos_token_id)
-
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None:
             if self.tokenizer_dir is None:
@@ -262,10 +260,10 @@ class TelephoneDataModule(L.LightningDataModule):
         log.defer_cap = True
         train = split == "train"
         dataset = SpeechDataset(
-            utts, PromptEncoder(self.tokenizer, self.system_prompt, self.prompt_options.context_header),
+            utts, PromptEncoder(self.tokenizer, self.prompt_settings),
             self.frontend, train=train, telephone=self.telephone if train else None,
             telephone_prob=self.telephone_prob, telephone_max_input_rate=self.telephone_max_input_rate,
-            specaugment=self.specaugment if train else None, prompt_options=self.prompt_options,
+            specaugment=self.specaugment if train else None,
             min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
             audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb, multichannel=self.multichannel,
             max_frames=self.max_frames, speed_perturb=self.speed_perturb if train else None,
@@ -359,7 +357,7 @@ class TelephoneDataModule(L.LightningDataModule):
 
     def _collator(self) -> SpeechCollator:
         frames, tokens = self.pad_multiples
-        return SpeechCollator(self.pad_id, frames, tokens, self.max_frames)
+        return SpeechCollator(pad_token_id(self.tokenizer), frames, tokens, self.max_frames)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -20,7 +20,7 @@ from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel, utterance_rng
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
-from nano8k.model.prompt import END_OF_TURN, EncodedPrompt, PromptEncoder, audio_token_count, training_context_header
+from nano8k.model.prompt import END_OF_TURN, EncodedPrompt, PromptEncoder, audio_token_count
 
 logger = logging.getLogger("nano8k.data")
 
@@ -30,15 +30,6 @@ class Skipped:
     """Placeholder a dataset returns for a bad sample under ``on_bad_sample='skip'``; the collate drops it."""
 
     bad: BadSample
-
-
-@dataclass(frozen=True)
-class PromptOptions:
-    """How prompts are built: ``language`` None (reference default), a code (zh/en/ja), or ``manifest`` (per line)."""
-
-    language: str | None = None
-    itn: bool = True
-    context_header: bool = False  # the official fine-tuning header (MultiContextPrompt) before the task text
 
 
 class SpeechDataset(Dataset):
@@ -72,7 +63,6 @@ class SpeechDataset(Dataset):
         telephone_prob: float = 0.0,
         telephone_max_input_rate: int | None = None,
         specaugment: SpecAugment | None = None,
-        prompt_options: PromptOptions = PromptOptions(),
         min_duration: float = 0.0,
         max_duration: float = float("inf"),
         seed: int = 0,
@@ -91,7 +81,6 @@ class SpeechDataset(Dataset):
         self.telephone, self.telephone_prob = telephone, telephone_prob
         self.telephone_max_input_rate = telephone_max_input_rate
         self.specaugment = specaugment
-        self.prompt_options = prompt_options
         self.min_duration, self.max_duration = min_duration, max_duration
         self.seed = seed
         self.bad_log = bad_log or BadSampleLog("error")
@@ -152,7 +141,7 @@ class SpeechDataset(Dataset):
             rng = utterance_rng(self.seed, utt.key, epoch)
             wideband = self.telephone_max_input_rate is None or rate > self.telephone_max_input_rate
             if self.telephone is not None and wideband and rng.uniform() < self.telephone_prob:
-                waveform, rate, _ = self.telephone.simulate(waveform, rate, rng)
+                waveform, rate = self.telephone.transmit(waveform, rate, rng)
         waveform = resample(waveform, rate, frontend.sample_rate)
         if frontend.dither and self.train:  # reproducible dither without touching the global torch RNG
             with torch.random.fork_rng(devices=[]):
@@ -175,13 +164,8 @@ class SpeechDataset(Dataset):
         return feats
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
-        opts = self.prompt_options
-        language = utt.lang if opts.language == "manifest" else opts.language
-        prompt = utt.prompt
-        if prompt is not None and opts.context_header:
-            prompt = training_context_header(prompt) + prompt
-        return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=prompt,
-                                   language=language, itn=opts.itn)
+        return self.prompts.encode_utterance(audio_tokens, utt.target if with_target else None, prompt=utt.prompt,
+                                             lang=utt.lang)
 
     def _column(self, name: str) -> list:
         utts = self.utterances

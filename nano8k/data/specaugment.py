@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,9 +51,6 @@ class SpecAugment:
             raise ValueError("SpecAugment mask counts and widths must be >= 0")
         if not 0.0 <= self.time_mask_max_ratio <= 1.0:
             raise ValueError(f"time_mask_max_ratio must be in [0, 1], got {self.time_mask_max_ratio}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def __call__(self, feats: torch.Tensor, rng: np.random.Generator, sample_rate: int = 16000) -> torch.Tensor:
         """Return a masked copy of fbank ``feats`` [T, n_mels] computed at ``sample_rate``."""

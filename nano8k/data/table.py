@@ -19,7 +19,6 @@ import numpy as np
 from nano8k.data.utterance import Utterance
 
 TEXT_FIELDS = ("key", "audio", "target", "prompt", "lang", "manifest")
-OPTIONAL_TEXT = ("prompt", "lang", "manifest")
 CHUNK_ROWS = 65536  # rows a builder keeps as Python objects before packing them into arrays
 
 

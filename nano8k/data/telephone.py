@@ -183,21 +183,34 @@ class TelephoneChannel:
             raise ValueError(f"profile {name!r} is not in this channel's profiles {list(self.mix)}")
         return TelephoneChannel({name: 1.0}, self.custom_profiles, self.noise, self.rir, self.output_rate)
 
-    def simulate(
-        self, waveform: torch.Tensor, rate: int, rng: np.random.Generator
-    ) -> tuple[torch.Tensor, int, dict[str, Any]]:
-        """Pass a mono float waveform at ``rate`` through a profile drawn by weight; returns (waveform, its rate,
-        drawn params)."""
+    def transmit(
+        self, waveform: torch.Tensor, rate: int, rng: np.random.Generator, drawn: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Pass a mono float waveform at ``rate`` through a profile drawn by weight; returns (waveform, its rate).
+
+        ``drawn``, when given, receives what was drawn: the profile, each effect's parameters, the clipped fraction
+        and the output rate.
+        """
         built, weights, shared = self._built()
         x = resample(waveform.to(torch.float32), rate, NARROWBAND_RATE).numpy().astype(np.float64)
         chosen = built[int(rng.choice(len(built), p=weights))] if len(built) > 1 else built[0]
         params: dict[str, Any] = {"profile": chosen.name}
         x = chosen.apply(x, rng, EffectContext(shared.noise, shared.rir, params))
-        if "clipped_fraction" not in params:  # a codec records what its 16-bit input clipped
-            params["clipped_fraction"] = float(np.mean(np.abs(x) >= 1.0)) if x.size else 0.0
+        if drawn is not None:
+            drawn.update(params)
+            if "clipped_fraction" not in drawn:  # a codec records what its 16-bit input clipped
+                drawn["clipped_fraction"] = float(np.mean(np.abs(x) >= 1.0)) if x.size else 0.0
+            drawn["rate"] = self.output_rate
         result = torch.from_numpy(clip_int16(x).astype(np.float32))
         if self.output_rate != NARROWBAND_RATE:
             result = resample(result, NARROWBAND_RATE, self.output_rate)
-        params["rate"] = self.output_rate
-        return result, self.output_rate, params
+        return result, self.output_rate
+
+    def simulate(
+        self, waveform: torch.Tensor, rate: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, int, dict[str, Any]]:
+        """``transmit`` and what it drew: (waveform, its rate, drawn params), for callers that record the draw."""
+        drawn: dict[str, Any] = {}
+        result, out_rate = self.transmit(waveform, rate, rng, drawn)
+        return result, out_rate, drawn
 

@@ -42,7 +42,6 @@ TRAIN_VARIANTS = (
 VAL_VARIANTS = ("m7", "f4", "Andrea", "Mario", "shelby", "sandro")
 TEST_VARIANTS = ("m8", "f5", "antonio", "Diogo", "Henrique", "kaukovalta", "michel", "pedro", "grandma", "edward2")
 SPLIT_VARIANTS = {"train": TRAIN_VARIANTS, "val": VAL_VARIANTS, "test": TEST_VARIANTS}
-ESPEAK_RATE = 22050
 ASTERISK_DIGITS = Path("/usr/share/asterisk/sounds/en/digits")
 
 

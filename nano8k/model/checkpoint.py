@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import yaml
 from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 from transformers.initialization import no_init_weights
 
+from nano8k.atomic import atomic_torch_save
 from nano8k.model.convert import (
     EXTRA_PREFIXES,
     Layout,
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 HF_SIDECAR = "nano8k_funasr_config.yaml"  # the FunASR config.yaml kept beside an HF-layout export
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+HF_EXTRAS = "nano8k_extra_tensors.pt"  # the release's tensors the network has no place for (CTC), beside an HF export
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 
@@ -97,6 +101,29 @@ def llm_dir(model_dir: Path, funasr: Mapping[str, Any]) -> Path:
         metas = _read_mapping(meta).get("file_path_metas", {})
         name = (metas.get("llm_conf") or {}).get("init_param_path", name)
     return model_dir / name
+
+
+def tokenizer_dir(path: str | os.PathLike) -> Path:
+    """The tokenizer folder ``path`` names: a folder with tokenizer files (a tokenizer, or an HF-layout model, which
+    keeps its tokenizer beside config.json) is itself; a FunASR release folder its LLM folder (``llm_dir``).
+
+    Raises ``CheckpointError`` naming the path when neither holds a tokenizer.
+    """
+    path = Path(path).expanduser()
+    if _has_tokenizer(path):
+        return path
+    if not (path / "config.yaml").is_file():
+        raise CheckpointError(f"{path}: no tokenizer ({' or '.join(TOKENIZER_FILES)}) and no config.yaml of a FunASR "
+                              "model folder; name a tokenizer folder or a model folder")
+    llm = llm_dir(path, _read_mapping(path / "config.yaml"))
+    if not _has_tokenizer(llm):
+        raise CheckpointError(f"{path}: its config.yaml names the LLM folder {llm}, which holds no tokenizer "
+                              f"({' or '.join(TOKENIZER_FILES)})")
+    return llm
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
 def read_model_configs(model_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -200,7 +227,7 @@ def load_pretrained(
     else:
         model = _load_hf_layout(model_dir, funasr, qwen, recipe, attn_implementation)
     if dither is not None:
-        model.frontend = FrontendConfig(**{**model.frontend.to_dict(), "dither": float(dither)})
+        model.frontend = dataclasses.replace(model.frontend, dither=float(dither))
     model.network.to(audio_dtype)
     model.llm.to(text_dtype)
     model.network.lm_head.to(text_dtype)
@@ -243,7 +270,23 @@ def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any
     network.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, {}, recipe)
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
+
+
+def _read_extras(path: Path) -> "OrderedDict[str, torch.Tensor]":
+    """The extra (CTC) tensors an HF export kept, in their release order; none when the export had none."""
+    if not path.exists():
+        return OrderedDict()
+    try:
+        extras = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from err
+    tensors = unwrap_state_dict(extras, str(path))
+    stray = [key for key in tensors if not key.startswith(EXTRA_PREFIXES)]
+    if stray:
+        raise CheckpointError(f"{path}: holds tensors that are not extras of the release ({stray[:5]}); "
+                              f"it should hold only {EXTRA_PREFIXES} tensors")
+    return tensors
 
 
 def read_recipe(funasr: Mapping[str, Any], source: Path) -> Recipe:
@@ -267,15 +310,20 @@ def model_recipe(model_dir: str | os.PathLike) -> Recipe:
 
 
 def exported_funasr_config(model: NanoASR) -> dict[str, Any]:
-    """The config.yaml an export writes: the loaded one with the model's recipe record and fbank rate written in.
+    """The config.yaml an export writes: the loaded one with the model's recipe record, fbank rate and dither in.
 
-    ``frontend_conf.fs`` becomes ``model.frontend.sample_rate`` (a native 8 kHz stage-1 model records 8000), so the
-    export is fed at the rate it was trained at; nothing else of the frontend is changed.
+    ``frontend_conf.fs`` becomes ``model.frontend.sample_rate`` (a native 8 kHz stage-1 model records 8000) and
+    ``frontend_conf.dither`` its dither (what training used), where they differ from what the file says; nothing else
+    of the frontend is changed.
     """
     config = model.recipe.written_into(model.funasr_config)
     front = config.get("frontend_conf")
-    if isinstance(front, dict) and int(front.get("fs", 16000)) != model.frontend.sample_rate:
-        front["fs"] = model.frontend.sample_rate
+    if isinstance(front, dict):
+        recorded = FrontendConfig.from_funasr(front)
+        if recorded.sample_rate != model.frontend.sample_rate:
+            front["fs"] = model.frontend.sample_rate
+        if recorded.dither != model.frontend.dither:
+            front["dither"] = model.frontend.dither
     return config
 
 
@@ -304,44 +352,17 @@ def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dt
 
 
 def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
-    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config for the frontend settings."""
+    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config (frontend settings, recipe
+    record) and the release's extra (CTC) tensors, so a FunASR export made from it drops nothing."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.network.save_pretrained(str(out))
     model.tokenizer.save_pretrained(str(out))
+    if model.extra_tensors:
+        atomic_torch_save(OrderedDict(model.extra_tensors), out / HF_EXTRAS)
     (out / HF_SIDECAR).write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
                                   encoding="utf-8")
     return out
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``<path>.tmp`` in the same folder, fsync, then ``os.replace``: the old file survives a crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def copy_release_extras(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 
 from nano8k.model.batch import SpeechBatch, label_positions
 from nano8k.model.features import FrontendConfig
-from nano8k.model.prompt import PromptEncoder
+from nano8k.model.prompt import PromptEncoder, pad_token_id
 from nano8k.model.recipe import Recipe
 
 
@@ -68,9 +68,13 @@ class NanoASR(nn.Module):
         self.funasr_config = funasr_config
         self.qwen_config = qwen_config
         self.extra_tensors = dict(extra_tensors or {})  # e.g. untrained CTC tensors, kept only for export
-        self.recipe = recipe or Recipe()  # token rule and weight lineage, from the model dir's config.yaml
-        self.prompts = PromptEncoder(tokenizer)
+        self.recipe = recipe or Recipe()  # token rule, prompt settings, weight lineage: the model dir's config.yaml
         self._prefix_states: tuple | None = None  # (key, hidden, per-layer keys/values) of a shared text prefix
+
+    @property
+    def prompts(self) -> PromptEncoder:
+        """The prompt encoder of the model's recipe record (``recipe.prompt``: how it was trained to be prompted)."""
+        return PromptEncoder(self.tokenizer, self.recipe.prompt)
 
     @property
     def encoder(self) -> nn.Module:
@@ -86,8 +90,7 @@ class NanoASR(nn.Module):
 
     @property
     def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+        return pad_token_id(self.tokenizer)
 
     @property
     def eos_id(self) -> int:

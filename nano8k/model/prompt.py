@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 IGNORE_INDEX = -100
 SPEECH_PLACEHOLDER_ID = 0  # the reference fills speech slots with token id 0 ("!") before splicing
@@ -14,6 +14,7 @@ END_OF_TURN = "<|im_end|>"
 
 LANGUAGE_NAMES = {"zh": "中文", "en": "英文", "ja": "日文", "中文": "中文", "英文": "英文", "日文": "日文"}
 AUDIO_TOKEN_MODES = ("low_frame_rate", "all_frames")
+MANIFEST_LANGUAGE = "manifest"  # PromptSettings.language: each utterance's own language
 
 INFERENCE_HOTWORD_HEADER = (
     "请结合上下文信息，更加准确地完成语音转写任务。如果没有相关信息，我们会留空。\n\n\n**上下文信息：**\n\n\n"
@@ -35,6 +36,12 @@ def audio_token_count(num_frames: int, mode: str = "low_frame_rate") -> int:
     if mode == "all_frames":
         return int(num_frames)
     raise ValueError(f"audio token mode must be one of {AUDIO_TOKEN_MODES}, got {mode!r}")
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id batches pad prompts with: the tokenizer's pad token, else its end-of-sequence token (Qwen3 has no pad)."""
+    pad = tokenizer.pad_token_id
+    return int(pad if pad is not None else tokenizer.eos_token_id)
 
 
 def task_prompt(language: str | None = None, itn: bool = True, hotwords: Sequence[str] = ()) -> str:
@@ -67,6 +74,26 @@ def training_context_header(task_text: str, hotwords: Sequence[str] = ()) -> str
 
 
 @dataclass(frozen=True)
+class PromptSettings:
+    """How a model's prompts are written; training uses them, and a model's recipe record carries them to inference."""
+
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # None: no system turn
+    context_header: bool = False  # the official fine-tuning (MultiContextPrompt) header before the task text
+    language: str | None = None  # the task's language: None (none named), a code (zh/en/ja), or "manifest" (per line)
+    itn: bool = True  # False asks for text without inverse normalization
+
+    def __post_init__(self) -> None:
+        if self.language is not None and self.language != MANIFEST_LANGUAGE and self.language not in LANGUAGE_NAMES:
+            raise ValueError(f"language must be null, '{MANIFEST_LANGUAGE}' or one of {', '.join(LANGUAGE_NAMES)}, "
+                             f"got {self.language!r}")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ValueError(f"system_prompt must be a string or null, got {self.system_prompt!r}")
+        for name in ("context_header", "itn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class EncodedPrompt:
     """Token ids of one utterance: source (prompt with speech placeholders) followed by the optional target."""
 
@@ -80,17 +107,17 @@ class EncodedPrompt:
 class PromptEncoder:
     """Encodes the reference chat layout with a tokenizer; text on each side of the speech slot is tokenized apart."""
 
-    def __init__(self, tokenizer, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, context_header: bool = False):
+    def __init__(self, tokenizer, settings: PromptSettings = PromptSettings()):
         self.tokenizer = tokenizer
-        self.system_prompt = system_prompt
-        self.context_header = context_header
+        self.settings = settings
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def source_text(self, prompt: str) -> tuple[str, str]:
         """Text before and after the speech slot."""
-        before = f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n" if self.system_prompt is not None else ""
+        system = self.settings.system_prompt
+        before = f"<|im_start|>system\n{system}<|im_end|>\n" if system is not None else ""
         before += f"<|im_start|>user\n{prompt}"
         return before, "<|im_end|>\n<|im_start|>assistant\n"
 
@@ -104,15 +131,15 @@ class PromptEncoder:
         itn: bool = True,
         hotwords: Sequence[str] = (),
     ) -> EncodedPrompt:
-        """Ids and labels for one utterance; ``prompt`` (full task text) overrides language/itn/hotwords."""
+        """Ids and labels for one utterance; ``prompt`` (full task text) overrides language/itn. Under
+        ``settings.context_header`` the training header (with the hotwords) goes before the task text."""
         if audio_tokens < 1:
             raise ValueError(f"an utterance needs at least one speech token, got {audio_tokens}")
-        if prompt is None:
-            if self.context_header:
-                prompt = task_prompt(language, itn)
-                prompt = training_context_header(prompt, hotwords) + prompt
-            else:
-                prompt = task_prompt(language, itn, hotwords)
+        if self.settings.context_header:
+            task = task_prompt(language, itn) if prompt is None else prompt
+            prompt = training_context_header(task, hotwords) + task
+        elif prompt is None:
+            prompt = task_prompt(language, itn, hotwords)
         before, after = self.source_text(prompt)
         before_ids = self._ids(before)
         source = before_ids + [SPEECH_PLACEHOLDER_ID] * audio_tokens + self._ids(after)
@@ -124,3 +151,11 @@ class PromptEncoder:
             audio_tokens=audio_tokens,
             source_len=len(source),
         )
+
+    def encode_utterance(self, audio_tokens: int, target: str | None, *, prompt: str | None, lang: str | None,
+                         hotwords: Sequence[str] = ()) -> EncodedPrompt:
+        """An utterance's prompt under ``settings``: its manifest ``prompt`` if it has one, else the task text in
+        the settings' language (``manifest``: the utterance's ``lang``) and itn."""
+        language = lang if self.settings.language == MANIFEST_LANGUAGE else self.settings.language
+        return self.encode(audio_tokens, target, prompt=prompt, language=language, itn=self.settings.itn,
+                           hotwords=hotwords)

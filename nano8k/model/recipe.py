@@ -1,12 +1,20 @@
-"""The recipe record of a model directory: how its audio must be fed and where its weights came from.
+"""The recipe record of a model directory: how its audio and prompts must be fed and where its weights came from.
 
-It lives in the model's ``config.yaml`` (the HF export keeps the same file beside its weights) as one section::
+It lives in the model's ``config.yaml`` (the HF export keeps the same file beside its weights). What the release's
+own keys say stays there: the fbank rate is ``frontend_conf.fs`` and the dither ``frontend_conf.dither`` (exports
+write the ones training used). The rest is one section::
 
     nano8k:
       audio_tokens: all_frames     # low_frame_rate (ceil(L/8), the release) | all_frames (L)
       weights: self-pretrained     # release | random-init | self-pretrained
+      prompt:                      # how training wrote the prompts (nano8k.model.prompt.PromptSettings)
+        system_prompt: You are a helpful assistant.   # null: no system turn
+        context_header: false      # the official fine-tuning header before the task text
+        language: null             # null | zh | en | ja | manifest (each utterance's own)
+        itn: true
 
-A directory without the section is the release (``low_frame_rate``, ``release``); one whose
+A directory without the section, or a key missing from it, is the release's (``low_frame_rate``, ``release``,
+the prompt defaults above); one whose
 ``use_low_frame_rate`` is false must say its rule in the section. Exports write the section and keep
 the release's own key ``audio_adaptor_conf.use_low_frame_rate`` consistent with it, so FunASR's inference code (which
 reads that flag) feeds an ``all_frames`` export all frames too. FunASR's *training* dataset ignores the flag and always
@@ -16,10 +24,10 @@ uses ceil(L/8), so the flag alone does not decide the rule: the nano8k section d
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from nano8k.model.prompt import AUDIO_TOKEN_MODES, audio_token_count
+from nano8k.model.prompt import AUDIO_TOKEN_MODES, PromptSettings, audio_token_count
 
 SECTION = "nano8k"
 WEIGHTS_ORIGINS = ("release", "random-init", "self-pretrained")
@@ -35,6 +43,7 @@ class Recipe:
 
     audio_tokens: str = "low_frame_rate"  # speech placeholders per utterance: ceil(L/8) or all L adaptor frames
     weights: str = "release"  # lineage of the weights: fine-tuning advice for the release does not apply otherwise
+    prompt: PromptSettings = field(default_factory=PromptSettings)  # how its prompts were written in training
 
     def __post_init__(self) -> None:
         if self.audio_tokens not in AUDIO_TOKEN_MODES:
@@ -63,8 +72,9 @@ class Recipe:
         if unknown:
             raise RecipeError(f"{source}: unknown key(s) {', '.join(f'{SECTION}.{k}' for k in unknown)}; "
                               f"the section takes {sorted(known)}")
+        prompt = _prompt_settings(section.pop("prompt", None), source)
         try:
-            recipe = cls(**section)
+            recipe = cls(**section, prompt=prompt)
         except RecipeError as err:
             raise RecipeError(f"{source}: {SECTION}.{err}") from err
         flag = (funasr.get("audio_adaptor_conf") or {}).get("use_low_frame_rate")
@@ -85,14 +95,28 @@ class Recipe:
             )
         return recipe
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def written_into(self, funasr: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``funasr`` carrying this recipe (section + a consistent ``use_low_frame_rate``)."""
         out = copy.deepcopy(dict(funasr))
-        out[SECTION] = self.to_dict()
+        out[SECTION] = asdict(self)
         adaptor = out.get("audio_adaptor_conf")
         if isinstance(adaptor, dict):
             adaptor["use_low_frame_rate"] = self.audio_tokens == "low_frame_rate"
         return out
+
+
+def _prompt_settings(section: Any, source: str) -> PromptSettings:
+    """``nano8k.prompt`` of a config.yaml as ``PromptSettings``; absent keys are the release's."""
+    if section is None:
+        return PromptSettings()
+    if not isinstance(section, Mapping):
+        raise RecipeError(f"{source}: '{SECTION}.prompt' must be a mapping (e.g. {{language: zh}})")
+    known = {f.name for f in fields(PromptSettings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise RecipeError(f"{source}: unknown key(s) {', '.join(f'{SECTION}.prompt.{k}' for k in unknown)}; "
+                          f"the section takes {sorted(known)}")
+    try:
+        return PromptSettings(**section)
+    except ValueError as err:
+        raise RecipeError(f"{source}: {SECTION}.prompt.{err}") from err

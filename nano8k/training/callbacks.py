@@ -15,7 +15,7 @@ from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES
 from nano8k.scoring.metrics import ErrorRateAccumulator, text_language
 from nano8k.scoring.normalizers import NormalizerName, get_normalizer
-from nano8k.training.freezing import FreezeConfig
+from nano8k.training.freezing import FreezeConfig, default_stage1_freeze
 from nano8k.training.module import RESUME_ADVICE, resume_changes, resume_refused
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ class StageSwitch(Callback):
             if rate not in FRONTEND_RATES:
                 raise ValueError(f"StageSwitch.{name} must be 8000 or 16000, got {rate}")
         self.stage1_steps, self.stage1_epochs = stage1_steps, stage1_epochs
-        # stage 1 = encoder adaptation: encoder trains, adaptor and LLM frozen; main = the adaptor-first default
-        self.stage1_freeze = _freeze(stage1_freeze, FreezeConfig(encoder=False, adaptor=True, llm=True))
+        # stage 1 = encoder adaptation (freezing.default_stage1_freeze); main = the adaptor-first default
+        self.stage1_freeze = _freeze(stage1_freeze, default_stage1_freeze())
         self.main_freeze = _freeze(main_freeze, FreezeConfig())
         self.stage1_lr, self.main_lr = stage1_lr, main_lr
         self.stage1_frontend_rate, self.main_frontend_rate = stage1_frontend_rate, main_frontend_rate

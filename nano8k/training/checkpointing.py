@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -16,11 +15,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from nano8k.atomic import atomic_torch_save
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
-from nano8k.model.checkpoint import atomic_torch_save, copy_release_extras, export_funasr, export_hf
+from nano8k.model.checkpoint import copy_release_extras, export_funasr, export_hf
 from nano8k.training.freezing import FreezeConfig, LoraConfig
 
 if TYPE_CHECKING:
@@ -214,7 +214,9 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
 
 def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = None) -> "NanoASRModule":
     """A fresh CPU ``NanoASRModule`` with the checkpoint's hyperparameters and weights (``model_dir`` overrides)."""
-    from nano8k.training.module import NanoASRModule
+    from nano8k.model.features import FrontendConfig
+    from nano8k.model.recipe import SECTION, Recipe
+    from nano8k.training.module import FEEDING_KEY, NanoASRModule
 
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     if not hparams and model_dir is None:
@@ -223,18 +225,18 @@ def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = N
         hparams["model_dir"] = model_dir
     module = NanoASRModule(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
+    feeding = checkpoint.get(FEEDING_KEY)
+    if feeding is not None:  # how training fed the model: its exports must record that, not the base model's
+        module.model.recipe = Recipe.from_funasr({SECTION: feeding["recipe"]}, f"checkpoint {FEEDING_KEY}")
+        module.model.frontend = FrontendConfig(**feeding["frontend"])
     return module
 
 
-def export_module(module: Any, out_dir: str | os.PathLike, frontend_rate: int | None = None) -> dict[str, Path]:
-    """Merge LoRA and write ``<out>/funasr`` (release layout) and ``<out>/hf`` (save_pretrained layout).
+def export_module(module: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Merge LoRA and write ``<out>/funasr`` (release layout) and ``<out>/hf`` (save_pretrained layout), each
+    recording how the model was fed in training (``NanoASRModule.record_feeding``)."""
+    from nano8k.model.locate import resolve_model_dir
 
-    ``frontend_rate`` is the fbank rate training ended with; the exports record it (``frontend_conf.fs``).
-    """
-    from nano8k.training.module import resolve_model_dir
-
-    if frontend_rate is not None:
-        module.model.frontend = replace(module.model.frontend, sample_rate=int(frontend_rate))
     module.merge_lora()
     out = Path(out_dir)
     funasr_dir = export_funasr(module.model, out / "funasr")
@@ -276,16 +278,15 @@ class ExportOnFitEnd(Callback):
         self.sources = self._sources(trainer)
         if trainer.is_global_zero:
             out = Path(self.out_dir or Path(trainer.default_root_dir) / "export")
-            frontend = getattr(trainer.datamodule, "frontend", None)  # TelephoneDataModule: the rate training ended at
-            rate = getattr(frontend, "sample_rate", None)
             if self.sources:
                 checkpoint = (average_checkpoints(self.sources) if len(self.sources) > 1
                               else load_checkpoint_file(self.sources[0]))
-                self.exported = export_module(module_from_checkpoint(checkpoint), out, rate)
+                self.exported = export_module(module_from_checkpoint(checkpoint), out)
                 what = f"mean of {len(self.sources)} best" if len(self.sources) > 1 else self.sources[0]
             else:
                 log.warning("ExportOnFitEnd: no checkpoint file; exporting the final in-memory weights")
-                self.exported = export_module(pl_module, out, rate)
+                pl_module.record_feeding(trainer.datamodule)
+                self.exported = export_module(pl_module, out)
                 what = "final weights"
             print(f"[export] {what} -> {self.exported['funasr']} and {self.exported['hf']}", flush=True)
         trainer.strategy.barrier("nano8k-export")

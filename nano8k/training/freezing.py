@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from torch import nn
 
@@ -30,6 +30,11 @@ class FreezeConfig:
     def __post_init__(self) -> None:
         if self.encoder_frozen_layers < 0:
             raise ValueError(f"freeze.encoder_frozen_layers must be >= 0, got {self.encoder_frozen_layers}")
+
+
+def default_stage1_freeze() -> FreezeConfig:
+    """Stage 1's default freezing (encoder adaptation): the encoder trains, adaptor and LLM stay frozen."""
+    return FreezeConfig(encoder=False, adaptor=True, llm=True)
 
 
 @dataclass
@@ -63,12 +68,35 @@ def named_group_parameters(model: NanoASR) -> Iterator[tuple[str, str, nn.Parame
             yield ("lora" if is_lora_name(name) else group), name, param
 
 
-def trainable_counts(model: NanoASR) -> dict[str, int]:
-    """Trainable parameters per group (encoder, adaptor, llm, lora)."""
+def is_trainable(group: str, layer: int | None, cfg: FreezeConfig, lora: bool) -> bool:
+    """The freezing rule for a parameter of ``group`` (``layer``: its encoder layer index, None outside the layers).
+
+    LoRA adapters always train; the LLM base only when unfrozen and without adapters (``lora``); the first
+    ``cfg.encoder_frozen_layers`` encoder layers never.
+    """
+    if group == "lora":
+        return True
+    if group == "encoder":
+        return not cfg.encoder and (layer is None or layer >= cfg.encoder_frozen_layers)
+    if group == "adaptor":
+        return not cfg.adaptor
+    return not cfg.llm and not lora
+
+
+def trainable_counts(sizes: Sequence[tuple[str, int | None, int]], cfg: FreezeConfig, lora: bool) -> dict[str, int]:
+    """Trainable parameters per group (encoder, adaptor, llm, lora) under ``cfg``, by ``is_trainable``.
+
+    ``sizes``: (group, encoder layer index or None, parameter count) of every parameter (or part: a meta-device
+    shape serves as well as a live model). Raises ValueError when ``cfg`` freezes more encoder layers than there are.
+    """
+    layers = len({layer for _, layer, _ in sizes if layer is not None})
+    if cfg.encoder_frozen_layers > layers:
+        raise ValueError(f"freeze.encoder_frozen_layers={cfg.encoder_frozen_layers} but the encoder has {layers} "
+                         "layers")
     counts = dict.fromkeys(GROUPS, 0)
-    for group, _, param in named_group_parameters(model):
-        if param.requires_grad:
-            counts[group] += param.numel()
+    for group, layer, numel in sizes:
+        if is_trainable(group, layer, cfg, lora):
+            counts[group] += numel
     return counts
 
 
@@ -77,27 +105,15 @@ def apply_freezing(model: NanoASR, cfg: FreezeConfig) -> dict[str, int]:
 
     Returns the trainable parameters per group and puts fully frozen parts in eval mode.
     """
-    layers = model.encoder.layers
-    if cfg.encoder_frozen_layers > len(layers):
-        raise ValueError(
-            f"freeze.encoder_frozen_layers={cfg.encoder_frozen_layers} but the encoder has {len(layers)} layers"
-        )
-    has_lora = any(is_lora_name(name) for name, _ in model.llm.named_parameters())
-    frozen_layer_params = {id(p) for layer in layers[: cfg.encoder_frozen_layers] for p in layer.parameters()}
-    for group, _, param in named_group_parameters(model):
-        if group == "lora":
-            trainable = True
-        elif group == "encoder":
-            trainable = not cfg.encoder and id(param) not in frozen_layer_params
-        elif group == "adaptor":
-            trainable = not cfg.adaptor
-        else:
-            trainable = not cfg.llm and not has_lora
-        param.requires_grad_(trainable)
+    layer_of = {id(p): i for i, layer in enumerate(model.encoder.layers) for p in layer.parameters()}
+    params = [(group, layer_of.get(id(param)), param) for group, _, param in named_group_parameters(model)]
+    has_lora = any(group == "lora" for group, _, _ in params)
+    counts = trainable_counts([(group, layer, p.numel()) for group, layer, p in params], cfg, has_lora)
+    for group, layer, param in params:
+        param.requires_grad_(is_trainable(group, layer, cfg, has_lora))
     if has_lora and not cfg.llm:
         log.info("LoRA is on: the LLM base weights stay frozen, only the adapters train")
     set_frozen_eval(model)
-    counts = trainable_counts(model)
     if not any(counts.values()):
         raise ValueError(f"freezing {cfg} leaves no trainable parameter; unfreeze a part or enable LoRA")
     return counts

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, replace
 from typing import Any, Mapping, Sequence
 
 import lightning as L
 import torch
 
-from nano8k.assets import mini_model_dir, tiny_model_dir
 from nano8k.data.badsamples import BadSample, bad_sample_report, distinct
 from nano8k.errors import ConfigError, ResumeConfigError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
+from nano8k.model.locate import resolve_model_dir
 from nano8k.model.nano import NanoASR, NanoOutput
 from nano8k.training.freezing import (
     GROUPS,
@@ -32,10 +30,8 @@ from nano8k.training.optim import OptimizerImpl, SchedulerName, adamw_impl, buil
 
 log = logging.getLogger(__name__)
 
-MODEL_DIR_ENV = "NANO8K_MODEL_DIR"
-TINY_ALIAS = "tiny"  # model_dir value that selects the bundled random-init tiny model
-MINI_ALIAS = "mini"  # model_dir value that selects the shipped self-pretrained mini wideband model
 STATE_KEY = "nano8k_stage"
+FEEDING_KEY = "nano8k_feeding"  # the model's recipe record and frontend when the checkpoint was written
 
 # hyperparameters a resume may change; every other difference from the checkpoint is refused (ResumeConfigError)
 APPLIED_ON_RESUME = {
@@ -70,25 +66,6 @@ def resume_refused(source: str, refused: Mapping[str, tuple[Any, Any]], prefix: 
     listing = "\n".join(f"  {prefix}{key}: checkpoint {old!r} -> now {new!r}" for key, (old, new) in refused.items())
     return ResumeConfigError(f"cannot resume from {source}: these settings differ from the ones it was trained with, "
                              f"and a resume would not honour them:\n{listing}\n{advice}")
-
-
-def resolve_model_dir(value: str | os.PathLike | None) -> Path:
-    """``value``, else ``$NANO8K_MODEL_DIR``; ``tiny`` / ``mini`` are the bundled models. Clear error if unset."""
-    value = value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
-    if not value:
-        raise ConfigError(
-            f"model.model_dir is not set: pass --model.model_dir DIR or export {MODEL_DIR_ENV}=DIR (the "
-            f"Fun-ASR-Nano-2512 folder with model.pt, config.yaml, Qwen3-0.6B/); '{MINI_ALIAS}' selects the bundled "
-            f"mini wideband model, '{TINY_ALIAS}' a random-init tiny one"
-        )
-    if str(value) == TINY_ALIAS:
-        return tiny_model_dir()
-    if str(value) == MINI_ALIAS:
-        return mini_model_dir()
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"model.model_dir={value!r} (or ${MODEL_DIR_ENV}): directory not found")
-    return path
 
 
 class NanoASRModule(L.LightningModule):
@@ -467,6 +444,18 @@ class NanoASRModule(L.LightningModule):
             datamodule.set_audio_tokens(self.model.recipe.audio_tokens)
         if datamodule is not None and hasattr(datamodule, "set_max_frames"):
             datamodule.set_max_frames(self.model.max_frames)
+        if datamodule is not None:
+            self.record_feeding(datamodule)
+
+    def record_feeding(self, datamodule: Any) -> None:
+        """Write how ``datamodule`` feeds the model (fbank rate, dither, prompt settings) into the model's recipe
+        record and frontend, so checkpoints and exports say how the trained model must be fed."""
+        frontend = getattr(datamodule, "frontend", None)
+        if frontend is not None:
+            self.model.frontend = replace(self.model.frontend, sample_rate=frontend.sample_rate, dither=frontend.dither)
+        settings = getattr(datamodule, "prompt_settings", None)
+        if settings is not None:
+            self.model.recipe = replace(self.model.recipe, prompt=settings)
 
     def on_train_start(self) -> None:
         self._use_optimizer_impl()
@@ -511,6 +500,9 @@ class NanoASRModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._trainer is not None and self.trainer.state.fn == "fit":
             self._read_guard(log_count=False)  # every rank writes a checkpoint at the same step
+        if self._trainer is not None:
+            self.record_feeding(getattr(self.trainer, "datamodule", None))  # a stage switch changes the rate
+        checkpoint[FEEDING_KEY] = {"recipe": asdict(self.model.recipe), "frontend": asdict(self.model.frontend)}
         checkpoint[STATE_KEY] = {
             "freeze": asdict(self.freeze_cfg),
             "lr": self.stage_lr,

@@ -64,7 +64,7 @@ def test_simulate_cli_writes_8k_audio_and_manifest(tmp_path, capsys):
     first = sf.read(str(utts[0].audio))[0]
     assert simulate_main(args) == 0  # seeded: a second run reproduces the audio
     np.testing.assert_array_equal(sf.read(str(utts[0].audio))[0], first)
-    assert simulate_main(args + ["--output-rate", "16000", "--profile", "mobile"]) == 0
+    assert simulate_main(args + ["--output_rate", "16000", "--profile", "mobile"]) == 0
     assert sf.info(str(utts[0].audio)).samplerate == 16000
     params = [json.loads(l) for l in (out_dir / "channel_params.jsonl").read_text().splitlines()]
     assert all(p["profile"] == "mobile" and p["codecs"] == ["gsm", p["codec"]] for p in params)
@@ -89,7 +89,7 @@ def test_validate_lists_a_few_of_each_kind_and_counts_them_all(tmp_path, capsys)
     rows = [{"key": f"u{i}", "source": "call.wav", "target": "x", "offset": 0.5, "duration": 0.5} for i in range(30)]
     rows += [{"key": "late", "source": "call.wav", "target": "x", "offset": 1.5, "duration": 0.8, "channel": 1}]
     manifest = write_jsonl(tmp_path / "m.jsonl", rows + rows[:2])  # and two repeated keys
-    assert validate_main([str(manifest), "--max-listed", "3"]) == 1
+    assert validate_main([str(manifest), "--max_listed", "3"]) == 1
     out = capsys.readouterr().out
     assert out.count("has 2 channels and the utterance names none") == 3
     assert "ERROR ... and 25 more like: <file> has N channels and the utterance names none" in out

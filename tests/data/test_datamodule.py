@@ -324,3 +324,26 @@ def test_padding_multiples_shape_the_batches_and_the_budget_counts_them():
         assert width - int(batch.feat_lens.max()) < 16
     with pytest.raises(Exception, match="pad_frames_to_multiple"):
         TelephoneDataModule(str(DEMO / "val.jsonl"), tokenizer_dir=str(TOKENIZER_DIR), pad_frames_to_multiple=0)
+
+
+def test_tokenizer_dir_follows_the_model_folder_rule(tmp_path):
+    """A model folder resolves through its config.yaml (llm_dir, configuration.json remap), not the first subfolder."""
+    import json
+    import shutil
+
+    from nano8k.data.datamodule import load_tokenizer
+    from nano8k.model.checkpoint import tokenizer_dir
+
+    release = tmp_path / "release"
+    shutil.copytree(TOKENIZER_DIR / "Qwen3-0.6B", release / "llm")
+    shutil.copytree(TOKENIZER_DIR / "Qwen3-0.6B", release / "a_decoy")  # what a glob of subfolders would pick
+    shutil.copy(TOKENIZER_DIR / "config.yaml", release / "config.yaml")
+    (release / "configuration.json").write_text(json.dumps({"file_path_metas": {"llm_conf": {"init_param_path": "llm"}}}))
+    assert tokenizer_dir(release) == release / "llm"
+    assert tokenizer_dir(release / "llm") == release / "llm"  # a tokenizer folder (or an HF-layout model) is itself
+    assert load_tokenizer(release).pad_token_id == _tokenizer().pad_token_id
+    with pytest.raises(DataError, match=str(tmp_path / "empty")):
+        load_tokenizer(tmp_path / "empty")
+    shutil.rmtree(release / "llm")
+    with pytest.raises(DataError, match="names the LLM folder"):
+        load_tokenizer(release)

@@ -83,7 +83,7 @@ def test_round_trip_ours_to_cutset_and_back(tmp_path, call, capsys):
         {"key": "whole", "source": "mono.wav", "target": "one file", "lang": "en"},
     ])
     out = tmp_path / "out" / "cuts.jsonl.gz"
-    assert validate_main([str(manifest), "--convert", str(out), "--convert-format", "lhotse"]) == 0
+    assert validate_main([str(manifest), "--convert", str(out), "--convert_format", "lhotse"]) == 0
     assert "wrote 3 Lhotse cuts" in capsys.readouterr().out
     cuts = lhotse.CutSet.from_file(out)  # lhotse reads what we wrote
     assert [c.id for c in cuts] == ["agent", "cust", "whole"] and cuts[1].supervisions[0].channel == 1

@@ -129,13 +129,13 @@ def test_preflight_report_trusts_declared_durations(tmp_path, counted_probes):
 
 
 def test_prompt_lengths_match_each_encoded_prompt(tokenizer):
-    from nano8k.data.dataset import PromptOptions, SpeechDataset
+    from nano8k.data.dataset import SpeechDataset
     from nano8k.model.features import FrontendConfig
-    from nano8k.model.prompt import PromptEncoder
+    from nano8k.model.prompt import PromptEncoder, PromptSettings
 
     utts = read_manifest(DEMO / "train.jsonl").utterances
-    for options in (PromptOptions(), PromptOptions(language="manifest", context_header=True)):
-        dataset = SpeechDataset(utts, PromptEncoder(tokenizer), FrontendConfig(), prompt_options=options)
+    for settings in (PromptSettings(), PromptSettings(language="manifest", context_header=True)):
+        dataset = SpeechDataset(utts, PromptEncoder(tokenizer, settings), FrontendConfig())
         audio = [3 + i % 17 for i in range(len(utts))]
         assert dataset.prompt_lengths(audio).tolist() == [len(dataset.prompt_for(u, n).input_ids)
                                                           for u, n in zip(utts, audio)]

@@ -104,6 +104,8 @@ def test_seeded_per_utterance():
     c = channel.simulate(wave, rate, utterance_rng(3, "utt-b"))
     assert torch.equal(a[0], b[0]) and a[2] == b[2]
     assert not torch.equal(a[0], c[0])
+    audio, out_rate = channel.transmit(wave, rate, utterance_rng(3, "utt-a"))  # the training path: audio only
+    assert torch.equal(audio, a[0]) and out_rate == a[1] == a[2]["rate"]
 
 
 def test_stable_seed_does_not_depend_on_python_hash():

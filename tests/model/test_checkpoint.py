@@ -85,6 +85,23 @@ def test_ctc_tensors_are_reported_kept_for_export_and_not_loaded(model_copy, tmp
     assert torch.equal(exported["ctc.ctc_lo.weight"], state["ctc.ctc_lo.weight"])
 
 
+def test_ctc_tensors_survive_the_hf_layout(model_copy, tmp_path):
+    """The README's recipe: FunASR release -> HF export -> (train) -> FunASR export keeps the release's CTC tensors."""
+    state = _state(model_copy)
+    state["ctc_decoder.linear1.weight"] = torch.randn(8, 4).to(torch.bfloat16)
+    state["ctc.ctc_lo.weight"] = torch.randn(6, 4).to(torch.bfloat16)
+    _rewrite(model_copy, {"state_dict": state})
+    via_hf = load_pretrained(export_hf(load_pretrained(model_copy), tmp_path / "hf"))
+    assert list(via_hf.extra_tensors) == ["ctc_decoder.linear1.weight", "ctc.ctc_lo.weight"]
+    exported = _state(export_funasr(via_hf, tmp_path / "funasr"))
+    assert list(exported) == list(state)
+    for key in state:
+        assert torch.equal(exported[key], state[key]), key
+    (tmp_path / "hf" / "nano8k_extra_tensors.pt").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match="nano8k_extra_tensors.pt: cannot be read"):
+        load_pretrained(tmp_path / "hf")
+
+
 def test_refuses_downsample_rate_and_sanm_shift(model_copy):
     for section, key, value in [("audio_adaptor_conf", "downsample_rate", 2), ("audio_encoder_conf", "sanm_shfit", 1)]:
         config = yaml.safe_load((model_copy / "config.yaml").read_text())
@@ -154,7 +171,9 @@ def test_funasr_export_round_trip_is_bit_exact(tiny_model, tmp_path, golden):
         assert exported[key].dtype == torch.bfloat16
         assert torch.equal(exported[key], original[key]), key
     written = yaml.safe_load((out / "config.yaml").read_text())
-    assert written.pop("nano8k") == {"audio_tokens": "low_frame_rate", "weights": "release"}  # the recipe record
+    assert written.pop("nano8k") == {"audio_tokens": "low_frame_rate", "weights": "release",  # the recipe record
+                                     "prompt": {"system_prompt": "You are a helpful assistant.",
+                                                "context_header": False, "language": None, "itn": True}}
     assert written == yaml.safe_load((TINY_DIR / "config.yaml").read_text())
     assert json.loads((out / "Qwen3-0.6B" / "config.json").read_text()) == json.loads((TINY_DIR / "Qwen3-0.6B" / "config.json").read_text())
     reloaded = load_pretrained(out)

@@ -9,7 +9,7 @@ import torch
 
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.features import extract_features
-from nano8k.model.prompt import PromptEncoder, audio_token_count
+from nano8k.model.prompt import PromptEncoder, PromptSettings, audio_token_count
 from tests.conftest import TINY_DIR
 
 SAMPLES = ["s1_16k_1p30s", "s2_16k_0p83s", "s3_8k_1p05s"]
@@ -73,7 +73,7 @@ def test_from_wav_matches_reference(tiny_model, golden, golden_meta, name):
 
 
 def test_train_batch_loss_matches_reference_dataset_path(tiny_model, golden, golden_meta):
-    encoder = PromptEncoder(tiny_model.tokenizer, context_header=True)
+    encoder = PromptEncoder(tiny_model.tokenizer, PromptSettings(context_header=True))
     targets = _targets(golden_meta)
     batch = collate([_item(tiny_model, n, targets[n], encoder) for n in SAMPLES], tiny_model.pad_id)
     reference_ids = _t(golden["train_batch/input_ids"])

@@ -7,7 +7,7 @@ import math
 import pytest
 from transformers import AutoTokenizer
 
-from nano8k.model.prompt import IGNORE_INDEX, PromptEncoder, audio_token_count, task_prompt
+from nano8k.model.prompt import IGNORE_INDEX, PromptEncoder, PromptSettings, audio_token_count, task_prompt
 from tests.conftest import TINY_DIR
 
 
@@ -28,7 +28,7 @@ def test_inference_prompt_ids_and_labels_match_reference(tokenizer, golden, gold
 
 
 def test_training_context_header_matches_reference_dataset(tokenizer, golden, golden_meta):
-    encoder = PromptEncoder(tokenizer, context_header=True)
+    encoder = PromptEncoder(tokenizer, PromptSettings(context_header=True))
     for row, sample in enumerate(golden_meta["samples"]):
         ids = golden["train_batch/input_ids"][row]
         encoded = encoder.encode(int(golden["train_batch/fake_token_len"][row][0]), sample["target_text"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict, replace
 
 import pytest
 import yaml
 
 from nano8k.model.checkpoint import CheckpointError, export_funasr, export_hf, load_pretrained, model_recipe
+from nano8k.model.prompt import PromptSettings
 from nano8k.model.recipe import Recipe, RecipeError
 from tests.conftest import TINY_DIR
 
@@ -26,6 +28,10 @@ def test_absent_section_is_the_release_recipe():
     ({"weights": "borrowed"}, r"cfg.yaml: nano8k.weights must be one of"),
     ({"audio_token": "all_frames"}, r"cfg.yaml: unknown key\(s\) nano8k.audio_token;"),
     ("all_frames", r"cfg.yaml: 'nano8k' must be a mapping"),
+    ({"prompt": {"languages": "zh"}}, r"cfg.yaml: unknown key\(s\) nano8k.prompt.languages;"),
+    ({"prompt": {"language": "fr"}}, r"cfg.yaml: nano8k.prompt.language must be null, 'manifest' or one of"),
+    ({"prompt": {"itn": "yes"}}, r"cfg.yaml: nano8k.prompt.itn must be true or false"),
+    ({"prompt": "zh"}, r"cfg.yaml: 'nano8k.prompt' must be a mapping"),
     ({"audio_tokens": "all_frames"}, r"contradicts audio_adaptor_conf.use_low_frame_rate=True; set use_low_frame_rate false"),
 ])
 def test_a_wrong_section_is_refused_naming_the_file_and_key(section, message):
@@ -58,15 +64,19 @@ def test_loader_refuses_a_bad_record_before_reading_weights(tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["funasr", "hf"])
-def test_token_rule_round_trips_through_both_export_layouts(tmp_path, layout):
+def test_the_whole_record_round_trips_through_both_export_layouts(tmp_path, layout):
     model = load_pretrained(TINY_DIR)
-    model.recipe = Recipe(audio_tokens="all_frames", weights="self-pretrained")
+    prompt = PromptSettings(system_prompt=None, context_header=True, language="manifest", itn=False)
+    model.recipe = Recipe(audio_tokens="all_frames", weights="self-pretrained", prompt=prompt)
+    model.frontend = replace(model.frontend, sample_rate=8000, dither=0.0)  # a native 8 kHz stage-1 model
     out = (export_funasr if layout == "funasr" else export_hf)(model, tmp_path / layout)
     written = yaml.safe_load((out / ("config.yaml" if layout == "funasr" else "nano8k_funasr_config.yaml")).read_text())
-    assert written["nano8k"] == {"audio_tokens": "all_frames", "weights": "self-pretrained"}
+    assert written["nano8k"] == {"audio_tokens": "all_frames", "weights": "self-pretrained", "prompt": asdict(prompt)}
     assert written["audio_adaptor_conf"]["use_low_frame_rate"] is False  # FunASR's own inference then feeds all frames
+    assert (written["frontend_conf"]["fs"], written["frontend_conf"]["dither"]) == (8000, 0.0)  # the release's keys
     assert model_recipe(out) == model.recipe
     reloaded = load_pretrained(out)
-    assert reloaded.recipe == model.recipe
+    assert reloaded.recipe == model.recipe and reloaded.frontend == model.frontend
+    assert reloaded.prompts.settings == prompt
     back = export_funasr(reloaded, tmp_path / f"{layout}-again")
     assert model_recipe(back) == model.recipe

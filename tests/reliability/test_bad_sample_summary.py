@@ -26,7 +26,7 @@ def test_bad_samples_are_summarized_logged_and_kept_across_resume(tmp_path, caps
         trainer={"max_epochs": 1, "max_steps": -1, "val_check_interval": None, "check_val_every_n_epoch": 1,
                  "logger": logger},
         data={"train_manifests": str(train), "on_bad_sample": "skip", "max_bad_fraction": 0.1, "probe_audio": False})
-    first = fit_cli.main(["--config", str(config), "--preflight", "false"])
+    first = fit_cli.run(["--config", str(config), "--preflight", "false"])
     out = capsys.readouterr().out
     assert f"[data] bad samples skipped: train {len(bad_keys)}, val 0" in out
     assert all(f"key={key}" in out for key in bad_keys)

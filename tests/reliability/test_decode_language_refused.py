@@ -37,9 +37,10 @@ def test_evaluate_refuses_unknown_language_at_parsing(tmp_path, capsys):
     assert_language_refused(refused, capsys.readouterr().err)
 
 
-@pytest.mark.parametrize(("given", "parsed"), [("zh", "zh"), ("en", "en"), ("日文", "日文"), ("null", None)])
+@pytest.mark.parametrize(("given", "parsed"), [("zh", "zh"), ("en", "en"), ("日文", "日文"), ("null", None),
+                                               ("manifest", "manifest")])
 def test_known_languages_and_null_are_accepted(given, parsed):
     parser = ArgumentParser(prog="decode")
     transcribe.add_decode_arguments(parser)
-    assert parser.parse_args(["--language", given]).language == parsed
-    assert parser.parse_args([]).language is None
+    assert transcribe.decode_options(parser.parse_args(["--language", given])).overrides == {"language": parsed}
+    assert transcribe.decode_options(parser.parse_args([])).overrides == {}  # the model's recipe record decides

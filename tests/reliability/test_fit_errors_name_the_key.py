@@ -60,5 +60,5 @@ def test_preflight_cli_takes_the_overrides_fit_takes(capsys, monkeypatch):
     assert "[FAIL] model_dir: " in out and "/no/such/model" in out
     assert preflight.main([DEMO, "--model.warmup_steps", "1", "--skip", "wandb"]) == 0
     with pytest.raises(SystemExit) as stop:
-        preflight.main([DEMO, "--no-such-flag"])
+        preflight.main([DEMO, "--no_such_flag"])
     assert stop.value.code == 2

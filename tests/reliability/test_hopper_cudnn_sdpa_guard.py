@@ -93,5 +93,5 @@ def test_training_setup_guards_the_trainers_device(monkeypatch):
 def test_inference_load_model_guards_its_device(monkeypatch):
     guarded: list[torch.device] = []
     monkeypatch.setattr(transcribe, "guard_cudnn_sdpa", lambda device, allow=None: guarded.append(device) or "")
-    transcribe.load_model("tiny", "cpu", None, 0.0)
+    transcribe.load_model("tiny", "cpu", None)
     assert guarded == [torch.device("cpu")]

@@ -12,7 +12,7 @@ def _fit(tmp_path, monkeypatch, **kwargs):
     steps = tmp_path / "steps.jsonl"
     config = demo_config(tmp_path, recorder={"path": str(steps), "last_ckpt": str(tmp_path / "ckpt" / "last.ckpt")},
                          **kwargs)
-    cli = fit_cli.main(["--config", str(config), "--preflight", "false"])
+    cli = fit_cli.run(["--config", str(config), "--preflight", "false"])
     return cli, read_steps(steps)
 
 

@@ -48,7 +48,7 @@ def test_sigterm_saves_the_step_exits_143_and_resume_matches_an_uninterrupted_ru
     assert last["global_step"] == k, f"last.ckpt holds step {last['global_step']}, the run stopped after step {k}"
     assert f"[preempt] SIGTERM: wrote {run / 'ckpt' / 'last.ckpt'} at step {k}" in out
 
-    resumed = fit_cli.main(["--config", str(config), "--preflight", "false", "--ckpt_path", "last"])
+    resumed = fit_cli.run(["--config", str(config), "--preflight", "false", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == MAX_STEPS
     after = read_steps(steps)[len(done):]
     assert [row["step"] for row in after] == list(range(k + 1, MAX_STEPS + 1))

@@ -59,7 +59,7 @@ def test_validate_warns_about_silent_audio_and_long_transcripts_and_exits_0(mani
 def test_validate_header_only_still_warns_about_long_transcripts(manifest, capsys):
     from nano8k.data.validate import main
 
-    assert main([str(manifest), "--header-only"]) == 0
+    assert main([str(manifest), "--header_only"]) == 0
     assert sorted(_warned(capsys.readouterr().out)) == ["long"]  # no decoding, no silence check
 
 

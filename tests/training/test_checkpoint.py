@@ -77,7 +77,9 @@ def test_average_cli_exports_both_layouts(tmp_path):
     _, ckpt = fit(tmp_path, 4, NanoASRModule("tiny", lr=1e-2, freeze=FreezeConfig(adaptor=False, llm=False)))
     paths = sorted(ckpt.best_k_models)
     assert len(paths) == 2
-    written = average.main([*paths, "--out", str(tmp_path / "avg")])
+    assert average.main([*paths, "--out", str(tmp_path / "avg")]) == 0
+    written = {layout: tmp_path / "avg" / layout for layout in ("funasr", "hf")}
+    assert (tmp_path / "avg" / "averaged.ckpt").exists()
     states = [torch.load(p, weights_only=True)["state_dict"] for p in paths]
     key = "model.network.model.multi_modal_projector.linear_1.weight"
     assert not torch.equal(states[0][key], states[1][key])
@@ -108,3 +110,26 @@ def test_export_on_fit_end_merges_lora_to_release_keys(tmp_path):
     merged = averaged[f"{q}.base_layer.weight"] + (4 / 2) * averaged[f"{q}.lora_B.default.weight"] @ averaged[
         f"{q}.lora_A.default.weight"]
     torch.testing.assert_close(reloaded.llm.layers[0].self_attn.q_proj.weight, merged)
+
+
+def test_checkpoints_and_exports_record_how_training_fed_the_model(tmp_path):
+    """The data module's fbank rate, dither and prompt settings reach the checkpoint and both export layouts."""
+    from types import SimpleNamespace
+
+    from nano8k.model.features import FrontendConfig
+    from nano8k.model.prompt import PromptSettings
+    from nano8k.training.checkpointing import export_module, module_from_checkpoint
+
+    module = NanoASRModule("tiny")
+    data = SimpleNamespace(frontend=FrontendConfig(sample_rate=8000, dither=0.5),
+                           prompt_settings=PromptSettings(context_header=True, language="manifest"))
+    module.record_feeding(data)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    written = export_module(module_from_checkpoint(checkpoint), tmp_path / "export")
+    config = yaml.safe_load((written["funasr"] / "config.yaml").read_text())
+    assert (config["frontend_conf"]["fs"], config["frontend_conf"]["dither"]) == (8000, 0.5)
+    for layout in ("funasr", "hf"):
+        reloaded = load_pretrained(written[layout])
+        assert reloaded.recipe.prompt == data.prompt_settings
+        assert (reloaded.frontend.sample_rate, reloaded.frontend.dither) == (8000, 0.5)

@@ -92,7 +92,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
     report = tmp_path / "ddp.json"
-    done = subprocess.run([sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report), "--stage-switch"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report), "--stage_switch"], cwd=tmp_path,
                           env=script_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
@@ -117,14 +117,14 @@ def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monk
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(REPO)
     args = ["--config", str(tmp_path / "demo.yaml"), "--model.max_new_tokens", "2"]
-    first = fit_cli.main(args)
+    first = fit_cli.run(args)
     sampler = first.datamodule._train_sampler
     per_epoch = len(sampler.rank_batches(0))
     assert sampler.epoch == 1 and sampler.rank_batches(0) != sampler.rank_batches(1)
     assert first.trainer.global_step == 2 * per_epoch
     assert first.datamodule.state_dict()["train_sampler"] == {
         "epoch": 1, "batches_consumed": per_epoch, "seed": 1234, "world_size": 1}
-    resumed = fit_cli.main([*args, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
+    resumed = fit_cli.run([*args, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 3 * per_epoch
     assert resumed.datamodule._train_sampler.epoch == 2
 
@@ -134,7 +134,7 @@ def test_real_configs_run_end_to_end_on_the_tiny_model(name, tmp_path, monkeypat
     """The shipped configs as a user runs them (model dir and data swapped for the tiny model and demo corpus)."""
     monkeypatch.chdir(tmp_path)  # the configs write runs/<name>/ relative to the working directory
     demo = REPO / "data_manifests" / "demo"
-    cli = fit_cli.main([
+    cli = fit_cli.run([
         "--config", str(REPO / "configs" / name), "--model.model_dir", "tiny",
         "--data.train_manifests", str(demo / "train.jsonl"), "--data.val_manifests", str(demo / "val.jsonl"),
         "--data.num_workers", "0", "--model.warmup_steps", "1", "--model.max_new_tokens", "2",

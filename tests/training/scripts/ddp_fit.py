@@ -1,8 +1,8 @@
 """Two-process CPU DDP (gloo) fit of the tiny model; rank 0 writes REPORT with per-rank parameter checksums.
 
-Usage: ddp_fit.py REPORT [--stage-switch]   (run as a script: Lightning's DDP launcher re-executes it for rank 1)
+Usage: ddp_fit.py REPORT [--stage_switch]   (run as a script: Lightning's DDP launcher re-executes it for rank 1)
 
-With ``--stage-switch`` the run trains the encoder only, then switches to the adaptor only after step 2
+With ``--stage_switch`` the run trains the encoder only, then switches to the adaptor only after step 2
 (``StageSwitch``): the adaptor's gradients are all-reduced only if DDP was re-wrapped for the new trainable set.
 """
 
@@ -70,4 +70,4 @@ def main(report: Path, stage_switch: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), "--stage-switch" in sys.argv[2:])
+    main(Path(sys.argv[1]), "--stage_switch" in sys.argv[2:])

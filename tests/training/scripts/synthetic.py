@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from nano8k.assets import TINY_TEMPLATE_DIR
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
-from nano8k.model.prompt import PromptEncoder, audio_token_count
+from nano8k.model.prompt import PromptEncoder, audio_token_count, pad_token_id
 
 WORDS = ["hello", "world", "yes", "no", "call", "back", "today", "please"]
 
@@ -35,7 +35,7 @@ def make_items(tokenizer, count: int, seed: int = 0) -> list[SpeechItem]:
 
 def make_batch(count: int = 3, seed: int = 0) -> SpeechBatch:
     tokenizer = tiny_tokenizer()
-    return collate(make_items(tokenizer, count, seed), tokenizer.pad_token_id)
+    return collate(make_items(tokenizer, count, seed), pad_token_id(tokenizer))
 
 
 class SyntheticDataModule(L.LightningDataModule):
@@ -44,7 +44,7 @@ class SyntheticDataModule(L.LightningDataModule):
     def __init__(self, n_train: int = 16, n_val: int = 4, batch_size: int = 4, seed: int = 0) -> None:
         super().__init__()
         tokenizer = tiny_tokenizer()
-        self.pad_id = tokenizer.pad_token_id
+        self.pad_id = pad_token_id(tokenizer)
         self.train_items = make_items(tokenizer, n_train, seed)
         self.val_items = make_items(tokenizer, n_val, seed + 1)
         self.batch_size = batch_size

@@ -1,0 +1,42 @@
+"""Project files the package ships (the configs, the demo corpus): found in an installed wheel or in a checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Copied from the project tree into the wheel by setup.py (which reads this tuple); the repository keeps one copy.
+SHIPPED = ("configs", "data_manifests/telephone-digits")
+PACKAGE_DIR = Path(__file__).resolve().parent
+INSTALLED_ROOT = PACKAGE_DIR / "shipped"  # in a wheel: nano8k/shipped/configs/..., nano8k/shipped/data_manifests/...
+CHECKOUT_ROOT = PACKAGE_DIR.parent  # in a source checkout (or an editable install): the repository root
+CORPUS_PREFIX = "data_manifests/"
+
+
+def project_file(relative: str) -> Path:
+    """``relative`` (e.g. ``configs/demo.yaml``) in the installed package, else in the source checkout."""
+    for root in (INSTALLED_ROOT, CHECKOUT_ROOT):
+        if (root / relative).exists():
+            return root / relative
+    raise FileNotFoundError(f"{relative}: neither in the installed package ({INSTALLED_ROOT}) nor in a source "
+                            f"checkout ({CHECKOUT_ROOT}); reinstall nano8k (pip install nano8k or pip install .)")
+
+
+def _resolved(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _resolved(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolved(item) for item in value]
+    if isinstance(value, str) and value.startswith(CORPUS_PREFIX):
+        return str(project_file(value))
+    return value
+
+
+def shipped_config(name: str) -> str:
+    """The YAML text of ``configs/<name>`` with its ``data_manifests/...`` paths made absolute (the shipped corpus),
+    so it runs from any folder; its output paths (``runs/...``) stay relative to the current one."""
+    path = project_file(f"configs/{name}")
+    return yaml.safe_dump(_resolved(yaml.safe_load(path.read_text(encoding="utf-8"))), sort_keys=False,
+                          allow_unicode=True)
