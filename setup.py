@@ -30,7 +30,7 @@ class BuildWithProjectFiles(build_py):
         for relative in shipped():
             target = Path(self.build_lib) / "nano8k" / "shipped" / relative
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(ROOT / relative, target)
+            shutil.copytree(ROOT / relative, target, ignore=shutil.ignore_patterns(".*"))  # no local caches
 
 
 setup(cmdclass={"build_py": BuildWithProjectFiles})

@@ -6,7 +6,8 @@ import importlib
 import sys
 from typing import NamedTuple, Sequence
 
-USAGE_EXIT = 2
+from nano8k.errors import USAGE_EXIT
+
 HELP_FLAGS = ("-h", "--help")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+USAGE_EXIT = 2  # exit status of a command refused for its arguments or config (argparse's own)
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key and the fix."""

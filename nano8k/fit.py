@@ -15,14 +15,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.data.badsamples import DataError
 from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.errors import ConfigError
+from nano8k.errors import USAGE_EXIT, ConfigError
 from nano8k.shipped import project_file, shipped_config
 from nano8k.training.checkpointing import LastCheckpoint  # also registers config dataclasses as safe to unpickle
 from nano8k.training.module import NanoASRModule
 
 DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
-USAGE_EXIT = 2
 TRACEBACK_ENV = "NANO8K_TRACEBACK"  # set to 1 to see the traceback behind a config or data error
 
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen parts
@@ -120,7 +119,7 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
     given = list(sys.argv[1:] if args is None else args)
     if not any(a == "--config" or a.startswith("--config=") or a in ("-h", "--help") for a in given):
         print(f"[fit] no --config given: the demo, configs/{DEMO_CONFIG} as nano8k ships it "
-              f"({project_file('configs/' + DEMO_CONFIG)}); outputs go to ./runs/demo", flush=True)
+              f"({project_file('configs/' + DEMO_CONFIG)}); outputs go to ./runs/demo", file=sys.stderr, flush=True)
         args = ["--config", shipped_config(DEMO_CONFIG), *given]
     try:
         cli = NanoCLI(

@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+import torch
+
 from nano8k.data.audio import AudioError, MultichannelPolicy
+from nano8k.data.badsamples import DataError
 from nano8k.data.dataset import SpeechDataset
 from nano8k.data.manifest import Utterance
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
 from nano8k.model.prompt import PromptEncoder, PromptSettings
+from nano8k.scoring.report import cer_by_language
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ def feeding(model: NanoASR, options: DecodeOptions) -> tuple[FrontendConfig, Pro
     return frontend, PromptSettings(**values), notices
 
 
+class PromptError(ValueError):
+    """An utterance whose prompt cannot be written; it gets its own error, the others are still decoded."""
+
+
 @dataclass
 class Transcript:
     """One decoded utterance (``error`` set, ``text`` empty, when its audio could not be used)."""
@@ -65,15 +73,19 @@ def _item(dataset: SpeechDataset, model: NanoASR, utt: Utterance, options: Decod
     feats = dataset.features(utt)
     tokens = model.recipe.token_count(feats.shape[0])  # the model's own token rule, from its model dir
     own_prompt = utt.prompt if "language" not in options.overrides and not options.hotwords else None
-    prompt = dataset.prompts.encode_utterance(tokens, None, prompt=own_prompt, lang=utt.lang, hotwords=options.hotwords)
+    try:
+        prompt = dataset.prompts.encode(tokens, None, prompt=own_prompt, lang=utt.lang, hotwords=options.hotwords)
+    except ValueError as exc:  # e.g. language "manifest" and a line whose lang the prompt has no name for
+        raise PromptError(f"prompt: {exc}") from exc
     return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
 
 
 def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions) -> list[Transcript]:
     """Decode ``utts`` in batches of ``options.batch_size`` (sorted by length); results in input order.
 
-    An utterance whose audio cannot be used (unreadable, out of range, longer than the encoder's ``max_frames``) gets
-    its ``error`` set; the others are still decoded.
+    An utterance whose audio cannot be used (unreadable, out of range, longer than the encoder's ``max_frames``) or
+    whose prompt cannot be written (a language the prompt has no name for) gets its ``error`` set; the others are
+    still decoded.
     """
     frontend, prompts, _ = feeding(model, options)
     # no channel simulation or SpecAugment is passed, so train=True only turns on the (per-key seeded) dither
@@ -84,7 +96,7 @@ def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: De
     for index, utt in enumerate(utts):
         try:
             items.append((index, _item(dataset, model, utt, options)))
-        except AudioError as exc:
+        except (AudioError, PromptError) as exc:
             results[index].error = str(exc)
     items.sort(key=lambda pair: pair[1].feats.shape[0])
     device = next(model.parameters()).device
@@ -94,3 +106,16 @@ def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: De
         for (index, _), text in zip(chunk, model.transcribe(batch, options.max_new_tokens)):
             results[index].text = text
     return results
+
+
+def decode_and_score(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
+                     source: str, normalizer: str = "basic") -> tuple[dict[str, Any], list[str]]:
+    """Greedy-decode ``utts`` (the model as its recipe record says) and score pooled CER overall and per language."""
+    with torch.no_grad():
+        results = transcribe_utterances(model, utts, options)
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        raise DataError(f"{source}: {len(failed)} file(s) failed to decode, first {failed[0].utt.key}: "
+                        f"{failed[0].error}")
+    hyps = [r.text for r in results]
+    return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts], normalizer), hyps

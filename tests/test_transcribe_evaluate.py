@@ -210,3 +210,21 @@ def test_decoding_prompts_as_the_recipe_record_says(tmp_path, capsys):
     assert given.err.count("notice: ") == 4  # each flag overrides the release's defaults, and says so
     assert transcribe.main([*common, "--model_dir", str(FIXTURES / "tiny-nano")]) == 0
     assert _lines(capsys.readouterr().out) != _lines(recorded.out)  # the release's prompt decodes otherwise
+
+
+def test_a_line_whose_language_the_prompt_cannot_name_fails_alone(tmp_path, capsys):
+    """Under a recorded ``language: manifest``, a line's unknown lang is that line's error, not the run's."""
+    from nano8k.model.checkpoint import export_funasr, load_pretrained
+    from nano8k.model.prompt import PromptSettings
+
+    model = load_pretrained(FIXTURES / "tiny-nano")
+    model.recipe = replace(model.recipe, prompt=PromptSettings(language="manifest"))
+    export = export_funasr(model, tmp_path / "export")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"key": key, "source": TINY_WAVS[0], "target": "1", "lang": lang}) + "\n"
+                                for key, lang in (("known", "en"), ("unknown", "yue"))), encoding="utf-8")
+    args = ["--manifest", str(manifest), "--model_dir", str(export), "--max_new_tokens", "2", "--device", "cpu"]
+    assert transcribe.main(args) == 1
+    captured = capsys.readouterr()
+    assert list(_lines(captured.out)) == ["known"]
+    assert "unknown: prompt: language must be one of" in captured.err and "Traceback" not in captured.err

@@ -25,7 +25,6 @@ from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
 from nano8k.model.prompt import (
     DEFAULT_SYSTEM_PROMPT,
-    LANGUAGE_NAMES,
     PromptEncoder,
     PromptSettings,
     audio_token_count,
@@ -73,9 +72,10 @@ def check_data_settings(settings: dict[str, Any]) -> None:
     at_least("spot_check", 0, optional=True)
     if settings["max_duration"] is None or not settings["max_duration"] > settings["min_duration"]:
         refuse("max_duration", f"> data.min_duration ({settings['min_duration']})")
-    language = settings["language"]
-    if language is not None and language != "manifest" and language not in LANGUAGE_NAMES:
-        refuse("language", f"null, 'manifest' or one of {', '.join(LANGUAGE_NAMES)}")
+    try:  # the prompt settings' own rules (language names, booleans)
+        PromptSettings(**{key: settings[key] for key in ("system_prompt", "context_header", "language", "itn")})
+    except ValueError as err:
+        raise ConfigError(f"data.{err}") from None
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:

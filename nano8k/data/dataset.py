@@ -164,8 +164,7 @@ class SpeechDataset(Dataset):
         return feats
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
-        return self.prompts.encode_utterance(audio_tokens, utt.target if with_target else None, prompt=utt.prompt,
-                                             lang=utt.lang)
+        return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=utt.prompt, lang=utt.lang)
 
     def _column(self, name: str) -> list:
         utts = self.utterances

@@ -6,9 +6,8 @@ import os
 from pathlib import Path
 
 from nano8k.data.manifest import read_utterances
-from nano8k.inference import DecodeOptions
+from nano8k.inference import DecodeOptions, decode_and_score
 from nano8k.model.checkpoint import load_pretrained
-from nano8k.training.before_after import decode_and_score
 
 
 def score_model(model_dir: str | os.PathLike, manifest: str | os.PathLike, max_new_tokens: int = 12,

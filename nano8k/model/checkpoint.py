@@ -241,11 +241,7 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
     except ValueError as err:
         raise CheckpointError(str(err)) from err
     weights = _require(model_dir / "model.pt", "model.pt", "The weights file of the release is model.pt.")
-    try:
-        checkpoint = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises several types for a damaged file
-        raise CheckpointError(f"{weights}: cannot be read as a torch checkpoint ({err})") from err
-    tensors = unwrap_state_dict(checkpoint, str(weights))
+    tensors = unwrap_state_dict(_torch_load(weights, mmap=True), str(weights))
     network = build_network(config, attn_implementation=attn_implementation)
     plan = key_plan(Layout.from_config(config))
     _check_state_dict(plan, tensors, network, str(weights))
@@ -273,15 +269,19 @@ def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any
     return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
 
 
+def _torch_load(path: Path, mmap: bool = False) -> Any:
+    """``torch.load`` of tensors only, on the CPU; ``CheckpointError`` naming the file when it cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from err
+
+
 def _read_extras(path: Path) -> "OrderedDict[str, torch.Tensor]":
     """The extra (CTC) tensors an HF export kept, in their release order; none when the export had none."""
     if not path.exists():
         return OrderedDict()
-    try:
-        extras = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a damaged file
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from err
-    tensors = unwrap_state_dict(extras, str(path))
+    tensors = unwrap_state_dict(_torch_load(path), str(path))
     stray = [key for key in tensors if not key.startswith(EXTRA_PREFIXES)]
     if stray:
         raise CheckpointError(f"{path}: holds tensors that are not extras of the release ({stray[:5]}); "
@@ -360,6 +360,8 @@ def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
     model.tokenizer.save_pretrained(str(out))
     if model.extra_tensors:
         atomic_torch_save(OrderedDict(model.extra_tensors), out / HF_EXTRAS)
+    else:
+        (out / HF_EXTRAS).unlink(missing_ok=True)  # an earlier export's extras in this folder are not this model's
     (out / HF_SIDECAR).write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
                                   encoding="utf-8")
     return out

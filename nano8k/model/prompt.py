@@ -121,25 +121,20 @@ class PromptEncoder:
         before += f"<|im_start|>user\n{prompt}"
         return before, "<|im_end|>\n<|im_start|>assistant\n"
 
-    def encode(
-        self,
-        audio_tokens: int,
-        target: str | None = None,
-        *,
-        prompt: str | None = None,
-        language: str | None = None,
-        itn: bool = True,
-        hotwords: Sequence[str] = (),
-    ) -> EncodedPrompt:
-        """Ids and labels for one utterance; ``prompt`` (full task text) overrides language/itn. Under
+    def encode(self, audio_tokens: int, target: str | None = None, *, prompt: str | None = None,
+               lang: str | None = None, hotwords: Sequence[str] = ()) -> EncodedPrompt:
+        """Ids and labels for one utterance under ``settings``: its own task text ``prompt`` (a manifest line's) if
+        given, else the task text in the settings' language (``manifest``: the utterance's ``lang``) and itn. Under
         ``settings.context_header`` the training header (with the hotwords) goes before the task text."""
         if audio_tokens < 1:
             raise ValueError(f"an utterance needs at least one speech token, got {audio_tokens}")
-        if self.settings.context_header:
-            task = task_prompt(language, itn) if prompt is None else prompt
+        settings = self.settings
+        language = lang if settings.language == MANIFEST_LANGUAGE else settings.language
+        if settings.context_header:
+            task = task_prompt(language, settings.itn) if prompt is None else prompt
             prompt = training_context_header(task, hotwords) + task
         elif prompt is None:
-            prompt = task_prompt(language, itn, hotwords)
+            prompt = task_prompt(language, settings.itn, hotwords)
         before, after = self.source_text(prompt)
         before_ids = self._ids(before)
         source = before_ids + [SPEECH_PLACEHOLDER_ID] * audio_tokens + self._ids(after)
@@ -151,11 +146,3 @@ class PromptEncoder:
             audio_tokens=audio_tokens,
             source_len=len(source),
         )
-
-    def encode_utterance(self, audio_tokens: int, target: str | None, *, prompt: str | None, lang: str | None,
-                         hotwords: Sequence[str] = ()) -> EncodedPrompt:
-        """An utterance's prompt under ``settings``: its manifest ``prompt`` if it has one, else the task text in
-        the settings' language (``manifest``: the utterance's ``lang``) and itn."""
-        language = lang if self.settings.language == MANIFEST_LANGUAGE else self.settings.language
-        return self.encode(audio_tokens, target, prompt=prompt, language=language, itn=self.settings.itn,
-                           hotwords=hotwords)

@@ -67,11 +67,7 @@ class Recipe:
         if section is not None and not isinstance(section, Mapping):
             raise RecipeError(f"{source}: '{SECTION}' must be a mapping (e.g. {{audio_tokens: all_frames}})")
         section = dict(section or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise RecipeError(f"{source}: unknown key(s) {', '.join(f'{SECTION}.{k}' for k in unknown)}; "
-                              f"the section takes {sorted(known)}")
+        _refuse_unknown(section, cls, SECTION, source)
         prompt = _prompt_settings(section.pop("prompt", None), source)
         try:
             recipe = cls(**section, prompt=prompt)
@@ -111,12 +107,17 @@ def _prompt_settings(section: Any, source: str) -> PromptSettings:
         return PromptSettings()
     if not isinstance(section, Mapping):
         raise RecipeError(f"{source}: '{SECTION}.prompt' must be a mapping (e.g. {{language: zh}})")
-    known = {f.name for f in fields(PromptSettings)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise RecipeError(f"{source}: unknown key(s) {', '.join(f'{SECTION}.prompt.{k}' for k in unknown)}; "
-                          f"the section takes {sorted(known)}")
+    _refuse_unknown(section, PromptSettings, f"{SECTION}.prompt", source)
     try:
         return PromptSettings(**section)
     except ValueError as err:
         raise RecipeError(f"{source}: {SECTION}.prompt.{err}") from err
+
+
+def _refuse_unknown(section: Mapping[str, Any], cls: type, where: str, source: str) -> None:
+    """``RecipeError`` naming every key of ``section`` (at ``where`` in ``source``) that is no field of ``cls``."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise RecipeError(f"{source}: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
+                          f"the section takes {sorted(known)}")

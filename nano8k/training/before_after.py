@@ -5,36 +5,21 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from nano8k.data.badsamples import DataError
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.manifest import Utterance, read_utterances
-from nano8k.inference import DecodeOptions, transcribe_utterances
+from nano8k.inference import DecodeOptions, decode_and_score
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR
 from nano8k.scoring.normalizers import NormalizerName, get_normalizer
-from nano8k.scoring.report import cer_by_language
 from nano8k.training.checkpointing import ExportOnFitEnd
 
 log = logging.getLogger(__name__)
-
-
-def decode_and_score(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
-                     source: str, normalizer: str = "basic") -> tuple[dict[str, Any], list[str]]:
-    """Greedy-decode ``utts`` (the model as its recipe record says) and score pooled CER overall and per language."""
-    with torch.no_grad():
-        results = transcribe_utterances(model, utts, options)
-    failed = [r for r in results if r.error is not None]
-    if failed:
-        raise DataError(f"{source}: {len(failed)} file(s) failed to decode, first {failed[0].utt.key}: "
-                        f"{failed[0].error}")
-    hyps = [r.text for r in results]
-    return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts], normalizer), hyps
 
 
 class BeforeAfterEvaluation(Callback):
@@ -45,8 +30,8 @@ class BeforeAfterEvaluation(Callback):
     ``[test] <label> (N utts): CER before 0.934 → after 0.213 (en ..., zh ...)``, logs ``test/cer_before`` and
     ``test/cer_after``, and writes ``<default_root_dir>/before_after.json`` with both scores and every hypothesis.
     The "before" score is kept in checkpoints, so a resumed fit still compares with the weights it started from.
-    "Before" uses the starting model's own fbank rate; "after" the export's, which records the rate training ended
-    with. Prompts are the model's defaults (no language, itn on). ``normalizer`` (``basic``, ``funasr``, ``none``)
+    "Before" feeds the starting model as its own recipe record says (fbank rate, prompts); "after" the export's,
+    which records how training fed it. ``normalizer`` (``basic``, ``funasr``, ``none``)
     is applied to both sides before scoring. ``multichannel`` is the policy for a multi-channel
     file whose utterance names no channel. Decoding runs on global rank 0 only while the other
     ranks wait, so keep the manifest to minutes of audio.

@@ -14,8 +14,10 @@ from nano8k.data.badsamples import BadSample, bad_sample_report, distinct
 from nano8k.errors import ConfigError, ResumeConfigError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
+from nano8k.model.features import FrontendConfig
 from nano8k.model.locate import resolve_model_dir
 from nano8k.model.nano import NanoASR, NanoOutput
+from nano8k.model.recipe import Recipe
 from nano8k.training.freezing import (
     GROUPS,
     FreezeConfig,
@@ -444,18 +446,23 @@ class NanoASRModule(L.LightningModule):
             datamodule.set_audio_tokens(self.model.recipe.audio_tokens)
         if datamodule is not None and hasattr(datamodule, "set_max_frames"):
             datamodule.set_max_frames(self.model.max_frames)
-        if datamodule is not None:
-            self.record_feeding(datamodule)
 
-    def record_feeding(self, datamodule: Any) -> None:
-        """Write how ``datamodule`` feeds the model (fbank rate, dither, prompt settings) into the model's recipe
-        record and frontend, so checkpoints and exports say how the trained model must be fed."""
-        frontend = getattr(datamodule, "frontend", None)
-        if frontend is not None:
-            self.model.frontend = replace(self.model.frontend, sample_rate=frontend.sample_rate, dither=frontend.dither)
+    def fed_as(self, datamodule: Any) -> tuple[Recipe, FrontendConfig]:
+        """The model's recipe record and frontend as ``datamodule`` feeds it (fbank rate, dither, prompt settings):
+        what a checkpoint and an export of this training must record. The live model keeps its own until then, so
+        the "before" score and a validation of a loaded model are fed as the model says."""
+        recipe, frontend = self.model.recipe, self.model.frontend
+        data_frontend = getattr(datamodule, "frontend", None)
+        if data_frontend is not None:
+            frontend = replace(frontend, sample_rate=data_frontend.sample_rate, dither=data_frontend.dither)
         settings = getattr(datamodule, "prompt_settings", None)
         if settings is not None:
-            self.model.recipe = replace(self.model.recipe, prompt=settings)
+            recipe = replace(recipe, prompt=settings)
+        return recipe, frontend
+
+    def record_feeding(self, datamodule: Any) -> None:
+        """Write ``fed_as(datamodule)`` into the model (before exporting the in-memory weights)."""
+        self.model.recipe, self.model.frontend = self.fed_as(datamodule)
 
     def on_train_start(self) -> None:
         self._use_optimizer_impl()
@@ -500,9 +507,9 @@ class NanoASRModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._trainer is not None and self.trainer.state.fn == "fit":
             self._read_guard(log_count=False)  # every rank writes a checkpoint at the same step
-        if self._trainer is not None:
-            self.record_feeding(getattr(self.trainer, "datamodule", None))  # a stage switch changes the rate
-        checkpoint[FEEDING_KEY] = {"recipe": asdict(self.model.recipe), "frontend": asdict(self.model.frontend)}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        recipe, frontend = self.fed_as(datamodule)  # now: a stage switch changes the rate
+        checkpoint[FEEDING_KEY] = {"recipe": asdict(recipe), "frontend": asdict(frontend)}
         checkpoint[STATE_KEY] = {
             "freeze": asdict(self.freeze_cfg),
             "lr": self.stage_lr,

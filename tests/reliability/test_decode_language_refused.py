@@ -44,3 +44,10 @@ def test_known_languages_and_null_are_accepted(given, parsed):
     transcribe.add_decode_arguments(parser)
     assert transcribe.decode_options(parser.parse_args(["--language", given])).overrides == {"language": parsed}
     assert transcribe.decode_options(parser.parse_args([])).overrides == {}  # the model's recipe record decides
+
+
+@pytest.mark.parametrize(("given", "parsed"), [("null", None), ("none", None), ("Transcribe calls.", "Transcribe calls.")])
+def test_system_prompt_null_means_no_system_turn(given, parsed):
+    parser = ArgumentParser(prog="decode")
+    transcribe.add_decode_arguments(parser)
+    assert transcribe.decode_options(parser.parse_args(["--system_prompt", given])).overrides == {"system_prompt": parsed}

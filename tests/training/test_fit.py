@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from nano8k import fit as fit_cli
+from nano8k.model.checkpoint import load_pretrained
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -141,12 +142,19 @@ def test_real_configs_run_end_to_end_on_the_tiny_model(name, tmp_path, monkeypat
         "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
         "--trainer.devices", "1", "--trainer.strategy", "auto",  # 2-process DDP: test_ddp_two_cpu_processes
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
+        "--data.language", "en", "--data.itn", "false",  # prompt settings the exports must record
     ])
     assert cli.trainer.global_step == 2
     assert cli.trainer.logger.log_dir and (Path(cli.trainer.logger.log_dir) / "hparams.yaml").exists()
     rate = 8000 if name.startswith("stage1") else 16000
     assert cli.datamodule.frontend.sample_rate == rate
-    assert list((tmp_path / "runs").glob("*/export/funasr/model.pt"))
+    exports = list((tmp_path / "runs").glob("*/export"))
+    assert len(exports) == 1 and (exports[0] / "funasr" / "model.pt").is_file()
+    for layout in ("funasr", "hf"):  # the recipe record: how this training fed the model
+        exported = load_pretrained(exports[0] / layout)
+        assert exported.frontend.sample_rate == rate and exported.recipe.prompt == cli.datamodule.prompt_settings
+    assert cli.datamodule.prompt_settings.language == "en" and not cli.datamodule.prompt_settings.itn
+    assert cli.model.model.recipe.prompt != cli.datamodule.prompt_settings  # the live model kept its own record
 
 
 def test_cli_overrides_and_print_config(capsys):
