@@ -19,6 +19,13 @@ os.environ.setdefault("NANO8K_CACHE_DIR", tempfile.mkdtemp(prefix="nano8k-test-c
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist the workers share the cores: torch (and what tests spawn) on one thread each."""
+    if (getattr(config.option, "numprocesses", None) or 0) > 1:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+
+
 @pytest.fixture(autouse=True)
 def _isolate_wandb(tmp_path, monkeypatch):
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
