@@ -35,18 +35,24 @@ class Step:
     name: str
     seconds: float
     returncode: int
-    output: str
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
     def line(self) -> str:
-        lines = [line for line in self.output.splitlines() if line.strip() and "it/s]" not in line]  # no progress bars
+        """Its timing and its last line of output (the demo's ``[test] ... CER before ... → after ...``)."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()] or self.stderr.strip().splitlines()[-1:]
         tail = lines[-1] if lines else ""
-        return f"[fresh-install] {self.name}: rc {self.returncode}, {self.seconds:.1f} s | {tail}"
+        return f"[fresh-install] {self.name}: rc {self.returncode}, {self.seconds:.1f} s | {tail[:200]}"
 
 
 def run_step(name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Step:
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    return Step(name, time.perf_counter() - start, done.returncode, done.stdout + done.stderr)
+    return Step(name, time.perf_counter() - start, done.returncode, done.stdout, done.stderr)
 
 
 def copy_project(dest: Path) -> Path:
