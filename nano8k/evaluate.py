@@ -13,7 +13,7 @@ from jsonargparse import ArgumentParser
 from nano8k.data.badsamples import DataError
 from nano8k.data.fields import entry_fields
 from nano8k.data.utterance import Utterance
-from nano8k.inference import Transcript, feeding, transcribe_utterances
+from nano8k.inference import Transcript, transcribe_utterances
 from nano8k.scoring.metrics import utterance_language
 from nano8k.scoring.normalizers import NORMALIZERS
 from nano8k.scoring.plots import plot_groups
@@ -81,10 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as err:
         raise SystemExit(f"error: --group_by: {err}") from None
     model = load_model(args.model_dir, args.device, args.llm_dtype)
-    print_notices(model, options)
+    frontend, prompts = print_notices(model, options)
     results = transcribe_utterances(model, utts, options)
     report = evaluation_report(results, fields, group_by, args.normalizer, args.num_worst, args.num_substitutions)
-    frontend, prompts, _ = feeding(model, options)
     report["settings"] = {"manifest": str(Path(args.manifest).resolve()), "model_dir": str(resolve_model_dir(args.model_dir)),
                           "group_by": group_by, "frontend_rate": frontend.sample_rate, "prompt": asdict(prompts),
                           **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}}

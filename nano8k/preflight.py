@@ -69,12 +69,11 @@ def parsed_config(config: Any) -> tuple[dict[str, Any], str]:
     """``config`` (a YAML path, a mapping, or ``nano8k.fit``'s parsed Namespace) as the mapping ``nano8k.fit`` builds
     from: parsed by fit's own parser, so every default is the classes' own and nothing is instantiated."""
     if isinstance(config, (str, Path)):
-        from nano8k.align import load_config
-
-        load_config(config)  # a missing or malformed file is named here, not in a parser usage message
-        return parsed_config(_parse(["--config", str(config)]))[0], str(config)
+        return parsed_config(parse_file(config))[0], str(config)
     if isinstance(config, Mapping):
-        return parsed_config(_parse(["--config", yaml.safe_dump(dict(config))]))[0], "config"
+        from nano8k.fit import parse_config
+
+        return parsed_config(parse_config(["--config", yaml.safe_dump(dict(config))]))[0], "config"
     if hasattr(config, "as_dict"):
         data = config.as_dict()
         sources = data.pop("config", None) or []
@@ -83,10 +82,15 @@ def parsed_config(config: Any) -> tuple[dict[str, Any], str]:
     raise TypeError(f"run_preflight: expected a config path, mapping or Namespace, got {type(config).__name__}")
 
 
-def _parse(args: Sequence[str]) -> Any:
+def parse_file(path: str | Path, overrides: Sequence[str] = ()) -> Any:
+    """The Namespace ``nano8k.fit --config PATH OVERRIDES...`` would train with; a missing or malformed file is named
+    first (``load_config``), not in a parser usage message."""
+    from nano8k.align import load_config
     from nano8k.fit import parse_config
 
-    return parse_config(args)
+    load_config(path)
+    return parse_config(["--config", str(path), *overrides])
+
 
 
 def make_context(config: Any, *, gpu_memory_gb: float | None = None) -> Context:
@@ -171,10 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is None:
         parser.error("give a CONFIG")
     try:
-        from nano8k.align import load_config
-
-        load_config(args.config)  # a missing or malformed file is named here, not in a parser usage message
-        config = _parse(["--config", args.config, *overrides])  # exactly what nano8k.fit would build
+        config = parse_file(args.config, overrides)  # exactly what nano8k.fit would build
         results = run_preflight(config, skip=args.skip, gpu_memory_gb=args.gpu_memory)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -17,8 +17,9 @@ from nano8k.data.manifest import Utterance, read_utterances
 from nano8k.inference import RECORD_KEYS, DecodeOptions, feeding, transcribe_utterances
 from nano8k.model.attention_guard import guard_cudnn_sdpa
 from nano8k.model.checkpoint import load_pretrained
+from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
-from nano8k.model.prompt import LANGUAGE_NAMES, MANIFEST_LANGUAGE
+from nano8k.model.prompt import LANGUAGE_NAMES, MANIFEST_LANGUAGE, PromptSettings
 from nano8k.model.locate import MODEL_DIR_ENV, resolve_model_dir
 
 
@@ -112,10 +113,13 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
                          max_new_tokens=args.max_new_tokens, dither=args.dither, multichannel=args.multichannel)
 
 
-def print_notices(model: NanoASR, options: DecodeOptions) -> None:
-    """Say on stderr which settings of the model's recipe record the command line overrides."""
-    for notice in feeding(model, options)[2]:
+def print_notices(model: NanoASR, options: DecodeOptions) -> tuple[FrontendConfig, PromptSettings]:
+    """Say on stderr which settings of the model's recipe record the command line overrides; returns the frontend
+    and prompt settings the model is decoded with (``inference.feeding``)."""
+    frontend, prompts, notices = feeding(model, options)
+    for notice in notices:
         print(f"notice: {notice}", file=sys.stderr)
+    return frontend, prompts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

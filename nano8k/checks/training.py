@@ -38,7 +38,7 @@ def steps_per_epoch(ctx: Context) -> int | None:
         return None
     lengths = [estimated_lfr_frames(u.duration or 0.0) for u in rep.good]
     try:
-        sampler = BucketBatchSampler(lengths, int(ctx.get("data.max_frames_per_batch", 2000)),
+        sampler = BucketBatchSampler(lengths, int(ctx.get("data.max_frames_per_batch")),
                                      max_batch_size=ctx.get("data.max_batch_size"), shuffle=False,
                                      sort_window=ctx.get("data.sort_window", 1000))
     except ValueError as err:
@@ -157,7 +157,7 @@ def check_memory(ctx: Context) -> CheckResult:
     for stage in ctx.stages:
         est = estimate_memory(
             s, stage_trainable(ctx, stage), precision=precision,
-            llm_dtype=ctx.get("model.llm_dtype"), max_frames=int(ctx.get("data.max_frames_per_batch", 2000)),
+            llm_dtype=ctx.get("model.llm_dtype"), max_frames=int(ctx.get("data.max_frames_per_batch")),
             max_tokens=ctx.get("data.max_tokens_per_batch"), max_batch_size=ctx.get("data.max_batch_size"),
             mean_frames=mean_frames, mean_target_chars=mean_chars,
             gradient_checkpointing=bool(ctx.get("model.gradient_checkpointing", False)), ddp=ddp,

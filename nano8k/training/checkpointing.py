@@ -234,7 +234,8 @@ def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = N
 
 def export_module(module: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Merge LoRA and write ``<out>/funasr`` (release layout) and ``<out>/hf`` (save_pretrained layout), each
-    recording how the model was fed in training (``NanoASRModule.record_feeding``)."""
+    recording the model's recipe record and frontend as the module holds them (``module_from_checkpoint`` restores
+    how training fed it; ``NanoASRModule.record_feeding`` writes it into in-memory weights)."""
     from nano8k.model.locate import resolve_model_dir
 
     module.merge_lora()
