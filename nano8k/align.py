@@ -18,6 +18,7 @@ import yaml
 
 from nano8k.alignment_rules import NO_RULE, rule_for
 from nano8k.shipped import project_file
+from nano8k.errors import command
 
 DEFAULT_AGAINST = "configs/pretrained.yaml"
 TAGS = ("CRITICAL", "MODIFIED", "NEW", "OMITTED", "ALIGNED")
@@ -378,6 +379,7 @@ def to_json(alignment: Alignment) -> str:
 FORMATTERS = {"md": to_markdown, "table": to_table, "json": to_json}
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.align", description=__doc__)
     parser.add_argument("config", help="LightningCLI YAML config (e.g. configs/telephone.yaml)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
+from nano8k.errors import command
 
 
 def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | None = None,
@@ -21,6 +22,7 @@ def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | N
     return export_module(module, out)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.average", description=__doc__)
     parser.add_argument("checkpoints", nargs="+", help="Lightning .ckpt files of one run (e.g. the top-k by val/cer)")

@@ -1,13 +1,62 @@
-"""User-facing error types: a configuration value cannot work; the CLIs print them without a traceback."""
+"""User-facing errors and the one rule every command follows: one ``error:`` line, exit 2, no traceback."""
 
 from __future__ import annotations
 
-USAGE_EXIT = 2  # exit status of a command refused for its arguments or config (argparse's own)
+import functools
+import os
+import sys
+from typing import Callable, NoReturn, Sequence
+
+USAGE_EXIT = 2  # exit status of a command refused for its arguments, config or input (argparse's own)
+TRACEBACK_ENV = "NANO8K_TRACEBACK"  # set to 1 to see the traceback behind a refused command
 
 
-class ConfigError(ValueError):
+class UserError(ValueError):
+    """Base of every error a command reports as one ``error:`` line: the input, not nano8k, has to change."""
+
+
+class ConfigError(UserError):
     """A configuration value that cannot work; the message names the key and the fix."""
 
 
 class ResumeConfigError(ConfigError):
     """``--ckpt_path`` resumes a run whose training settings differ from the current config."""
+
+
+class CommandError(UserError):
+    """A command cannot go on with what it was given; the message names the argument, file or key and the fix."""
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the running command with ``error: message`` and exit status 2 (see :func:`command`)."""
+    raise CommandError(message)
+
+
+def report(err: BaseException | str) -> int:
+    """Print ``error: <err>`` on stderr (once, whatever prefix the message carries) and return :data:`USAGE_EXIT`."""
+    text = str(err)
+    print(text if text.startswith("error: ") else f"error: {text}", file=sys.stderr, flush=True)
+    return USAGE_EXIT
+
+
+def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a command's ``main(argv) -> int``: a :class:`UserError` or a ``SystemExit`` whose
+    message starts with ``error:`` becomes one ``error:`` line on stderr and exit status 2; ``NANO8K_TRACEBACK=1``
+    re-raises it with its traceback instead."""
+
+    @functools.wraps(main)
+    def run(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except SystemExit as stop:
+            if isinstance(stop.code, str) and stop.code.startswith("error: "):
+                if os.environ.get(TRACEBACK_ENV) == "1":
+                    raise
+                return report(stop.code)
+            raise
+        except UserError as err:
+            if os.environ.get(TRACEBACK_ENV) == "1":
+                raise
+            return report(err)
+
+    return run

@@ -20,6 +20,7 @@ from nano8k.scoring.plots import plot_groups
 from nano8k.scoring.report import Scored, build_report, markdown, summary_lines
 from nano8k.model.locate import resolve_model_dir
 from nano8k.transcribe import add_decode_arguments, decode_options, load_model, print_notices, utterances_from_manifest
+from nano8k.errors import command
 
 
 def group_fields(utts: Sequence[Utterance], group_by: Sequence[str]) -> list[dict[str, str]]:
@@ -55,6 +56,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, title: str) -> lis
     return [out / "report.json", out / "utterances.jsonl", out / "report.md", plot_groups(report, out / "cer_by_group.png")]
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.evaluate", description=__doc__)
     parser.add_argument("--manifest", type=str, required=True, help="ChatML / {key,source,target} jsonl / Kaldi / Lhotse")

@@ -15,14 +15,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.data.badsamples import DataError
 from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.errors import USAGE_EXIT, ConfigError
+from nano8k.errors import TRACEBACK_ENV, USAGE_EXIT, ConfigError
 from nano8k.shipped import project_file, shipped_config
 from nano8k.training.checkpointing import LastCheckpoint  # also registers config dataclasses as safe to unpickle
 from nano8k.training.module import NanoASRModule
 
 DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
-TRACEBACK_ENV = "NANO8K_TRACEBACK"  # set to 1 to see the traceback behind a config or data error
 
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen parts
 warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*")

@@ -13,7 +13,7 @@ from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.data import check_channel, check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
 from nano8k.checks.training import check_memory, check_precision, check_schedule, check_tuning_advice, check_wandb
-from nano8k.errors import ConfigError
+from nano8k.errors import ConfigError, command
 
 __all__ = ["CHECKS", "CheckResult", "PreflightError", "enforce", "format_results", "run_preflight"]
 
@@ -154,6 +154,7 @@ def troubleshooting_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.preflight", description=__doc__)
     parser.add_argument("config", nargs="?", help="LightningCLI YAML config (e.g. configs/telephone.yaml)")

@@ -39,6 +39,7 @@ from nano8k.scoring.plots import pyplot
 from nano8k.model.locate import resolve_model_dir
 from nano8k.shipped import project_file
 from nano8k.sweep import isolate, read_metric
+from nano8k.errors import command
 
 SEED = 8080
 RECIPE_CONFIG = "configs/demo.yaml"
@@ -277,6 +278,7 @@ def write_report(path: Path, png: Path, command: str, base: dict, results: Seque
     path.write_text("\n".join(text), encoding="utf-8")
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

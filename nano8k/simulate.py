@@ -17,6 +17,7 @@ from nano8k.data.audio import MULTICHANNEL_POLICIES, load_audio
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.manifest import load_utterances, write_chatml
 from nano8k.data.telephone import PROFILES, TelephoneChannel, utterance_rng
+from nano8k.errors import command
 
 PREVIEW_CLIPS = Path(__file__).parent / "assets" / "preview"
 
@@ -97,6 +98,7 @@ def preview(channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[s
     return png
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.simulate", description=__doc__)
     parser.add_argument("paths", nargs="*", help="IN_MANIFEST... OUT_MANIFEST OUT_DIR (with --preview: optional "

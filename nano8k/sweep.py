@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nano8k.scoring.plots import plot_sweep
+from nano8k.errors import command
 
 TOP_KEYS = {"program", "command", "method", "metric", "parameters", "name", "description", "project", "entity",
             "early_terminate", "run_cap"}
@@ -353,6 +354,7 @@ def _parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.sweep", description=__doc__)
     parser.add_argument("sweep", help="W&B sweep YAML (e.g. sweeps/lr.yaml)")

@@ -21,6 +21,7 @@ from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
 from nano8k.model.prompt import LANGUAGE_NAMES, MANIFEST_LANGUAGE, PromptSettings
 from nano8k.model.locate import MODEL_DIR_ENV, resolve_model_dir
+from nano8k.errors import command
 
 
 def utterances_from_files(paths: Sequence[str | Path], channel: int | None = None) -> list[Utterance]:
@@ -122,6 +123,7 @@ def print_notices(model: NanoASR, options: DecodeOptions) -> tuple[FrontendConfi
     return frontend, prompts
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.transcribe", description=__doc__)
     parser.add_argument("files", nargs="*", help="audio files (or use --manifest)")

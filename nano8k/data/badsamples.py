@@ -6,12 +6,14 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
+from nano8k.errors import UserError
+
 logger = logging.getLogger("nano8k.data")
 
 BadSamplePolicy = Literal["error", "skip"]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data problem; the message names the manifest, line, key and audio file where known."""
 
 

@@ -46,6 +46,7 @@ from nano8k.data.batching import BucketBatchSampler, padded_lengths, split_to_co
 from nano8k.data.dataset import Skipped
 from nano8k.data.manifest import load_utterances, read_manifest
 from nano8k.data.utterance import Utterance
+from nano8k.errors import command
 
 logger = logging.getLogger("nano8k.data")
 FORMAT = "nano8k-webdataset-1"
@@ -347,6 +348,7 @@ class ShardStream(IterableDataset):
         return self.dataset.item(ShardUtterance(**fields, payload=flac), epoch, self.frontend_rate)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.data.shards",
                                      description="Write manifests as WebDataset tar shards for streaming training "

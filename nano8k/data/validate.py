@@ -15,6 +15,7 @@ from nano8k.data.audio import (MULTICHANNEL_POLICIES, SILENCE_PEAK_DBFS, AudioEr
 from nano8k.data.badsamples import BadSample, DataError
 from nano8k.data.manifest import (Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open,
                                    write_chatml)
+from nano8k.errors import command
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
 # Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s
@@ -225,6 +226,7 @@ def _convert(report: Report, args: argparse.Namespace) -> None:
     print(f"wrote {written} ChatML lines to {args.convert}")
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano8k.data.validate", description=__doc__)
     parser.add_argument("manifests", nargs="+",

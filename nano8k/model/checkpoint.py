@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForCondition
 from transformers.initialization import no_init_weights
 
 from nano8k.atomic import atomic_torch_save
+from nano8k.errors import UserError
 from nano8k.model.convert import (
     EXTRA_PREFIXES,
     Layout,
@@ -41,7 +42,7 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
           "fp16": torch.float16, "float16": torch.float16}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A model directory or checkpoint that nano8k refuses to load, with the file, key and fix in the message."""
 
 

@@ -27,13 +27,14 @@ import copy
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from nano8k.errors import UserError
 from nano8k.model.prompt import AUDIO_TOKEN_MODES, PromptSettings, audio_token_count
 
 SECTION = "nano8k"
 WEIGHTS_ORIGINS = ("release", "random-init", "self-pretrained")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe section that cannot be used; the message names the file and the key."""
 
 
