@@ -140,12 +140,24 @@ def supported_codecs() -> tuple[str, ...]:
     return tuple(working)
 
 
+def _av_hint(codec: str) -> str:
+    """Why a PyAV codec is missing and how to get it: PyAV 18 dropped the opencore AMR-NB encoder from its wheels."""
+    try:
+        import av
+    except ImportError:
+        return "it needs PyAV with its bundled codecs: pip install 'av>=14,<18'"
+    if codec == "amr_nb":
+        return (f"PyAV {av.__version__} has no libopencore_amrnb encoder; PyAV 14-17 wheels bundle it: install from "
+                "nano8k's lock file (requirements.lock) or pip install 'av>=14,<18'")
+    return f"PyAV {av.__version__} cannot run it"
+
+
 def check_codec(codec: str, bitrate_kbps: tuple[float, float] | None = None) -> None:
     """Raise ``CodecError`` naming ``codec`` and what this machine supports when it cannot run here."""
     if codec not in CODECS:
         raise CodecError(f"unknown codec {codec!r}; this machine supports: {', '.join(supported_codecs())}")
     if codec not in supported_codecs():
-        hint = " (it needs PyAV with its bundled codecs: pip install av)" if CODECS[codec].library == "av" else (
+        hint = f" ({_av_hint(codec)})" if CODECS[codec].library == "av" else (
             f" (this libsndfile {sf.__libsndfile_version__} lacks {CODECS[codec].subtype})")
         raise CodecError(f"codec {codec!r} does not run on this machine{hint}; it supports: "
                          f"{', '.join(supported_codecs())}")

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 HF_SIDECAR = "nano8k_funasr_config.yaml"  # the FunASR config.yaml kept beside an HF-layout export
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+# tokenizer classes transformers 5 writes that transformers 4.x (FunASR's own inference) does not know, and the name
+# both read: in 5.x PreTrainedTokenizerFast is another name of TokenizersBackend
+PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 HF_EXTRAS = "nano8k_extra_tensors.pt"  # the release's tensors the network has no place for (CTC), beside an HF export
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -348,8 +351,20 @@ def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dt
     llm_dir = out / llm_name
     llm_dir.mkdir(parents=True, exist_ok=True)
     (llm_dir / "config.json").write_text(json.dumps(model.qwen_config, indent=2) + "\n", encoding="utf-8")
-    model.tokenizer.save_pretrained(str(llm_dir))
+    save_tokenizer(model.tokenizer, llm_dir)
     return out
+
+
+def save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """``tokenizer.save_pretrained(folder)`` with a ``tokenizer_class`` that transformers 4.x and 5.x both load, so
+    FunASR's own inference (transformers 4) reads what nano8k (transformers 5) exports."""
+    tokenizer.save_pretrained(str(folder))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    portable = PORTABLE_TOKENIZER_CLASSES.get(config.get("tokenizer_class"))
+    if portable is not None:
+        config["tokenizer_class"] = portable
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
@@ -358,7 +373,7 @@ def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.network.save_pretrained(str(out))
-    model.tokenizer.save_pretrained(str(out))
+    save_tokenizer(model.tokenizer, out)
     if model.extra_tensors:
         atomic_torch_save(OrderedDict(model.extra_tensors), out / HF_EXTRAS)
     else:

@@ -8,6 +8,7 @@ import scipy.signal
 
 from nano8k.data import codecs
 from nano8k.data.effects import Codec, EffectContext
+from nano8k.data.telephone import PROFILES
 
 from .conftest import speech_8k
 
@@ -69,8 +70,9 @@ def test_unknown_or_unavailable_codec_is_named_with_what_the_machine_supports(mo
     with pytest.raises(codecs.CodecError, match=r"unknown codec 'amr'; this machine supports: none, ulaw, alaw, gsm"):
         Codec(codecs=("amr",))
     monkeypatch.setattr(codecs, "supported_codecs", lambda: ("none", "ulaw", "alaw", "gsm"))
-    with pytest.raises(codecs.CodecError, match=r"'amr_nb' does not run on this machine \(it needs PyAV with its bundled "
-                                                r"codecs: pip install av\); it supports: none, ulaw, alaw, gsm"):
+    with pytest.raises(codecs.CodecError, match=r"'amr_nb' does not run on this machine \(PyAV [\d.]+ has no "
+                                                r"libopencore_amrnb encoder; .*requirements.lock.*'av>=14,<18'\); it "
+                                                r"supports: none, ulaw, alaw, gsm"):
         Codec(codecs=("amr_nb",))
     with pytest.raises(codecs.CodecError, match=r"'opus' does not run.*lacks OPUS|'opus' does not run.*PyAV"):
         Codec(codecs=("opus",))
@@ -79,6 +81,22 @@ def test_unknown_or_unavailable_codec_is_named_with_what_the_machine_supports(mo
         Codec(codecs=("opus",), bitrate_kbps=(2.0, 8.0))
     with pytest.raises(ValueError, match=r"bitrate_kbps applies to the variable-rate codecs.*\['gsm'\] has none"):
         Codec(codecs=("gsm",), bitrate_kbps=(1.0, 2.0))
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_codec_a_built_in_profile_names_runs_in_this_environment(profile):
+    """A new release of a codec library (PyAV 18 dropped AMR-NB) fails here, not in a user's first command."""
+    named = sorted({name for effect in PROFILES[profile] if effect["effect"] == "codec" for name in effect["codecs"]})
+    missing = {name: str(err) for name in named if (err := _refusal(name)) is not None}
+    assert not missing, f"profile {profile!r} names codecs this environment cannot run: {missing}"
+
+
+def _refusal(codec: str) -> Exception | None:
+    try:
+        codecs.check_codec(codec)
+    except codecs.CodecError as err:
+        return err
+    return None
 
 
 def test_nearest_rates_are_the_codecs_own():

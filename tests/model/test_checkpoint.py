@@ -220,3 +220,24 @@ def test_convert_script_round_trips_through_the_hf_layout(tmp_path):
     assert list(original) == list(converted)
     assert all(torch.equal(original[k], converted[k]) for k in original)
     assert (tmp_path / "copy" / "configuration.json").exists() and (tmp_path / "copy" / "multilingual.tiktoken").exists()
+
+
+# the tokenizer classes transformers 4.57 (FunASR 1.4's own inference) can load by name; 5.x names it may not know
+TRANSFORMERS_4_TOKENIZER_CLASSES = {"PreTrainedTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast"}
+
+
+def test_exported_and_shipped_tokenizers_name_a_class_transformers_4_and_5_both_load(tmp_path):
+    """transformers 5 saves ``TokenizersBackend``, a name FunASR's transformers 4 refuses; every export and the shipped
+    mini model name a class both read, and transformers 5 still loads them to the same ids."""
+    from transformers import AutoTokenizer
+
+    from nano8k.assets import mini_model_dir
+
+    mini = load_pretrained(mini_model_dir())
+    folders = {"shipped": mini_model_dir() / "Qwen3-0.6B", "funasr": export_funasr(mini, tmp_path / "f") / "Qwen3-0.6B",
+               "hf": export_hf(mini, tmp_path / "hf")}
+    for layout, folder in folders.items():
+        named = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))["tokenizer_class"]
+        assert named in TRANSFORMERS_4_TOKENIZER_CLASSES, f"{layout}: {named}"
+        reloaded = AutoTokenizer.from_pretrained(str(folder))
+        assert reloaded("one two 三") == mini.tokenizer("one two 三"), layout
