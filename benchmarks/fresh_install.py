@@ -91,8 +91,9 @@ def fresh_install(work: Path, *, borrow_deps: bool, max_steps: int | None) -> li
     source = copy_project(work / "src")
     bin_dir, venv = make_venv(work / "venv", borrow_deps)
     steps = [venv]
-    install = [str(bin_dir / "pip"), "install", "--disable-pip-version-check", "."] + (["--no-deps"] if borrow_deps else [])
-    steps.append(run_step("pip install ." + (" --no-deps" if borrow_deps else ""), install, source, clean_env()))
+    pinned = ["--no-deps"] if borrow_deps else ["-c", "requirements.lock"]  # the lock: the versions the suite passed with
+    install = [str(bin_dir / "pip"), "install", "--disable-pip-version-check", *pinned, "."]
+    steps.append(run_step("pip install " + " ".join(pinned) + " .", install, source, clean_env()))
     if steps[-1].returncode != 0:
         return steps
     shutil.rmtree(source)  # nothing of the checkout is left to fall back on

@@ -29,7 +29,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_nano8k_fit_runs_the_demo_from_an_empty_folder(installed):
     work, steps = installed
-    assert steps["pip install . --no-deps"].returncode == 0, steps["pip install . --no-deps"].output[-3000:]
+    assert steps["pip install --no-deps ."].returncode == 0, steps["pip install --no-deps ."].output[-3000:]
     fit = steps["nano8k fit"]
     assert fit.returncode == 0, fit.output[-3000:]
     assert "no --config given: the demo" in fit.output and CER_LINE in fit.output, fit.output[-3000:]
