@@ -1,0 +1,80 @@
+"""Data-path defects of issue #25: invisible characters in transcripts (7), the encoder limit read from the header
+(13), JSON-array manifests (21), paths that are not audio files (22), empty keys (23)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from nano8k.data.audio import AudioError, load_audio, probe_audio
+from nano8k.data.badsamples import DataError
+from nano8k.data.manifest import Utterance, check_utterance, read_entries, read_manifest, read_utterances
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT_WAV = ROOT / "tests" / "fixtures" / "tiny-nano" / "s3_8k_1p05s.wav"
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _row(key: str, target: str = "hello", source: Path = SHORT_WAV) -> dict:
+    return {"key": key, "source": str(source), "target": target}
+
+
+# 22: what a path is, when it is not an audio file
+
+
+def _not_a_file(tmp_path: Path, kind: str, monkeypatch) -> tuple[Path, str]:
+    path = tmp_path / f"{kind}.wav"
+    if kind == "fifo":
+        os.mkfifo(path)
+        return path, "a FIFO (named pipe), not an audio file"
+    if kind == "directory":
+        path.mkdir()
+        return path, "a directory, not an audio file"
+    if kind == "loop":
+        os.symlink(tmp_path / "other.wav", path)
+        os.symlink(path, tmp_path / "other.wav")
+        return path, "a symlink loop, not an audio file"
+    if kind == "dangling":
+        os.symlink(tmp_path / "gone.wav", path)
+        return path, f"a dangling symlink, not an audio file: {path} -> {tmp_path / 'gone.wav'}"
+    path.write_bytes(SHORT_WAV.read_bytes())  # unreadable: root reads any file, so access() says no for this one
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path else real_access(p, mode, **kw))
+    return path, "audio file not readable (permission denied)"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "loop", "dangling", "unreadable"])
+def test_a_path_that_is_not_an_audio_file_is_named_by_what_it_is(tmp_path, monkeypatch, kind):
+    path, said = _not_a_file(tmp_path, kind, monkeypatch)
+    for read in (probe_audio, load_audio):
+        with pytest.raises(AudioError) as caught:
+            read(path)
+        assert said in str(caught.value) and "not found" not in str(caught.value)
+    _, problem, _ = check_utterance(Utterance("k", path, "hello"), probe=False)
+    assert said in problem
+    manifest = _jsonl(tmp_path / "m.jsonl", [_row("k", source=path)])
+    from nano8k.data import validate
+
+    assert [said in b.reason for b in validate.validate([manifest], decode=False).problems] == [True]
+
+
+def test_a_manifest_that_is_a_symlink_loop_or_fifo_is_named_by_what_it_is(tmp_path):
+    loop = tmp_path / "m.jsonl"
+    os.symlink(tmp_path / "n.jsonl", loop)
+    os.symlink(loop, tmp_path / "n.jsonl")
+    with pytest.raises(DataError, match="a symlink loop, not a manifest"):
+        read_entries(loop)
+    fifo = tmp_path / "kaldi"
+    fifo.mkdir()
+    os.mkfifo(fifo / "wav.scp")
+    with pytest.raises(DataError, match=r"a FIFO \(named pipe\), not a Kaldi table file: .*wav\.scp"):
+        read_manifest(fifo)
