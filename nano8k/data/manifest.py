@@ -19,7 +19,7 @@ from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
 from nano8k.data.kaldi import read_kaldi
 from nano8k.data.manifest_cache import Headers, ManifestCache
 from nano8k.data.table import TableBuilder, UtteranceTable
-from nano8k.data.textfile import first_json_object, json_line, read_lines
+from nano8k.data.textfile import first_json_object, json_line, read_lines, refuse_json_array
 from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_span,
                                    unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
@@ -111,6 +111,7 @@ def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
     contents = ManifestContents(path, fmt)
     base, manifest = str(path.parent), str(path)
     table = TableBuilder()
+    refuse_json_array(path)
     for lineno, text, error in read_lines(path):
         if error is not None:
             contents.bad.append(BadSample(error, manifest, lineno))

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from nano8k.data.audio import (MULTICHANNEL_POLICIES, SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy,
                                peak_dbfs)
-from nano8k.data.badsamples import BadSample, DataError
+from nano8k.data.badsamples import BadSample
 from nano8k.data.manifest import (Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open,
                                    write_chatml)
 from nano8k.errors import command
@@ -265,9 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1
-    except DataError as exc:
-        print(f"ERROR {exc}", file=sys.stderr)
-        return 2
     return 1 if report.problems else 0
 
 

@@ -28,6 +28,26 @@ def _row(key: str, target: str = "hello", source: Path = SHORT_WAV) -> dict:
     return {"key": key, "source": str(source), "target": target}
 
 
+# 21: a JSON array is not JSON Lines
+
+
+@pytest.mark.parametrize("layout", ["compact", "pretty"])
+def test_a_json_array_manifest_is_named_as_one_with_the_conversion(tmp_path, capsys, layout):
+    from nano8k.data import validate
+
+    rows = [_row("a"), _row("b")]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(rows) if layout == "compact" else
+                    "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+    for read in (lambda: read_manifest(path), lambda: read_manifest(path, "jsonl"), lambda: read_utterances(path, "x")):
+        with pytest.raises(DataError, match=r"is a JSON array \(it starts with '\['\), not JSON Lines") as caught:
+            read()
+        assert f"jq -c '.[]' {path}" in str(caught.value)
+    assert validate.main([str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "JSON array" in err[0], err
+
+
 # 22: what a path is, when it is not an audio file
 
 
