@@ -20,7 +20,7 @@ from nano8k.data.kaldi import read_kaldi
 from nano8k.data.manifest_cache import Headers, ManifestCache
 from nano8k.data.table import TableBuilder, UtteranceTable
 from nano8k.data.textfile import first_json_object, json_line, read_lines, refuse_json_array
-from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_span,
+from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_key, parse_span,
                                    unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
@@ -88,8 +88,8 @@ def _chatml_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     if offset is not None and not obj.get("key"):
         raise ValueError("a segment ('offset') needs a 'key': the audio file's name is shared by its segments")
     prompt = user["content"][: found.start()]
-    key = obj.get("key") or os.path.splitext(os.path.basename(audio))[0]
-    return (str(key), audio_path(audio, base), assistant["content"], duration, obj.get("lang"), prompt or None,
+    key = parse_key(obj["key"]) if "key" in obj else os.path.splitext(os.path.basename(audio))[0]
+    return (key, audio_path(audio, base), assistant["content"], duration, obj.get("lang"), prompt or None,
             lineno, offset, parse_channel(obj.get("channel")))
 
 
@@ -102,7 +102,7 @@ def _simple_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     lang = obj.get("lang") or obj.get("text_language")
     unread_span_fields(obj)
     offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
-    return (str(obj["key"]), audio_path(obj["source"], base), obj["target"], duration,
+    return (parse_key(obj["key"]), audio_path(obj["source"], base), obj["target"], duration,
             None if lang is None else str(lang).strip("<|>"), obj.get("prompt"), lineno, offset,
             parse_channel(obj.get("channel")))
 

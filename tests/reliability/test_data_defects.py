@@ -98,3 +98,30 @@ def test_a_manifest_that_is_a_symlink_loop_or_fifo_is_named_by_what_it_is(tmp_pa
     os.mkfifo(fifo / "wav.scp")
     with pytest.raises(DataError, match=r"a FIFO \(named pipe\), not a Kaldi table file: .*wav\.scp"):
         read_manifest(fifo)
+
+
+# 23: an empty or blank key
+
+
+def test_an_empty_or_blank_key_is_a_bad_entry_in_every_reader(tmp_path):
+    chatml = {"key": "", "messages": [{"role": "user", "content": f"<|startofspeech|>!{SHORT_WAV}<|endofspeech|>"},
+                                      {"role": "assistant", "content": "hello"}]}
+    manifest = _jsonl(tmp_path / "m.jsonl", [_row("good"), _row(""), _row("  \t"), chatml, {**_row("x"), "key": None}])
+    entries, bad, _ = read_entries(manifest)
+    assert [u.key for u in entries] == ["good"]
+    assert [(b.manifest, b.line) for b in bad] == [(str(manifest), n) for n in (2, 3, 4, 5)]
+    assert "field 'key' is empty" in bad[0].reason and "field 'key' is blank ('  \\t')" in bad[1].reason
+    assert "field 'key' is empty" in bad[2].reason and "field 'key' must be a string, got None" in bad[3].reason
+    with pytest.raises(DataError, match=rf"4 bad line\(s\) in {manifest}.*\n  {manifest}:2: bad jsonl entry: field "):
+        read_utterances(manifest, "evaluate")
+
+    import lhotse
+
+    recording = lhotse.Recording.from_file(str(SHORT_WAV))
+    sups = [lhotse.SupervisionSegment(id=key, recording_id=recording.id, start=0.0, duration=recording.duration,
+                                      text="hello") for key in ("good", "", " ")]
+    lhotse.SupervisionSet.from_segments(sups).to_file(str(tmp_path / "supervisions.jsonl"))
+    lhotse.RecordingSet.from_recordings([recording]).to_file(str(tmp_path / "recordings.jsonl"))
+    entries, bad, _ = read_entries(tmp_path / "supervisions.jsonl")
+    assert [u.key for u in entries] == ["good"]
+    assert [(b.line, "supervision 'id' is" in b.reason) for b in bad] == [(2, True), (3, True)]
