@@ -28,6 +28,39 @@ def _row(key: str, target: str = "hello", source: Path = SHORT_WAV) -> dict:
     return {"key": key, "source": str(source), "target": target}
 
 
+# 7: zero-width, format and control characters
+
+
+@pytest.mark.parametrize("normalizer", ["basic", "funasr"])
+def test_normalizers_drop_format_and_control_characters(normalizer):
+    from nano8k.scoring.metrics import cer
+    from nano8k.scoring.normalizers import get_normalizer
+
+    normalize = get_normalizer(normalizer)
+    for stray in ("\u200b", "\ufeff", "\u200d", "\u202e", "\x00", "\x07"):
+        assert cer(["您好请问"], [f"您好{stray}请问"], normalizer=normalizer) == 0.0, repr(stray)
+        assert normalize(f"call{stray} me") == normalize("call me"), repr(stray)
+    assert normalize("call\tme\nback") == normalize("call me back")  # whitespace controls are spaces, not glue
+
+
+def test_validate_names_control_characters_as_errors_and_invisible_ones_as_warnings(tmp_path, capsys):
+    from nano8k.data import validate
+
+    manifest = _jsonl(tmp_path / "m.jsonl", [_row("clean", "您好请问"), _row("zwsp", "您好\u200b请问"),
+                                             _row("bom", "\ufeff您好请问"), _row("nul", "您好\x00请\x07问")])
+    report = validate.validate([manifest], decode=False)
+    assert [(b.line, b.key) for b in report.problems] == [(4, "nul")]
+    assert "U+0000 at column 3" in report.problems[0].reason and "U+0007 at column 5" in report.problems[0].reason
+    warned = {b.key: b for b in report.warnings}
+    assert set(warned) == {"zwsp", "bom"}
+    assert warned["zwsp"].line == 2 and "U+200B ZERO WIDTH SPACE at column 3" in warned["zwsp"].reason
+    assert "U+FEFF ZERO WIDTH NO-BREAK SPACE at column 1" in warned["bom"].reason
+    assert validate.main([str(manifest), "--header_only"]) == 1
+    out = capsys.readouterr().out
+    assert f"ERROR {manifest}:4: control character(s)" in out and "key=nul" in out
+    assert f"WARN  {manifest}:2: invisible character(s)" in out and "2 warnings" in out
+
+
 # 21: a JSON array is not JSON Lines
 
 
