@@ -61,6 +61,40 @@ def test_validate_names_control_characters_as_errors_and_invisible_ones_as_warni
     assert f"WARN  {manifest}:2: invisible character(s)" in out and "2 warnings" in out
 
 
+# 13: the encoder limit, read from the header before decoding
+
+
+def test_an_overlong_file_or_segment_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    from nano8k.data.dataset import SpeechDataset
+    from nano8k.model.features import FrontendConfig
+
+    long_wav = tmp_path / "call.wav"
+    sf.write(str(long_wav), np.zeros(130 * 8000, dtype=np.int16), 8000, subtype="PCM_16")
+    decoded = []
+    real_load = Utterance.load
+
+    def load(self, *args, **kwargs):
+        decoded.append(self.key)
+        return real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(Utterance, "load", load)
+    dataset = SpeechDataset([], None, FrontendConfig(), max_frames=2048)
+    whole = Utterance("whole", long_wav, "hello")
+    span = Utterance("span", long_wav, "hello", duration=125.0, offset=2.0)
+    for utt, frames in ((whole, 2167), (span, 2083)):
+        with pytest.raises(AudioError, match=f"{frames} LFR frames .*from the audio header, not decoded.* 2048"):
+            dataset.features(utt)
+    assert decoded == []
+    short_span = Utterance("short", long_wav, "hello", duration=5.0, offset=100.0)
+    assert dataset.features(short_span).shape[0] == 83 and decoded == ["short"]  # a short span of it still works
+    train = SpeechDataset([], None, FrontendConfig(), max_frames=2048, train=True)
+    fits_faster = Utterance("fast", long_wav, "hello", duration=123.5, offset=0.0)  # 2058 LFR frames at 1.0
+    from nano8k.data.speed import SpeedPerturb
+
+    train.speed_perturb = SpeedPerturb(factors=(1.1,))  # 112.3 s played: fits, so it is decoded
+    assert train.features(fits_faster).shape[0] <= 2048 and decoded[-1] == "fast"
+
+
 # 21: a JSON array is not JSON Lines
 
 
