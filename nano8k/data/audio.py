@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -14,8 +17,8 @@ from nano8k.data.badsamples import DataError
 from nano8k.model.features import resample
 
 __all__ = ["AudioError", "AudioInfo", "INT16_PEAK", "MAX_SAMPLE_MAGNITUDE", "MULTICHANNEL_POLICIES", "MultichannelPolicy",
-           "NARROWBAND_RATE", "SILENCE_PEAK_DBFS", "channel_list", "channel_problem", "clip_int16", "load_audio",
-           "peak_dbfs", "probe_audio", "resample", "span_frames"]
+           "NARROWBAND_RATE", "SILENCE_PEAK_DBFS", "channel_list", "channel_problem", "clip_int16", "file_problem",
+           "load_audio", "peak_dbfs", "probe_audio", "resample", "span_frames"]
 
 MultichannelPolicy = Literal["error", "mix", "first"]
 MULTICHANNEL_POLICIES = ("error", "mix", "first")
@@ -62,11 +65,39 @@ class AudioInfo:
         return self.subtype not in UNSEEKABLE_SUBTYPES
 
 
+_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def file_problem(path: Path, what: str = "audio file") -> str | None:
+    """Why ``path`` cannot be read as a ``what``, said by what it is (missing, a dangling symlink, a symlink loop, a
+    directory, a FIFO, a device, not readable), or None for a readable regular file. Nothing is opened: a FIFO would
+    block its reader."""
+    not_a = f"not a{'n' if what[0] in 'aeiou' else ''} {what}"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"a dangling symlink, {not_a}: {path} -> {os.readlink(path)} (the target does not exist)"
+        return f"{what} not found: {path}"
+    except PermissionError:
+        return f"{what} not reachable (permission denied on a folder above it): {path}"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"a symlink loop, {not_a}: {path} (its symlinks point at each other)"
+        return f"cannot reach {what} {path}: {exc.strerror or exc}"
+    for is_kind, kind in _NOT_FILES:
+        if is_kind(mode):
+            return f"{kind}, {not_a}: {path}"
+    if not os.access(path, os.R_OK):
+        return f"{what} not readable (permission denied): {path}"
+    return None
+
+
 def _check_file(path: Path) -> None:
-    if path.is_dir():
-        raise AudioError(f"a directory, not an audio file: {path}")
-    if not path.is_file():
-        raise AudioError(f"audio file not found: {path}")
+    problem = file_problem(path)
+    if problem:
+        raise AudioError(problem)
 
 
 def probe_audio(path: str | Path) -> AudioInfo:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nano8k.data.audio import AudioError, MultichannelPolicy, resample
+from nano8k.data.audio import AudioError, MultichannelPolicy, probe_audio, resample, span_frames
 from nano8k.data.badsamples import BadSample, BadSampleLog
-from nano8k.data.batching import estimated_lfr_frames_of
+from nano8k.data.batching import estimated_lfr_frames, estimated_lfr_frames_of
 from nano8k.data.manifest import Utterance
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.table import UtteranceTable
@@ -128,14 +128,17 @@ class SpeechDataset(Dataset):
         frontend = self.frontend
         if frontend_rate is not None and frontend_rate != frontend.sample_rate:
             frontend = replace(frontend, sample_rate=int(frontend_rate))
+        speed = self.train and self.speed_perturb is not None
+        factor = self.speed_perturb.factor(self.seed, utt.key, epoch) if speed else 1.0
+        self.refuse_before_decoding(utt, frontend, factor)
         waveform, rate = utt.load(self.multichannel)
         duration = waveform.numel() / rate
         if duration < self.min_duration:
             raise AudioError(f"too short after decoding: {duration:.3f} s < min_duration {self.min_duration} s")
         if duration > self.max_duration:
             raise AudioError(f"too long after decoding: {duration:.3f} s > max_duration {self.max_duration} s")
-        if self.train and self.speed_perturb is not None:  # min/max_duration apply to the recording, not to this
-            waveform = self.speed_perturb.apply(waveform, rate, self.speed_perturb.factor(self.seed, utt.key, epoch))
+        if speed:  # min/max_duration apply to the recording, not to this
+            waveform = self.speed_perturb.apply(waveform, rate, factor)
             duration = waveform.numel() / rate
         if self.train:
             rng = utterance_rng(self.seed, utt.key, epoch)
@@ -154,14 +157,36 @@ class SpeechDataset(Dataset):
                                      frontend.sample_rate)
         feats = apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
         if self.max_frames is not None and feats.shape[0] > self.max_frames:
-            raise AudioError(f"too long for the encoder: {feats.shape[0]} LFR frames ({duration:.1f} s) > its "
-                             f"{self.max_frames} frames ({self.max_frames * frontend.lfr_frame_seconds:.1f} s); "
-                             "split the recording (in training, keep data.max_duration below that, divided by the "
-                             "smallest data.speed_perturb factor)")
+            raise AudioError(self._too_long_for_the_encoder(feats.shape[0], duration, frontend))
         if not bool(torch.isfinite(feats).all()):
             raise AudioError(f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
                              f"usable audio in [-1, 1]")
         return feats
+
+    def _too_long_for_the_encoder(self, frames: int, duration: float, frontend: FrontendConfig,
+                                  source: str = "") -> str:
+        return (f"too long for the encoder: {frames} LFR frames ({duration:.1f} s{source}) > its {self.max_frames} "
+                f"frames ({self.max_frames * frontend.lfr_frame_seconds:.1f} s); split the recording (in training, "
+                "keep data.max_duration below that, divided by the smallest data.speed_perturb factor)")
+
+    def refuse_before_decoding(self, utt: Utterance, frontend: FrontendConfig, factor: float = 1.0) -> None:
+        """Raise ``AudioError`` when the audio header already shows that ``utt`` (its span, played ``factor`` times as
+        fast) is longer than the encoder's ``max_frames``: a 30-minute call is refused without decoding and
+        featurizing it (GBs of memory). A length within one LFR frame of the limit is left to the exact check on the
+        features."""
+        if self.max_frames is None:
+            return
+        info = probe_audio(utt.audio)  # the header only; raises for a missing or unreadable file, as load would
+        start, count = span_frames(info.sample_rate, utt.offset, utt.duration if utt.is_segment else None)
+        available = info.frames - start
+        samples = available if count is None else min(count, available)
+        if samples <= 0 or not info.sample_rate:
+            return  # an empty span: the decoder names the problem
+        seconds = samples / info.sample_rate / factor
+        frames = estimated_lfr_frames(seconds, lfr_n=frontend.lfr_n)
+        if frames > self.max_frames + 1:
+            raise AudioError(self._too_long_for_the_encoder(frames, seconds, frontend,
+                                                            ", from the audio header, not decoded"))
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
         return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=utt.prompt, lang=utt.lang)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nano8k.data.audio import file_problem
 from nano8k.data.badsamples import BadSample, DataError
 from nano8k.data.textfile import read_lines
 from nano8k.data.utterance import ManifestContents, Utterance, resolve_audio, seconds
@@ -36,12 +38,16 @@ class Table:
 
 
 def read_table(path: Path, required: bool = False) -> Table:
-    """Parse ``path``; a missing optional file gives an empty table."""
+    """Parse ``path``; a missing optional file gives an empty table. One that is there but cannot be read (a
+    dangling symlink, a symlink loop, a FIFO, a directory, not readable) is a ``DataError`` saying what it is."""
     table = Table(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         if required:
             raise DataError(f"{path.parent}: Kaldi data folder has no {path.name}")
         return table
+    problem = file_problem(path, "Kaldi table file")
+    if problem:
+        raise DataError(problem)
     for lineno, text, error in read_lines(path):
         parts = text.strip().split(maxsplit=1)
         if error is not None:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Iterator
 from nano8k.data.audio import channel_list, probe_audio
 from nano8k.data.badsamples import BadSample, DataError
 from nano8k.data.textfile import first_json_object, json_line, read_lines
-from nano8k.data.utterance import Channel, ManifestContents, Utterance
+from nano8k.data.utterance import Channel, ManifestContents, Utterance, parse_key
 
 INSTALL = "pip install -e '.[lhotse]'  (or pip install lhotse)"
 
@@ -98,6 +98,10 @@ def _file_and_channel(recording: Any, channel: int | list[int]) -> tuple[Path | 
 def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: int) -> tuple[Utterance | None, str | None]:
     if not sup.text or not str(sup.text).strip():
         return None, "supervision has no text"
+    try:
+        parse_key(sup.id, "supervision 'id'")
+    except ValueError as exc:
+        return None, str(exc)
     duration = float(sup.duration)
     if not (math.isfinite(offset) and math.isfinite(duration)) or offset < 0 or duration <= 0:
         return None, f"bad supervision span: start {offset} s, duration {duration} s"

@@ -13,19 +13,20 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
-from nano8k.data.audio import MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, probe_audio
+from nano8k.data.audio import (MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, file_problem,
+                               probe_audio)
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
 from nano8k.data.kaldi import read_kaldi
 from nano8k.data.manifest_cache import Headers, ManifestCache
 from nano8k.data.table import TableBuilder, UtteranceTable
-from nano8k.data.textfile import first_json_object, json_line, read_lines
-from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_span,
+from nano8k.data.textfile import first_json_object, json_line, read_lines, refuse_json_array
+from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_key, parse_span,
                                    unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
 __all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format", "entries_headers",
-           "flag_duplicate_keys", "header_dict", "iter_chatml", "load_utterances", "read_entries", "read_manifest",
-           "read_unique", "read_utterances", "rows_to_open", "speech_length", "write_chatml"]
+           "flag_duplicate_keys", "header_dict", "iter_chatml", "load_utterances", "manifest_path", "read_entries",
+           "read_manifest", "read_unique", "read_utterances", "rows_to_open", "speech_length", "write_chatml"]
 
 ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi", "lhotse"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
@@ -87,8 +88,8 @@ def _chatml_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     if offset is not None and not obj.get("key"):
         raise ValueError("a segment ('offset') needs a 'key': the audio file's name is shared by its segments")
     prompt = user["content"][: found.start()]
-    key = obj.get("key") or os.path.splitext(os.path.basename(audio))[0]
-    return (str(key), audio_path(audio, base), assistant["content"], duration, obj.get("lang"), prompt or None,
+    key = parse_key(obj["key"]) if "key" in obj else os.path.splitext(os.path.basename(audio))[0]
+    return (key, audio_path(audio, base), assistant["content"], duration, obj.get("lang"), prompt or None,
             lineno, offset, parse_channel(obj.get("channel")))
 
 
@@ -101,7 +102,7 @@ def _simple_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     lang = obj.get("lang") or obj.get("text_language")
     unread_span_fields(obj)
     offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
-    return (str(obj["key"]), audio_path(obj["source"], base), obj["target"], duration,
+    return (parse_key(obj["key"]), audio_path(obj["source"], base), obj["target"], duration,
             None if lang is None else str(lang).strip("<|>"), obj.get("prompt"), lineno, offset,
             parse_channel(obj.get("channel")))
 
@@ -110,6 +111,7 @@ def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
     contents = ManifestContents(path, fmt)
     base, manifest = str(path.parent), str(path)
     table = TableBuilder()
+    refuse_json_array(path)
     for lineno, text, error in read_lines(path):
         if error is not None:
             contents.bad.append(BadSample(error, manifest, lineno))
@@ -153,12 +155,20 @@ def _read_any(path: Path, fmt: ManifestFormat) -> ManifestContents:
     return contents
 
 
+def manifest_path(path: str | Path) -> Path:
+    """``path`` resolved, or a ``DataError`` saying what it is when it cannot be read as a manifest (missing, a
+    dangling symlink or symlink loop, a FIFO, not readable; a directory is a Kaldi data folder)."""
+    path = Path(path).expanduser()
+    problem = None if path.is_dir() else file_problem(path, "manifest")
+    if problem:
+        raise DataError(problem)
+    return path.resolve()
+
+
 def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestContents:
     """Parse one manifest into an ``UtteranceTable``; per-line problems are returned in ``.bad`` (nothing is raised
     for them). A large manifest's parsed form is cached beside it (``nano8k.data.manifest_cache``)."""
-    path = Path(path).expanduser().resolve()
-    if not path.exists():
-        raise DataError(f"manifest not found: {path}")
+    path = manifest_path(path)
     return ManifestCache.open(path, fmt).contents(lambda: _read_any(path, fmt))
 
 
@@ -225,10 +235,8 @@ def check_utterance(
         problem = problem or channel_problem(utt.audio, info.channels, utt.channel, multichannel)
         if problem:
             return utt, problem, info
-    elif utt.audio.is_dir():
-        return utt, f"a directory, not an audio file: {utt.audio}", None
-    elif not utt.audio.is_file():
-        return utt, f"audio file not found: {utt.audio}", None
+    elif (problem := file_problem(utt.audio)) is not None:
+        return utt, problem, None
     if utt.duration is not None:
         if utt.duration < min_duration:
             return utt, f"too short: {utt.duration:.3f} s < min_duration {min_duration} s", info
@@ -249,7 +257,7 @@ def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = 
                 ) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
     """``read_entries``, and each manifest's contents (with its cache, for ``entries_headers``)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    resolved = [Path(p).expanduser().resolve() for p in paths]
+    resolved = [manifest_path(p) for p in paths]
     twice = sorted({str(p) for p in resolved if resolved.count(p) > 1})
     if twice:
         raise DataError(f"manifest(s) given more than once: {', '.join(twice)} (every key would be a duplicate)")

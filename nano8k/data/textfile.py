@@ -38,8 +38,26 @@ def read_lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
         raise DataError(f"{path}:{lineno + 1}: corrupt or truncated gzip file ({exc})") from exc
 
 
+JSON_ARRAY_PEEK = 1 << 16  # bytes read to see whether a manifest starts with '[' (past a BOM and blank space)
+
+
+def refuse_json_array(path: Path) -> None:
+    """A ``DataError`` when ``path`` starts with ``[``: one JSON array, not JSON Lines (one JSON object per line,
+    what every jsonl reader here and FunASR's take); the message gives the one-line conversion."""
+    try:
+        with open_binary(path) as handle:
+            start = handle.read(JSON_ARRAY_PEEK).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        return  # a corrupt gzip file: read_lines names the line it stops at
+    if start.startswith(b"["):
+        raise DataError(f"{path} is a JSON array (it starts with '['), not JSON Lines: a manifest has one JSON object "
+                        f"per line. Convert it with: jq -c '.[]' {path} > {path.with_name(path.stem + '.lines.jsonl')}")
+
+
 def first_json_object(path: Path, kind: Callable[[Any], str | None]) -> str | None:
-    """``kind(obj)`` of the first line that decodes to JSON with a kind (lines that are not JSON are passed over)."""
+    """``kind(obj)`` of the first line that decodes to JSON with a kind (lines that are not JSON are passed over);
+    a file that is one JSON array is refused (``refuse_json_array``)."""
+    refuse_json_array(path)
     for _, text, error in read_lines(path):
         if error is not None or not text.strip():
             continue

@@ -84,6 +84,17 @@ class ManifestContents:
         return len(self.utterances) + len(self.bad)
 
 
+def parse_key(value: object, name: str = "field 'key'") -> str:
+    """An entry's key (a string, or an integer written as one); raises ``ValueError`` naming ``name`` for any other
+    value and for an empty or blank key: the key is what results, bad-sample reports and duplicates are known by."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    key = str(value)
+    if not key.strip():
+        raise ValueError(f"{name} is {'empty' if not key else f'blank ({key!r})'}: give the entry a key that names it")
+    return key
+
+
 def parse_channel(value: object) -> Channel:
     """A manifest's ``channel`` field: a 0-based int, or a non-empty list of them; raises ``ValueError``."""
     if value is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Sequence
 
 from nano8k.data.audio import (MULTICHANNEL_POLICIES, SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy,
                                peak_dbfs)
-from nano8k.data.badsamples import BadSample, DataError
+from nano8k.data.badsamples import BadSample
 from nano8k.data.manifest import (Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open,
                                    write_chatml)
 from nano8k.errors import command
@@ -21,6 +22,7 @@ LISTED_FILES = 20  # multi-channel files listed one by one in the report
 # Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s
 # is ~1,000, so a longer one is most likely several utterances' text joined or a line matched to the wrong audio.
 MAX_TRANSCRIPT_CHARS = 1000
+LISTED_CHARACTERS = 5  # control/invisible characters named one by one in a transcript's error or warning
 
 
 @dataclass
@@ -65,6 +67,53 @@ def transcript_warning(utt: Utterance) -> str | None:
             "or a line matched to the wrong audio?")
 
 
+def _listed(found: list[tuple[int, str]]) -> str:
+    """``U+200B ZERO WIDTH SPACE at column 3, ...``: the first ``LISTED_CHARACTERS`` of ``found`` and how many more."""
+    named = [f"U+{ord(ch):04X}{' ' + unicodedata.name(ch) if unicodedata.name(ch, '') else ''} at column {column}"
+             for column, ch in found[:LISTED_CHARACTERS]]
+    more = f" and {len(found) - LISTED_CHARACTERS} more" if len(found) > LISTED_CHARACTERS else ""
+    return ", ".join(named) + more
+
+
+def _unseen(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(column, character) of the control characters of ``text`` that are not whitespace (NUL, BEL, ESC, ...), and of
+    its format characters (Unicode Cf) and whitespace controls (TAB, newline)."""
+    controls, invisible = [], []
+    if text.isprintable():
+        return controls, invisible
+    for column, ch in enumerate(text, start=1):
+        category = unicodedata.category(ch)
+        if category == "Cc" and not ch.isspace():
+            controls.append((column, ch))
+        elif category in ("Cc", "Cf"):
+            invisible.append((column, ch))
+    return controls, invisible
+
+
+def control_character_error(utt: Utterance) -> str | None:
+    """Why ``utt``'s transcript is bad text: control characters that are not whitespace (NUL, BEL, ESC, DEL ...),
+    which no language writes: corrupt text or a wrong encoding, which the model would learn to write. None if none."""
+    controls, _ = _unseen(utt.target)
+    if not controls:
+        return None
+    return (f"control character(s) in the transcript: {_listed(controls)} (corrupt text or a wrong encoding; remove "
+            "them)")
+
+
+def invisible_character_warning(utt: Utterance) -> str | None:
+    """A warning naming the format characters (Unicode Cf: U+200B zero-width space, U+FEFF byte-order mark, U+200D
+    joiner, U+202E bidi override ...) and whitespace controls (TAB, newline) of ``utt``'s transcript, or None.
+
+    A warning, not an error: a zero-width joiner or non-joiner is part of the spelling of Persian, Indic scripts and
+    emoji, and the scoring normalizers drop them all; but the model learns to write what the transcript holds, so a
+    stray one is worth cleaning."""
+    _, invisible = _unseen(utt.target)
+    if not invisible:
+        return None
+    return (f"invisible character(s) in the transcript: {_listed(invisible)} (training targets keep them, scoring "
+            "drops them; remove stray ones)")
+
+
 def validate_utterance(
     utt: Utterance, *, decode: bool, min_duration: float, max_duration: float, rate: int | None,
     mono: bool, duration_tolerance: float, multichannel: MultichannelPolicy = "error",
@@ -72,7 +121,9 @@ def validate_utterance(
 ) -> tuple[Utterance, str | None, list[str], AudioInfo | None]:
     """Check one entry; returns (utterance with measured duration, error or None, warnings, header if read).
 
-    Warnings (the entry stays good): a transcript longer than ``MAX_TRANSCRIPT_CHARS``, and with ``decode`` silent
+    A transcript with control characters that are not whitespace (NUL, BEL) is an error
+    (``control_character_error``). Warnings (the entry stays good): a transcript longer than ``MAX_TRANSCRIPT_CHARS``
+    or with invisible characters (``invisible_character_warning``), and with ``decode`` silent
     audio (peak below ``SILENCE_PEAK_DBFS``); also segments past the file's end, unseekable files, unnamed channels.
 
     Under ``multichannel`` first/mix, an utterance on a multi-channel file comes back with the channels the policy
@@ -85,9 +136,10 @@ def validate_utterance(
                                        multichannel=multichannel, headers=headers)
     if error is not None:
         return utt, error, warnings, info
-    long_text = transcript_warning(utt)
-    if long_text:
-        warnings.append(long_text)
+    bad_text = control_character_error(utt)
+    if bad_text:
+        return utt, bad_text, warnings, info
+    warnings.extend(w for w in (transcript_warning(utt), invisible_character_warning(utt)) if w)
     if decode:
         try:
             waveform, _ = utt.load(multichannel)  # raises for undecodable, NaN/Inf or out-of-range audio, in its span
@@ -265,9 +317,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1
-    except DataError as exc:
-        print(f"ERROR {exc}", file=sys.stderr)
-        return 2
     return 1 if report.problems else 0
 
 

@@ -1,5 +1,9 @@
 """Text normalizers applied to references and hypotheses before scoring: ``basic``, ``funasr`` and ``none``.
 
+Both ``basic`` and ``funasr`` first drop format and control characters (Unicode Cf and Cc: zero-width spaces and
+joiners, byte-order marks, bidi marks, NUL, BEL ...; TAB and newline become a space), which no reader of a transcript
+sees: one U+200B in a reference must not cost an error (``python -m nano8k.data.validate`` reports them).
+
 - ``basic`` (nano8k's own, the default): NFKC (full-width -> half-width), lowercase, apostrophes dropped
   ("don't" -> "dont"), every other Unicode punctuation character (categories P*, which covers CJK punctuation such as
   。，、「」) replaced by a space, whitespace collapsed, and spaces between two CJK characters removed. Numbers, dates and
@@ -53,9 +57,26 @@ _APOSTROPHES = "'\u2018\u2019\u02bc`"
 _WHITESPACE = re.compile(r"\s+")
 
 
+def visible(text: str) -> str:
+    """``text`` without format and control characters (Unicode Cf, Cc: zero-width spaces and joiners, byte-order
+    marks, bidi marks, NUL, BEL ...), which no reader sees, so a stray one costs no error; whitespace controls (TAB,
+    newline) become a space."""
+    if text.isprintable():  # the common case: no Cf/Cc character (nor any other unprintable one)
+        return text
+    return "".join(_visible_char(ch) for ch in text)
+
+
+def _visible_char(ch: str) -> str:
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return " " if ch.isspace() else ""
+    return "" if category == "Cf" else ch
+
+
 def basic_normalize(text: str) -> str:
-    """NFKC, lowercase, punctuation (incl. CJK) removed, spaces collapsed and removed between CJK characters."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Format/control characters dropped (``visible``), NFKC, lowercase, punctuation (incl. CJK) removed, spaces
+    collapsed and removed between CJK characters."""
+    text = unicodedata.normalize("NFKC", visible(text)).lower()
     chars = []
     for ch in text:
         if ch in _APOSTROPHES:
@@ -143,7 +164,7 @@ def _normalize_run(kind: str, text: str) -> str:
 
 def funasr_normalize(text: str) -> str:
     """The Fun-ASR evaluation recipe's normalization (see the module docstring for each step and the differences)."""
-    tokens = _BRACKETS.sub(" ", text).split()
+    tokens = _BRACKETS.sub(" ", visible(text)).split()
     runs = [_normalize_run(kind, " ".join(run)) for kind, run in groupby(tokens, key=_token_class)]
     return " ".join(run for run in runs if run)
 
