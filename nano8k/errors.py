@@ -27,6 +27,10 @@ class CommandError(UserError):
     """A command cannot go on with what it was given; the message names the argument, file or key and the fix."""
 
 
+class OutputError(UserError):
+    """An output file or folder nano8k cannot write: not writable, the disk full, or in use by another run."""
+
+
 def fail(message: str) -> NoReturn:
     """Stop the running command with ``error: message`` and exit status 2 (see :func:`command`)."""
     raise CommandError(message)

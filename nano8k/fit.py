@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import netrc
 import os
+import re
 import sys
 import warnings
 from typing import Any, Sequence
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.data.badsamples import DataError
 from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.errors import TRACEBACK_ENV, USAGE_EXIT, ConfigError
+from nano8k.errors import TRACEBACK_ENV, USAGE_EXIT, ConfigError, UserError
 from nano8k.shipped import project_file, shipped_config
-from nano8k.training.checkpointing import LastCheckpoint  # also registers config dataclasses as safe to unpickle
+from nano8k.training.checkpointing import (  # also registers config dataclasses as safe to unpickle
+    LastCheckpoint,
+    check_resume_checkpoint,
+)
 from nano8k.training.module import NanoASRModule
+from nano8k.training.outputs import RunLock, output_folders, require_writable
 
 DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
@@ -41,12 +47,14 @@ class NanoCLI(LightningCLI):
         parser.add_argument("--preflight_skip", type=list[str], default=[], help="preflight checks to skip")
 
     def before_instantiate_classes(self) -> None:
-        """Preflight reads the config only, so it speaks before the model is built (a wrong model_dir, say)."""
+        """Preflight reads the config only, so it speaks before the model is built (a wrong model_dir, say); an
+        output folder that cannot be written is refused then too, with or without preflight."""
         if self.config.get("preflight", True):
             from nano8k.preflight import enforce
 
             enforce(self.config, skip=self.config.get("preflight_skip") or [],
                     print_fn=print if rank_zero_only.rank == 0 else (lambda _: None))
+        require_writable(output_folders(self.config.as_dict()))
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a constructor's refusal of a value becomes a ``ConfigError``."""
@@ -91,11 +99,38 @@ def default_wandb_offline() -> None:
         print("[wandb] no API key found: logging offline (sync later with `wandb sync <run dir>`)")
 
 
+def resume_file(trainer: Any, ckpt_path: str | None) -> str | None:
+    """The file ``--ckpt_path`` resumes from as Lightning picks it: a path as given, ``last`` the newest ``last*.ckpt``
+    of the checkpoint callbacks' folders; None for no resume, no last.ckpt yet, or the other keywords."""
+    if ckpt_path in (None, "best", "hpc") or str(ckpt_path).startswith(("http://", "https://")):
+        return None
+    if ckpt_path != "last":
+        return ckpt_path
+    found = {path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+             for path in callback._find_last_checkpoints(trainer)}  # Lightning's own rule for 'last'
+    return max(found, key=os.path.getmtime) if found else None
+
+
 def _fit(cli: NanoCLI) -> None:
+    """``trainer.fit`` holding the run's output folders (global rank 0 takes them; the other ranks write into rank
+    0's), after the checkpoint to resume from is found readable."""
+    folders = output_folders(cli.config.as_dict()) if rank_zero_only.rank == 0 else []
+    with RunLock(folders) as lock:
+        for folder in lock.empty:  # the lock file alone is no old checkpoint to warn about
+            warnings.filterwarnings("ignore", message=f"Checkpoint directory {re.escape(str(folder))} exists and "
+                                    "is not empty")
+        _fit_unlocked(cli)
+
+
+def _fit_unlocked(cli: NanoCLI) -> None:
     datamodule = cli.datamodule
     datamodule.use_model(cli.model.model)  # the model's tokenizer and audio token rule (its recipe record)
+    ckpt_path = cli.config.get("ckpt_path")
+    resume = resume_file(cli.trainer, ckpt_path)
+    if resume is not None and os.path.isfile(resume):  # a missing file is Lightning's to name
+        check_resume_checkpoint(resume, ckpt_path)
     try:
-        cli.trainer.fit(cli.model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
+        cli.trainer.fit(cli.model, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         keepers = [cb for cb in cli.trainer.callbacks if isinstance(cb, LastCheckpoint)]
         if cli.trainer.is_global_zero and not any(cb.sigterm_step is not None for cb in keepers):
@@ -111,8 +146,9 @@ def _fit(cli: NanoCLI) -> None:
 def run(args: Sequence[str] | None = None) -> NanoCLI:
     """Parse ``args`` (default: sys.argv; the shipped demo config when no ``--config`` is given), fit, return the CLI.
 
-    Exits 1 when preflight fails, 2 (``error: ...``, no traceback unless ``NANO8K_TRACEBACK=1``) for a config or
-    data error, 143 after SIGTERM (``last.ckpt`` written by ``LastCheckpoint``).
+    Exits 1 when preflight fails, 2 (``error: ...``, no traceback unless ``NANO8K_TRACEBACK=1``) for a config, data,
+    checkpoint or output error (an output folder another fit holds, say), 143 after SIGTERM (``last.ckpt`` written
+    by ``LastCheckpoint``).
     """
     default_wandb_offline()
     given = list(sys.argv[1:] if args is None else args)
@@ -130,7 +166,7 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
             save_config_kwargs={"overwrite": True},
         )
         _fit(cli)
-    except (ConfigError, DataError) as err:
+    except UserError as err:  # ConfigError, DataError, CheckpointError, OutputError ...
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise
         print(f"error: {err}", file=sys.stderr)

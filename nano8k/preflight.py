@@ -12,7 +12,14 @@ import yaml
 from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.data import check_channel, check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
-from nano8k.checks.training import check_memory, check_precision, check_schedule, check_tuning_advice, check_wandb
+from nano8k.checks.training import (
+    check_memory,
+    check_outputs,
+    check_precision,
+    check_schedule,
+    check_tuning_advice,
+    check_wandb,
+)
 from nano8k.errors import ConfigError, command
 
 __all__ = ["CHECKS", "CheckResult", "PreflightError", "enforce", "format_results", "run_preflight"]
@@ -32,6 +39,7 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "memory": check_memory,
     "precision": check_precision,
     "wandb": check_wandb,
+    "outputs": check_outputs,
 }
 
 
@@ -51,6 +59,8 @@ FIXES: dict[str, str] = {
     "memory": "lower data.max_frames_per_batch, model.gradient_checkpointing true, trainer.precision bf16-mixed",
     "precision": "trainer.strategy ddp (pip install deepspeed for deepspeed_*); bf16-mixed rather than 16-mixed",
     "wandb": "wandb login / WANDB_API_KEY, or WANDB_MODE=offline; log_model false when offline",
+    "outputs": "make the folder writable, or set trainer.default_root_dir / the checkpoint dirpath / "
+               "ExportOnFitEnd.out_dir to one you can write",
 }
 
 

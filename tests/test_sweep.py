@@ -63,7 +63,7 @@ def test_local_two_point_grid_on_demo(tmp_path, capsys):
     out = tmp_path / "sweep"
     rc = main(["sweeps/lr.yaml", "--local", "--config", "configs/demo.yaml", "--grid", "model.lr=1e-3,3e-3",
                "--max_steps", "2", "--limit_val_batches", "1", "--out", str(out), "--timeout", "120",
-               "--model.warmup_steps=1"])  # passed through to nano8k.fit; preflight refuses warm-up >= the run
+               "--model.warmup_steps=1"])  # passed through to nano8k.fit (warm-up inside the run)
     assert rc == 0, capsys.readouterr()
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))

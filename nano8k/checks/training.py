@@ -1,4 +1,4 @@
-"""Training-side preflight checks: lr/warm-up vs data size, official tuning advice, memory, precision, W&B."""
+"""Training-side preflight checks: lr/warm-up vs data size, official tuning advice, memory, precision, W&B, outputs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.data import reports, train_hours
 from nano8k.checks.memory import GIB, estimate_memory
 from nano8k.checks.model import shape, stage_trainable
+from nano8k.training.outputs import output_folders, unwritable_reason
 
 OFFICIAL_LLM_LR = 2e-4  # FA finetune.sh optim_conf.lr for LLM fine-tuning
 WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
@@ -80,11 +81,11 @@ def check_schedule(ctx: Context) -> CheckResult:
         if ctx.release_weights and trains_big and stage.lr > OFFICIAL_LLM_LR:
             warns.append(f"{stage.name} lr {stage.lr:g} exceeds the official fine-tuning lr {OFFICIAL_LLM_LR:g} while "
                          "encoder/LLM weights train: risk of forgetting; sweep 1e-5..1e-4 (sweeps/lr.yaml)")
-    if warmup >= total:
-        raise CheckFailed(f"{ctx.key('model.warmup_steps')}={warmup} >= the whole run ({total} optimizer steps = "
-                          f"{how}): the lr never reaches model.lr. Set warmup_steps to ~5-10% of the run "
-                          f"(e.g. {max(1, total // 10)}) or train longer")
-    if warmup > 0.3 * total:
+    if warmup >= total:  # legal (a smoke run of a few steps, say), but the schedule never leaves warm-up
+        warns.append(f"{ctx.key('model.warmup_steps')}={warmup} >= the whole run ({total} optimizer steps = {how}): "
+                     "the run ends inside warm-up and the lr never reaches model.lr; fine for a smoke run, for a real "
+                     f"one set warmup_steps to ~5-10% of the run (e.g. {max(1, total // 10)}) or train longer")
+    elif warmup > 0.3 * total:
         warns.append(f"warm-up {warmup} steps is {warmup / total:.0%} of the run ({total} steps); ~5-10% is usual "
                      f"(model.warmup_steps ~{max(1, total // 10)})")
     message = f"~{total} optimizer steps ({how}), warm-up {warmup}, lr " + ", ".join(
@@ -248,3 +249,18 @@ def check_wandb(ctx: Context) -> CheckResult:
         warns.append("online logging but WANDB_API_KEY is not set: run `wandb login` (or export WANDB_API_KEY), or "
                      f"export WANDB_MODE=offline / set {key}.offline true")
     return CheckResult(name, "warn" if warns else "pass", "; ".join([f"online ({where})", *warns]))
+
+
+def check_outputs(ctx: Context) -> CheckResult:
+    """Output folders (trainer.default_root_dir, checkpoint dirpaths, ExportOnFitEnd.out_dir, logger save_dir) can be
+    created and written."""
+    name = "outputs"
+    folders = output_folders(ctx.config)
+    problems = [f"{folder.key}={folder.path}: {why}" for folder in folders
+                if (why := unwritable_reason(folder.path)) is not None]
+    if problems:
+        raise CheckFailed(f"{ctx.source}: cannot write " + "; ".join(problems) + ": make the folder writable or set "
+                          "the key to a folder you can write")
+    if not folders:
+        return CheckResult(name, "pass", "no output folder set: Lightning writes lightning_logs/ in the current folder")
+    return CheckResult(name, "pass", "writable: " + ", ".join(str(folder.path) for folder in folders))

@@ -17,7 +17,7 @@ import yaml
 from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 from transformers.initialization import no_init_weights
 
-from nano8k.atomic import atomic_torch_save
+from nano8k.atomic import atomic_torch_save, follow_umask
 from nano8k.errors import UserError
 from nano8k.model.convert import (
     EXTRA_PREFIXES,
@@ -352,6 +352,7 @@ def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dt
     llm_dir.mkdir(parents=True, exist_ok=True)
     (llm_dir / "config.json").write_text(json.dumps(model.qwen_config, indent=2) + "\n", encoding="utf-8")
     save_tokenizer(model.tokenizer, llm_dir)
+    follow_umask(out)
     return out
 
 
@@ -380,6 +381,7 @@ def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
         (out / HF_EXTRAS).unlink(missing_ok=True)  # an earlier export's extras in this folder are not this model's
     (out / HF_SIDECAR).write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
                                   encoding="utf-8")
+    follow_umask(out)  # save_pretrained leaves model.safetensors 0600, the other files follow the umask
     return out
 
 

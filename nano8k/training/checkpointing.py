@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import time
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -20,7 +23,7 @@ from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
-from nano8k.model.checkpoint import copy_release_extras, export_funasr, export_hf
+from nano8k.model.checkpoint import CheckpointError, copy_release_extras, export_funasr, export_hf
 from nano8k.training.freezing import FreezeConfig, LoraConfig
 
 if TYPE_CHECKING:
@@ -156,6 +159,50 @@ class LastCheckpoint(ModelCheckpoint):
             self.sigterm_step = int(trainer.global_step)
             print(f"[preempt] SIGTERM: wrote {self.last_path} at step {trainer.global_step}; resume with "
                   "--ckpt_path last", flush=True)
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is no checkpoint to resume from (empty, truncated, not a checkpoint, holds code), or None.
+
+    Reads the file as a resume would (``torch.load(weights_only=True)``, memory-mapped: tensors are not read), so the
+    answer is the resume's, said without torch's advice to load untrusted files with ``weights_only=False``."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes): a write that never finished"
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            return "not a checkpoint: torch.save writes a zip archive, this file is something else"
+    if not zipfile.is_zipfile(path):
+        return f"truncated: the archive stops after {size} bytes, before its end (a copy or write cut short)"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:  # weights_only refused a pickled object: name it, never torch's advice
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = found.group(1) if found else "something other than tensors and plain data"
+        return (f"holds a pickled {what}, which nano8k does not load: checkpoints are read with weights_only=True "
+                "and no code in a file is run; nano8k's own checkpoints hold no such object")
+    except Exception as err:  # torch raises several types for a damaged file
+        return f"damaged: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        return "not a Lightning checkpoint (no 'state_dict' entry)"
+    return None
+
+
+def check_resume_checkpoint(path: str | os.PathLike, given: str) -> None:
+    """Refuse to resume from ``path`` (``--ckpt_path given``) when :func:`checkpoint_problem` finds one:
+    ``CheckpointError`` naming the file, why, and the intact checkpoints beside it to resume from instead."""
+    path = Path(path)
+    why = checkpoint_problem(path)
+    if why is None:
+        return
+    siblings = sorted((p for p in path.parent.glob("*.ckpt") if p.resolve() != path.resolve() and p.is_file()),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+    intact = [p for p in siblings if p.stat().st_size > 0 and zipfile.is_zipfile(p)]
+    instead = (f"intact checkpoints beside it, newest first: {', '.join(p.name for p in intact)}; resume with "
+               f"--ckpt_path {intact[0]}" if intact else "no other checkpoint beside it; fit without --ckpt_path "
+               "to start over")
+    raise CheckpointError(f"--ckpt_path {given}: {path}: {why}; {instead}")
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
