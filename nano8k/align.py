@@ -95,9 +95,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as stream:  # a stream: PyYAML's message names the file and line
+            data = yaml.safe_load(stream)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
+        where = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        raise ValueError(f"{path}: not valid YAML ({where})") from err
     if data is None:
         return {}
     if not isinstance(data, dict):

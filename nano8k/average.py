@@ -11,12 +11,28 @@ from nano8k.errors import command
 
 def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | None = None,
                        write_ckpt: bool = True) -> dict[str, Path]:
-    """Average ``checkpoints``, write ``<out>/averaged.ckpt`` (if ``write_ckpt``) and both export layouts."""
+    """Average ``checkpoints``, write ``<out>/averaged.ckpt`` (if ``write_ckpt``) and both export layouts.
+
+    A checkpoint that is missing, unreadable, not a Lightning checkpoint of nano8k, or whose weights do not fit its
+    model raises ``CheckpointError`` naming it and why.
+    """
     from nano8k.atomic import atomic_torch_save  # torch: only once there is work (``-h`` stays quick)
+    from nano8k.model.checkpoint import CheckpointError
     from nano8k.training.checkpointing import average_checkpoints, export_module, module_from_checkpoint
 
-    averaged = average_checkpoints(checkpoints)
-    module = module_from_checkpoint(averaged, model_dir)
+    for path in checkpoints:
+        if not Path(path).exists():
+            raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        averaged = average_checkpoints(checkpoints)
+    except (ValueError, RuntimeError) as err:  # each names the file, or the checkpoints' index, and why
+        raise CheckpointError(str(err)) from err
+    try:
+        module = module_from_checkpoint(averaged, model_dir)
+    except CheckpointError:
+        raise
+    except (ValueError, RuntimeError) as err:  # no hyper_parameters, weights that do not fit the model
+        raise CheckpointError(f"{checkpoints[-1]}: cannot rebuild its model ({err})") from err
     if write_ckpt:
         atomic_torch_save(averaged, out / "averaged.ckpt")
     return export_module(module, out)

@@ -19,8 +19,9 @@ from nano8k.scoring.normalizers import NORMALIZERS
 from nano8k.scoring.plots import plot_groups
 from nano8k.scoring.report import Scored, build_report, markdown, summary_lines
 from nano8k.model.locate import resolve_model_dir
-from nano8k.transcribe import add_decode_arguments, decode_options, load_model, print_notices, utterances_from_manifest
-from nano8k.errors import command
+from nano8k.transcribe import (add_decode_arguments, choice_of, decode_options, load_model, print_notices,
+                               utterances_from_manifest)
+from nano8k.errors import command, fail
 
 
 def group_fields(utts: Sequence[Utterance], group_by: Sequence[str]) -> list[dict[str, str]]:
@@ -64,13 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated manifest fields to break the scores down by, e.g. lang,channel_type,"
                              "speaker,domain (lang: the entry's language, else detected from the reference; Kaldi: "
                              "utt2<field> files, utt2spk for speaker; Lhotse: supervision fields and custom)")
-    parser.add_argument("--normalizer", type=str, default="basic", choices=list(NORMALIZERS),
+    parser.add_argument("--normalizer", type=choice_of(NORMALIZERS), default="basic",
                         help="basic (nano8k's), funasr (Fun-ASR's evaluation recipe, comparable with its published "
                              "numbers) or none; see nano8k.scoring.normalizers")
     parser.add_argument("--report_dir", type=str | None, default=None,
                         help="write report.json, report.md, utterances.jsonl and cer_by_group.png here")
-    parser.add_argument("--num_worst", type=int, default=10)
-    parser.add_argument("--num_substitutions", type=int, default=20)
+    parser.add_argument("--num_worst", type=int, default=10, help="the report's worst utterances listed")
+    parser.add_argument("--num_substitutions", type=int, default=20, help="the report's most frequent substitutions")
     add_decode_arguments(parser)
     args = parser.parse_args(argv)
     options = decode_options(args)
@@ -95,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_dir:
         written = write_report(report, args.report_dir, f"Evaluation of {Path(args.manifest).name}")
         print("wrote " + ", ".join(str(p) for p in written))
+    if not report["overall"]["utterances"]:
+        fail(f"{args.manifest}: nothing was scored: of {len(utts)} utterance(s), {report['overall']['empty_refs']} "
+             f"have an empty reference after the {args.normalizer} normalizer and {len(report['failed'])} failed to "
+             "load; give transcripts (or --normalizer none if the normalizer empties them)")
     return 1 if report["failed"] else 0
 
 

@@ -26,6 +26,7 @@ from nano8k.training.checkpointing import (  # also registers config dataclasses
 from nano8k.training.module import NanoASRModule
 from nano8k.training.outputs import RunLock, output_folders, require_writable
 
+PROG = "python -m nano8k.fit"  # the usage line's program name (also run as ``nano8k fit``)
 DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
 
@@ -80,6 +81,21 @@ def parse_config(args: Sequence[str]) -> Any:
     """The jsonargparse Namespace ``nano8k.fit`` would train with for ``args`` (``--config X --data.y v ...``)."""
     return ConfigOnlyCLI(NanoASRModule, TelephoneDataModule, subclass_mode_model=False, run=False,
                          args=list(args)).config
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Read each config file ``--config`` / ``-c`` names in ``args`` first: a file that is not valid YAML is a
+    ``ConfigError`` naming it and the line (jsonargparse's own message says ``"<unicode string>"``)."""
+    from nano8k.align import load_config
+
+    named = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg in ("--config", "-c")]
+    named += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for path in named:
+        if os.path.isfile(path):  # otherwise jsonargparse reads the value as inline YAML or names it missing
+            try:
+                load_config(path)
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
 
 
 def wandb_api_key_known() -> bool:
@@ -157,6 +173,7 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
               f"({project_file('configs/' + DEMO_CONFIG)}); outputs go to ./runs/demo", file=sys.stderr, flush=True)
         args = ["--config", shipped_config(DEMO_CONFIG), *given]
     try:
+        check_config_files(list(sys.argv[1:] if args is None else args))
         cli = NanoCLI(
             NanoASRModule,
             TelephoneDataModule,
@@ -164,6 +181,7 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
             run=False,
             args=args,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": PROG},
         )
         _fit(cli)
     except UserError as err:  # ConfigError, DataError, CheckpointError, OutputError ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -80,8 +80,11 @@ def _item(dataset: SpeechDataset, model: NanoASR, utt: Utterance, options: Decod
     return SpeechItem(key=utt.key, feats=feats, prompt=prompt, target=utt.target)
 
 
-def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions) -> list[Transcript]:
+def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
+                          on_batch: Callable[[Sequence[Transcript]], None] | None = None) -> list[Transcript]:
     """Decode ``utts`` in batches of ``options.batch_size`` (sorted by length); results in input order.
+    ``on_batch`` receives each batch's results as soon as it is decoded (a caller writing them as they come loses
+    nothing already decoded if a later batch fails).
 
     An utterance whose audio cannot be used (unreadable, out of range, longer than the encoder's ``max_frames``) or
     whose prompt cannot be written (a language the prompt has no name for) gets its ``error`` set; the others are
@@ -105,6 +108,8 @@ def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: De
         batch = collate([item for _, item in chunk], model.pad_id).to(device)
         for (index, _), text in zip(chunk, model.transcribe(batch, options.max_new_tokens)):
             results[index].text = text
+        if on_batch is not None:
+            on_batch([results[index] for index, _ in chunk])
     return results
 
 

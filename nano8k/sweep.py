@@ -59,8 +59,10 @@ def base_config(sweep: Mapping[str, Any]) -> str | None:
     return None
 
 
-def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *, check_keys: bool = True) -> list[str]:
-    """Problems with a W&B sweep config (empty list = valid); parameter names are checked against the config."""
+def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *, check_keys: bool = True,
+                   config: str | None = None) -> list[str]:
+    """Problems with a W&B sweep config (empty list = valid); parameter names are checked against ``config`` (a
+    ``--config`` given instead of the command's), else the config the sweep's command names."""
     errors = []
     unknown = set(sweep) - TOP_KEYS
     if unknown:
@@ -110,18 +112,19 @@ def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *, check_key
             if sweep.get("method") == "grid":
                 errors.append(f"{where}: method grid needs values, not a {dist} range")
     if check_keys:
-        errors += _check_parameter_keys(sweep, source)
+        errors += _check_parameter_keys(sweep, source, config)
     return errors
 
 
-def _check_parameter_keys(sweep: Mapping[str, Any], source: str) -> list[str]:
+def _check_parameter_keys(sweep: Mapping[str, Any], source: str, config: str | None = None) -> list[str]:
     from nano8k.align import _lookup, effective, load_config, MISSING
 
-    config_path = base_config(sweep)
+    config_path = config or base_config(sweep)
     if config_path is None:
         return []
     if not Path(config_path).is_file():
-        return [f"{source}: command's --config {config_path} not found (run from the repository root)"]
+        given = "--config" if config else "command's --config"
+        return [f"{source}: {given} {config_path} not found (run from the repository root)"]
     tree = effective(load_config(config_path)).tree
     return [f"{source}: parameters.{name} is not a key of {config_path} (LightningCLI keys look like model.lr)"
             for name in sweep["parameters"] if _lookup(tree, name) is MISSING]
@@ -150,9 +153,14 @@ def _points(spec: Mapping[str, Any], n: int) -> list[Any]:
 
 def expand_grid(sweep: Mapping[str, Any], points: int = 3, override: Mapping[str, list[Any]] | None = None
                 ) -> list[dict[str, Any]]:
-    """Cartesian product of every parameter's local values (``override`` replaces a parameter's values)."""
+    """Cartesian product of every parameter's local values (``override`` replaces a parameter's values; naming one
+    the sweep does not have is a ``SweepError``, not a silently unused value)."""
     override = override or {}
     names = list(sweep["parameters"])
+    unknown = [name for name in override if name not in names]
+    if unknown:
+        raise SweepError(f"--grid {', '.join(unknown)}: not a parameter of the sweep (its parameters: "
+                         f"{', '.join(names)})")
     values = [override.get(name) or _points(sweep["parameters"][name], points) for name in names]
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
@@ -258,7 +266,7 @@ def run_local(sweep_path: str | Path, *, config: str | None = None, out_dir: str
               echo: bool = True) -> list[PointResult]:
     """Run every grid point as ``python -m nano8k.fit`` subprocess (WANDB_MODE=offline) and collect the metric."""
     sweep = load_sweep(sweep_path)
-    errors = validate_sweep(sweep, str(sweep_path), check_keys=False)
+    errors = validate_sweep(sweep, str(sweep_path), config=config)
     if errors:
         raise SweepError("\n".join(errors))
     from nano8k.align import load_config
@@ -369,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     try:
         sweep = load_sweep(args.sweep)
-        errors = validate_sweep(sweep, args.sweep, check_keys=args.config is None)
+        errors = validate_sweep(sweep, args.sweep, config=args.config)
         if errors:
             print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
             return 2

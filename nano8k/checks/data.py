@@ -287,5 +287,6 @@ def check_channel(ctx: Context) -> CheckResult:
             built = cls.from_config(value)
         except (TypeError, ValueError, DataError) as err:
             raise CheckFailed(f"{ctx.key(key)}: {err}") from err
-        lines += built.describe() if isinstance(built, TelephoneChannel) else [f"speed perturbation {built}"]
+        described = built.describe()
+        lines += described if isinstance(built, TelephoneChannel) else [f"speed perturbation: {described}"]
     return CheckResult("channel", "pass", "; ".join(lines))

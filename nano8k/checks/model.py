@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nano8k.checks.context import CheckFailed, CheckResult, Context, Stage
 from nano8k.checks.memory import ModelShape, model_shape
-from nano8k.model.checkpoint import llm_dir
+from nano8k.model.checkpoint import llm_dir, missing_tokenizer_files
 from nano8k.model.features import FRONTEND_RATES
 
 
@@ -22,15 +22,16 @@ def check_model_dir(ctx: Context) -> CheckResult:
     if (d / "config.yaml").is_file():
         needed = ["config.yaml", "model.pt"]
         llm = llm_dir(d, ctx.funasr_config or {}).relative_to(d)
-        needed += [f"{llm}/config.json", f"{llm}/tokenizer_config.json"]
-        layout = "FunASR release"
+        needed.append(f"{llm}/config.json")
+        tokenizer, layout = d / llm, "FunASR release"
     elif (d / "config.json").is_file():
-        needed, layout = ["config.json", "nano8k_funasr_config.yaml", "model.safetensors"], "HF export"
+        needed, layout, tokenizer = ["config.json", "nano8k_funasr_config.yaml", "model.safetensors"], "HF export", d
         needed = [n for n in needed if n != "model.safetensors" or not list(d.glob("model*.safetensors"))] or needed
     else:
         raise CheckFailed(f"{d}: neither config.yaml (FunASR release layout) nor config.json (HF export) found; "
                           "point model.model_dir at the folder that holds model.pt and config.yaml")
     missing = [n for n in needed if not (d / n).exists() and not (n == "model.safetensors" and list(d.glob("*.safetensors")))]
+    missing += [str((tokenizer / name).relative_to(d)) for name in missing_tokenizer_files(tokenizer)]
     if missing:
         raise CheckFailed(f"{d}: {layout} layout is missing {missing}; re-download the model or fix model.model_dir")
     if ctx.funasr_config is None:

@@ -76,8 +76,8 @@ def kaldi_channel(side: str) -> int:
 
 
 class _Folder:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, transcripts: bool = True) -> None:
+        self.folder, self.transcripts = folder, transcripts
         self.scp = read_table(folder / "wav.scp", required=True)
         self.text = read_table(folder / "text")
         self.durs = read_table(folder / "utt2dur")
@@ -118,9 +118,13 @@ class _Folder:
         return resolve_audio(value, self.folder), channel, None
 
     def transcript(self, key: str) -> tuple[str | None, str | None]:
+        """(transcript, problem) of ``key``; without ``transcripts`` a key with none (or no text file) has ""."""
         problem = self.text.problem(key) or self.langs.problem(key)
         if problem is None and key not in self.text.rows:
-            problem = f"no transcript for this key in {self.text.path}"
+            if not self.transcripts:
+                return "", None
+            problem = (f"no transcript for this key in {self.text.path}" if self.text.path.is_file() else
+                       f"{self.text.path} does not exist (a Kaldi folder's transcripts)")
         return self.text.rows.get(key, (0, None))[1], problem
 
 
@@ -197,16 +201,17 @@ def _segments(data: _Folder, contents: ManifestContents) -> None:
                                              None, lineno, seg.path, offset=span[0], channel=channel))
 
 
-def read_kaldi(path: Path) -> ManifestContents:
+def read_kaldi(path: Path, transcripts: bool = True) -> ManifestContents:
     """Utterances of a Kaldi data folder (or its wav.scp); with ``segments`` each is a span of a recording.
 
     Lines may be separated by spaces or TABs. A segment's channel is its optional 5th field (0-based, as Kaldi's
     extract-segments) or its recording's in ``reco2file_and_channel`` (A/B or 1/2; wav.scp is keyed by the recording
     id, or by the file id it names). A key repeated in any file makes every
-    entry with that key bad, naming all its lines; nothing is silently replaced.
+    entry with that key bad, naming all its lines; nothing is silently replaced. Without ``transcripts`` (decoding
+    only) the ``text`` file may be missing or lack keys: those entries' transcripts are empty.
     """
     folder = path if path.is_dir() else path.parent
-    data = _Folder(folder)
+    data = _Folder(folder, transcripts)
     segmented = data.segments.path.is_file()
     contents = ManifestContents(data.segments.path if segmented else data.scp.path, "kaldi")
     contents.bad.extend(data.bad)

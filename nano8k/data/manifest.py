@@ -66,7 +66,7 @@ def detect_format(path: str | Path) -> str:
 Row = tuple  # (key, audio, target, duration, lang, prompt, line, offset, channel): ``TableBuilder.add``'s fields
 
 
-def _chatml_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
+def _chatml_entry(obj: dict[str, Any], base: str, lineno: int, transcripts: bool = True) -> Row:
     messages = obj.get("messages")
     if not isinstance(messages, list):
         raise ValueError("field 'messages' must be a list")
@@ -77,8 +77,10 @@ def _chatml_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
     found = SPEECH_RE.search(user["content"])
     if not found or not found.group(1).strip():
         raise ValueError("user content has no <|startofspeech|>!PATH<|endofspeech|> slot")
-    if assistant is None or not isinstance(assistant.get("content"), str):
+    if transcripts and (assistant is None or not isinstance(assistant.get("content"), str)):
         raise ValueError("no assistant message with the transcript")
+    if assistant is not None and not isinstance(assistant.get("content", ""), str):
+        raise ValueError("the assistant message's content must be a string")
     audio = found.group(1).strip()
     unread_span_fields(obj)
     duration = obj.get("duration")
@@ -89,25 +91,26 @@ def _chatml_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
         raise ValueError("a segment ('offset') needs a 'key': the audio file's name is shared by its segments")
     prompt = user["content"][: found.start()]
     key = parse_key(obj["key"]) if "key" in obj else os.path.splitext(os.path.basename(audio))[0]
-    return (key, audio_path(audio, base), assistant["content"], duration, obj.get("lang"), prompt or None,
+    target = "" if assistant is None else assistant.get("content", "")
+    return (key, audio_path(audio, base), target, duration, obj.get("lang"), prompt or None,
             lineno, offset, parse_channel(obj.get("channel")))
 
 
-def _simple_entry(obj: dict[str, Any], base: str, lineno: int) -> Row:
-    missing = [name for name in ("key", "source", "target") if name not in obj]
+def _simple_entry(obj: dict[str, Any], base: str, lineno: int, transcripts: bool = True) -> Row:
+    missing = [name for name in ("key", "source", "target") if name not in obj and (transcripts or name != "target")]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)}")
-    if not isinstance(obj["source"], str) or not isinstance(obj["target"], str):
+    if not isinstance(obj["source"], str) or not isinstance(obj.get("target", ""), str):
         raise ValueError("fields 'source' and 'target' must be strings")
     lang = obj.get("lang") or obj.get("text_language")
     unread_span_fields(obj)
     offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
-    return (parse_key(obj["key"]), audio_path(obj["source"], base), obj["target"], duration,
+    return (parse_key(obj["key"]), audio_path(obj["source"], base), obj.get("target", ""), duration,
             None if lang is None else str(lang).strip("<|>"), obj.get("prompt"), lineno, offset,
             parse_channel(obj.get("channel")))
 
 
-def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
+def _read_jsonl(path: Path, fmt: str, transcripts: bool = True) -> ManifestContents:
     contents = ManifestContents(path, fmt)
     base, manifest = str(path.parent), str(path)
     table = TableBuilder()
@@ -127,7 +130,7 @@ def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
             continue
         kind = "chatml" if "messages" in obj else "jsonl" if "source" in obj else fmt
         try:
-            row = (_chatml_entry if kind == "chatml" else _simple_entry)(obj, base, lineno)
+            row = (_chatml_entry if kind == "chatml" else _simple_entry)(obj, base, lineno, transcripts)
         except (ValueError, TypeError) as exc:
             contents.bad.append(BadSample(f"bad {kind} entry: {exc}", manifest, lineno, obj.get("key")))
             continue
@@ -136,11 +139,12 @@ def _read_jsonl(path: Path, fmt: str) -> ManifestContents:
     return contents
 
 
-def _read_any(path: Path, fmt: ManifestFormat) -> ManifestContents:
-    """The manifest parsed by its format's reader, its utterances as an ``UtteranceTable``."""
+def _read_any(path: Path, fmt: ManifestFormat, transcripts: bool = True) -> ManifestContents:
+    """The manifest parsed by its format's reader, its utterances as an ``UtteranceTable``; without ``transcripts``
+    a jsonl, ChatML or Kaldi entry may lack its transcript (its target is empty)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "kaldi":
-        contents = read_kaldi(path)
+        contents = read_kaldi(path, transcripts)
     elif path.is_dir():
         raise DataError(f"{path} is a directory; only a Kaldi data folder can be given as a directory")
     elif fmt == "lhotse":
@@ -148,7 +152,7 @@ def _read_any(path: Path, fmt: ManifestFormat) -> ManifestContents:
 
         contents = read_lhotse(path)
     elif fmt in ("chatml", "jsonl"):
-        return _read_jsonl(path, fmt)
+        return _read_jsonl(path, fmt, transcripts)
     else:
         raise DataError(f"unknown manifest format {fmt!r} (auto, chatml, jsonl, kaldi, lhotse)")
     contents.utterances = UtteranceTable.from_utterances(contents.utterances)
@@ -165,10 +169,13 @@ def manifest_path(path: str | Path) -> Path:
     return path.resolve()
 
 
-def read_manifest(path: str | Path, fmt: ManifestFormat = "auto") -> ManifestContents:
+def read_manifest(path: str | Path, fmt: ManifestFormat = "auto", transcripts: bool = True) -> ManifestContents:
     """Parse one manifest into an ``UtteranceTable``; per-line problems are returned in ``.bad`` (nothing is raised
-    for them). A large manifest's parsed form is cached beside it (``nano8k.data.manifest_cache``)."""
+    for them). A large manifest's parsed form is cached beside it (``nano8k.data.manifest_cache``); one read without
+    ``transcripts`` (for decoding only: entries may lack them) is not, so training never sees its empty targets."""
     path = manifest_path(path)
+    if not transcripts:
+        return _read_any(path, fmt, transcripts=False)
     return ManifestCache.open(path, fmt).contents(lambda: _read_any(path, fmt))
 
 
@@ -245,15 +252,16 @@ def check_utterance(
     return utt, None, info
 
 
-def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
+def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto", transcripts: bool = True
                  ) -> tuple[UtteranceTable, list[BadSample], list[BadSample]]:
     """The entries of ``paths`` with unique keys; the bad lines and every copy of a repeated key; and the entries
-    that are not utterances (``ManifestContents.ignored``, also logged with their count)."""
-    table, bad, ignored, _ = read_unique(paths, fmt)
+    that are not utterances (``ManifestContents.ignored``, also logged with their count). Without ``transcripts``
+    an entry may lack its transcript (``read_manifest``)."""
+    table, bad, ignored, _ = read_unique(paths, fmt, transcripts)
     return table, bad, ignored
 
 
-def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto"
+def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto", transcripts: bool = True
                 ) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
     """``read_entries``, and each manifest's contents (with its cache, for ``entries_headers``)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -265,7 +273,7 @@ def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = 
     bad: list[BadSample] = []
     ignored: list[BadSample] = []
     for path in paths:
-        contents = read_manifest(path, fmt)
+        contents = read_manifest(path, fmt, transcripts)
         parts.append(contents)
         bad.extend(contents.bad)
         ignored.extend(contents.ignored)
@@ -276,10 +284,11 @@ def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = 
     return table, bad + duplicates, ignored, parts
 
 
-def read_utterances(path: str | Path, user: str) -> UtteranceTable:
+def read_utterances(path: str | Path, user: str, transcripts: bool = True) -> UtteranceTable:
     """All utterances of one manifest for decoding or scoring, or a ``DataError`` naming ``user`` and the first bad
-    lines (unreadable lines, repeated keys)."""
-    entries, bad, _ = read_entries(path)
+    lines (unreadable lines, repeated keys). Without ``transcripts`` (decoding only) an entry may lack its
+    transcript."""
+    entries, bad, _ = read_entries(path, transcripts=transcripts)
     if bad:
         reasons = "\n  ".join(b.describe() for b in bad[:10])
         raise DataError(f"{user}: {len(bad)} bad line(s) in {path}:\n  {reasons}")

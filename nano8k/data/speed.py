@@ -58,6 +58,12 @@ class SpeedPerturb:
         """From a config value: a mapping of the fields, or an instance (unknown keys are named)."""
         return from_mapping(cls, value)
 
+    def describe(self) -> str:
+        """One line for people (preflight): the factors or range, the probability and the mode."""
+        drawn = (f"factors {', '.join(f'{f:g}' for f in self.factors)}" if self.factors else
+                 f"factors uniform in [{self.factor_range[0]:g}, {self.factor_range[1]:g}]")
+        return f"{drawn}, applied with p={self.prob:g}, {self.mode} mode"
+
     def factor(self, seed: int, key: str, epoch: int) -> float:
         """The factor of utterance ``key`` in ``epoch`` (1.0: unchanged).
 

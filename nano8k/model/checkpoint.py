@@ -88,10 +88,10 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     """A YAML or JSON file whose top level is a mapping; ``CheckpointError`` naming the file otherwise."""
     is_json = path.suffix == ".json"  # not yaml for JSON: PyYAML reads 1e-06 as a string
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if is_json else yaml.safe_load(text)
+        with path.open(encoding="utf-8") as stream:  # a stream: PyYAML's message names the file
+            data = json.load(stream) if is_json else yaml.safe_load(stream)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise CheckpointError(f"{path}: not valid {'JSON' if is_json else 'YAML'} ({err})") from err
+        raise CheckpointError(f"{path}: not valid {'JSON' if is_json else 'YAML'} ({one_line(err)})") from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a mapping at the top level")
     return data
@@ -128,6 +128,30 @@ def tokenizer_dir(path: str | os.PathLike) -> Path:
 
 def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+TOKENIZER_VOCABULARY = ("tokenizer.json", ("vocab.json", "merges.txt"))  # either holds a BPE vocabulary
+
+
+def missing_tokenizer_files(folder: str | os.PathLike) -> list[str]:
+    """The tokenizer files ``folder`` lacks (none: it holds a tokenizer): tokenizer_config.json, and the vocabulary
+    (tokenizer.json, or vocab.json with merges.txt). Without a vocabulary transformers quietly builds a one-token
+    tokenizer and every transcript decodes empty, so loading refuses such a folder up front."""
+    folder = Path(folder)
+    fast, (vocab, merges) = TOKENIZER_VOCABULARY
+    missing = [] if (folder / "tokenizer_config.json").is_file() else ["tokenizer_config.json"]
+    if not (folder / fast).is_file() and not ((folder / vocab).is_file() and (folder / merges).is_file()):
+        missing.append(f"{fast} (or {vocab} with {merges})")
+    return missing
+
+
+def _require_tokenizer(folder: Path, model_dir: Path) -> None:
+    missing = missing_tokenizer_files(folder)
+    if missing:
+        raise CheckpointError(
+            f"{folder}: the tokenizer of model folder {model_dir} is missing {', '.join(missing)}; without it every "
+            "transcript would be empty. Copy them from the release's Qwen3-0.6B/ (or re-download / re-export the "
+            "model)")
 
 
 def read_model_configs(model_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -226,7 +250,9 @@ def load_pretrained(
     text_dtype = _resolve_dtype(llm_dtype, audio_dtype)
     funasr, qwen = read_model_configs(model_dir)
     recipe = read_recipe(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
-    if (model_dir / "config.yaml").exists():
+    release = (model_dir / "config.yaml").exists()
+    _require_tokenizer(llm_dir(model_dir, funasr) if release else model_dir, model_dir)
+    if release:
         model = _load_funasr_layout(model_dir, funasr, qwen, recipe, attn_implementation)
     else:
         model = _load_hf_layout(model_dir, funasr, qwen, recipe, attn_implementation)
@@ -264,21 +290,48 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
 
 def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
                     attn_implementation: str) -> NanoASR:
-    network = FunAsrNanoForConditionalGeneration.from_pretrained(
-        str(model_dir), dtype=torch.float32, attn_implementation=attn_implementation
-    )
+    try:
+        network = FunAsrNanoForConditionalGeneration.from_pretrained(
+            str(model_dir), dtype=torch.float32, attn_implementation=attn_implementation
+        )
+    except Exception as err:  # transformers and safetensors raise several types for missing or damaged weights
+        raise CheckpointError(f"{model_dir}: the HF-layout weights cannot be loaded ({one_line(err)}); re-export "
+                              "the model") from err
     network.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
     return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
 
 
+def one_line(err: BaseException | str) -> str:
+    """An error's message on one line (torch's and PyYAML's span several)."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
 def _torch_load(path: Path, mmap: bool = False) -> Any:
-    """``torch.load`` of tensors only, on the CPU; ``CheckpointError`` naming the file when it cannot be read."""
+    """``torch.load`` of tensors only, on the CPU; ``CheckpointError`` naming the file and why when it cannot be read
+    (a file that cannot be memory-mapped, torch's legacy format, is read without ``mmap``)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises several types for a damaged file
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from err
+        if mmap:
+            return _torch_load(path)
+        reason = load_failure(err)
+        if "Unsupported global" in reason:
+            raise CheckpointError(f"{path}: holds Python objects other than tensors, which nano8k does not unpickle "
+                                  f"(torch.load weights_only: {reason}); save only the weights") from err
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({reason}); the file is damaged or not "
+                              "a torch checkpoint") from err
+
+
+def load_failure(err: Exception) -> str:
+    """Why ``torch.load`` refused a file, on one line, without torch's advice to retry with ``weights_only=False``
+    (which would run whatever code the file holds)."""
+    text = str(err)
+    if "Weights only load failed" not in text:
+        return f"{type(err).__name__}: {one_line(err)}"
+    detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation of torch.load")[0]
+    return one_line(detail).split(". Please use")[0]
 
 
 def _read_extras(path: Path) -> "OrderedDict[str, torch.Tensor]":

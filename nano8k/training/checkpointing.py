@@ -23,7 +23,7 @@ from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
 from nano8k.errors import ConfigError
-from nano8k.model.checkpoint import CheckpointError, copy_release_extras, export_funasr, export_hf
+from nano8k.model.checkpoint import CheckpointError, copy_release_extras, export_funasr, export_hf, load_failure
 from nano8k.training.freezing import FreezeConfig, LoraConfig
 
 if TYPE_CHECKING:
@@ -223,8 +223,8 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise
     except Exception as err:  # torch raises several types for a damaged file
-        raise ValueError(f"{path}: cannot be read as a checkpoint ({err})") from err
-    if "state_dict" not in checkpoint:
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({load_failure(err)})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: no 'state_dict' entry; not a Lightning checkpoint")
     return checkpoint
 
