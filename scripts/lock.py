@@ -2,7 +2,7 @@
 
     python scripts/lock.py                 # fresh venv, newest allowed versions, the whole suite, what moved
     python scripts/lock.py --write         # the same; on a green suite, requirements.lock := that venv's pip freeze
-    python scripts/lock.py --no-machine-constraints   # also lift a pip constraint file this machine's config names
+    python scripts/lock.py --no_machine_constraints   # also lift a pip constraint file this machine's config names
 
 Drift is found here, not by users: every release of a dependency inside the ranges reaches a new install the day it
 is published. The lock is ``pip freeze`` of the venv the suite just passed in, so it lists exactly what was tested.
@@ -68,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/lock.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="on a green suite, write requirements.lock")
     parser.add_argument("--venv", type=Path, default=None, help="where to make the venv (default: a new temp folder)")
-    parser.add_argument("--no-machine-constraints", action="store_true",
-                        help="lift a constraint file this machine's pip config names (PIP_CONSTRAINT='')")
+    parser.add_argument("--no_machine_constraints", action="store_true",
+                        help="lift a constraint file this machine's pip config names (PIP_CONSTRAINT=/dev/null)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (default: the whole suite)")
     args = parser.parse_args(argv)
     venv = args.venv or Path(tempfile.mkdtemp(prefix="nano8k-newest-")) / "venv"
     python = str(venv / "bin" / "python")
     env = dict(os.environ, WANDB_MODE="offline")
     if args.no_machine_constraints:
-        env["PIP_CONSTRAINT"] = ""
+        env["PIP_CONSTRAINT"] = os.devnull
     if run([sys.executable, "-m", "venv", str(venv)]).returncode != 0:
         return 2
     install = run([python, "-m", "pip", "install", "--upgrade", "--upgrade-strategy", "eager", "-e", f".[{EXTRAS}]"],
