@@ -15,7 +15,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nano8k.data.badsamples import DataError
 from nano8k.data.datamodule import TelephoneDataModule
 from nano8k.errors import TRACEBACK_ENV, USAGE_EXIT, ConfigError, UserError
 from nano8k.shipped import project_file, shipped_config
@@ -29,13 +28,34 @@ from nano8k.training.outputs import RunLock, output_folders, require_writable
 PROG = "python -m nano8k.fit"  # the usage line's program name (also run as ``nano8k fit``)
 DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
+# LightningCLI's own optimizer options: nano8k leaves them out of its parser (NanoASRModule.configure_optimizers builds
+# the AdamW groups and the schedule from model.*), and names the model.* keys to anyone who gives them
+LIGHTNING_OPTIMIZER_OPTIONS = ("--optimizer", "--lr_scheduler")
+OPTIMIZER_KEYS = ("model.lr", "model.weight_decay", "model.lr_multipliers", "model.weight_decay_overrides",
+                  "model.decay_norm_and_bias", "model.betas", "model.optimizer_impl", "model.scheduler",
+                  "model.warmup_steps", "model.min_lr_ratio")
 
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen parts
 warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*")
 
 
+def refuse_optimizer_options(args: Sequence[str]) -> None:
+    """Refuse LightningCLI's ``--optimizer`` / ``--lr_scheduler`` (and their ``.init_args``) with the keys that do
+    configure nano8k's optimizer: they would replace its AdamW groups, weight decay rules and warm-up."""
+    given = sorted({arg.split("=", 1)[0].split(".", 1)[0] for arg in args} & set(LIGHTNING_OPTIMIZER_OPTIONS))
+    if given:
+        raise ConfigError(f"{' and '.join(given)}: not an option of nano8k fit, which builds AdamW (one group per "
+                          "module, no weight decay on biases and norms) and its learning-rate schedule itself; "
+                          f"configure them with {', '.join(OPTIMIZER_KEYS)}")
+
+
 class NanoCLI(LightningCLI):
-    """LightningCLI without subcommands: parses one config, then runs ``trainer.fit``."""
+    """LightningCLI without subcommands: parses one config, then runs ``trainer.fit``. Lightning's
+    ``--optimizer`` / ``--lr_scheduler`` are not offered (``refuse_optimizer_options``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        refuse_optimizer_options([str(a) for a in (kwargs.get("args") or sys.argv[1:])])
+        super().__init__(*args, auto_configure_optimizers=False, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -61,7 +81,7 @@ class NanoCLI(LightningCLI):
         """Build model, data and trainer; a constructor's refusal of a value becomes a ``ConfigError``."""
         try:
             super().instantiate_classes()
-        except (ConfigError, DataError):
+        except UserError:
             raise
         except (ValueError, FileNotFoundError) as err:  # our constructors validate their arguments this way
             raise ConfigError(str(err)) from err

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import itertools
 import logging
 import math
 from typing import Any, Callable, Iterator, Sequence
@@ -219,6 +221,13 @@ def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int] | np.
         real += int(lens.sum())
         padded += len(batch) * int(lens.max())
     return 1.0 - real / padded if padded else 0.0
+
+
+def plan_digest(batches: Sequence[Sequence[int]]) -> str:
+    """A SHA-256 of a batch plan (each batch's size, then every index in order): equal digests, the same batches."""
+    sizes = np.fromiter((len(batch) for batch in batches), dtype=np.int64, count=len(batches))
+    rows = np.fromiter(itertools.chain.from_iterable(batches), dtype=np.int64, count=int(sizes.sum()))
+    return hashlib.sha256(sizes.tobytes() + b"|" + rows.tobytes()).hexdigest()
 
 
 def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[int]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import lightning as L
 import numpy as np
@@ -13,14 +15,14 @@ from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths
+from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths, plan_digest
 from nano8k.data.dataset import SpeechCollator, SpeechDataset
 from nano8k.data.manifest import load_utterances
 from nano8k.data.shards import ShardIndex, ShardStream
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
-from nano8k.errors import ConfigError
+from nano8k.errors import RESUME_ADVICE, ConfigError, ResumeConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
 from nano8k.model.prompt import (
@@ -38,6 +40,45 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nano8k.data")
 Split = Literal["train", "val", "test"]
+
+_PLAN = "the run goes on with it; a mid-epoch position is kept only on the same epoch plan, else refused"
+_AUGMENT = "augmentation, from the resumed batch on"
+_LOADING = "loading only; the same batches"
+# data settings a resume may change, and what then happens; a change of any other data.* setting (how the model is
+# fed: fbank rate, dither, prompts, tokenizer; the seed of the batch plan) is refused (ResumeConfigError): the run
+# would mix two feedings under one record, or the restored position would point into another plan
+DATA_APPLIED_ON_RESUME = {
+    **dict.fromkeys(("train_manifests", "train_shards", "max_frames_per_batch", "max_tokens_per_batch",
+                     "max_batch_size", "pad_frames_to_multiple", "pad_tokens_to_multiple", "sort_window",
+                     "speed_perturb", "min_duration", "max_duration", "multichannel", "on_bad_sample"), _PLAN),
+    **dict.fromkeys(("telephone", "telephone_prob", "telephone_max_input_rate", "specaugment"), _AUGMENT),
+    **dict.fromkeys(("num_workers", "feature_cache_mb", "probe_audio", "spot_check"), _LOADING),
+    "val_manifests": "validation data", "test_manifests": "test data",
+    "max_bad_fraction": "the bad-sample cap, checked from now on",
+}
+
+
+def _plain(value: Any) -> Any:
+    """A setting as plain data (dataclasses as dicts), so a checkpoint holding it loads with ``weights_only``."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+
+
+class ResumableLoader(DataLoader):
+    """The training loader, stateful in Lightning's sense: the fit loop saves ``state_dict()`` in each checkpoint
+    and hands it back to ``load_state_dict`` on resume, so Lightning knows a mid-epoch resume is exact. The state is
+    the data module's position (``TelephoneDataModule.train_position``): the batch sampler (or shard stream) skips
+    the batches the checkpoint had used."""
+
+    def __init__(self, *args: Any, position: Callable[[], dict[str, Any]],
+                 resume: Callable[[dict[str, Any]], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._position, self._resume = position, resume
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._position()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume(state)
 
 
 def check_data_settings(settings: dict[str, Any]) -> None:
@@ -117,6 +158,10 @@ class TelephoneDataModule(L.LightningDataModule):
     Deterministic features (validation, test, and training without channel, SpecAugment or dither) are computed once
     and cached, up to ``feature_cache_mb`` per split in each process; loader workers persist between epochs so their
     caches do too.
+    Resuming: checkpoints keep every ``data.*`` setting; a changed one is applied with a ``[resume]`` note when it is in
+    ``DATA_APPLIED_ON_RESUME``, else refused (``ResumeConfigError``). The training loader (``ResumableLoader``) keeps
+    the position in the epoch and a digest of the epoch's plan: a mid-epoch resume onto another plan (another
+    training set or batching) is refused, naming both.
     """
 
     def __init__(
@@ -186,7 +231,8 @@ class TelephoneDataModule(L.LightningDataModule):
         self.datasets: dict[str, SpeechDataset] = {}
         self.bad_samples: dict[str, BadSampleLog] = {}
         self._samplers: dict[str, BucketBatchSampler] = {}
-        self._pending_state: dict[str, Any] | None = None
+        self._pending_state: dict[str, Any] | None = None  # a position from an older checkpoint's data module state
+        self._keys_digest: tuple[int, str] | None = None  # (id of the train dataset, digest of its keys)
         self._consumed = 0
         self._consumed_epoch = 0
 
@@ -332,21 +378,28 @@ class TelephoneDataModule(L.LightningDataModule):
         streaming = split == "train" and self.shard_index is not None
         sampler = self._stream() if streaming else self._sampler(split)
         sampler.frontend_rate = self.frontend.sample_rate
-        if split == "train" and self._pending_state is not None:
-            sampler.load_state_dict(self._pending_state)
-            self._pending_state = None
         self._samplers[split] = sampler
+        if split == "train" and self._pending_state is not None:
+            pending, self._pending_state = self._pending_state, None
+            self.resume_train_position(pending)
+        # the loader's own generator: starting an iterator (every epoch, every validation) then draws nothing from
+        # the global torch RNG, whose stream (dropout) a resume restores (NanoASRModule) and must find unchanged
+        common: dict[str, Any] = {"num_workers": self.num_workers, "collate_fn": self._collator(),
+                                  "pin_memory": torch.cuda.is_available(),
+                                  "generator": torch.Generator().manual_seed(self.seed)}
+        resumable = {"position": self.train_position, "resume": self.resume_train_position}
         if streaming:
             # workers start afresh each epoch (they read the epoch and resume position from the stream then);
             # Lightning sets the epoch on the loader's sampler, which for an IterableDataset is a placeholder
-            loader = DataLoader(sampler, batch_size=None, num_workers=self.num_workers,
-                                collate_fn=self._collator(), pin_memory=torch.cuda.is_available())
+            loader = ResumableLoader(sampler, batch_size=None, **common, **resumable)
             loader.sampler.set_epoch = sampler.set_epoch
             return loader
         # pinned batches: the copy to the GPU does not make the host wait for the step before it
-        return DataLoader(self.datasets[split], batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=self._collator(), persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        if split == "train":
+            return ResumableLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=self.num_workers > 0,
+                                   **common, **resumable)
+        return DataLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=self.num_workers > 0,
+                          **common)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Pinned batches go to a GPU without the host waiting (Lightning passes ``non_blocking`` to plain tensors
@@ -387,21 +440,91 @@ class TelephoneDataModule(L.LightningDataModule):
             return
         log.check(dataset.total_entries, bad)
 
+    def resume_settings(self) -> dict[str, Any]:
+        """Every ``data.*`` setting as plain data: a checkpoint keeps them, and a resume compares them."""
+        return {key: _plain(value) for key, value in self.hparams.items()}
+
     def state_dict(self) -> dict[str, Any]:
-        """Sampler position (epoch, train batches consumed on this rank) and the frontend rate, for checkpoints."""
-        state: dict[str, Any] = {"frontend_sample_rate": self.frontend.sample_rate}
-        if self._train_sampler is not None:
-            state["train_sampler"] = self._train_sampler.state_dict(
-                self._consumed if self._consumed_epoch == self._train_sampler.epoch else 0)
-        return state
+        """The frontend rate now (a stage switch changes it) and the settings, for checkpoints; the training
+        position travels with the loader (``train_position``)."""
+        return {"frontend_sample_rate": self.frontend.sample_rate, "settings": self.resume_settings()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "settings" in state:
+            self._check_resume_settings(state["settings"])
         if "frontend_sample_rate" in state:
             self.set_frontend_rate(state["frontend_sample_rate"])
-        sampler_state = state.get("train_sampler")
-        if sampler_state is not None:
-            self._consumed_epoch, self._consumed = sampler_state["epoch"], sampler_state["batches_consumed"]
-            if self._train_sampler is not None:
-                self._train_sampler.load_state_dict(sampler_state)
-            else:
-                self._pending_state = sampler_state
+        if state.get("train_sampler") is not None:  # a checkpoint written before the loader held the position
+            self._pending_state = state["train_sampler"]
+
+    def _resume_source(self) -> str:
+        return str(getattr(getattr(self, "trainer", None), "ckpt_path", None) or "the checkpoint")
+
+    def _is_global_zero(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is None or trainer.is_global_zero
+
+    def _check_resume_settings(self, saved: dict[str, Any]) -> None:
+        """Refuse a resume whose feeding settings differ from the checkpoint's; note the changes it applies."""
+        changes = resume_changes(saved, self.resume_settings())
+        refused = {key: pair for key, pair in changes.items() if key not in DATA_APPLIED_ON_RESUME}
+        if refused:
+            raise resume_refused(self._resume_source(), refused, "data.", RESUME_ADVICE + " A resume may change only: "
+                                 + ", ".join(f"data.{key}" for key in DATA_APPLIED_ON_RESUME))
+        if self._is_global_zero():
+            for key, (old, new) in changes.items():
+                print(f"[resume] data.{key} {old!r} -> {new!r} ({DATA_APPLIED_ON_RESUME[key]})", flush=True)
+
+    def _epoch_plan(self, epoch: int) -> dict[str, Any]:
+        """What a training position in ``epoch`` points into: the training set (its size, where it comes from) and
+        a digest of its keys and of the epoch's batches (every rank's, as planned)."""
+        sampler, dataset = self._train_sampler, self.datasets["train"]
+        if self._keys_digest is None or self._keys_digest[0] != id(dataset):
+            keys = "\x1f".join(str(key) for key in dataset.utterances.strings("key"))
+            self._keys_digest = (id(dataset), hashlib.sha256(keys.encode("utf-8")).hexdigest())
+        if isinstance(sampler, ShardStream):
+            batches = [[shard, *batch] for reader in sampler.plan(epoch) for shard, rows in reader for batch in rows]
+        else:
+            batches = sampler.all_batches(epoch)
+        digest = hashlib.sha256(f"{self._keys_digest[1]} {plan_digest(batches)}".encode()).hexdigest()
+        return {"utterances": len(dataset), "source": str(self.train_shards or self.manifests["train"]),
+                "batches": len(batches), "digest": digest}
+
+    def train_position(self) -> dict[str, Any]:
+        """Where training stands in its epoch (``ResumableLoader.state_dict``): the sampler's epoch, the batches
+        this rank used in it, and the plan they came from (``_epoch_plan``)."""
+        sampler = self._train_sampler
+        if sampler is None:
+            return {}
+        state = sampler.state_dict(self._consumed if self._consumed_epoch == sampler.epoch else 0)
+        state["plan"] = self._epoch_plan(state["epoch"])
+        return state
+
+    def resume_train_position(self, state: dict[str, Any]) -> None:
+        """Start the training loader after the batches ``state`` (``train_position``) had used. Refused when that
+        position points into another epoch plan (another training set or batching): it would skip batches never
+        trained and repeat others."""
+        if not state:
+            return
+        sampler = self._train_sampler
+        if sampler is None:
+            self._pending_state = state
+            return
+        saved, consumed = state.get("plan"), int(state["batches_consumed"])
+        if saved is not None and consumed > 0:
+            now = self._epoch_plan(int(state["epoch"]))
+            if now["digest"] != saved["digest"]:
+                raise ResumeConfigError(
+                    f"cannot resume from {self._resume_source()}: its position, {consumed} batches into epoch "
+                    f"{state['epoch']} on each rank, belongs to another epoch plan. Checkpoint: {saved['utterances']} "
+                    f"utterances from {saved['source']}, {saved['batches']} batches (plan {saved['digest'][:12]}); "
+                    f"now: {now['utterances']} utterances from {now['source']}, {now['batches']} batches (plan "
+                    f"{now['digest'][:12]}). Resume with the checkpoint's training set and batching settings "
+                    "(data.train_manifests / train_shards, max_frames_per_batch, max_tokens_per_batch, max_batch_size,"
+                    " sort_window, speed_perturb, min_duration, max_duration), or start a new run from its weights "
+                    "(python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr).")
+        try:
+            sampler.load_state_dict(state)
+        except ValueError as err:  # another seed, world size or number of stream workers
+            raise ResumeConfigError(f"cannot resume from {self._resume_source()}: {err}") from err
+        self._consumed_epoch, self._consumed = int(state["epoch"]), consumed

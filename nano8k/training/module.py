@@ -11,13 +11,13 @@ import lightning as L
 import torch
 
 from nano8k.data.badsamples import BadSample, bad_sample_report, distinct
-from nano8k.errors import ConfigError, ResumeConfigError
+from nano8k.errors import RESUME_ADVICE, ConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.features import FrontendConfig
 from nano8k.model.locate import resolve_model_dir
 from nano8k.model.nano import NanoASR, NanoOutput
-from nano8k.model.recipe import Recipe
+from nano8k.model.recipe import SECTION, Recipe
 from nano8k.training.freezing import (
     GROUPS,
     FreezeConfig,
@@ -29,11 +29,14 @@ from nano8k.training.freezing import (
     set_frozen_eval,
 )
 from nano8k.training.optim import OptimizerImpl, SchedulerName, adamw_impl, build_adamw, build_scheduler
+from nano8k.training.rng import rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "nano8k_stage"
 FEEDING_KEY = "nano8k_feeding"  # the model's recipe record and frontend when the checkpoint was written
+RNG_KEY = "nano8k_rng"  # every rank's global random states (nano8k.training.rng), in rank order
+RECIPE_FIELDS_ON_RESUME = ("audio_tokens", "weights")  # what a resume's model folder must record as the checkpoint does
 
 # hyperparameters a resume may change; every other difference from the checkpoint is refused (ResumeConfigError)
 APPLIED_ON_RESUME = {
@@ -42,33 +45,9 @@ APPLIED_ON_RESUME = {
     "max_consecutive_nonfinite": "a guard, not part of the optimizer state",
     "gradient_checkpointing": "memory only; the same gradients",
     "optimizer_impl": "the AdamW kernel only; the same update (the restored state is moved to it)",
-    "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer",
+    "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer (its audio token rule "
+                 "and weight lineage must be the checkpoint's)",
 }
-RESUME_ADVICE = ("Resume with the checkpoint's values (drop the overrides), or start a new run from its weights (export "
-                 "it: python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr).")
-
-
-def _comparable(value: Any) -> Any:
-    """Tuples as lists, mappings as sorted plain dicts: a YAML list and a saved tuple compare equal."""
-    if isinstance(value, Mapping):
-        return {k: _comparable(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_comparable(v) for v in value]
-    return value
-
-
-def resume_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{key: (checkpoint value, current value)}`` for every hyperparameter present in both that differs."""
-    return {key: (saved[key], current[key]) for key in current
-            if key in saved and not key.startswith("_") and _comparable(saved[key]) != _comparable(current[key])}
-
-
-def resume_refused(source: str, refused: Mapping[str, tuple[Any, Any]], prefix: str, advice: str) -> ResumeConfigError:
-    """The error for a resume that would not honour ``refused`` (``{key: (checkpoint value, current value)}``)."""
-    listing = "\n".join(f"  {prefix}{key}: checkpoint {old!r} -> now {new!r}" for key, (old, new) in refused.items())
-    return ResumeConfigError(f"cannot resume from {source}: these settings differ from the ones it was trained with, "
-                             f"and a resume would not honour them:\n{listing}\n{advice}")
-
 
 class NanoASRModule(L.LightningModule):
     """Fine-tunes Fun-ASR-Nano: per-module freezing, optional LoRA, AdamW groups per module, warm-up schedules.
@@ -89,7 +68,9 @@ class NanoASRModule(L.LightningModule):
 
     Resuming (``ckpt_path``) with hyperparameters that differ from the checkpoint's raises ``ResumeConfigError``
     listing each key, except those in ``APPLIED_ON_RESUME`` (a new ``lr`` rescales the restored schedule: it
-    continues from the checkpoint's step with the new peak value).
+    continues from the checkpoint's step with the new peak value); so does a model folder whose audio token rule or
+    weight lineage is not the checkpoint's record. Checkpoints keep every rank's global random states (torch CPU and
+    CUDA, numpy, python), restored at train start, so a resume draws the dropout masks the interrupted run would have.
     """
 
     def __init__(
@@ -146,6 +127,7 @@ class NanoASRModule(L.LightningModule):
         self._window = torch.zeros(2)  # this accumulation window: [a non-finite micro-batch, micro-batches trained]
         self._val_sums = torch.zeros(3, dtype=torch.float64)  # reset on each validation's device
         self._resume_lr: tuple[float, float] | None = None  # (checkpoint lr, new lr) when a resume changed model.lr
+        self._resume_rng: dict[str, Any] | None = None  # this rank's random states from a checkpoint, for train start
         self.trainable = self._apply_stage(freeze, lr)
         self.train()
 
@@ -465,6 +447,9 @@ class NanoASRModule(L.LightningModule):
         self.model.recipe, self.model.frontend = self.fed_as(datamodule)
 
     def on_train_start(self) -> None:
+        if self._resume_rng is not None:  # after the loaders started, before the first dropout mask is drawn
+            set_rng_states(self._resume_rng)
+            self._resume_rng = None
         self._use_optimizer_impl()
         if self._resume_lr is not None:
             self._rescale_restored_lr(*self._resume_lr)
@@ -510,6 +495,8 @@ class NanoASRModule(L.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         recipe, frontend = self.fed_as(datamodule)  # now: a stage switch changes the rate
         checkpoint[FEEDING_KEY] = {"recipe": asdict(recipe), "frontend": asdict(frontend)}
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            checkpoint[RNG_KEY] = self._gather_objects([rng_states()])  # every rank saves at the same step
         checkpoint[STATE_KEY] = {
             "freeze": asdict(self.freeze_cfg),
             "lr": self.stage_lr,
@@ -520,7 +507,12 @@ class NanoASRModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        feeding = checkpoint.get(FEEDING_KEY)
+        if feeding is not None:
+            self._check_resume_recipe(Recipe.from_funasr({SECTION: feeding["recipe"]}, f"checkpoint {FEEDING_KEY}"),
+                                      (checkpoint.get("hyper_parameters") or {}).get("model_dir"))
         self._check_resume_config(checkpoint.get("hyper_parameters") or {})
+        self._take_rng_states(checkpoint.get(RNG_KEY))
         state = checkpoint.get(STATE_KEY)
         if state is not None:  # runs before configure_optimizers on resume: optimizer groups match the checkpoint
             self._apply_stage(FreezeConfig(**state["freeze"]), state["lr"])
@@ -529,6 +521,30 @@ class NanoASRModule(L.LightningModule):
             self._guard = torch.tensor([float(self.nonfinite_steps), 0.0, 0.0, 0.0])
             for split, records in (state.get("bad_samples") or {}).items():
                 self._record_bad(split, [BadSample(**record) for record in records])
+
+    def _check_resume_recipe(self, saved: Recipe, saved_model_dir: str | None) -> None:
+        """Refuse a resume whose model folder says another audio token rule or weight lineage than the checkpoint's
+        record: the run would be fed another way, and its exports would record the folder's lineage for these
+        weights. (The prompt settings are the data module's, checked there.)"""
+        differ = {f"model_dir's recipe {name}": (getattr(saved, name), getattr(self.model.recipe, name))
+                  for name in RECIPE_FIELDS_ON_RESUME if getattr(saved, name) != getattr(self.model.recipe, name)}
+        if differ:
+            source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+            raise resume_refused(source, differ, "model.", f"model.model_dir {self.hparams.model_dir!r} is another "
+                                 f"model than the checkpoint's ({saved_model_dir!r}): resume with that folder (a copy "
+                                 "or move of it is fine). " + RESUME_ADVICE)
+
+    def _take_rng_states(self, saved: list[dict[str, Any]] | None) -> None:
+        """Keep this rank's random states for ``on_train_start`` (checkpoints written before nano8k kept them have
+        none: dropout then draws other masks than the interrupted run would have)."""
+        if not saved or self._trainer is None:
+            return
+        rank, world = int(self.trainer.global_rank), int(self.trainer.world_size)
+        if len(saved) == world:
+            self._resume_rng = saved[rank]
+        elif self.trainer.is_global_zero:
+            log.warning("the checkpoint holds random states of %d ranks, this run has %d: dropout draws other masks "
+                        "than the interrupted run would have", len(saved), world)
 
     def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
         """Refuse a resume whose training settings differ from the checkpoint's; note the ones applied."""
