@@ -1,12 +1,12 @@
 """Does FunASR's own inference read what nano8k exports? Decode one export with both and compare the text.
 
     python benchmarks/bench_funasr_decode.py --export runs/demo/export/funasr \\
-        --manifest data_manifests/telephone-digits/test.jsonl --ref-python .venv-ref/bin/python
+        --manifest data_manifests/telephone-digits/test.jsonl --ref_python .venv-ref/bin/python
 
 nano8k decodes the manifest with ``nano8k.inference`` (batched greedy decoding, the export's recipe record); the
 reference decodes each file with ``funasr.AutoModel(model=EXPORT)`` and ``FunASRNano.inference`` (funasr 1.4.16,
 transformers 4.57: the throwaway venv that ../shared/tools/bench_vs_reference.py's docstring builds), run by this same
-file as ``--worker`` under ``--ref-python``. Texts are compared after stripping surrounding white space. Writes
+file as ``--worker`` under ``--ref_python``. Texts are compared after stripping surrounding white space. Writes
 ``OUT/funasr_decode.json`` (every pair) and prints the identical fraction; exits 1 below ``--min_identical``.
 """
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export", required=True, help="a nano8k export in the FunASR layout (export/funasr)")
     parser.add_argument("--manifest", required=True, help="held-out utterances: whole mono files with keys")
-    parser.add_argument("--ref-python", default=".venv-ref/bin/python", help="python of the funasr 1.4.16 venv")
+    parser.add_argument("--ref_python", default=".venv-ref/bin/python", help="python of the funasr 1.4.16 venv")
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--min_identical", type=float, default=0.95, help="exit 1 below this fraction")
     parser.add_argument("--out", default="runs/funasr_decode")

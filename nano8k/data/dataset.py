@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nano8k.data.audio import AudioError, MultichannelPolicy, probe_audio, resample, span_frames
+from nano8k.data.audio import AudioError, MultichannelPolicy, resample
 from nano8k.data.badsamples import BadSample, BadSampleLog
 from nano8k.data.batching import estimated_lfr_frames, estimated_lfr_frames_of
 from nano8k.data.manifest import Utterance
@@ -176,13 +176,9 @@ class SpeechDataset(Dataset):
         features."""
         if self.max_frames is None:
             return
-        info = probe_audio(utt.audio)  # the header only; raises for a missing or unreadable file, as load would
-        start, count = span_frames(info.sample_rate, utt.offset, utt.duration if utt.is_segment else None)
-        available = info.frames - start
-        samples = available if count is None else min(count, available)
-        if samples <= 0 or not info.sample_rate:
+        seconds = utt.header_seconds() / factor  # the header only (a shard: its payload's)
+        if seconds <= 0:
             return  # an empty span: the decoder names the problem
-        seconds = samples / info.sample_rate / factor
         frames = estimated_lfr_frames(seconds, lfr_n=frontend.lfr_n)
         if frames > self.max_frames + 1:
             raise AudioError(self._too_long_for_the_encoder(frames, seconds, frontend,

@@ -182,6 +182,13 @@ class ShardUtterance(Utterance):
 
     payload: bytes = b""
 
+    def header_seconds(self) -> float:
+        """Seconds of the payload (already cut to the utterance), from its FLAC header."""
+        try:
+            return float(sf.info(io.BytesIO(self.payload)).duration)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"cannot read the audio header of {self.audio} key {self.key}: {exc}") from exc
+
     def load(self, multichannel: MultichannelPolicy = "error") -> tuple[torch.Tensor, int]:
         return decode_flac(self.payload, f"{self.audio} key {self.key}")
 

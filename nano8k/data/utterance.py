@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from nano8k.data.audio import MultichannelPolicy, load_audio
+from nano8k.data.audio import MultichannelPolicy, load_audio, probe_audio, span_frames
 from nano8k.data.badsamples import BadSample
 
 Channel = int | tuple[int, ...] | None
@@ -57,6 +57,15 @@ class Utterance:
     @property
     def is_segment(self) -> bool:
         return self.offset is not None
+
+    def header_seconds(self) -> float:
+        """Seconds of audio ``load`` would decode (the span, cut at the file's end), from the file's header alone;
+        raises ``AudioError`` for a missing or unreadable file, as ``load`` would."""
+        info = probe_audio(self.audio)
+        start, count = span_frames(info.sample_rate, self.offset, self.duration if self.is_segment else None)
+        available = max(info.frames - start, 0)
+        samples = available if count is None else min(count, available)
+        return samples / info.sample_rate if info.sample_rate else 0.0
 
     def load(self, multichannel: MultichannelPolicy = "error") -> tuple[torch.Tensor, int]:
         """Decode this utterance's span and channel (see ``load_audio``)."""
