@@ -91,7 +91,7 @@ def fresh_install(work: Path, *, borrow_deps: bool, max_steps: int | None) -> li
     source = copy_project(work / "src")
     bin_dir, venv = make_venv(work / "venv", borrow_deps)
     steps = [venv]
-    pinned = ["--no-deps"] if borrow_deps else ["-c", "requirements.lock"]  # the lock: the versions the suite passed with
+    pinned = ["--no-deps"] if borrow_deps else ["-c", "requirements.lock"]  # the versions the suite passed with
     install = [str(bin_dir / "pip"), "install", "--disable-pip-version-check", *pinned, "."]
     steps.append(run_step("pip install " + " ".join(pinned) + " .", install, source, clean_env()))
     if steps[-1].returncode != 0:

@@ -18,7 +18,7 @@ import yaml
 
 from nano8k.alignment_rules import NO_RULE, rule_for
 from nano8k.shipped import project_file
-from nano8k.errors import command
+from nano8k.errors import command, fail
 
 DEFAULT_AGAINST = "configs/pretrained.yaml"
 TAGS = ("CRITICAL", "MODIFIED", "NEW", "OMITTED", "ALIGNED")
@@ -396,8 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         alignment = align_files(args.config, args.against, include_all=args.all)
     except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        fail(str(err))
     if args.only:
         alignment.rows = [r for r in alignment.rows if r.tag in args.only]
     text = FORMATTERS[args.format](alignment)

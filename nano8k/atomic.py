@@ -1,10 +1,11 @@
-"""Write a file so that a crash part-way leaves the old one (temporary file, fsync, rename)."""
+"""Writing output files safely: atomic replace (a crash leaves the old file), a full disk named, modes, writability."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,25 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux ``/proc``); elsewhere set and restored at once (not
+    thread-safe, so only there)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def follow_umask(folder: str | os.PathLike) -> None:
     """Give every file under ``folder`` the mode a plain ``open`` gives (0666 less the umask, 0644 usually): some
     writers (safetensors via a temporary file) leave 0600, so one export would mix modes."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     for root, _, files in os.walk(folder):
         for name in files:
             os.chmod(Path(root) / name, 0o666 & ~umask)
@@ -78,3 +93,23 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (or, when it does not exist yet, created there); None when they can.
+
+    A real probe (a nameless temporary file) rather than permission bits: it sees read-only filesystems and root."""
+    probe = Path(folder)
+    while not probe.exists():
+        if probe.parent == probe:
+            return "no existing parent folder"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        where = "" if probe == Path(folder) else f" (its nearest existing parent {probe}: the folder cannot be created)"
+        return f"{err.strerror or err}{where}"
+    return None

@@ -21,6 +21,7 @@ from nano8k.scoring.report import Scored, build_report, markdown, summary_lines
 from nano8k.model.locate import resolve_model_dir
 from nano8k.transcribe import (add_decode_arguments, choice_of, decode_options, load_model, print_notices,
                                utterances_from_manifest)
+from nano8k.atomic import unwritable_reason
 from nano8k.errors import command, fail
 
 
@@ -76,13 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = decode_options(args)
     group_by = [name.strip() for name in args.group_by.split(",") if name.strip()]
+    if args.report_dir and (reason := unwritable_reason(Path(args.report_dir))) is not None:
+        fail(f"--report_dir {args.report_dir}: cannot write there ({reason}); name a folder you can write")
     utts = utterances_from_manifest(args.manifest)
     if not utts:
-        raise SystemExit(f"error: {args.manifest} holds no utterance")
+        fail(f"{args.manifest} holds no utterance")
     try:
         fields = group_fields(utts, group_by)  # before decoding: a misspelt field fails now
     except DataError as err:
-        raise SystemExit(f"error: --group_by: {err}") from None
+        fail(f"--group_by: {err}")
     model = load_model(args.model_dir, args.device, args.llm_dtype)
     frontend, prompts = print_notices(model, options)
     results = transcribe_utterances(model, utts, options)

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -16,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.errors import TRACEBACK_ENV, USAGE_EXIT, ConfigError, UserError
+from nano8k.errors import TRACEBACK_ENV, ConfigError, UserError, report
 from nano8k.shipped import project_file, shipped_config
 from nano8k.training.checkpointing import (  # also registers config dataclasses as safe to unpickle
     LastCheckpoint,
@@ -143,8 +144,18 @@ def resume_file(trainer: Any, ckpt_path: str | None) -> str | None:
     if ckpt_path != "last":
         return ckpt_path
     found = {path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
-             for path in callback._find_last_checkpoints(trainer)}  # Lightning's own rule for 'last'
+             for path in _last_checkpoints(callback, trainer)}
     return max(found, key=os.path.getmtime) if found else None
+
+
+def _last_checkpoints(callback: ModelCheckpoint, trainer: Any) -> list[str]:
+    """Lightning's own rule for 'last' (a private method of 2.6); where a release lacks it, ``last*.ckpt`` in the
+    callback's folder, as that rule reads it."""
+    find = getattr(callback, "_find_last_checkpoints", None)
+    if find is not None:
+        return list(find(trainer))
+    folder = Path(callback.dirpath) if callback.dirpath else None
+    return [str(path) for path in folder.glob("last*.ckpt")] if folder and folder.is_dir() else []
 
 
 def _fit(cli: NanoCLI) -> None:
@@ -207,8 +218,7 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
     except UserError as err:  # ConfigError, DataError, CheckpointError, OutputError ...
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(USAGE_EXIT) from None
+        raise SystemExit(report(err)) from None
     return cli
 
 

@@ -20,7 +20,7 @@ from nano8k.checks.training import (
     check_tuning_advice,
     check_wandb,
 )
-from nano8k.errors import ConfigError, command
+from nano8k.errors import ConfigError, command, fail
 
 __all__ = ["CHECKS", "CheckResult", "PreflightError", "enforce", "format_results", "run_preflight"]
 
@@ -189,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_file(args.config, overrides)  # exactly what nano8k.fit would build
         results = run_preflight(config, skip=args.skip, gpu_memory_gb=args.gpu_memory)
     except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        fail(str(err))
     print(format_results(results))
     if failed(results) or (args.strict and any(r.status == "warn" for r in results)):
         return 1

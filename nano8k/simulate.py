@@ -14,10 +14,10 @@ import soundfile as sf
 import yaml
 
 from nano8k.data.audio import MULTICHANNEL_POLICIES, load_audio
-from nano8k.data.badsamples import BadSampleLog, DataError
+from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.manifest import load_utterances, write_chatml
 from nano8k.data.telephone import PROFILES, TelephoneChannel, utterance_rng
-from nano8k.errors import command
+from nano8k.errors import command, fail
 
 PREVIEW_CLIPS = Path(__file__).parent / "assets" / "preview"
 
@@ -127,18 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         channel = channel_from_config(args.config, {
             "output_rate": args.output_rate, "noise": args.noise, "rir": args.rir,
             "profiles": {name: 1.0 for name in args.profiles} if args.profiles else None})
-    except (ValueError, DataError, OSError, yaml.YAMLError) as exc:
-        print(f"ERROR {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # DataError too: one error: line, exit 2 (@command)
+        fail(str(exc))
     for line in channel.describe():
         print(f"profile {line}")
     if args.preview:
-        try:
-            png = preview(channel, int(args.preview[0]), Path(args.preview[1]), args.paths, args.seed,
-                          args.multichannel)
-        except DataError as exc:
-            print(f"ERROR {exc}", file=sys.stderr)
-            return 1
+        png = preview(channel, int(args.preview[0]), Path(args.preview[1]), args.paths, args.seed, args.multichannel)
         print(f"wrote {args.preview[0]} examples per profile and {png}")
         return 0
     if len(args.paths) < 3:
@@ -147,24 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = BadSampleLog(args.on_bad_sample, args.max_bad_fraction, name="simulate")
     out_dir = Path(out_dir_name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        utts = load_utterances(inputs, log, probe=True, multichannel=args.multichannel)
-        done = []
-        params_path = out_dir / "channel_params.jsonl"
-        with open(params_path, "w", encoding="utf-8") as params_file:
-            for utt in utts:
-                waveform, rate = utt.load(args.multichannel)  # the utterance's span and channel
-                out, out_rate, params = channel.simulate(waveform, rate, utterance_rng(args.seed, utt.key))
-                key = utt.key + args.suffix
-                wav = out_dir / f"{key}.wav"
-                sf.write(str(wav), out.numpy(), out_rate, subtype="PCM_16")
-                params_file.write(json.dumps({"key": key, "source": str(utt.audio), "offset": utt.offset,
-                                              "channel": utt.channel, **params}) + "\n")
-                done.append(replace(utt, key=key, audio=wav.resolve(), duration=out.numel() / out_rate, offset=None,
-                                    channel=None))
-    except DataError as exc:
-        print(f"ERROR {exc}", file=sys.stderr)
-        return 1
+    utts = load_utterances(inputs, log, probe=True, multichannel=args.multichannel)  # a DataError: @command's line
+    done = []
+    params_path = out_dir / "channel_params.jsonl"
+    with open(params_path, "w", encoding="utf-8") as params_file:
+        for utt in utts:
+            waveform, rate = utt.load(args.multichannel)  # the utterance's span and channel
+            out, out_rate, params = channel.simulate(waveform, rate, utterance_rng(args.seed, utt.key))
+            key = utt.key + args.suffix
+            wav = out_dir / f"{key}.wav"
+            sf.write(str(wav), out.numpy(), out_rate, subtype="PCM_16")
+            params_file.write(json.dumps({"key": key, "source": str(utt.audio), "offset": utt.offset,
+                                          "channel": utt.channel, **params}) + "\n")
+            done.append(replace(utt, key=key, audio=wav.resolve(), duration=out.numel() / out_rate, offset=None,
+                                channel=None))
     write_chatml(done, out_manifest)
     print(f"simulated {len(done)} utterances into {out_dir} (params in {params_path}); manifest {out_manifest}")
     if log.count:

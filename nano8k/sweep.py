@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nano8k.scoring.plots import plot_sweep
-from nano8k.errors import command
+from nano8k.errors import command, fail
 
 TOP_KEYS = {"program", "command", "method", "metric", "parameters", "name", "description", "project", "entity",
             "early_terminate", "run_cap"}
@@ -59,7 +59,7 @@ def base_config(sweep: Mapping[str, Any]) -> str | None:
     return None
 
 
-def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *, check_keys: bool = True,
+def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *,
                    config: str | None = None) -> list[str]:
     """Problems with a W&B sweep config (empty list = valid); parameter names are checked against ``config`` (a
     ``--config`` given instead of the command's), else the config the sweep's command names."""
@@ -111,9 +111,7 @@ def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *, check_key
                 errors.append(f"{where}: {dist} needs min > 0 (values, not exponents)")
             if sweep.get("method") == "grid":
                 errors.append(f"{where}: method grid needs values, not a {dist} range")
-    if check_keys:
-        errors += _check_parameter_keys(sweep, source, config)
-    return errors
+    return errors + _check_parameter_keys(sweep, source, config)
 
 
 def _check_parameter_keys(sweep: Mapping[str, Any], source: str, config: str | None = None) -> list[str]:
@@ -391,8 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             override=_parse_grid(args.grid), max_steps=args.max_steps,
                             limit_val_batches=args.limit_val_batches, extra_args=extra, timeout=args.timeout)
     except (SweepError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        fail(str(err))
     written = write_results(results, sweep["metric"]["name"], sweep["metric"]["goal"], args.out)
     print(written[1].read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in written))

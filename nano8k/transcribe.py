@@ -12,8 +12,8 @@ from typing import IO, Any, Callable, Sequence
 import torch
 from jsonargparse import ArgumentParser
 
+from nano8k.atomic import unwritable_reason
 from nano8k.data.audio import MULTICHANNEL_POLICIES
-from nano8k.data.badsamples import DataError
 from nano8k.data.manifest import Utterance, read_utterances
 from nano8k.inference import RECORD_KEYS, DecodeOptions, Transcript, feeding, transcribe_utterances
 from nano8k.model.attention_guard import guard_cudnn_sdpa
@@ -47,10 +47,7 @@ def utterances_from_manifest(path: str | Path, transcripts: bool = True) -> list
     """All entries of a manifest (any supported format); unreadable lines or repeated keys abort, naming them.
     Without ``transcripts`` an entry may lack its transcript (decoding only): its target is empty."""
     user = "nano8k (scoring needs every entry's transcript)" if transcripts else "nano8k"
-    try:
-        return read_utterances(path, user, transcripts=transcripts)
-    except DataError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    return read_utterances(path, user, transcripts=transcripts)  # a DataError is the command's error: line
 
 
 def inference_device(value: str) -> str:
@@ -76,12 +73,12 @@ def load_model(model_dir: str | None, device: str, llm_dtype: str | None) -> Nan
     try:
         path = resolve_model_dir(model_dir)
     except (ValueError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
+        fail(str(exc))
     model = load_pretrained(path, llm_dtype=llm_dtype).to(device).eval()
     try:
         guard_cudnn_sdpa(torch.device(device))  # Hopper: cuDNN SDPA off unless $NANO8K_ALLOW_CUDNN_SDPA=1
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+        fail(str(exc))
     return model
 
 
@@ -206,9 +203,13 @@ def check_output(path: str) -> Path:
     if target.is_dir():
         fail(f"--output {path}: is a directory; name a file in it, e.g. {target / 'transcripts.jsonl'}")
     if not target.parent.is_dir():
-        fail(f"--output {path}: its folder {target.parent} does not exist; create it or name another file")
-    if not os.access(target if target.exists() else target.parent, os.W_OK):
-        fail(f"--output {path}: {'the file' if target.exists() else f'the folder {target.parent}'} is not writable")
+        what = "is a file, not a folder" if target.parent.exists() else "does not exist"
+        fail(f"--output {path}: its folder {target.parent} {what}; create the folder or name another file")
+    reason = unwritable_reason(target.parent)
+    if reason is None and target.exists() and not os.access(target, os.W_OK):
+        reason = "the file is read-only"
+    if reason is not None:
+        fail(f"--output {path}: cannot write there ({reason}); name a file in a folder you can write")
     return target
 
 

@@ -56,9 +56,9 @@ def moved(locked: dict[str, str], newest: dict[str, str]) -> list[str]:
 
 
 def lock_text(freeze: str) -> str:
-    header = (f"# Every package version the whole suite passed with: pip freeze of a fresh venv made by\n"
-              f"# `python scripts/lock.py --write` on {time.strftime('%Y-%m-%d')} (CPython {platform.python_version()}, "
-              f"{platform.system()} {platform.machine()}).\n"
+    header = ("# Every package version the whole suite passed with: pip freeze of a fresh venv made by\n"
+              f"# `python scripts/lock.py --write` on {time.strftime('%Y-%m-%d')} "
+              f"(CPython {platform.python_version()}, {platform.system()} {platform.machine()}).\n"
               "# Installed as constraints: pip install -c requirements.lock -e '.[dev]' (README, Set-up).\n")
     body = [line for line in freeze.splitlines() if line and not line.startswith(("-e ", "nano8k"))]
     return header + "\n".join(body) + "\n"
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="lift a constraint file this machine's pip config names (PIP_CONSTRAINT=/dev/null)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (default: the whole suite)")
     args = parser.parse_args(argv)
+    if args.write and args.pytest_args:
+        parser.error("--write locks what the whole suite passed with: give no pytest arguments with it")
     venv = args.venv or Path(tempfile.mkdtemp(prefix="nano8k-newest-")) / "venv"
     python = str(venv / "bin" / "python")
     env = dict(os.environ, WANDB_MODE="offline")

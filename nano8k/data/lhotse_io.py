@@ -95,8 +95,9 @@ def _file_and_channel(recording: Any, channel: int | list[int]) -> tuple[Path | 
     return path, local[0] if len(local) == 1 else tuple(local), None
 
 
-def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: int) -> tuple[Utterance | None, str | None]:
-    if not sup.text or not str(sup.text).strip():
+def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: int,
+               transcripts: bool = True) -> tuple[Utterance | None, str | None]:
+    if transcripts and (not sup.text or not str(sup.text).strip()):
         return None, "supervision has no text"
     try:
         parse_key(sup.id, "supervision 'id'")
@@ -109,8 +110,9 @@ def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: in
     if problem:
         return None, problem
     whole = abs(offset) < 1e-9 and abs(duration - recording.duration) <= 1.0 / recording.sampling_rate
-    return Utterance(sup.id, path, str(sup.text), float(recording.duration) if whole else duration, _language(sup.language),
-                     None, line, manifest, offset=None if whole else offset, channel=channel), None
+    return Utterance(sup.id, path, str(sup.text or ""), float(recording.duration) if whole else duration,
+                     _language(sup.language), None, line, manifest, offset=None if whole else offset,
+                     channel=channel), None
 
 
 LANGUAGE_CODES = {"english": "en", "chinese": "zh", "mandarin": "zh", "japanese": "ja"}  # Lhotse recipes' names
@@ -124,8 +126,8 @@ def _language(name: str | None) -> str | None:
 class _Reader:
     """Collects utterances; a supervision repeated with the same span (lhotse's overlapping trims) counts once."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, transcripts: bool = True) -> None:
+        self.path, self.transcripts = path, transcripts
         self.contents = ManifestContents(path, "lhotse")
         self.seen: set[tuple] = set()
 
@@ -141,14 +143,14 @@ class _Reader:
                                                    line, sup.id))
             return
         self.seen.add(ident)
-        utt, problem = _utterance(sup, recording, offset, self.path, line)
+        utt, problem = _utterance(sup, recording, offset, self.path, line, self.transcripts)
         if problem:
             self.bad(problem, line, sup.id)
         else:
             self.contents.utterances.append(utt)
 
 
-def read_lhotse(path: Path) -> ManifestContents:
+def read_lhotse(path: Path, transcripts: bool = True) -> ManifestContents:
     """Utterances of a Lhotse CutSet (one per supervision) or of a SupervisionSet with its RecordingSet beside it.
 
     Spans are recording time (a cut's start plus its supervision's start); a supervision's channel becomes the
@@ -156,14 +158,14 @@ def read_lhotse(path: Path) -> ManifestContents:
     with overlaps, windows) is one utterance; cuts without supervisions are not utterances. Both are listed in
     ``ignored``. Relative source paths resolve from the current directory, as lhotse opens them. Each line is read
     on its own: a line that is not an entry, a mixed/padding cut, a non-file source or a recording with transforms
-    is a bad entry naming its file and line.
+    is a bad entry naming its file and line. Without ``transcripts`` (decoding only) a supervision may lack text.
     """
     lhotse = _lhotse()
     found = _manifest_kind(path)
     if found == "recordings":
         raise DataError(f"{path} is a Lhotse RecordingSet, which has no transcripts: give its SupervisionSet "
                         "(the RecordingSet is found beside it) or a CutSet")
-    reader = _Reader(path)
+    reader = _Reader(path, transcripts)
     if found == "supervisions":
         recordings_path = recordings_beside(path)
         recordings: dict[str, Any] = {}

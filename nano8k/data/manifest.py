@@ -141,7 +141,7 @@ def _read_jsonl(path: Path, fmt: str, transcripts: bool = True) -> ManifestConte
 
 def _read_any(path: Path, fmt: ManifestFormat, transcripts: bool = True) -> ManifestContents:
     """The manifest parsed by its format's reader, its utterances as an ``UtteranceTable``; without ``transcripts``
-    a jsonl, ChatML or Kaldi entry may lack its transcript (its target is empty)."""
+    an entry may lack its transcript (its target is empty)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "kaldi":
         contents = read_kaldi(path, transcripts)
@@ -150,7 +150,7 @@ def _read_any(path: Path, fmt: ManifestFormat, transcripts: bool = True) -> Mani
     elif fmt == "lhotse":
         from nano8k.data.lhotse_io import read_lhotse
 
-        contents = read_lhotse(path)
+        contents = read_lhotse(path, transcripts)
     elif fmt in ("chatml", "jsonl"):
         return _read_jsonl(path, fmt, transcripts)
     else:

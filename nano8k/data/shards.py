@@ -46,7 +46,7 @@ from nano8k.data.batching import BucketBatchSampler, padded_lengths, split_to_co
 from nano8k.data.dataset import Skipped
 from nano8k.data.manifest import load_utterances, read_manifest
 from nano8k.data.utterance import Utterance
-from nano8k.errors import command
+from nano8k.errors import command, fail
 
 logger = logging.getLogger("nano8k.data")
 FORMAT = "nano8k-webdataset-1"
@@ -374,9 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         utts = load_utterances(args.manifests, log, multichannel=args.multichannel)
         summary = write_shards(utts, args.out, shard_size=args.shard_size, seed=args.seed,
                                multichannel=args.multichannel, log=log)
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # a DataError (a UserError) too: one error: line, exit 2
+        fail(str(exc))
     print(f"wrote {summary['utterances']} utterances in {len(summary['shards'])} shards to {args.out} "
           f"({log.count} bad skipped); train on them with --data.train_shards {args.out}")
     return 0

@@ -11,12 +11,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
+from nano8k.errors import RESUME_ADVICE, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES
 from nano8k.scoring.metrics import ErrorRateAccumulator, text_language
 from nano8k.scoring.normalizers import NormalizerName, get_normalizer
 from nano8k.training.freezing import FreezeConfig, default_stage1_freeze
-from nano8k.training.module import RESUME_ADVICE, resume_changes, resume_refused
 
 log = logging.getLogger(__name__)
 

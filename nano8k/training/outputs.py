@@ -7,11 +7,11 @@ import errno
 import json
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from nano8k.atomic import unwritable_reason
 from nano8k.errors import OutputError
 
 LOCK_NAME = ".nano8k-run.lock"  # in every owned folder while a fit runs; holds the owner's pid, host and start time
@@ -71,26 +71,6 @@ def output_folders(config: Mapping[str, Any]) -> list[OutputFolder]:
         if resolved not in unique or (folder.owned and not unique[resolved].owned):
             unique[resolved] = OutputFolder(folder.key, resolved, folder.owned)
     return list(unique.values())
-
-
-def unwritable_reason(folder: Path) -> str | None:
-    """Why files cannot be written in ``folder`` (or, when it does not exist yet, created there); None when they can.
-
-    A real probe (a nameless temporary file) rather than permission bits: it sees read-only filesystems and root."""
-    probe = Path(folder)
-    while not probe.exists():
-        if probe.parent == probe:
-            return "no existing parent folder"
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        where = "" if probe == Path(folder) else f" (its nearest existing parent {probe}: the folder cannot be created)"
-        return f"{err.strerror or err}{where}"
-    return None
 
 
 def require_writable(folders: Iterable[OutputFolder]) -> None:

@@ -97,6 +97,18 @@ def test_8_transcribe_takes_manifests_without_transcripts_and_evaluate_names_the
     assert "missing field(s) target" in stderr  # the bad lines follow, indented
 
 
+def test_8_transcribe_takes_a_lhotse_supervision_set_without_text(tmp_path, capsys):
+    lhotse = pytest.importorskip("lhotse")
+    recording = lhotse.Recording.from_file(WAVS[0], recording_id="call1")
+    lhotse.RecordingSet.from_recordings([recording]).to_file(tmp_path / "calls_recordings_all.jsonl.gz")
+    segments = [lhotse.SupervisionSegment(id=f"call1-{n}", recording_id="call1", start=0.5 * n, duration=0.5)
+                for n in range(2)]
+    supervisions = tmp_path / "calls_supervisions_all.jsonl.gz"
+    lhotse.SupervisionSet.from_segments(segments).to_file(supervisions)
+    assert transcribe.main(["--manifest", str(supervisions), *COMMON]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["call1-0", "call1-1"]
+
+
 def test_10_a_symlink_loop_fails_alone(tmp_path, capsys):
     loop_a, loop_b = tmp_path / "a.wav", tmp_path / "b.wav"
     loop_a.symlink_to(loop_b)
