@@ -18,7 +18,7 @@ import yaml
 
 from nano8k.alignment_rules import NO_RULE, rule_for
 from nano8k.shipped import project_file
-from nano8k.errors import command, fail
+from nano8k.errors import command, fail, one_line
 
 DEFAULT_AGAINST = "configs/pretrained.yaml"
 TAGS = ("CRITICAL", "MODIFIED", "NEW", "OMITTED", "ALIGNED")
@@ -98,8 +98,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         with path.open(encoding="utf-8") as stream:  # a stream: PyYAML's message names the file and line
             data = yaml.safe_load(stream)
     except yaml.YAMLError as err:
-        where = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        raise ValueError(f"{path}: not valid YAML ({where})") from err
+        raise ValueError(f"{path}: not valid YAML ({one_line(err)})") from err
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
-from nano8k.errors import command
+
+from nano8k.errors import UserError, command, one_line
 
 
 def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | None = None,
@@ -23,16 +24,13 @@ def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | N
     for path in checkpoints:
         if not Path(path).exists():
             raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        averaged = average_checkpoints(checkpoints)
-    except (ValueError, RuntimeError) as err:  # each names the file, or the checkpoints' index, and why
-        raise CheckpointError(str(err)) from err
+    averaged = average_checkpoints(checkpoints)  # CheckpointError naming the file (or the checkpoints' index), why
     try:
         module = module_from_checkpoint(averaged, model_dir)
-    except CheckpointError:
+    except UserError:
         raise
-    except (ValueError, RuntimeError) as err:  # no hyper_parameters, weights that do not fit the model
-        raise CheckpointError(f"{checkpoints[-1]}: cannot rebuild its model ({err})") from err
+    except (ValueError, RuntimeError) as err:  # hyperparameters or weights that do not fit the model: name the file
+        raise CheckpointError(f"{checkpoints[-1]}: cannot rebuild its model ({one_line(err)})") from err
     if write_ckpt:
         atomic_torch_save(averaged, out / "averaged.ckpt")
     return export_module(module, out)

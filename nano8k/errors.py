@@ -35,6 +35,12 @@ class OutputError(UserError):
     """An output file or folder nano8k cannot write: not writable, the disk full, or in use by another run."""
 
 
+def one_line(err: BaseException | str) -> str:
+    """An error's message on one line: its non-blank lines, stripped, joined by ``; `` (torch's, PyYAML's and
+    transformers' messages span several, and a command reports one ``error:`` line)."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
 def fail(message: str) -> NoReturn:
     """Stop the running command with ``error: message`` and exit status 2 (see :func:`command`)."""
     raise CommandError(message)

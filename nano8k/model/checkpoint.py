@@ -7,7 +7,9 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,7 +20,7 @@ from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForCondition
 from transformers.initialization import no_init_weights
 
 from nano8k.atomic import atomic_torch_save, follow_umask
-from nano8k.errors import UserError
+from nano8k.errors import UserError, one_line
 from nano8k.model.convert import (
     EXTRA_PREFIXES,
     Layout,
@@ -36,11 +38,14 @@ log = logging.getLogger(__name__)
 
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
 HF_SIDECAR = "nano8k_funasr_config.yaml"  # the FunASR config.yaml kept beside an HF-layout export
-TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 # tokenizer classes transformers 5 writes that transformers 4.x (FunASR's own inference) does not know, and the name
 # both read: in 5.x PreTrainedTokenizerFast is another name of TokenizersBackend
 PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 HF_EXTRAS = "nano8k_extra_tensors.pt"  # the release's tensors the network has no place for (CTC), beside an HF export
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive; its legacy format is a pickle (b"\x80" first)
+MMAP_NEEDS_ZIP = "mmap can only be used with files saved with"  # torch's refusal to memory-map a legacy-format file
+NOT_TORCH = "cannot be read: not a torch checkpoint (torch.save writes a zip archive; this file is something else)"
+REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # weights_only naming the object it refused
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 
@@ -117,17 +122,18 @@ def tokenizer_dir(path: str | os.PathLike) -> Path:
     if _has_tokenizer(path):
         return path
     if not (path / "config.yaml").is_file():
-        raise CheckpointError(f"{path}: no tokenizer ({' or '.join(TOKENIZER_FILES)}) and no config.yaml of a FunASR "
-                              "model folder; name a tokenizer folder or a model folder")
+        raise CheckpointError(f"{path}: no tokenizer (missing {', '.join(missing_tokenizer_files(path))}) and no "
+                              "config.yaml of a FunASR model folder; name a tokenizer folder or a model folder")
     llm = llm_dir(path, _read_mapping(path / "config.yaml"))
     if not _has_tokenizer(llm):
         raise CheckpointError(f"{path}: its config.yaml names the LLM folder {llm}, which holds no tokenizer "
-                              f"({' or '.join(TOKENIZER_FILES)})")
+                              f"(missing {', '.join(missing_tokenizer_files(llm))})")
     return llm
 
 
 def _has_tokenizer(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+    """Whether ``folder`` holds a whole tokenizer, by the one rule loading uses (:func:`missing_tokenizer_files`)."""
+    return not missing_tokenizer_files(folder)
 
 
 TOKENIZER_VOCABULARY = ("tokenizer.json", ("vocab.json", "merges.txt"))  # either holds a BPE vocabulary
@@ -271,7 +277,7 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
     except ValueError as err:
         raise CheckpointError(str(err)) from err
     weights = _require(model_dir / "model.pt", "model.pt", "The weights file of the release is model.pt.")
-    tensors = unwrap_state_dict(_torch_load(weights, mmap=True), str(weights))
+    tensors = unwrap_state_dict(load_torch_file(weights, mmap=True), str(weights))
     network = build_network(config, attn_implementation=attn_implementation)
     plan = key_plan(Layout.from_config(config))
     _check_state_dict(plan, tensors, network, str(weights))
@@ -303,42 +309,113 @@ def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any
     return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
 
 
-def one_line(err: BaseException | str) -> str:
-    """An error's message on one line (torch's and PyYAML's span several)."""
-    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+def describe_checkpoint_file(path: str | os.PathLike, *, lightning: bool = False) -> str | None:
+    """Why ``path`` cannot be loaded as a torch checkpoint, on one line, or None when it can.
+
+    The reasons: not found, empty, truncated, not a torch checkpoint, holds a pickled object that ``weights_only``
+    refuses (named; never torch's advice to load it with ``weights_only=False``, which would run the file's code), or
+    damaged; with ``lightning``, also not a Lightning checkpoint (no ``state_dict`` entry). The file is read as every
+    load reads it (``torch.load(weights_only=True)``), memory-mapped, so its tensors are not read. ``fit --ckpt_path``,
+    ``nano8k average``, the export after fit and model loading all give these words, after ``<path>: ``.
+    """
+    return _read_torch_file(Path(path), mmap=True, lightning=lightning)[1]
 
 
-def _torch_load(path: Path, mmap: bool = False) -> Any:
-    """``torch.load`` of tensors only, on the CPU; ``CheckpointError`` naming the file and why when it cannot be read
-    (a file that cannot be memory-mapped, torch's legacy format, is read without ``mmap``)."""
+def load_torch_file(path: str | os.PathLike, *, mmap: bool = False, lightning: bool = False) -> Any:
+    """``torch.load`` of tensors and plain data only, on the CPU (``mmap``: memory-mapped where the file allows);
+    ``CheckpointError`` ``<path>: <why>`` with :func:`describe_checkpoint_file`'s reason when it cannot be read."""
+    contents, why = _read_torch_file(Path(path), mmap=mmap, lightning=lightning)
+    if why is not None:
+        raise CheckpointError(f"{path}: {why}")
+    return contents
+
+
+def _read_torch_file(path: Path, mmap: bool, lightning: bool) -> tuple[Any, str | None]:
+    """(the file's contents, None), or (None, why it cannot be loaded)."""
+    try:
+        contents = _torch_load(path, mmap)
+    except Exception as err:  # torch raises several types for a damaged file
+        return None, _file_problem(path) or _load_problem(err, path)
+    if lightning and (not isinstance(contents, Mapping) or "state_dict" not in contents):
+        return None, "not a Lightning checkpoint (no 'state_dict' entry)"
+    return contents, None
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU; a legacy-format file, which torch cannot memory-map, is read
+    without ``mmap`` (only that refusal is retried)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as err:  # torch raises several types for a damaged file
-        if mmap:
-            return _torch_load(path)
-        reason = load_failure(err)
-        if "Unsupported global" in reason:
-            raise CheckpointError(f"{path}: holds Python objects other than tensors, which nano8k does not unpickle "
-                                  f"(torch.load weights_only: {reason}); save only the weights") from err
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({reason}); the file is damaged or not "
-                              "a torch checkpoint") from err
+    except RuntimeError as err:
+        if mmap and MMAP_NEEDS_ZIP in str(err):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        raise
 
 
-def load_failure(err: Exception) -> str:
-    """Why ``torch.load`` refused a file, on one line, without torch's advice to retry with ``weights_only=False``
-    (which would run whatever code the file holds)."""
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with the file itself, seen without unpickling it (missing, empty, truncated, not torch's)."""
+    if not path.is_file():
+        return "not found" if not path.exists() else "not a file"
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes): a write that never finished"
+    try:
+        head = _head(path)
+    except OSError as err:  # no read permission, an I/O error
+        return f"cannot be read ({err.strerror or one_line(err)})"
+    if head == ZIP_MAGIC:
+        if not zipfile.is_zipfile(path):
+            return f"truncated: the archive stops after {size} bytes, before its end (a copy or write cut short)"
+        return None
+    if not head.startswith(b"\x80"):  # neither torch.save's zip archive nor its legacy pickle (protocol >= 2)
+        return NOT_TORCH
+    return None
+
+
+def _head(path: Path) -> bytes:
+    """The file's first bytes, enough to tell torch.save's zip archive."""
+    with path.open("rb") as handle:
+        return handle.read(len(ZIP_MAGIC))
+
+
+def _load_problem(err: Exception, path: Path) -> str:
+    """Why ``torch.load`` refused a file whose outside looked right: a pickled object ``weights_only`` refuses, or
+    damage, without torch's advice to retry with ``weights_only=False``."""
     text = str(err)
-    if "Weights only load failed" not in text:
-        return f"{type(err).__name__}: {one_line(err)}"
-    detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation of torch.load")[0]
-    return one_line(detail).split(". Please use")[0]
+    refused = REFUSED_GLOBAL.search(text)
+    if refused and not _torch_has(refused.group(1)):  # a cut-off name (legacy format): torch has no such object
+        return f"damaged: cannot be read as a torch checkpoint (it names {refused.group(1)}, which torch does not have)"
+    if refused:
+        return (f"holds a pickled {refused.group(1)}, which nano8k does not load: torch files are read with "
+                "weights_only=True, so no code in a file is run; save only tensors and plain data (nano8k's own "
+                "checkpoints hold nothing else)")
+    if "Weights only load failed" in text:  # anything else the restricted unpickler met: not torch's pickle
+        detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation of torch.load")[0]
+        detail = one_line(detail).split(". Please use")[0]  # torch's advice on allowing what it refused
+        if _head(path) != ZIP_MAGIC:
+            return f"cannot be read: not a torch checkpoint, or a damaged one in torch's legacy format ({detail})"
+        return f"damaged: cannot be read as a torch checkpoint ({detail})"
+    detail = one_line(text.split(" This is an internal miniz error")[0])  # cut torch's advice on corrupt archives
+    return f"damaged: cannot be read as a torch checkpoint ({type(err).__name__}: {detail})"
+
+
+def _torch_has(name: str) -> bool:
+    """False for a ``torch.`` name torch does not have (looked up in the imported modules, nothing is imported)."""
+    if not name.startswith("torch."):
+        return True
+    found: Any = torch
+    for part in name.split(".")[1:]:
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return True
 
 
 def _read_extras(path: Path) -> "OrderedDict[str, torch.Tensor]":
     """The extra (CTC) tensors an HF export kept, in their release order; none when the export had none."""
     if not path.exists():
         return OrderedDict()
-    tensors = unwrap_state_dict(_torch_load(path), str(path))
+    tensors = unwrap_state_dict(load_torch_file(path), str(path))
     stray = [key for key in tensors if not key.startswith(EXTRA_PREFIXES)]
     if stray:
         raise CheckpointError(f"{path}: holds tensors that are not extras of the release ({stray[:5]}); "

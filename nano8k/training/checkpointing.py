@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import re
 import time
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -22,8 +19,15 @@ from nano8k.atomic import atomic_torch_save
 from nano8k.data.specaugment import SpecAugment
 from nano8k.data.speed import SpeedPerturb
 from nano8k.data.telephone import TelephoneChannel
-from nano8k.errors import ConfigError
-from nano8k.model.checkpoint import CheckpointError, copy_release_extras, export_funasr, export_hf, load_failure
+from nano8k.errors import ConfigError, one_line
+from nano8k.model.checkpoint import (
+    CheckpointError,
+    copy_release_extras,
+    describe_checkpoint_file,
+    export_funasr,
+    export_hf,
+    load_torch_file,
+)
 from nano8k.training.freezing import FreezeConfig, LoraConfig
 
 if TYPE_CHECKING:
@@ -161,44 +165,17 @@ class LastCheckpoint(ModelCheckpoint):
                   "--ckpt_path last", flush=True)
 
 
-def checkpoint_problem(path: str | os.PathLike) -> str | None:
-    """Why ``path`` is no checkpoint to resume from (empty, truncated, not a checkpoint, holds code), or None.
-
-    Reads the file as a resume would (``torch.load(weights_only=True)``, memory-mapped: tensors are not read), so the
-    answer is the resume's, said without torch's advice to load untrusted files with ``weights_only=False``."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        return "the file is empty (0 bytes): a write that never finished"
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"PK\x03\x04":
-            return "not a checkpoint: torch.save writes a zip archive, this file is something else"
-    if not zipfile.is_zipfile(path):
-        return f"truncated: the archive stops after {size} bytes, before its end (a copy or write cut short)"
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as err:  # weights_only refused a pickled object: name it, never torch's advice
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = found.group(1) if found else "something other than tensors and plain data"
-        return (f"holds a pickled {what}, which nano8k does not load: checkpoints are read with weights_only=True "
-                "and no code in a file is run; nano8k's own checkpoints hold no such object")
-    except Exception as err:  # torch raises several types for a damaged file
-        return f"damaged: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        return "not a Lightning checkpoint (no 'state_dict' entry)"
-    return None
-
-
 def check_resume_checkpoint(path: str | os.PathLike, given: str) -> None:
-    """Refuse to resume from ``path`` (``--ckpt_path given``) when :func:`checkpoint_problem` finds one:
-    ``CheckpointError`` naming the file, why, and the intact checkpoints beside it to resume from instead."""
+    """Refuse to resume from ``path`` (``--ckpt_path given``) when it is no Lightning checkpoint that loads
+    (:func:`~nano8k.model.checkpoint.describe_checkpoint_file`): ``CheckpointError`` naming the file, why, and the
+    intact checkpoints beside it to resume from instead."""
     path = Path(path)
-    why = checkpoint_problem(path)
+    why = describe_checkpoint_file(path, lightning=True)
     if why is None:
         return
     siblings = sorted((p for p in path.parent.glob("*.ckpt") if p.resolve() != path.resolve() and p.is_file()),
                       key=lambda p: p.stat().st_mtime, reverse=True)
-    intact = [p for p in siblings if p.stat().st_size > 0 and zipfile.is_zipfile(p)]
+    intact = [p for p in siblings if describe_checkpoint_file(p, lightning=True) is None]
     instead = (f"intact checkpoints beside it, newest first: {', '.join(p.name for p in intact)}; resume with "
                f"--ckpt_path {intact[0]}" if intact else "no other checkpoint beside it; fit without --ckpt_path "
                "to start over")
@@ -206,7 +183,10 @@ def check_resume_checkpoint(path: str | os.PathLike, given: str) -> None:
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a Lightning checkpoint file on CPU with a clear error for directories (DeepSpeed) and bad files."""
+    """Load a Lightning checkpoint file on CPU (a DeepSpeed checkpoint folder is consolidated into one file first).
+
+    Raises ``CheckpointError`` ``<path>: <why>``, the reason :func:`~nano8k.model.checkpoint.describe_checkpoint_file`
+    gives (the one ``fit --ckpt_path`` gives too)."""
     path = Path(path)
     if path.is_dir():  # DeepSpeed writes a folder per checkpoint: consolidate it into one fp32 file first
         from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
@@ -215,29 +195,26 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         if not single.exists():
             try:
                 convert_zero_checkpoint_to_fp32_state_dict(str(path), str(single))
-            except Exception as err:
-                raise ValueError(f"{path}: cannot consolidate the DeepSpeed checkpoint folder ({err})") from err
+            except Exception as err:  # DeepSpeed raises several types for an incomplete folder
+                raise CheckpointError(f"{path}: cannot consolidate the DeepSpeed checkpoint folder "
+                                      f"({one_line(err)})") from err
         path = single
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # torch raises several types for a damaged file
-        raise ValueError(f"{path}: cannot be read as a checkpoint ({load_failure(err)})") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: no 'state_dict' entry; not a Lightning checkpoint")
-    return checkpoint
+    return load_torch_file(path, lightning=True)
 
 
 def average_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> "OrderedDict[str, torch.Tensor]":
     """Element-wise mean of floating-point tensors (in fp32, cast back); other tensors come from the last one."""
     if not state_dicts:
-        raise ValueError("nothing to average: no checkpoints given")
+        raise CheckpointError("nothing to average: no checkpoints given")
     keys = list(state_dicts[0])
     for index, state in enumerate(state_dicts[1:], start=1):
         if list(state) != keys:
             diff = sorted(set(keys) ^ set(state))[:5]
-            raise ValueError(f"checkpoint #{index} has other parameters than #0 (e.g. {diff}); cannot average")
+            raise CheckpointError(f"checkpoint #{index} has other parameters than #0 (e.g. {diff}); cannot average")
+        shapes = [key for key in keys if state[key].shape != state_dicts[0][key].shape]
+        if shapes:
+            raise CheckpointError(f"checkpoint #{index} has other shapes than #0 for {shapes[:5]} (another model "
+                                  "configuration); cannot average")
     out = OrderedDict()
     for key in keys:
         tensors = [state[key] for state in state_dicts]
@@ -267,7 +244,7 @@ def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = N
 
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     if not hparams and model_dir is None:
-        raise ValueError("checkpoint has no hyper_parameters; pass model_dir (the base Fun-ASR-Nano folder)")
+        raise CheckpointError("checkpoint has no hyper_parameters; pass model_dir (the base Fun-ASR-Nano folder)")
     if model_dir is not None:
         hparams["model_dir"] = model_dir
     module = NanoASRModule(**hparams)

@@ -150,6 +150,35 @@ def test_16_refused_arguments_and_models_are_one_error_line(tmp_path, capsys, mo
     assert "weights_only` set to `False`" not in stderr  # never torch's advice to unpickle code
 
 
+@pytest.mark.parametrize("how", ["truncated", "pickled"])
+def test_16_average_names_a_broken_checkpoint_as_fit_ckpt_path_and_the_export_do(tmp_path, capsys, how):
+    import argparse
+
+    import torch
+
+    from nano8k.model.checkpoint import CheckpointError, describe_checkpoint_file
+    from nano8k.training.checkpointing import check_resume_checkpoint, load_checkpoint_file
+
+    bad = tmp_path / "ckpt" / "step000004.ckpt"
+    bad.parent.mkdir()
+    if how == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(64, 64)}, "global_step": 4}, bad)
+        bad.write_bytes(bad.read_bytes()[:200])
+    else:
+        torch.save({"state_dict": {}, "hyper_parameters": argparse.Namespace(lr=1.0)}, bad)
+    why = describe_checkpoint_file(bad, lightning=True)
+    assert why is not None and why.startswith({"truncated": "truncated:", "pickled": "holds a pickled"}[how])
+    status = exit_status(average.main, [str(bad), "--out", str(tmp_path / "out")])
+    line = assert_one_error_line(status, capsys.readouterr().err, f"{bad}: {why}")
+    assert "weights_only=False" not in line and "weights_only` set to `False`" not in line
+    with pytest.raises(CheckpointError) as resumed:  # what fit --ckpt_path says, before the fit starts
+        check_resume_checkpoint(bad, str(bad))
+    assert f"{bad}: {why}; " in str(resumed.value)
+    with pytest.raises(CheckpointError) as exported:  # what the export after fit (ExportOnFitEnd) says
+        load_checkpoint_file(bad)
+    assert str(exported.value) == f"{bad}: {why}"
+
+
 def test_17_help_names_types_and_programs_and_preflight_describes_speed_perturbation(tmp_path, capsys):
     from nano8k.checks.data import check_channel
     from nano8k.preflight import make_context
