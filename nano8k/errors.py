@@ -54,9 +54,9 @@ def report(err: BaseException | str) -> int:
 
 
 def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-    """Wrap a command's ``main(argv) -> int``: a :class:`UserError` or a ``SystemExit`` whose
-    message starts with ``error:`` becomes one ``error:`` line on stderr and exit status 2; ``NANO8K_TRACEBACK=1``
-    re-raises it with its traceback instead."""
+    """Wrap a command's ``main(argv) -> int``: a :class:`UserError`, a ``SystemExit`` whose message starts with
+    ``error:``, or an ``OSError`` naming a path (read-only, missing, existing, disk full) becomes one ``error:`` line
+    on stderr and exit status 2; ``NANO8K_TRACEBACK=1`` re-raises it with its traceback instead."""
 
     @functools.wraps(main)
     def run(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +72,11 @@ def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[s
             if os.environ.get(TRACEBACK_ENV) == "1":
                 raise
             return report(err)
+        except OSError as err:  # a file or folder the command was pointed at: missing, read-only, existing, full
+            if err.filename is None or os.environ.get(TRACEBACK_ENV) == "1":
+                raise
+            target = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+            return report(f"{target}: {err.strerror or err}")
 
     return run
 

@@ -97,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report["failed"]:
         print(f"{len(report['failed'])} utterance(s) failed to load (see 'failed' in the report)")
     if args.report_dir:
-        written = write_report(report, args.report_dir, f"Evaluation of {Path(args.manifest).name}")
+        try:
+            written = write_report(report, args.report_dir, f"Evaluation of {Path(args.manifest).name}")
+        except OSError as exc:  # a full disk after decoding: the summary above is printed already
+            fail(f"--report_dir {args.report_dir}: writing the report failed ({exc.strerror or exc})")
         print("wrote " + ", ".join(str(p) for p in written))
     if not report["overall"]["utterances"]:
         fail(f"{args.manifest}: nothing was scored: of {len(utts)} utterance(s), {report['overall']['empty_refs']} "

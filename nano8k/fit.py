@@ -14,10 +14,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from nano8k.data.datamodule import TelephoneDataModule
 from nano8k.errors import TRACEBACK_ENV, ConfigError, UserError, report
+from nano8k.model.checkpoint import CheckpointError
 from nano8k.shipped import project_file, shipped_config
 from nano8k.training.checkpointing import (  # also registers config dataclasses as safe to unpickle
     LastCheckpoint,
@@ -174,8 +175,15 @@ def _fit_unlocked(cli: NanoCLI) -> None:
     datamodule.use_model(cli.model.model)  # the model's tokenizer and audio token rule (its recipe record)
     ckpt_path = cli.config.get("ckpt_path")
     resume = resume_file(cli.trainer, ckpt_path)
-    if resume is not None and os.path.isfile(resume):  # a missing file is Lightning's to name
-        check_resume_checkpoint(resume, ckpt_path)
+    if ckpt_path == "last" and resume is None and cli.trainer.is_global_zero:
+        print("[resume] --ckpt_path last: no last.ckpt in the checkpoint folders yet; training starts at step 0",
+              file=sys.stderr, flush=True)
+    if resume is not None and os.path.isdir(resume) and not (Path(resume) / "latest").is_file():
+        inside = sorted(p.name for p in Path(resume).glob("*.ckpt"))  # a DeepSpeed checkpoint folder has 'latest'
+        raise CheckpointError(f"--ckpt_path {ckpt_path}: {resume} is a folder, not a checkpoint; "
+                              + (f"name one of its checkpoints: {', '.join(inside)}" if inside else "it holds none"))
+    if resume is not None and not os.path.isdir(resume):
+        check_resume_checkpoint(resume, ckpt_path)  # missing, empty, truncated, not a checkpoint: named, with siblings
     try:
         cli.trainer.fit(cli.model, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
@@ -215,8 +223,8 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
             parser_kwargs={"prog": PROG},
         )
         _fit(cli)
-    except UserError as err:  # ConfigError, DataError, CheckpointError, OutputError ...
-        if os.environ.get(TRACEBACK_ENV) == "1":
+    except (UserError, MisconfigurationException) as err:  # ConfigError, DataError, ...; Lightning's refusals of
+        if os.environ.get(TRACEBACK_ENV) == "1":          # trainer.* values (an accelerator this machine lacks)
             raise
         raise SystemExit(report(err)) from None
     return cli

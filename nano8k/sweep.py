@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nano8k.scoring.plots import plot_sweep
-from nano8k.errors import command, fail
+from nano8k.errors import UserError, command, fail, one_line
 
 TOP_KEYS = {"program", "command", "method", "metric", "parameters", "name", "description", "project", "entity",
             "early_terminate", "run_cap"}
@@ -34,7 +34,7 @@ MACROS = {"${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphen
 VAL_LINE = re.compile(r"^\[val\] step (\d+)\s+(.*)$")
 
 
-class SweepError(ValueError):
+class SweepError(UserError):
     """An invalid sweep file; the message names the file and key."""
 
 
@@ -42,7 +42,11 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: sweep file not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        with open(path, encoding="utf-8") as stream:  # a stream: PyYAML's message names the file, not <unicode string>
+            data = yaml.safe_load(stream)
+    except yaml.YAMLError as err:
+        raise SweepError(f"{path}: not valid YAML ({one_line(err)})") from None
     if not isinstance(data, dict):
         raise SweepError(f"{path}: expected a mapping (program/command, method, metric, parameters)")
     return data
@@ -123,7 +127,10 @@ def _check_parameter_keys(sweep: Mapping[str, Any], source: str, config: str | N
     if not Path(config_path).is_file():
         given = "--config" if config else "command's --config"
         return [f"{source}: {given} {config_path} not found (run from the repository root)"]
-    tree = effective(load_config(config_path)).tree
+    try:
+        tree = effective(load_config(config_path)).tree
+    except ValueError as err:  # not valid YAML, not a mapping: named by load_config
+        return [f"{source}: {one_line(err)}"]
     return [f"{source}: parameters.{name} is not a key of {config_path} (LightningCLI keys look like model.lr)"
             for name in sweep["parameters"] if _lookup(tree, name) is MISSING]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
 from nano8k.model.prompt import LANGUAGE_NAMES, MANIFEST_LANGUAGE, PromptSettings
 from nano8k.model.locate import MODEL_DIR_ENV, resolve_model_dir
-from nano8k.errors import command, fail
+from nano8k.errors import command, fail, one_line
 
 
 def utterances_from_files(paths: Sequence[str | Path], channel: int | None = None) -> list[Utterance]:
@@ -58,6 +59,11 @@ def inference_device(value: str) -> str:
         device = torch.device(value)
     except RuntimeError as exc:
         fail(f"--device {value!r}: not a torch device ({exc}); use auto, cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):  # mps, xpu, ...: usable only where this torch build has it
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            fail(f"--device {value}: this torch build cannot use it ({one_line(exc)}); use --device cpu (or auto)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             fail(f"--device {value}: no CUDA GPU is usable here (torch.cuda.is_available() is false); "
@@ -121,8 +127,8 @@ def at_least(minimum: float, kind: type[int] | type[float]) -> ArgType:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        if not value >= minimum:  # NaN too
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        if not minimum <= value < float("inf"):  # NaN and infinity too
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, got {text}")
         return value
 
     return ArgType(f"{kind.__name__} >= {minimum}", convert)
@@ -256,16 +262,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = load_model(args.model_dir, args.device, args.llm_dtype)
     print_notices(model, options)
     out = open_output(output) if output else None
+    written = 0
     try:
         def write(batch: Sequence[Transcript]) -> None:
+            nonlocal written
             for result in batch:
                 out.write(json.dumps(output_record(result), ensure_ascii=False) + "\n")
             out.flush()
+            written += len(batch)
 
         results = transcribe_utterances(model, utts, options, on_batch=write if out else None)
-    finally:
         if out:
             out.close()
+    except OSError as exc:  # a full disk, a device that takes no more (/dev/full)
+        fail(f"--output {output}: writing failed after {written} of {len(utts)} transcripts "
+             f"({exc.strerror or exc}); free space or name another file")
+    finally:
+        if out and not out.closed:
+            with contextlib.suppress(OSError):
+                out.close()
     for result in results:
         if result.error:
             print(f"{result.utt.key}: {result.error}", file=sys.stderr)

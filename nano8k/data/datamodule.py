@@ -121,15 +121,12 @@ def check_data_settings(settings: dict[str, Any]) -> None:
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """``AutoTokenizer`` from a tokenizer folder or a model folder (the model's rule: ``checkpoint.tokenizer_dir``)."""
-    from transformers import AutoTokenizer
-
-    from nano8k.model.checkpoint import CheckpointError, tokenizer_dir
+    from nano8k.model.checkpoint import CheckpointError, load_tokenizer_files, tokenizer_dir
 
     try:
-        folder = tokenizer_dir(path)
+        return load_tokenizer_files(tokenizer_dir(path))
     except CheckpointError as err:
         raise DataError(str(err)) from err
-    return AutoTokenizer.from_pretrained(str(folder))
 
 
 class TelephoneDataModule(L.LightningDataModule):

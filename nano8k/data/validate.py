@@ -16,7 +16,7 @@ from nano8k.data.audio import (MULTICHANNEL_POLICIES, SILENCE_PEAK_DBFS, AudioEr
 from nano8k.data.badsamples import BadSample
 from nano8k.data.manifest import (Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open,
                                    write_chatml)
-from nano8k.errors import command
+from nano8k.errors import command, fail
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
 # Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s
@@ -303,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max_listed", type=int, default=20,
                         help="list at most this many errors/warnings of each kind (0: all); the summary counts all")
     args = parser.parse_args(argv)
+    if args.convert and args.convert_format == "lhotse" and not args.convert.endswith((".jsonl", ".jsonl.gz")):
+        fail(f"--convert {args.convert}: a Lhotse CutSet is written as .jsonl or .jsonl.gz; name the file so")
     try:
         report = validate(args.manifests, fmt=args.format, decode=not args.header_only,
                           min_duration=args.min_duration, max_duration=args.max_duration, rate=args.rate,
@@ -313,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"not converting: {len(report.problems)} bad entries (use --allow_errors to drop them)",
                       file=sys.stderr)
                 return 1
-            _convert(report, args)
+            try:
+                _convert(report, args)
+            except OSError as exc:  # read-only, missing folder, full disk
+                fail(f"--convert {args.convert}: cannot be written ({exc.strerror or exc})")
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 1

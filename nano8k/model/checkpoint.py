@@ -289,7 +289,7 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
         )
     state = {key: tensor.to(torch.float32) for key, tensor in iter_hf_tensors(plan, tensors)}
     network.load_state_dict(state, strict=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir(model_dir, funasr)))
+    tokenizer = load_tokenizer_files(llm_dir(model_dir, funasr))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
     return NanoASR(network, tokenizer, frontend, funasr, qwen, extras, recipe)
 
@@ -304,9 +304,19 @@ def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any
         raise CheckpointError(f"{model_dir}: the HF-layout weights cannot be loaded ({one_line(err)}); re-export "
                               "the model") from err
     network.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = load_tokenizer_files(model_dir)
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
     return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
+
+
+def load_tokenizer_files(folder: str | os.PathLike) -> Any:
+    """``AutoTokenizer`` from ``folder``; damaged tokenizer files (empty, not JSON, a vocabulary without its parts)
+    are a ``CheckpointError`` naming the folder, not the tokenizers library's traceback."""
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:  # json, tokenizers and transformers raise several types for damaged files
+        raise CheckpointError(f"{folder}: its tokenizer files cannot be loaded ({one_line(err)}); copy them again "
+                              "from the model's release") from err
 
 
 def describe_checkpoint_file(path: str | os.PathLike, *, lightning: bool = False) -> str | None:

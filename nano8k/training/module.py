@@ -100,8 +100,10 @@ class NanoASRModule(L.LightningModule):
             unknown = sorted(set(table or {}) - set(GROUPS))
             if unknown:
                 raise ValueError(f"model.{name}: unknown group(s) {unknown}; use {list(GROUPS)}")
-        if max_consecutive_nonfinite < 1:
-            raise ValueError(f"model.max_consecutive_nonfinite must be >= 1, got {max_consecutive_nonfinite}")
+        positive = {"max_consecutive_nonfinite": max_consecutive_nonfinite, "max_new_tokens": max_new_tokens}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {value}")
         self.save_hyperparameters()
         # the model's own frontend stays deterministic (dither 0); training dither is the data module's `dither`
         # plain dicts in the checkpoint so it loads with torch.load(weights_only=True)
