@@ -62,23 +62,25 @@ def command(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[s
     def run(argv: Sequence[str] | None = None) -> int:
         try:
             return main(argv)
-        except SystemExit as stop:
-            if isinstance(stop.code, str) and stop.code.startswith("error: "):
-                if os.environ.get(TRACEBACK_ENV) == "1":
-                    raise
-                return report(stop.code)
-            raise
-        except UserError as err:
-            if os.environ.get(TRACEBACK_ENV) == "1":
+        except (SystemExit, UserError, OSError) as err:
+            message = _refusal(err)
+            if message is None or os.environ.get(TRACEBACK_ENV) == "1":
                 raise
-            return report(err)
-        except OSError as err:  # a file or folder the command was pointed at: missing, read-only, existing, full
-            if err.filename is None or os.environ.get(TRACEBACK_ENV) == "1":
-                raise
-            target = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
-            return report(f"{target}: {err.strerror or err}")
+            return report(message)
 
     return run
+
+
+def _refusal(err: BaseException) -> str | None:
+    """The ``error:`` line a command prints for ``err``, or None when ``err`` is no refusal (a plain exit, a bug)."""
+    if isinstance(err, SystemExit):
+        return err.code if isinstance(err.code, str) and err.code.startswith("error: ") else None
+    if isinstance(err, OSError):  # a file or folder the command was pointed at: missing, read-only, existing, full
+        if err.filename is None:
+            return None
+        target = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+        return f"{target}: {err.strerror or err}"
+    return str(err)
 
 
 def _comparable(value: Any) -> Any:
