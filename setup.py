@@ -1,4 +1,4 @@
-"""Build step: the wheel carries the project files the default run needs (``nano8k.shipped.SHIPPED``), copied from
+"""Build step: the wheel carries the project files the default run needs (``nano8k.paths.SHIPPED``), copied from
 the project tree at build time, so the repository holds one copy of each."""
 
 import ast
@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parent
 
 
 def shipped() -> tuple[str, ...]:
-    """``SHIPPED`` as nano8k/shipped.py defines it (read, not imported: the build runs without nano8k's dependencies)."""
-    tree = ast.parse((ROOT / "nano8k" / "shipped.py").read_text(encoding="utf-8"))
+    """``SHIPPED`` as nano8k/paths.py defines it (read, not imported: the build runs without nano8k's dependencies)."""
+    tree = ast.parse((ROOT / "nano8k" / "paths.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SHIPPED" for t in node.targets):
             return ast.literal_eval(node.value)
-    raise RuntimeError("nano8k/shipped.py defines no SHIPPED")
+    raise RuntimeError("nano8k/paths.py defines no SHIPPED")
 
 
 class BuildWithProjectFiles(build_py):

@@ -39,7 +39,7 @@ def reference_worker(export: str, items: list[dict], max_new_tokens: int) -> lis
 
 def nano8k_texts(export: str, manifest: str, max_new_tokens: int) -> tuple[list[dict], list[str]]:
     """nano8k's side: the manifest's utterances (key, audio path) and their transcripts from the export."""
-    from nano8k.data.manifest import read_utterances
+    from nano8k.data.manifests.io import read_utterances
     from nano8k.inference import DecodeOptions, transcribe_utterances
     from nano8k.model.checkpoint import load_pretrained
 

@@ -80,7 +80,7 @@ def one_start(manifest: str) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     from nano8k.assets import mini_model_dir
-    from nano8k.data.datamodule import TelephoneDataModule, load_tokenizer
+    from nano8k.data.pipeline.datamodule import TelephoneDataModule, load_tokenizer
 
     tokenizer = load_tokenizer(mini_model_dir())
     imported = time.perf_counter()

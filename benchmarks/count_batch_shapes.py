@@ -16,7 +16,7 @@ import sys
 from nano8k.fit import NanoCLI
 from nano8k.model.batch import SpeechBatch
 from nano8k.training.module import NanoASRModule
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
 
 def epoch_shapes(config: str, frames: int, tokens: int, epoch: int = 0) -> dict[str, float]:

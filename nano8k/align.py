@@ -17,14 +17,14 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nano8k.alignment_rules import NO_RULE, rule_for
-from nano8k.shipped import project_file
+from nano8k.paths import project_file
 from nano8k.errors import command, fail, one_line
 
 DEFAULT_AGAINST = "configs/pretrained.yaml"
 TAGS = ("CRITICAL", "MODIFIED", "NEW", "OMITTED", "ALIGNED")
 SECTION_CLASSES = {  # LightningCLI sections without a class_path: the classes nano8k.fit binds them to
     "model": "nano8k.training.module.NanoASRModule",
-    "data": "nano8k.data.datamodule.TelephoneDataModule",
+    "data": "nano8k.data.pipeline.datamodule.TelephoneDataModule",
     "trainer": "lightning.pytorch.Trainer",
 }
 # Arguments whose signature default is None but whose class then uses a concrete value (shown as the default).

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 from jsonargparse import ArgumentParser
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.fields import entry_fields
-from nano8k.data.utterance import Utterance
+from nano8k.data.manifests.fields import entry_fields
+from nano8k.data.manifests.utterance import Utterance
 from nano8k.inference import Transcript, transcribe_utterances
 from nano8k.scoring.metrics import utterance_language
 from nano8k.scoring.normalizers import NORMALIZERS

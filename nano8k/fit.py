@@ -16,10 +16,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 from nano8k.errors import TRACEBACK_ENV, ConfigError, UserError, report
 from nano8k.model.checkpoint import CheckpointError
-from nano8k.shipped import project_file, shipped_config
+from nano8k.paths import project_file, shipped_config
 from nano8k.training.checkpointing import (  # also registers config dataclasses as safe to unpickle
     LastCheckpoint,
     check_resume_checkpoint,
@@ -28,7 +28,7 @@ from nano8k.training.module import NanoASRModule
 from nano8k.training.outputs import RunLock, output_folders, require_writable
 
 PROG = "python -m nano8k.fit"  # the usage line's program name (also run as ``nano8k fit``)
-DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.shipped)
+DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.paths)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
 # LightningCLI's own optimizer options: nano8k leaves them out of its parser (NanoASRModule.configure_optimizers builds
 # the AdamW groups and the schedule from model.*), and names the model.* keys to anyone who gives them

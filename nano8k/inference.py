@@ -9,8 +9,8 @@ import torch
 
 from nano8k.data.audio import AudioError, MultichannelPolicy
 from nano8k.data.badsamples import DataError
-from nano8k.data.dataset import SpeechDataset
-from nano8k.data.manifest import Utterance
+from nano8k.data.pipeline.dataset import SpeechDataset
+from nano8k.data.manifests.io import Utterance
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR

@@ -37,7 +37,7 @@ from nano8k.mini.scoring import score_model
 from nano8k.scoring.normalizers import NORMALIZERS
 from nano8k.scoring.plots import pyplot
 from nano8k.model.locate import resolve_model_dir
-from nano8k.shipped import project_file
+from nano8k.paths import project_file
 from nano8k.sweep import isolate, read_metric
 from nano8k.errors import command
 

@@ -15,7 +15,7 @@ from jsonargparse import ArgumentParser
 
 from nano8k.atomic import unwritable_reason
 from nano8k.data.audio import MULTICHANNEL_POLICIES
-from nano8k.data.manifest import Utterance, read_utterances
+from nano8k.data.manifests.io import Utterance, read_utterances
 from nano8k.inference import RECORD_KEYS, DecodeOptions, Transcript, feeding, transcribe_utterances
 from nano8k.model.attention_guard import guard_cudnn_sdpa
 from nano8k.model.checkpoint import DTYPES, load_pretrained

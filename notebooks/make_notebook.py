@@ -60,7 +60,7 @@ print("frontend:  ", model.frontend)"""),
     ("md", "## 2. 16 kHz vs simulated 8 kHz telephone audio\nThe data layer's `TelephoneChannel` band-limits to "
            "300-3400 Hz, adds noise/hum and applies G.711; the result is 8 kHz."),
     ("code", """from nano8k.data.audio import load_audio
-from nano8k.data.telephone import TelephoneChannel
+from nano8k.data.channel.telephone import TelephoneChannel
 from nano8k.model.features import resample
 
 wideband = sorted((ROOT / "tests" / "fixtures" / "speech").glob("*.16k.wav"))
@@ -95,7 +95,7 @@ print("fbank", tuple(fb16.shape), "-> LFR features", tuple(lfr.shape), "(one row
     ("md", "## 4. CER on telephone speech before fine-tuning\nGreedy decoding of validation clips of the bundled "
            "telephone corpus (voices the model never heard). The wideband model has never heard a telephone line. "
            "`build_report` scores them per language, as `python -m nano8k.evaluate --group_by lang` does."),
-    ("code", """from nano8k.data.manifest import read_utterances
+    ("code", """from nano8k.data.manifests.io import read_utterances
 from nano8k.inference import DecodeOptions, transcribe_utterances
 from nano8k.scoring.report import Scored, build_report
 
@@ -117,7 +117,7 @@ for row in before["utterances"][:3]:
            "`python -m nano8k.fit --config configs/demo.yaml`; the real recipe `configs/telephone.yaml`)."),
     ("code", """import lightning as L
 
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
 data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifests=f"{corpus}/val.jsonl", dither=0.0,
                            telephone=None, specaugment=None, max_frames_per_batch=480, max_batch_size=8,

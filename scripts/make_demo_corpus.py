@@ -2,7 +2,7 @@
 
 Sources (all offline, Debian/PyPI packages):
   * espeak-ng (Debian ``espeak-ng``): synthetic English (voice variants) and Mandarin (``cmn-latn-pinyin``) from
-    telephone-style templates; wideband output goes through nano8k's own telephone channel (``nano8k.data.telephone``).
+    telephone-style templates; wideband output goes through nano8k's own telephone channel (``nano8k.data.channel.telephone``).
   * Asterisk core sound prompts (Debian ``asterisk-core-sounds-en-wav`` + ``asterisk-core-sounds-en``): real native
     8 kHz English speech with transcripts, CC-BY-SA-3.0 (Allison Smith / Digium). Test split only (held-out voice).
   * gcin-voice (Debian ``gcin-voice``) ``5.ogg`` recordings: real Mandarin tonal syllables, CC-BY-3.0 (ChionMeilin,
@@ -31,7 +31,7 @@ import soundfile as sf
 import torch
 
 from nano8k.data.audio import load_audio
-from nano8k.data.telephone import TelephoneChannel, landline, utterance_rng
+from nano8k.data.channel.telephone import TelephoneChannel, landline, utterance_rng
 
 RATE = 8000
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")

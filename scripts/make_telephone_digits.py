@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from nano8k.data.telephone import TelephoneChannel, landline
+from nano8k.data.channel.telephone import TelephoneChannel, landline
 from nano8k.mini.corpus import Rendering, plan_split, write_corpus
 
 SEED = 8008

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from nano8k.align import align_files, compare, main, to_json, to_markdown, to_table
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

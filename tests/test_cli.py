@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nano8k import average
-from nano8k.cli import SUBCOMMANDS, Subcommand, main
+from nano8k.commands import average
+from nano8k.training import checkpointing
+from nano8k.__main__ import SUBCOMMANDS, Subcommand, main
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -74,19 +75,19 @@ def test_subcommand_gets_the_rest_of_argv_and_its_status_is_returned_as_is(monke
 def test_subcommand_modules_are_imported_only_when_chosen():
     modules = ["torch", *(sub.module for sub in SUBCOMMANDS.values())]
     loaded = f"print('loaded', [m for m in {modules!r} if m in sys.modules])"
-    probe = (f"import sys; from nano8k.cli import main; main(['--help']); {loaded}; "
+    probe = (f"import sys; from nano8k.__main__ import main; main(['--help']); {loaded}; "
              f"main(['sweep', 'sweeps/lr.yaml', '--config', 'configs/demo.yaml']); {loaded}")
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     after_help, after_sweep = [line for line in done.stdout.splitlines() if line.startswith("loaded ")]
     assert after_help == "loaded []"
     # sweep checks its parameters against --config: align imports the config's classes (torch, the datamodule's
-    # nano8k.data.shards), and no other command's module
-    assert after_sweep == "loaded ['torch', 'nano8k.align', 'nano8k.data.shards', 'nano8k.sweep']"
+    # nano8k.data.pipeline.shards), and no other command's module
+    assert after_sweep == "loaded ['torch', 'nano8k.align', 'nano8k.data.pipeline.shards', 'nano8k.sweep']"
 
 
 def test_console_script_is_the_front_door():
-    assert '[project.scripts]\nnano8k = "nano8k.cli:main"\n' in (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert '[project.scripts]\nnano8k = "nano8k.__main__:main"\n' in (REPO / "pyproject.toml").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -106,7 +107,7 @@ def test_average_main_returns_its_exit_status(tmp_path, monkeypatch, capsys):
         calls.append((list(checkpoints), out, model_dir, write_ckpt))
         return {"funasr": out / "funasr", "hf": out / "hf"}
 
-    monkeypatch.setattr(average, "average_and_export", fake_average_and_export)
+    monkeypatch.setattr(checkpointing, "average_and_export", fake_average_and_export)
     assert average.main(["a.ckpt", "b.ckpt", "--out", str(tmp_path), "--no_ckpt"]) == 0
     assert main(["average", "a.ckpt", "--out", str(tmp_path)]) == 0
     assert calls == [(["a.ckpt", "b.ckpt"], tmp_path, None, False), (["a.ckpt"], tmp_path, None, True)]

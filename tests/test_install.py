@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchmarks.fresh_install import REPO, clean_env, fresh_install
-from nano8k.shipped import SHIPPED
+from nano8k.paths import SHIPPED
 
 CER_LINE = "[test] held-out telephone voices (200 utts): CER before"
 
@@ -44,7 +44,7 @@ def test_nano8k_fit_runs_the_demo_from_an_empty_folder(installed):
 def test_the_installed_package_is_used_and_ships_the_project_files_unchanged(installed):
     work, _ = installed
     python = work / "venv" / "bin" / "python"
-    where = subprocess.run([str(python), "-c", "import nano8k.shipped as s; print(s.INSTALLED_ROOT)"], cwd=work / "empty",
+    where = subprocess.run([str(python), "-c", "import nano8k.paths as s; print(s.INSTALLED_ROOT)"], cwd=work / "empty",
                            env=clean_env(), capture_output=True, text=True, check=True).stdout.strip()
     root = Path(where)
     assert REPO not in root.parents and root.is_dir()  # the wheel's copy, not this checkout

@@ -262,7 +262,7 @@ def test_stage_switch_stages_are_checked():
 def test_lightning_cli_namespace_and_troubleshooting_table():
     """``enforce`` takes the Namespace that nano8k.fit's LightningCLI parses (the call fit makes before training)."""
     from nano8k.fit import NanoCLI
-    from nano8k.data.datamodule import TelephoneDataModule
+    from nano8k.data.pipeline.datamodule import TelephoneDataModule
     from nano8k.preflight import FIXES, troubleshooting_table
     from nano8k.training.module import NanoASRModule
 

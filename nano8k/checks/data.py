@@ -31,7 +31,7 @@ def _manifest_keys(ctx: Context, split: str) -> str:
 
 def check_data_settings(ctx: Context) -> CheckResult:
     """data.* values a run can use: fbank rate, batch budgets, probabilities, durations, workers, language."""
-    from nano8k.data.datamodule import check_data_settings as refuse_unusable
+    from nano8k.data.pipeline.datamodule import check_data_settings as refuse_unusable
 
     try:
         refuse_unusable(dict(ctx.get("data") or {}))
@@ -56,13 +56,13 @@ def reports(ctx: Context) -> dict[str, Any]:
 
 def _reports(ctx: Context) -> dict[str, Any]:
     from nano8k.data.badsamples import DataError
-    from nano8k.data.validate import validate
+    from nano8k.data.manifests.validate import validate
 
     out = {}
     shards = ctx.get("data.train_shards", None)
     if shards:  # a shard set's index was measured when it was written: its utterances are taken as they are
-        from nano8k.data.shards import ShardIndex
-        from nano8k.data.validate import Report
+        from nano8k.data.pipeline.shards import ShardIndex
+        from nano8k.data.manifests.validate import Report
 
         try:
             index = ShardIndex.open(shards)
@@ -111,7 +111,7 @@ def encoder_limit(ctx: Context) -> tuple[int, float, str]:
 
 def _max_duration_limit(ctx: Context) -> tuple[float, int, float, str]:
     """data.max_duration (inf when null) and the encoder's limit; fails when max_duration lets longer audio through."""
-    from nano8k.data.batching import estimated_lfr_frames
+    from nano8k.data.pipeline.batching import estimated_lfr_frames
 
     value = ctx.get("data.max_duration", 30.0)
     max_duration = float("inf") if value is None else float(value)
@@ -129,8 +129,8 @@ def check_manifests(ctx: Context) -> CheckResult:
     # Headers only (no decoding, so silent audio is python -m nano8k.data.validate's to find); data.max_duration must
     # fit the encoder's length limit; transcripts over MAX_TRANSCRIPT_CHARS and, with no max_duration, utterances
     # longer than the encoder takes are warnings naming key and file.
-    from nano8k.data.batching import estimated_lfr_frames
-    from nano8k.data.validate import transcript_warning
+    from nano8k.data.pipeline.batching import estimated_lfr_frames
+    from nano8k.data.manifests.validate import transcript_warning
 
     name = "manifests"
     if not _manifests(ctx, "train") and not ctx.get("data.train_shards", None):
@@ -274,8 +274,8 @@ def check_channel(ctx: Context) -> CheckResult:
     """data.telephone and data.speed_perturb can be built here: known profiles, effects and codecs this machine
     runs, noise / RIR sources that exist; lists each profile's effects."""
     from nano8k.data.badsamples import DataError
-    from nano8k.data.speed import SpeedPerturb
-    from nano8k.data.telephone import TelephoneChannel
+    from nano8k.data.pipeline.speed import SpeedPerturb
+    from nano8k.data.channel.telephone import TelephoneChannel
 
     lines = []
     for key, cls in (("data.telephone", TelephoneChannel), ("data.speed_perturb", SpeedPerturb)):

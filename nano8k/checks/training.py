@@ -33,7 +33,7 @@ def world_size(ctx: Context) -> int:
 
 def steps_per_epoch(ctx: Context) -> int | None:
     """Optimizer steps per epoch from the real bucketing of the train manifest (None without train data)."""
-    from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
+    from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames
 
     rep = reports(ctx).get("train")
     if rep is None or not rep.good:
@@ -126,7 +126,7 @@ def check_tuning_advice(ctx: Context) -> CheckResult:
 
 
 def _mean_stats(ctx: Context) -> tuple[float, float]:
-    from nano8k.data.batching import estimated_lfr_frames
+    from nano8k.data.pipeline.batching import estimated_lfr_frames
 
     try:
         rep = reports(ctx).get("train")

@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 from nano8k.data.audio import resample
-from nano8k.data.telephone import TelephoneChannel, stable_seed, utterance_rng
+from nano8k.data.channel.telephone import TelephoneChannel, stable_seed, utterance_rng
 
 EN_WORDS = {"0": ("zero", "oh"), "1": ("one",), "2": ("two",), "3": ("three",), "4": ("four",), "5": ("five",),
             "6": ("six",), "7": ("seven",), "8": ("eight",), "9": ("nine",)}

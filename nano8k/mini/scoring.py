@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nano8k.data.manifest import read_utterances
+from nano8k.data.manifests.io import read_utterances
 from nano8k.inference import DecodeOptions, decode_and_score
 from nano8k.model.checkpoint import load_pretrained
 

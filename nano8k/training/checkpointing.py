@@ -16,10 +16,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.atomic import atomic_torch_save
-from nano8k.data.specaugment import SpecAugment
-from nano8k.data.speed import SpeedPerturb
-from nano8k.data.telephone import TelephoneChannel
-from nano8k.errors import ConfigError, one_line
+from nano8k.data.pipeline.specaugment import SpecAugment
+from nano8k.data.pipeline.speed import SpeedPerturb
+from nano8k.data.channel.telephone import TelephoneChannel
+from nano8k.errors import ConfigError, UserError, one_line
 from nano8k.model.checkpoint import (
     CheckpointError,
     copy_release_extras,
@@ -268,6 +268,28 @@ def export_module(module: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
     copy_release_extras(resolve_model_dir(module.hparams.model_dir), funasr_dir)
     hf_dir = export_hf(module.model, out / "hf")
     return {"funasr": funasr_dir, "hf": hf_dir}
+
+
+def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | None = None,
+                       write_ckpt: bool = True) -> dict[str, Path]:
+    """Average ``checkpoints``, write ``<out>/averaged.ckpt`` (if ``write_ckpt``) and both export layouts.
+
+    A checkpoint that is missing, unreadable, not a Lightning checkpoint of nano8k, or whose weights do not fit its
+    model raises ``CheckpointError`` naming it and why.
+    """
+    for path in checkpoints:
+        if not Path(path).exists():
+            raise CheckpointError(f"{path}: checkpoint not found")
+    averaged = average_checkpoints(checkpoints)  # CheckpointError naming the file (or the checkpoints' index), why
+    try:
+        module = module_from_checkpoint(averaged, model_dir)
+    except UserError:
+        raise
+    except (ValueError, RuntimeError) as err:  # hyperparameters or weights that do not fit the model: name the file
+        raise CheckpointError(f"{checkpoints[-1]}: cannot rebuild its model ({one_line(err)})") from err
+    if write_ckpt:
+        atomic_torch_save(averaged, out / "averaged.ckpt")
+    return export_module(module, out)
 
 
 class ExportOnFitEnd(Callback):

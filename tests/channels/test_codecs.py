@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from nano8k.data import codecs
-from nano8k.data.effects import Codec, EffectContext
-from nano8k.data.telephone import PROFILES
+from nano8k.data.channel import codecs
+from nano8k.data.channel.effects import Codec, EffectContext
+from nano8k.data.channel.telephone import PROFILES
 
 from .conftest import speech_8k
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from nano8k.data.audio_pool import AudioPool
+from nano8k.data.channel.audio_pool import AudioPool
 from nano8k.data.badsamples import DataError
-from nano8k.data.effects import Clipping, EffectContext, GainRamp, Noise, Reverb
-from nano8k.data.telephone import TelephoneChannel
+from nano8k.data.channel.effects import Clipping, EffectContext, GainRamp, Noise, Reverb
+from nano8k.data.channel.telephone import TelephoneChannel
 
 from .conftest import SPEECH, speech_8k, write_noise_folder
 
@@ -104,7 +104,7 @@ def test_rir_folders_leave_out_noise_recordings_and_spans_run_to_the_file_end(tm
 
 
 def test_level_leaves_headroom_so_only_the_clipping_effect_clips():
-    from nano8k.data.telephone import TelephoneChannel, utterance_rng
+    from nano8k.data.channel.telephone import TelephoneChannel, utterance_rng
 
     wave, rate = sf.read(str(SPEECH / "en_real_03.16k.wav"), dtype="float32")
     import torch
@@ -131,7 +131,7 @@ def test_level_leaves_headroom_so_only_the_clipping_effect_clips():
     ("codec", "codecs", "gsm"), ("noise", "kinds", "white"), ("packet_loss", "concealment", []),
 ])
 def test_every_effect_setting_is_checked_at_start_up_naming_the_field(effect, field, value):
-    from nano8k.data.telephone import TelephoneChannel
+    from nano8k.data.channel.telephone import TelephoneChannel
 
     with pytest.raises(ValueError, match=rf"profile 'landline' effect 0 \({effect}\): {field} must"):
         TelephoneChannel(custom_profiles={"landline": [{"effect": effect, field: value}]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nano8k.data.effects import EffectContext, PacketLoss
+from nano8k.data.channel.effects import EffectContext, PacketLoss
 
 from .conftest import speech_8k
 

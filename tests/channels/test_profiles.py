@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.data.telephone import PROFILES, TelephoneChannel, utterance_rng
-from nano8k.simulate import main as simulate_main
+from nano8k.data.channel.telephone import PROFILES, TelephoneChannel, utterance_rng
+from nano8k.commands.simulate import main as simulate_main
 
 from .conftest import SPEECH, write_noise_folder
 
@@ -131,7 +131,7 @@ def test_preflight_builds_the_channel_and_names_the_key(tmp_path):
 
 
 def test_training_items_go_through_the_profiles():
-    from nano8k.data.datamodule import TelephoneDataModule
+    from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
     root = Path(__file__).resolve().parents[1]
 
@@ -197,7 +197,7 @@ def test_preflight_shows_the_mix_the_config_asks_for():
     ({"factor_range": [0.9, 1.0, 1.1]}, r"factor_range must be a \[low, high\] pair"),
 ])
 def test_speed_settings_are_named(speed, message):
-    from nano8k.data.speed import SpeedPerturb
+    from nano8k.data.pipeline.speed import SpeedPerturb
 
     with pytest.raises(ValueError, match=message):
         SpeedPerturb.from_config(speed)

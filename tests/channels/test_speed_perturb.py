@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.data.speed import SpeedPerturb
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.speed import SpeedPerturb
 
 from .conftest import speech_8k
 
@@ -92,7 +92,7 @@ def test_factor_range_alone_is_enough():
 
 
 def test_every_epoch_has_the_same_number_of_batches_and_every_utterance():
-    from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames
+    from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames
 
     rng = np.random.default_rng(0)
     durations = rng.uniform(0.5, 12.0, 3000)

@@ -18,7 +18,7 @@ DEMO = ROOT / "data_manifests" / "demo"
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from nano8k.data.datamodule import load_tokenizer
+    from nano8k.data.pipeline.datamodule import load_tokenizer
 
     return load_tokenizer(TOKENIZER_DIR)
 

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from nano8k.data.audio import AudioError, load_audio, probe_audio
-from nano8k.data.specaugment import kaldi_mel_centres
+from nano8k.data.pipeline.specaugment import kaldi_mel_centres
 from nano8k.model.features import FrontendConfig, fbank, resample
 
 from .conftest import SPEECH, tone

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nano8k.data.batching import BucketBatchSampler, fixed_size_batches, padding_waste
+from nano8k.data.pipeline.batching import BucketBatchSampler, fixed_size_batches, padding_waste
 
 LENGTHS = np.random.default_rng(0).integers(20, 70, 500).tolist()
 

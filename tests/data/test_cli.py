@@ -7,8 +7,8 @@ import json
 import numpy as np
 import soundfile as sf
 
-from nano8k.data.manifest import read_manifest
-from nano8k.data.validate import main as validate_main
+from nano8k.data.manifests.io import read_manifest
+from nano8k.data.manifests.validate import main as validate_main
 from nano8k.simulate import main as simulate_main
 
 from .conftest import DATA_FIXTURES, SPEECH, tone, write_jsonl
@@ -83,7 +83,7 @@ def test_convert_records_the_channels_the_policy_picked(tmp_path, capsys):
 
 
 def test_validate_lists_a_few_of_each_kind_and_counts_them_all(tmp_path, capsys):
-    from nano8k.data.validate import reason_kind
+    from nano8k.data.manifests.validate import reason_kind
 
     tone(tmp_path / "call.wav", 2.0, channels=2)
     rows = [{"key": f"u{i}", "source": "call.wav", "target": "x", "offset": 0.5, "duration": 0.5} for i in range(30)]

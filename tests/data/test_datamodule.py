@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.data.specaugment import SpecAugment
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.specaugment import SpecAugment
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.prompt import IGNORE_INDEX, SPEECH_PLACEHOLDER_ID
@@ -22,7 +22,7 @@ from .conftest import DEMO, TOKENIZER_DIR, fixture_rows, tone, write_jsonl
 
 @functools.lru_cache(maxsize=1)
 def _tokenizer():
-    from nano8k.data.datamodule import load_tokenizer
+    from nano8k.data.pipeline.datamodule import load_tokenizer
 
     return load_tokenizer(TOKENIZER_DIR)
 
@@ -250,7 +250,7 @@ def test_demo_corpus_loads_with_held_out_test_voices():
 
 
 def _count_loads(monkeypatch) -> list[str]:
-    from nano8k.data.utterance import Utterance
+    from nano8k.data.manifests.utterance import Utterance
 
     calls: list[str] = []
     real = Utterance.load
@@ -333,7 +333,7 @@ def test_tokenizer_dir_follows_the_model_folder_rule(tmp_path):
     import json
     import shutil
 
-    from nano8k.data.datamodule import load_tokenizer
+    from nano8k.data.pipeline.datamodule import load_tokenizer
     from nano8k.model.checkpoint import tokenizer_dir
 
     release = tmp_path / "release"

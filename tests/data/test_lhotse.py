@@ -8,8 +8,8 @@ import soundfile as sf
 import torch
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.manifest import detect_format, read_manifest
-from nano8k.data.validate import main as validate_main
+from nano8k.data.manifests.io import detect_format, read_manifest
+from nano8k.data.manifests.validate import main as validate_main
 
 from .conftest import write_jsonl
 
@@ -110,8 +110,8 @@ def test_unsupported_cut_content_is_named(tmp_path, call):
 
 
 def test_a_cutset_trains_through_the_datamodule(tmp_path, call, tokenizer):
-    from nano8k.data.datamodule import TelephoneDataModule
-    from nano8k.data.dataset import SpeechDataset
+    from nano8k.data.pipeline.datamodule import TelephoneDataModule
+    from nano8k.data.pipeline.dataset import SpeechDataset
 
     _lhotse_manifests(call, tmp_path)
     cuts = tmp_path / "calls_cuts_train.jsonl.gz"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.manifest import detect_format, load_utterances, read_manifest, speech_length, write_chatml
+from nano8k.data.manifests.io import detect_format, load_utterances, read_manifest, speech_length, write_chatml
 
 from .conftest import DATA_FIXTURES, SPEECH, tone, write_jsonl
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.manifest import load_utterances, read_manifest
-from nano8k.data.validate import validate
+from nano8k.data.manifests.io import load_utterances, read_manifest
+from nano8k.data.manifests.validate import validate
 
 from .conftest import tone, write_jsonl
 

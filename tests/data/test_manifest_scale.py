@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nano8k.data import manifest_cache
+from nano8k.data.manifests import cache as manifest_cache
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.batching import estimated_lfr_frames, estimated_lfr_frames_of
-from nano8k.data.manifest import load_utterances, read_manifest
-from nano8k.data.table import UtteranceTable
-from nano8k.data.utterance import Utterance
-from nano8k.data.validate import validate
+from nano8k.data.pipeline.batching import estimated_lfr_frames, estimated_lfr_frames_of
+from nano8k.data.manifests.io import load_utterances, read_manifest
+from nano8k.data.manifests.table import UtteranceTable
+from nano8k.data.manifests.utterance import Utterance
+from nano8k.data.manifests.validate import validate
 from tests.data.conftest import DEMO, tone, write_jsonl
 
 
@@ -129,7 +129,7 @@ def test_preflight_report_trusts_declared_durations(tmp_path, counted_probes):
 
 
 def test_prompt_lengths_match_each_encoded_prompt(tokenizer):
-    from nano8k.data.dataset import SpeechDataset
+    from nano8k.data.pipeline.dataset import SpeechDataset
     from nano8k.model.features import FrontendConfig
     from nano8k.model.prompt import PromptEncoder, PromptSettings
 

@@ -11,8 +11,8 @@ import torch
 
 from nano8k.data.audio import load_audio, probe_audio
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.dataset import SpeechDataset
-from nano8k.data.manifest import load_utterances, read_manifest, write_chatml
+from nano8k.data.pipeline.dataset import SpeechDataset
+from nano8k.data.manifests.io import load_utterances, read_manifest, write_chatml
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank, resample
 
 from .conftest import write_jsonl
@@ -164,7 +164,7 @@ def test_the_dataset_computes_features_from_the_span(tmp_path, call, tokenizer):
 
 
 def test_validate_warns_when_segments_sit_in_a_file_that_cannot_seek(tmp_path):
-    from nano8k.data.validate import validate
+    from nano8k.data.manifests.validate import validate
 
     wave = (0.3 * np.sin(np.arange(4 * RATE) * 0.3)).astype(np.float32)  # not silent: validate warns about silence
     sf.write(str(tmp_path / "gsm.wav"), wave, RATE, subtype="GSM610")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nano8k.data.specaugment import SpecAugment, band_bins, kaldi_mel_centres
+from nano8k.data.pipeline.specaugment import SpecAugment, band_bins, kaldi_mel_centres
 
 
 def test_band_bins_follow_mel_centres():

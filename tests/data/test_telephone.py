@@ -9,9 +9,9 @@ import pytest
 import scipy.signal
 import torch
 
-from nano8k.data import g711
+from nano8k.data.channel import g711
 from nano8k.data.audio import load_audio, resample
-from nano8k.data.telephone import TelephoneChannel, stable_seed, utterance_rng
+from nano8k.data.channel.telephone import TelephoneChannel, stable_seed, utterance_rng
 
 from .conftest import SPEECH
 
@@ -113,7 +113,7 @@ def test_stable_seed_does_not_depend_on_python_hash():
     import subprocess
     import sys
 
-    code = "from nano8k.data.telephone import stable_seed; print(stable_seed(1, 'k', 2))"
+    code = "from nano8k.data.channel.telephone import stable_seed; print(stable_seed(1, 'k', 2))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out == f"{stable_seed(1, 'k', 2)}\n"

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from nano8k.data.audio import AudioError, load_audio, probe_audio
 from nano8k.data.badsamples import DataError
-from nano8k.data.manifest import Utterance, check_utterance, read_entries, read_manifest, read_utterances
+from nano8k.data.manifests.io import Utterance, check_utterance, read_entries, read_manifest, read_utterances
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT_WAV = ROOT / "tests" / "fixtures" / "tiny-nano" / "s3_8k_1p05s.wav"
@@ -44,7 +44,8 @@ def test_normalizers_drop_format_and_control_characters(normalizer):
 
 
 def test_validate_names_control_characters_as_errors_and_invisible_ones_as_warnings(tmp_path, capsys):
-    from nano8k.data import validate
+    from nano8k.commands import validate as validate_command
+    from nano8k.data.manifests import validate
 
     manifest = _jsonl(tmp_path / "m.jsonl", [_row("clean", "您好请问"), _row("zwsp", "您好\u200b请问"),
                                              _row("bom", "\ufeff您好请问"), _row("nul", "您好\x00请\x07问")])
@@ -55,7 +56,7 @@ def test_validate_names_control_characters_as_errors_and_invisible_ones_as_warni
     assert set(warned) == {"zwsp", "bom"}
     assert warned["zwsp"].line == 2 and "U+200B ZERO WIDTH SPACE at column 3" in warned["zwsp"].reason
     assert "U+FEFF ZERO WIDTH NO-BREAK SPACE at column 1" in warned["bom"].reason
-    assert validate.main([str(manifest), "--header_only"]) == 1
+    assert validate_command.main([str(manifest), "--header_only"]) == 1
     out = capsys.readouterr().out
     assert f"ERROR {manifest}:4: control character(s)" in out and "key=nul" in out
     assert f"WARN  {manifest}:2: invisible character(s)" in out and "2 warnings" in out
@@ -65,7 +66,7 @@ def test_validate_names_control_characters_as_errors_and_invisible_ones_as_warni
 
 
 def test_an_overlong_file_or_segment_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
-    from nano8k.data.dataset import SpeechDataset
+    from nano8k.data.pipeline.dataset import SpeechDataset
     from nano8k.model.features import FrontendConfig
 
     long_wav = tmp_path / "call.wav"
@@ -89,7 +90,7 @@ def test_an_overlong_file_or_segment_is_refused_from_its_header_before_decoding(
     assert dataset.features(short_span).shape[0] == 83 and decoded == ["short"]  # a short span of it still works
     train = SpeechDataset([], None, FrontendConfig(), max_frames=2048, train=True)
     fits_faster = Utterance("fast", long_wav, "hello", duration=123.5, offset=0.0)  # 2058 LFR frames at 1.0
-    from nano8k.data.speed import SpeedPerturb
+    from nano8k.data.pipeline.speed import SpeedPerturb
 
     train.speed_perturb = SpeedPerturb(factors=(1.1,))  # 112.3 s played: fits, so it is decoded
     assert train.features(fits_faster).shape[0] <= 2048 and decoded[-1] == "fast"
@@ -100,7 +101,8 @@ def test_an_overlong_file_or_segment_is_refused_from_its_header_before_decoding(
 
 @pytest.mark.parametrize("layout", ["compact", "pretty"])
 def test_a_json_array_manifest_is_named_as_one_with_the_conversion(tmp_path, capsys, layout):
-    from nano8k.data import validate
+    from nano8k.commands import validate as validate_command
+    from nano8k.data.manifests import validate
 
     rows = [_row("a"), _row("b")]
     path = tmp_path / "m.json"
@@ -110,7 +112,7 @@ def test_a_json_array_manifest_is_named_as_one_with_the_conversion(tmp_path, cap
         with pytest.raises(DataError, match=r"is a JSON array \(it starts with '\['\), not JSON Lines") as caught:
             read()
         assert f"jq -c '.[]' {path}" in str(caught.value)
-    assert validate.main([str(path)]) == 2
+    assert validate_command.main([str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "JSON array" in err[0], err
 
@@ -149,7 +151,8 @@ def test_a_path_that_is_not_an_audio_file_is_named_by_what_it_is(tmp_path, monke
     _, problem, _ = check_utterance(Utterance("k", path, "hello"), probe=False)
     assert said in problem
     manifest = _jsonl(tmp_path / "m.jsonl", [_row("k", source=path)])
-    from nano8k.data import validate
+    from nano8k.commands import validate as validate_command
+    from nano8k.data.manifests import validate
 
     assert [said in b.reason for b in validate.validate([manifest], decode=False).problems] == [True]
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
 
 def test_frontend_sample_rate_12000_is_refused_with_key_value_and_allowed_rates():

@@ -49,7 +49,7 @@ def test_transcribe_reports_the_overlong_file_and_keeps_the_others(long_wav, tmp
 
 
 def _datamodule(manifest: str, policy: str):
-    from nano8k.data.datamodule import TelephoneDataModule
+    from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
     return TelephoneDataModule(train_manifests=manifest, telephone=None, specaugment=None, dither=0.0,
                                num_workers=0, max_duration=200.0, on_bad_sample=policy, max_bad_fraction=0.6,

@@ -38,7 +38,7 @@ def test_load_audio_refuses_out_of_range_samples_and_keeps_headroom(huge, tmp_pa
 
 
 def test_validate_reports_out_of_range_audio_as_a_bad_entry(huge, tmp_path, capsys):
-    from nano8k.data.validate import main
+    from nano8k.data.manifests.validate import main
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"key": k, "source": str(w), "target": "hi"}) + "\n"
@@ -61,8 +61,8 @@ def test_transcribe_reports_the_out_of_range_file_and_exits_1(huge, capsys):
 
 def _dataset(utts, policy: str):
     from nano8k.data.badsamples import BadSampleLog
-    from nano8k.data.datamodule import load_tokenizer
-    from nano8k.data.dataset import SpeechDataset
+    from nano8k.data.pipeline.datamodule import load_tokenizer
+    from nano8k.data.pipeline.dataset import SpeechDataset
     from nano8k.model.features import FrontendConfig
     from nano8k.model.prompt import PromptEncoder
 
@@ -71,8 +71,8 @@ def _dataset(utts, policy: str):
 
 
 def test_dataset_skips_out_of_range_audio_naming_the_file(huge):
-    from nano8k.data.dataset import Skipped
-    from nano8k.data.manifest import Utterance
+    from nano8k.data.pipeline.dataset import Skipped
+    from nano8k.data.manifests.io import Utterance
 
     dataset, log = _dataset([Utterance("good", GOOD_WAV, "hi"), Utterance("huge", huge, "hi")], "skip")
     item = dataset[1]
@@ -90,8 +90,8 @@ class RawUtterance:
 
 def test_non_finite_features_are_a_bad_sample():
     from nano8k.data.badsamples import DataError
-    from nano8k.data.dataset import Skipped
-    from nano8k.data.manifest import Utterance
+    from nano8k.data.pipeline.dataset import Skipped
+    from nano8k.data.manifests.io import Utterance
 
     Raw = type("Raw", (RawUtterance, Utterance), {})
     dataset, log = _dataset([Raw("raw", GOOD_WAV, "hi", line=7, manifest=Path("m.jsonl"))], "skip")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from nano8k import evaluate, sweep, transcribe
-from nano8k.data import validate
+from nano8k.commands import validate as validate_command
+from nano8k.data.manifests import validate
 from tests.reliability.runs import REPO, demo_config
 from tests.reliability.test_command_defects import COMMON, WAVS, assert_one_error_line, copy_model, exit_status
 from tests.reliability.test_output_defects import _error_lines, _fit
@@ -34,11 +35,11 @@ def test_an_output_path_through_a_file_is_one_error_in_every_command(tmp_path, c
     plain.write_text("x", encoding="utf-8")
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"key": "a", "source": WAVS[0], "target": "x"}) + "\n", encoding="utf-8")
-    status = validate.main([str(manifest), "--convert", str(plain / "out.jsonl"), "--header_only"])
+    status = validate_command.main([str(manifest), "--convert", str(plain / "out.jsonl"), "--header_only"])
     assert_one_error_line(status, capsys.readouterr().err, "--convert", str(plain / "out.jsonl"))
     status = evaluate.main(["--manifest", str(manifest), *COMMON, "--report_dir", str(plain / "rep")])
     assert_one_error_line(status, capsys.readouterr().err, "--report_dir", "is a file, not a folder")
-    status = validate.main([str(manifest), "--convert", str(tmp_path / "cuts"), "--convert_format", "lhotse"])
+    status = validate_command.main([str(manifest), "--convert", str(tmp_path / "cuts"), "--convert_format", "lhotse"])
     assert_one_error_line(status, capsys.readouterr().err, "--convert", ".jsonl.gz")
 
 

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 from nano8k.training.checkpointing import AtomicCheckpointIO
 from nano8k.training.freezing import FreezeConfig
 from nano8k.training.module import NanoASRModule

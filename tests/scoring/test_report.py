@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.fields import MISSING, entry_fields
-from nano8k.data.manifest import read_manifest
+from nano8k.data.manifests.fields import MISSING, entry_fields
+from nano8k.data.manifests.io import read_manifest
 from nano8k.scoring.metrics import error_counts
 from nano8k.scoring.plots import plot_groups, plot_sweep
 from nano8k.scoring.report import Scored, build_report, markdown
@@ -129,7 +129,7 @@ def test_fields_of_a_kaldi_folder(tmp_path):
 
 def test_fields_of_lhotse_supervisions_and_cuts(tmp_path):
     pytest.importorskip("lhotse", reason="the lhotse extra is part of .[dev]; CI installs it")
-    from nano8k.data.lhotse_io import write_lhotse
+    from nano8k.data.manifests.lhotse_io import write_lhotse
 
     wav = next((FIXTURES / "speech").glob("en_real_01.*.wav"))
     src = _jsonl(tmp_path / "src.jsonl", [{"key": "s1", "source": str(wav), "target": "hello", "lang": "en"}])

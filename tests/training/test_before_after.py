@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 from lightning.pytorch.callbacks import Callback
 
-from nano8k.data.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
 from nano8k.training.before_after import BeforeAfterEvaluation
 from nano8k.training.checkpointing import ExportOnFitEnd
 from nano8k.training.module import NanoASRModule

@@ -13,8 +13,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from nano8k.data.datamodule import TelephoneDataModule
-from nano8k.data.specaugment import SpecAugment
+from nano8k.data.pipeline.datamodule import TelephoneDataModule
+from nano8k.data.pipeline.specaugment import SpecAugment
 from nano8k.training.callbacks import StageSwitch
 from nano8k.training.checkpointing import AtomicCheckpointIO
 from nano8k.training.freezing import FreezeConfig

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from nano8k.data.audio import NARROWBAND_RATE, clip_int16, resample
-from nano8k.data.audio_pool import shared_pool
-from nano8k.data.effects import Effect, EffectContext, build_effect
-from nano8k.data.settings import from_mapping
+from nano8k.data.channel.audio_pool import shared_pool
+from nano8k.data.channel.effects import Effect, EffectContext, build_effect
+from nano8k.data.channel.settings import from_mapping
 
 # The fields TelephoneChannel had before profiles: named in the error a config with them gets.
 LANDLINE_ERA_FIELDS = ("codecs", "stop_band_hz", "pass_band_hz", "passband_ripple_db", "stopband_atten_db",
@@ -103,7 +103,7 @@ class TelephoneChannel:
     """The simulated channels: ``profiles`` maps profile names to weights (one profile drawn per utterance).
 
     Names are the built-in ``PROFILES`` (landline, mobile, voip, archive) or keys of ``custom_profiles``, each a
-    list of ``{"effect": name, field: value}`` (see ``nano8k.data.effects``; a custom name equal to a built-in one
+    list of ``{"effect": name, field: value}`` (see ``nano8k.data.channel.effects``; a custom name equal to a built-in one
     replaces it). ``noise`` and ``rir`` are folders of audio files (MUSAN ``noise/``, ``RIRS_NOISES``) or manifests
     in any format nano8k reads, for the effects that draw recorded noise or room impulse responses.
     ``output_rate`` 8000 returns narrowband audio, 16000 upsamples it again. Everything is checked here, at start-up:

@@ -60,7 +60,7 @@ class AudioPool:
                 if info.frames:
                     clips.append(Clip(file.resolve(), info.duration))
         else:
-            from nano8k.data.manifest import read_entries  # manifests hold utterances; only their audio is used
+            from nano8k.data.manifests.io import read_entries  # manifests hold utterances; only their audio is used
 
             entries, bad, _ = read_entries(path)
             if bad:

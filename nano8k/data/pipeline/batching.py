@@ -118,7 +118,7 @@ class BucketBatchSampler:
         batches = split_to_count(batches, count)
         if len(batches) > count:
             logger.warning("epoch %d plans %d batches, more than the %d each epoch has (Lightning counts them once): "
-                           "its last %d batches are not run; raise nano8k.data.batching.EPOCH_SLACK", epoch,
+                           "its last %d batches are not run; raise nano8k.data.pipeline.batching.EPOCH_SLACK", epoch,
                            len(batches), count, len(batches) - count)
         return batches
 

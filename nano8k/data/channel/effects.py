@@ -15,10 +15,10 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from nano8k.data import codecs
+from nano8k.data.channel import codecs
 from nano8k.data.audio import NARROWBAND_RATE as RATE
-from nano8k.data.audio_pool import AudioPool
-from nano8k.data.settings import from_mapping
+from nano8k.data.channel.audio_pool import AudioPool
+from nano8k.data.channel.settings import from_mapping
 
 
 @dataclass
@@ -279,7 +279,7 @@ class Clipping(Effect):
 
 @dataclass(frozen=True)
 class Codec(Effect):
-    """An encode/decode round trip through one of ``codecs`` (``nano8k.data.codecs``), bit rate drawn from
+    """An encode/decode round trip through one of ``codecs`` (``nano8k.data.channel.codecs``), bit rate drawn from
     ``bitrate_kbps`` for the variable-rate ones (Opus, MP3, AMR-NB)."""
 
     name: ClassVar[str] = "codec"

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.kaldi import read_table
-from nano8k.data.manifest import detect_format
-from nano8k.data.textfile import json_line, read_lines
-from nano8k.data.utterance import Utterance
+from nano8k.data.manifests.kaldi import read_table
+from nano8k.data.manifests.io import detect_format
+from nano8k.data.manifests.textfile import json_line, read_lines
+from nano8k.data.manifests.utterance import Utterance
 
 MISSING = "(none)"
 

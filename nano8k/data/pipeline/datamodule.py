@@ -15,13 +15,13 @@ from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
-from nano8k.data.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths, plan_digest
-from nano8k.data.dataset import SpeechCollator, SpeechDataset
-from nano8k.data.manifest import load_utterances
-from nano8k.data.shards import ShardIndex, ShardStream
-from nano8k.data.specaugment import SpecAugment
-from nano8k.data.speed import SpeedPerturb
-from nano8k.data.telephone import TelephoneChannel
+from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths, plan_digest
+from nano8k.data.pipeline.dataset import SpeechCollator, SpeechDataset
+from nano8k.data.manifests.io import load_utterances
+from nano8k.data.pipeline.shards import ShardIndex, ShardStream
+from nano8k.data.pipeline.specaugment import SpecAugment
+from nano8k.data.pipeline.speed import SpeedPerturb
+from nano8k.data.channel.telephone import TelephoneChannel
 from nano8k.errors import RESUME_ADVICE, ConfigError, ResumeConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
@@ -137,7 +137,7 @@ class TelephoneDataModule(L.LightningDataModule):
     each batch's widths up (fewer distinct shapes for an accelerator; the budgets count that padding). Augmentation (``speed_perturb``; a telephone channel profile
     with probability ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz; SpecAugment; ``dither``)
     runs on the training split only; under speed perturbation each epoch's batches are planned on the perturbed
-    durations. An utterance is a file or a span and channel of one (see ``nano8k.data.manifest``); a
+    durations. An utterance is a file or a span and channel of one (see ``nano8k.data.manifests.io``); a
     multi-channel file with no channel named follows ``multichannel``: ``error`` (default; names the file and the
     fix), ``first``, or ``mix`` (averages the channels). Under DDP every rank loads a disjoint shard with the same number of batches; use
     ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
@@ -150,7 +150,7 @@ class TelephoneDataModule(L.LightningDataModule):
     fed right too.
     Start-up does not open every audio file: a duration the manifest gives is trusted and ``spot_check`` files
     (null: all) are opened to check it; an entry without one has its header read once, kept beside a large manifest
-    (``nano8k.data.manifest_cache``). The utterances are held as an ``UtteranceTable`` (columns, memory-mapped from
+    (``nano8k.data.manifests.cache``). The utterances are held as an ``UtteranceTable`` (columns, memory-mapped from
     that cache), so ranks and loader workers share one read-only copy.
     Deterministic features (validation, test, and training without channel, SpecAugment or dither) are computed once
     and cached, up to ``feature_cache_mb`` per split in each process; loader workers persist between epochs so their

@@ -16,11 +16,11 @@ import numpy as np
 from nano8k.data.audio import (MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, file_problem,
                                probe_audio)
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
-from nano8k.data.kaldi import read_kaldi
-from nano8k.data.manifest_cache import Headers, ManifestCache
-from nano8k.data.table import TableBuilder, UtteranceTable
-from nano8k.data.textfile import first_json_object, json_line, read_lines, refuse_json_array
-from nano8k.data.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_key, parse_span,
+from nano8k.data.manifests.kaldi import read_kaldi
+from nano8k.data.manifests.cache import Headers, ManifestCache
+from nano8k.data.manifests.table import TableBuilder, UtteranceTable
+from nano8k.data.manifests.textfile import first_json_object, json_line, read_lines, refuse_json_array
+from nano8k.data.manifests.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_key, parse_span,
                                    unread_span_fields)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
@@ -46,7 +46,7 @@ def _json_kind(obj: Any) -> str | None:
         return "chatml"
     if "source" in obj:
         return "jsonl"
-    from nano8k.data import lhotse_io
+    from nano8k.data.manifests import lhotse_io
 
     return "lhotse" if lhotse_io.kind(obj) else None
 
@@ -148,7 +148,7 @@ def _read_any(path: Path, fmt: ManifestFormat, transcripts: bool = True) -> Mani
     elif path.is_dir():
         raise DataError(f"{path} is a directory; only a Kaldi data folder can be given as a directory")
     elif fmt == "lhotse":
-        from nano8k.data.lhotse_io import read_lhotse
+        from nano8k.data.manifests.lhotse_io import read_lhotse
 
         contents = read_lhotse(path, transcripts)
     elif fmt in ("chatml", "jsonl"):
@@ -171,7 +171,7 @@ def manifest_path(path: str | Path) -> Path:
 
 def read_manifest(path: str | Path, fmt: ManifestFormat = "auto", transcripts: bool = True) -> ManifestContents:
     """Parse one manifest into an ``UtteranceTable``; per-line problems are returned in ``.bad`` (nothing is raised
-    for them). A large manifest's parsed form is cached beside it (``nano8k.data.manifest_cache``); one read without
+    for them). A large manifest's parsed form is cached beside it (``nano8k.data.manifests.cache``); one read without
     ``transcripts`` (for decoding only: entries may lack them) is not, so training never sees its empty targets."""
     path = manifest_path(path)
     if not transcripts:

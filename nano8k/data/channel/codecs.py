@@ -10,14 +10,14 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from nano8k.data import g711
+from nano8k.data.channel import g711
 from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio import clip_int16
 
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """How one codec is reached: ``library`` "g711" (nano8k.data.g711), "soundfile" (libsndfile ``format`` /
+    """How one codec is reached: ``library`` "g711" (nano8k.data.channel.g711), "soundfile" (libsndfile ``format`` /
     ``subtype``) or "av" (PyAV); ``bitrate_kbps`` is the range a variable-rate codec takes (None: a fixed rate)."""
 
     library: str

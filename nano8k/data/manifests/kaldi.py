@@ -9,8 +9,8 @@ from pathlib import Path
 
 from nano8k.data.audio import file_problem
 from nano8k.data.badsamples import BadSample, DataError
-from nano8k.data.textfile import read_lines
-from nano8k.data.utterance import ManifestContents, Utterance, resolve_audio, seconds
+from nano8k.data.manifests.textfile import read_lines
+from nano8k.data.manifests.utterance import ManifestContents, Utterance, resolve_audio, seconds
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence, overload
 
 import numpy as np
 
-from nano8k.data.utterance import Utterance
+from nano8k.data.manifests.utterance import Utterance
 
 TEXT_FIELDS = ("key", "audio", "target", "prompt", "lang", "manifest")
 CHUNK_ROWS = 65536  # rows a builder keeps as Python objects before packing them into arrays

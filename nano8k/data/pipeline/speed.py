@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torchaudio.functional
 
-from nano8k.data.settings import from_mapping
+from nano8k.data.channel.settings import from_mapping
 
 DEFAULT_FACTORS = (0.9, 1.0, 1.1)
 

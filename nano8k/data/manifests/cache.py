@@ -27,8 +27,8 @@ from filelock import FileLock
 from nano8k.assets import cache_root
 from nano8k.data.audio import AudioError, AudioInfo, probe_audio
 from nano8k.data.badsamples import BadSample
-from nano8k.data.table import UtteranceTable
-from nano8k.data.utterance import ManifestContents
+from nano8k.data.manifests.table import UtteranceTable
+from nano8k.data.manifests.utterance import ManifestContents
 
 logger = logging.getLogger("nano8k.data")
 VERSION = 1
