@@ -18,10 +18,16 @@ import yaml
 from nano8k.data.channel import codecs
 from nano8k.data.audio import resample
 from nano8k.data.badsamples import BadSampleLog
-from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, fixed_size_batches, padding_waste
+from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, padding_waste
 from nano8k.data.manifests.io import load_utterances
 from nano8k.data.channel.telephone import PROFILES, TelephoneChannel, utterance_rng
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
+
+
+def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[int]]:
+    """Shuffled fixed-count batches (the baseline the bucketed sampler is compared against)."""
+    order = np.random.default_rng(seed).permutation(num).tolist()
+    return [order[i : i + batch_size] for i in range(0, num, batch_size)]
 
 
 def cpu() -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from nano8k.assets import tiny_model_dir
+from nano8k.model.bundled import tiny_model_dir
 from nano8k.data.audio import load_audio
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.checkpoint import load_pretrained

@@ -16,14 +16,14 @@ import time
 import torch
 from transformers import AutoTokenizer
 
-from nano8k.assets import TINY_TEMPLATE_DIR
+from nano8k.model.bundled import TINY_TEMPLATE_DIR
 from nano8k.model.batch import SpeechItem, collate
 from nano8k.model.checkpoint import DTYPES, build_network
 from nano8k.model.convert import build_config, parameter_counts
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.nano import NanoASR
 from nano8k.model.prompt import audio_token_count
-from nano8k.model.release import release_funasr_config, release_qwen_config
+from release_dims import release_funasr_config, release_qwen_config
 
 
 def peak_memory_gib(device: torch.device) -> float:

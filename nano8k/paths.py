@@ -1,7 +1,8 @@
-"""Project files the package ships (the configs, the demo corpus): found in an installed wheel or in a checkout."""
+"""Where nano8k's files are: the cache folder, and the project files it ships (configs, demo corpus) in a wheel or a checkout."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,12 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 INSTALLED_ROOT = PACKAGE_DIR / "shipped"  # in a wheel: nano8k/shipped/configs/..., nano8k/shipped/data_manifests/...
 CHECKOUT_ROOT = PACKAGE_DIR.parent  # in a source checkout (or an editable install): the repository root
 CORPUS_PREFIX = "data_manifests/"
+CACHE_ENV = "NANO8K_CACHE_DIR"  # generated tiny models, manifest caches, local copies of remote shards
+
+
+def cache_root() -> Path:
+    """``$NANO8K_CACHE_DIR``, else ``~/.cache/nano8k``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nano8k").expanduser()
 
 
 def project_file(relative: str) -> Path:

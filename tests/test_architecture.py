@@ -61,28 +61,97 @@ def test_every_listed_signature_parameter_exists():
             assert not missing, f"{module}.{call.group(1)}: the page lists {missing}, the function takes {sorted(known)}"
 
 
-def _layer(module: str) -> str:
+SHARED = {"nano8k.errors", "nano8k.atomic", "nano8k.paths"}
+ENTRY_MODULES = {"nano8k", "nano8k.__main__"}  # the front door and ``nano8k SUB``; python -m shims are found below
+
+
+def _layer(module: str, root: Path = ROOT) -> str:
     parts = module.split(".")
-    if len(parts) > 1 and (ROOT / "nano8k" / parts[1]).is_dir():
+    if module in SHARED:
+        return "shared"
+    if module in ENTRY_MODULES or _is_entry_shim(module, root):
+        return "entry"
+    if len(parts) > 1 and (root / "nano8k" / parts[1]).is_dir():
         return "model" if parts[1] == "assets" else parts[1]
-    return {"nano8k.errors": "shared", "nano8k.atomic": "shared", "nano8k.inference": "inference"}.get(module, "cli")
+    return "unplaced"
 
 
-def _imports() -> list[tuple[str, str, tuple[str, ...]]]:
+def _is_entry_shim(module: str, root: Path) -> bool:
+    """A ``python -m nano8k.X`` module: it imports ``main`` from ``nano8k.commands.X`` and nothing else of nano8k."""
+    path = root / (module.replace(".", "/") + ".py")
+    if not path.is_file() or module.startswith("nano8k.commands"):
+        return False
+    imports = [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nano8k")]
+    return len(imports) == 1 and imports[0].module.startswith("nano8k.commands.")
+
+
+def _module_names(root: Path) -> set[str]:
+    return {".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+            for path in (root / "nano8k").rglob("*.py")}
+
+
+def _imports(root: Path = ROOT) -> list[tuple[str, str, tuple[str, ...]]]:
     """(importing module, imported nano8k module, names) for every import in the package, function-level ones
-    included; imports under ``if TYPE_CHECKING`` are annotations, not imports, and are left out."""
+    included; imports under ``if TYPE_CHECKING`` are annotations, not imports, and are left out. ``from P import m``
+    of a submodule ``m`` is an import of ``P.m``."""
+    modules = _module_names(root)
     found = []
-    for path in (ROOT / "nano8k").rglob("*.py"):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for path in (root / "nano8k").rglob("*.py"):
+        module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for guard in [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
             guard.body = []
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nano8k"):
-                found.append((module, node.module, tuple(alias.name for alias in node.names)))
+                submodules = [a.name for a in node.names if f"{node.module}.{a.name}" in modules]
+                found += [(module, f"{node.module}.{name}", ()) for name in submodules]
+                names = tuple(a.name for a in node.names if a.name not in submodules)
+                if names:
+                    found.append((module, node.module, names))
             elif isinstance(node, ast.Import):
                 found += [(module, alias.name, ()) for alias in node.names if alias.name.startswith("nano8k")]
     return found
+
+
+def import_cycles(edges: list[tuple[str, str, tuple[str, ...]]]) -> list[list[str]]:
+    """Every import cycle among the modules of ``edges`` (strongly connected components of more than one module, or
+    a module importing itself), each as its sorted module names."""
+    graph: dict[str, set[str]] = {}
+    for importer, imported, _ in edges:
+        graph.setdefault(importer, set()).add(imported)
+        graph.setdefault(imported, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
 
 
 ALLOWED = {  # layer -> layers it may import
@@ -94,24 +163,59 @@ ALLOWED = {  # layer -> layers it may import
     "training": {"training", "inference", "data", "model", "scoring", "shared"},
     "mini": {"mini", "inference", "data", "model", "scoring", "shared"},
     "checks": {"checks", "training", "data", "model", "scoring", "shared"},
+    "commands": {"commands", "checks", "mini", "training", "inference", "data", "model", "scoring", "shared"},
+    "entry": {"commands", "inference", "shared"},
 }
 DATA_MAY_IMPORT_FROM_MODEL = {"nano8k.model.features": None, "nano8k.model.prompt": None, "nano8k.model.batch": None,
-                              "nano8k.assets": None,  # None: any name
                               "nano8k.model.checkpoint": {"tokenizer_dir", "load_tokenizer_files",
                                                           "CheckpointError"}}  # the tokenizer rules
 
 
-def test_layers_import_one_way():
+def layer_violations(edges: list[tuple[str, str, tuple[str, ...]]], root: Path = ROOT) -> list[str]:
     wrong = []
-    for importer, imported, names in _imports():
-        source, target = _layer(importer), _layer(imported)
-        if source in ALLOWED and target not in ALLOWED[source]:
+    for importer, imported, names in edges:
+        source, target = _layer(importer, root), _layer(imported, root)
+        if source == "unplaced":
+            wrong.append(f"{importer}: a module in no layer (add it to docs/architecture.md and ALLOWED)")
+        elif target not in ALLOWED[source]:
             wrong.append(f"{importer} ({source}) imports {imported} ({target})")
         if source == "data" and target == "model":
             allowed = DATA_MAY_IMPORT_FROM_MODEL.get(imported, set())
             if allowed is not None and not set(names) <= allowed:
                 wrong.append(f"{importer} imports {names} from {imported}: data may use {DATA_MAY_IMPORT_FROM_MODEL}")
+        if source == "commands" and target == "commands" and imported != "nano8k.commands":
+            wrong.append(f"{importer} imports {imported}: a command never imports another (share through the library)")
+    return sorted(set(wrong))
+
+
+def test_layers_import_one_way():
+    wrong = layer_violations(_imports())
     assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    cycles = import_cycles(_imports())
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize(("module", "planted", "caught_by"), [
+    ("nano8k/data/audio.py", "from nano8k.data.manifests.io import read_utterances", "cycle"),  # same layer
+    ("nano8k/commands/average.py", "from nano8k.commands.validate import main", "layers"),  # command -> command
+    ("nano8k/model/locate.py", "from nano8k.training.module import NanoASRModule", "layers"),  # upward
+])
+def test_the_checks_catch_a_planted_import(tmp_path, module, planted, caught_by):
+    """The rules above are not vacuous: the package copied with one planted import fails them."""
+    import shutil
+
+    shutil.copytree(ROOT / "nano8k", tmp_path / "nano8k", ignore=shutil.ignore_patterns("assets", "__pycache__"))
+    target = tmp_path / module
+    target.write_text(target.read_text(encoding="utf-8") + f"\n\ndef _planted():\n    {planted}\n",
+                      encoding="utf-8")
+    edges = _imports(tmp_path)
+    if caught_by == "cycle":
+        assert any(module.replace("/", ".").removesuffix(".py") in c for c in import_cycles(edges))
+    else:
+        assert any(planted.split()[1] in line for line in layer_violations(edges, tmp_path))
 
 
 def test_inference_commands_do_not_import_the_lightning_layer():

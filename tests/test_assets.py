@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import nano8k
-from nano8k.assets import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, mini_model_dir, tiny_model_dir
+from nano8k.model.bundled import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, mini_model_dir, tiny_model_dir
 from nano8k.model.checkpoint import load_pretrained, model_recipe
 from nano8k.model.recipe import Recipe
 from tests.conftest import TINY_DIR

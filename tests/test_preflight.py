@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from nano8k.assets import tiny_model_dir
+from nano8k.model.bundled import tiny_model_dir
 from nano8k.preflight import CHECKS, PreflightError, enforce, main, run_preflight
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,7 +209,7 @@ def test_memory_estimate_full_size_dims():
     from nano8k.model.convert import build_config
     from nano8k.training.freezing import FreezeConfig, trainable_counts
 
-    from nano8k.model.release import release_funasr_config, release_qwen_config
+    from benchmarks.release_dims import release_funasr_config, release_qwen_config
 
     cfg, qwen = release_funasr_config(), release_qwen_config()
     shape = model_shape(build_network(build_config(cfg, qwen), device="meta"))

@@ -120,7 +120,7 @@ def _strip_record(src: Path, dst: Path) -> Path:
 
 @pytest.mark.parametrize("layout", ["funasr", "hf"])
 def test_an_all_frames_export_transcribes_correctly_with_no_flag(tmp_path, capsys, layout):
-    from nano8k.assets import mini_model_dir
+    from nano8k.model.bundled import mini_model_dir
     from nano8k.model.checkpoint import export_funasr, export_hf, load_pretrained
 
     model = load_pretrained(mini_model_dir())

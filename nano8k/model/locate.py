@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nano8k.assets import mini_model_dir, tiny_model_dir
+from nano8k.model.bundled import mini_model_dir, tiny_model_dir
 from nano8k.errors import ConfigError
 
 MODEL_DIR_ENV = "NANO8K_MODEL_DIR"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nano8k.data.pipeline.batching import BucketBatchSampler, fixed_size_batches, padding_waste
+from benchmarks.bench_data import fixed_size_batches
+from nano8k.data.pipeline.batching import BucketBatchSampler, padding_waste
 
 LENGTHS = np.random.default_rng(0).integers(20, 70, 500).tolist()
 

@@ -13,7 +13,7 @@ import yaml
 
 from nano8k.model.checkpoint import CheckpointError, build_network, export_funasr, export_hf, load_pretrained
 from nano8k.model.convert import Layout, build_config, key_plan, parameter_counts, to_funasr_state_dict
-from nano8k.model.release import release_funasr_config, release_qwen_config
+from benchmarks.release_dims import release_funasr_config, release_qwen_config
 from tests.conftest import TINY_DIR
 
 
@@ -231,7 +231,7 @@ def test_exported_and_shipped_tokenizers_name_a_class_transformers_4_and_5_both_
     mini model name a class both read, and transformers 5 still loads them to the same ids."""
     from transformers import AutoTokenizer
 
-    from nano8k.assets import mini_model_dir
+    from nano8k.model.bundled import mini_model_dir
 
     mini = load_pretrained(mini_model_dir())
     folders = {"shipped": mini_model_dir() / "Qwen3-0.6B", "funasr": export_funasr(mini, tmp_path / "f") / "Qwen3-0.6B",

@@ -66,7 +66,7 @@ def test_before_after_in_a_fit_with_frozen_parts(tmp_path):
 
 
 def test_before_after_scores_with_its_normalizer(tmp_path):
-    from nano8k.assets import mini_model_dir
+    from nano8k.model.bundled import mini_model_dir
     from nano8k.model.checkpoint import load_pretrained
     from nano8k.scoring.metrics import cer
 

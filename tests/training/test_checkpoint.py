@@ -11,7 +11,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nano8k import average
-from nano8k.assets import tiny_model_dir
+from nano8k.model.bundled import tiny_model_dir
 from nano8k.errors import OutputError
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.training import checkpointing

@@ -24,7 +24,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 from filelock import FileLock
 
-from nano8k.assets import cache_root
+from nano8k.paths import cache_root
 from nano8k.data.audio import AudioError, AudioInfo, probe_audio
 from nano8k.data.badsamples import BadSample
 from nano8k.data.manifests.table import UtteranceTable

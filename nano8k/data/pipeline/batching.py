@@ -230,12 +230,6 @@ def plan_digest(batches: Sequence[Sequence[int]]) -> str:
     return hashlib.sha256(sizes.tobytes() + b"|" + rows.tobytes()).hexdigest()
 
 
-def fixed_size_batches(num: int, batch_size: int, seed: int = 0) -> list[list[int]]:
-    """Shuffled fixed-count batches (the baseline the bucketed sampler is compared against)."""
-    order = np.random.default_rng(seed).permutation(num).tolist()
-    return [order[i : i + batch_size] for i in range(0, num, batch_size)]
-
-
 def padded_lengths(frames: Sequence[int] | np.ndarray, tokens: Sequence[int] | np.ndarray | None,
                    multiples: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     """Frame and token lengths as ``collate`` pads a batch's widths (``multiples``: frames, tokens): what a batch

@@ -37,7 +37,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from nano8k.assets import cache_root
+from nano8k.paths import cache_root
 from nano8k.data.audio import AudioError, MultichannelPolicy
 from nano8k.data.badsamples import BadSampleLog, DataError
 from nano8k.data.pipeline.batching import BucketBatchSampler, padded_lengths, split_to_count
