@@ -1,10 +1,11 @@
-"""``nano8k SUB`` / ``python -m nano8k SUB``: maps each subcommand to its ``nano8k.commands`` module, imported on use."""
+"""``nano8k SUB`` / ``python -m nano8k SUB``: each subcommand's ``nano8k.commands`` module, imported on use."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from nano8k.errors import USAGE_EXIT
 
@@ -19,7 +20,9 @@ class Subcommand(NamedTuple):
 SUBCOMMANDS: dict[str, Subcommand] = {
     "fit": Subcommand("nano8k.commands.fit", "fine-tune with a LightningCLI config (--config configs/X.yaml)"),
     "transcribe": Subcommand("nano8k.commands.transcribe", "audio files or a manifest -> text"),
-    "evaluate": Subcommand("nano8k.commands.evaluate", "decode a manifest and report CER / WER / MER, overall and per group"),
+    "evaluate": Subcommand(
+        "nano8k.commands.evaluate", "decode a manifest and report CER / WER / MER, overall and per group"
+    ),
     "preflight": Subcommand("nano8k.commands.preflight", "the pre-training checklist for a config"),
     "align": Subcommand("nano8k.commands.align", "a config's alignment table against another (the recipe's)"),
     "simulate": Subcommand("nano8k.commands.simulate", "pass a manifest's audio through a simulated telephone channel"),
@@ -35,9 +38,16 @@ def usage() -> str:
     """The subcommands, one line each with its purpose."""
     width = max(map(len, SUBCOMMANDS))
     rows = [f"  {name:<{width}}  {sub.purpose}" for name, sub in SUBCOMMANDS.items()]
-    return "\n".join(["usage: nano8k <subcommand> [args...]", "", "subcommands:", *rows, "",
-                      "nano8k SUB is python -m nano8k.SUB (validate, shards: nano8k.data.SUB); "
-                      "nano8k SUB -h lists its options."])
+    return "\n".join(
+        [
+            "usage: nano8k <subcommand> [args...]",
+            "",
+            "subcommands:",
+            *rows,
+            "",
+            "nano8k SUB is python -m nano8k.SUB (validate, shards: nano8k.data.SUB); nano8k SUB -h lists its options.",
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,9 +34,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
         if _disk_full(err):
             kept = f"{path} still holds the previous file" if path.exists() else f"no earlier {path.name} to keep"
-            raise OutputError(f"{path}: the disk is full ({_mib(shutil.disk_usage(path.parent).free)} free in "
-                              f"{path.parent} after writing {_mib(written)} of it); {kept}. Free space or move the "
-                              "output folders to a larger disk, then resume with --ckpt_path last") from err
+            raise OutputError(
+                f"{path}: the disk is full ({_mib(shutil.disk_usage(path.parent).free)} free in "
+                f"{path.parent} after writing {_mib(written)} of it); {kept}. Free space or move the "
+                "output folders to a larger disk, then resume with --ckpt_path last"
+            ) from err
         raise
     _fsync_dir(path.parent)
 

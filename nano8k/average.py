@@ -1,4 +1,5 @@
 """``python -m nano8k.average``: runs nano8k.commands.average."""
+
 import sys
 
 from nano8k.commands.average import main

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable, Mapping, NoReturn, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 USAGE_EXIT = 2  # exit status of a command refused for its arguments, config or input (argparse's own)
 TRACEBACK_ENV = "NANO8K_TRACEBACK"  # set to 1 to see the traceback behind a refused command
@@ -23,8 +24,10 @@ class ResumeConfigError(ConfigError):
     """``--ckpt_path`` resumes a run whose training settings differ from the current config."""
 
 
-RESUME_ADVICE = ("Resume with the checkpoint's values (drop the overrides), or start a new run from its weights "
-                 "(export it: python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr).")
+RESUME_ADVICE = (
+    "Resume with the checkpoint's values (drop the overrides), or start a new run from its weights "
+    "(export it: python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr)."
+)
 
 
 class CommandError(UserError):
@@ -95,12 +98,17 @@ def _comparable(value: Any) -> Any:
 def resume_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (checkpoint value, current value)}`` for every setting present in both that differs (model, data and
     callback settings a resume compares with the checkpoint's)."""
-    return {key: (saved[key], current[key]) for key in current
-            if key in saved and not key.startswith("_") and _comparable(saved[key]) != _comparable(current[key])}
+    return {
+        key: (saved[key], current[key])
+        for key in current
+        if key in saved and not key.startswith("_") and _comparable(saved[key]) != _comparable(current[key])
+    }
 
 
 def resume_refused(source: str, refused: Mapping[str, tuple[Any, Any]], prefix: str, advice: str) -> ResumeConfigError:
     """The error for a resume that would not honour ``refused`` (``{key: (checkpoint value, current value)}``)."""
     listing = "\n".join(f"  {prefix}{key}: checkpoint {old!r} -> now {new!r}" for key, (old, new) in refused.items())
-    return ResumeConfigError(f"cannot resume from {source}: these settings differ from the ones it was trained with, "
-                             f"and a resume would not honour them:\n{listing}\n{advice}")
+    return ResumeConfigError(
+        f"cannot resume from {source}: these settings differ from the ones it was trained with, "
+        f"and a resume would not honour them:\n{listing}\n{advice}"
+    )

@@ -1,4 +1,4 @@
-"""Where nano8k's files are: the cache folder, and the project files it ships (configs, demo corpus) in a wheel or a checkout."""
+"""Where nano8k's files are: its cache folder, and the configs and demo corpus it ships (in a wheel or a checkout)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ def project_file(relative: str) -> Path:
     for root in roots:
         if (root / relative).exists():
             return root / relative
-    raise FileNotFoundError(f"{relative}: neither in the installed package ({INSTALLED_ROOT}) nor in a source "
-                            f"checkout ({CHECKOUT_ROOT}); reinstall nano8k (pip install nano8k or pip install .)")
+    raise FileNotFoundError(
+        f"{relative}: neither in the installed package ({INSTALLED_ROOT}) nor in a source "
+        f"checkout ({CHECKOUT_ROOT}); reinstall nano8k (pip install nano8k or pip install .)"
+    )
 
 
 def _resolved(value: Any) -> Any:
@@ -47,5 +49,6 @@ def shipped_config(name: str) -> str:
     """The YAML text of ``configs/<name>`` with its ``data_manifests/...`` paths made absolute (the shipped corpus),
     so it runs from any folder; its output paths (``runs/...``) stay relative to the current one."""
     path = project_file(f"configs/{name}")
-    return yaml.safe_dump(_resolved(yaml.safe_load(path.read_text(encoding="utf-8"))), sort_keys=False,
-                          allow_unicode=True)
+    return yaml.safe_dump(
+        _resolved(yaml.safe_load(path.read_text(encoding="utf-8"))), sort_keys=False, allow_unicode=True
+    )

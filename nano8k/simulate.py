@@ -1,4 +1,5 @@
 """``python -m nano8k.simulate``: runs nano8k.commands.simulate."""
+
 import sys
 
 from nano8k.commands.simulate import main

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
@@ -34,39 +34,69 @@ def _convert(report: Report, args: argparse.Namespace) -> None:
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.data.validate", description=__doc__)
-    parser.add_argument("manifests", nargs="+",
-                        help="ChatML jsonl, {key,source,target} jsonl, Kaldi dir/wav.scp, or Lhotse cuts/supervisions")
+    parser.add_argument(
+        "manifests",
+        nargs="+",
+        help="ChatML jsonl, {key,source,target} jsonl, Kaldi dir/wav.scp, or Lhotse cuts/supervisions",
+    )
     parser.add_argument("--format", default="auto", choices=["auto", "chatml", "jsonl", "kaldi", "lhotse"])
     parser.add_argument("--min_duration", type=float, default=0.1)
     parser.add_argument("--max_duration", type=float, default=30.0)
     parser.add_argument("--rate", type=int, default=None, help="require this sample rate")
     parser.add_argument("--mono", action="store_true", help="treat multi-channel audio as an error")
-    parser.add_argument("--multichannel", choices=MULTICHANNEL_POLICIES, default="error",
-                        help="a multi-channel file whose utterance names no channel: error (as data.multichannel's "
-                             "default), first, or mix")
-    parser.add_argument("--duration_tolerance", type=float, default=0.05,
-                        help="allowed |declared - actual| duration in seconds (whole-file entries)")
-    parser.add_argument("--header_only", action="store_true",
-                        help="read headers only (skip full decode and the silence check)")
+    parser.add_argument(
+        "--multichannel",
+        choices=MULTICHANNEL_POLICIES,
+        default="error",
+        help="a multi-channel file whose utterance names no channel: error (as data.multichannel's "
+        "default), first, or mix",
+    )
+    parser.add_argument(
+        "--duration_tolerance",
+        type=float,
+        default=0.05,
+        help="allowed |declared - actual| duration in seconds (whole-file entries)",
+    )
+    parser.add_argument(
+        "--header_only", action="store_true", help="read headers only (skip full decode and the silence check)"
+    )
     parser.add_argument("--convert", metavar="OUT", help="write the valid entries (spans and channels kept)")
-    parser.add_argument("--convert_format", choices=["chatml", "lhotse"], default="chatml",
-                        help="chatml: FunASR ChatML jsonl; lhotse: a Lhotse CutSet (.jsonl or .jsonl.gz; needs lhotse)")
+    parser.add_argument(
+        "--convert_format",
+        choices=["chatml", "lhotse"],
+        default="chatml",
+        help="chatml: FunASR ChatML jsonl; lhotse: a Lhotse CutSet (.jsonl or .jsonl.gz; needs lhotse)",
+    )
     parser.add_argument("--tokenizer", help="tokenizer dir for ChatML text_length (else character count)")
     parser.add_argument("--allow_errors", action="store_true", help="convert even if some entries are bad")
-    parser.add_argument("--max_listed", type=int, default=20,
-                        help="list at most this many errors/warnings of each kind (0: all); the summary counts all")
+    parser.add_argument(
+        "--max_listed",
+        type=int,
+        default=20,
+        help="list at most this many errors/warnings of each kind (0: all); the summary counts all",
+    )
     args = parser.parse_args(argv)
     if args.convert and args.convert_format == "lhotse" and not args.convert.endswith((".jsonl", ".jsonl.gz")):
         fail(f"--convert {args.convert}: a Lhotse CutSet is written as .jsonl or .jsonl.gz; name the file so")
     try:
-        report = validate(args.manifests, fmt=args.format, decode=not args.header_only,
-                          min_duration=args.min_duration, max_duration=args.max_duration, rate=args.rate,
-                          mono=args.mono, duration_tolerance=args.duration_tolerance, multichannel=args.multichannel)
+        report = validate(
+            args.manifests,
+            fmt=args.format,
+            decode=not args.header_only,
+            min_duration=args.min_duration,
+            max_duration=args.max_duration,
+            rate=args.rate,
+            mono=args.mono,
+            duration_tolerance=args.duration_tolerance,
+            multichannel=args.multichannel,
+        )
         print(format_report(report, args.max_listed))
         if args.convert:
             if report.problems and not args.allow_errors:
-                print(f"not converting: {len(report.problems)} bad entries (use --allow_errors to drop them)",
-                      file=sys.stderr)
+                print(
+                    f"not converting: {len(report.problems)} bad entries (use --allow_errors to drop them)",
+                    file=sys.stderr,
+                )
                 return 1
             try:
                 _convert(report, args)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
@@ -16,9 +17,25 @@ import torch
 from nano8k.data.badsamples import DataError
 from nano8k.model.features import resample
 
-__all__ = ["AudioError", "AudioInfo", "INT16_PEAK", "MAX_SAMPLE_MAGNITUDE", "MULTICHANNEL_POLICIES", "MultichannelPolicy",
-           "NARROWBAND_RATE", "SILENCE_PEAK_DBFS", "channel_list", "channel_problem", "clip_int16", "file_problem",
-           "load_audio", "peak_dbfs", "probe_audio", "resample", "span_frames"]
+__all__ = [
+    "AudioError",
+    "AudioInfo",
+    "INT16_PEAK",
+    "MAX_SAMPLE_MAGNITUDE",
+    "MULTICHANNEL_POLICIES",
+    "MultichannelPolicy",
+    "NARROWBAND_RATE",
+    "SILENCE_PEAK_DBFS",
+    "channel_list",
+    "channel_problem",
+    "clip_int16",
+    "file_problem",
+    "load_audio",
+    "peak_dbfs",
+    "probe_audio",
+    "resample",
+    "span_frames",
+]
 
 MultichannelPolicy = Literal["error", "mix", "first"]
 MULTICHANNEL_POLICIES = ("error", "mix", "first")
@@ -65,8 +82,13 @@ class AudioInfo:
         return self.subtype not in UNSEEKABLE_SUBTYPES
 
 
-_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_NOT_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def file_problem(path: Path, what: str = "audio file") -> str | None:
@@ -118,7 +140,7 @@ def peak_dbfs(waveform: torch.Tensor) -> float:
 
 
 def span_frames(rate: int, offset: float | None, duration: float | None) -> tuple[int, int | None]:
-    """First sample and sample count of a span: ``round(offset * rate)``, ``round(duration * rate)`` (None: to the end)."""
+    """First sample and sample count of a span: ``round(offset * rate)``, ``round(duration * rate)`` (None: all)."""
     start = int(round((offset or 0.0) * rate))
     return start, None if duration is None else int(round(duration * rate))
 
@@ -143,8 +165,9 @@ def channel_list(channel: int | Sequence[int]) -> list[int]:
     return [channel] if isinstance(channel, int) else list(channel)
 
 
-def channel_problem(path: Path, channels: int, channel: int | Sequence[int] | None,
-                    policy: MultichannelPolicy) -> str | None:
+def channel_problem(
+    path: Path, channels: int, channel: int | Sequence[int] | None, policy: MultichannelPolicy
+) -> str | None:
     """Why ``channel`` (or, with none given, ``policy``) cannot be used on a file with ``channels``; None when fine."""
     if policy not in MULTICHANNEL_POLICIES:
         raise ValueError(f"multichannel must be one of {', '.join(MULTICHANNEL_POLICIES)}, got {policy!r}")
@@ -154,15 +177,19 @@ def channel_problem(path: Path, channels: int, channel: int | Sequence[int] | No
             return f"channel {channel} does not exist in {path} ({channels} channel(s), numbered from 0)"
         return None
     if channels > 1 and policy == "error":
-        return (f"{path} has {channels} channels and the utterance names none: give its channel (manifests: "
-                "'channel' in jsonl/ChatML, the 5th segments field or reco2file_and_channel in Kaldi, the "
-                "supervision's channel in Lhotse; transcribe: --channel N), or choose a multichannel policy, 'first' "
-                "or 'mix' (data.multichannel in a config, --multichannel on a command line; mix averages the "
-                "channels: agent and customer in one track)")
+        return (
+            f"{path} has {channels} channels and the utterance names none: give its channel (manifests: "
+            "'channel' in jsonl/ChatML, the 5th segments field or reco2file_and_channel in Kaldi, the "
+            "supervision's channel in Lhotse; transcribe: --channel N), or choose a multichannel policy, 'first' "
+            "or 'mix' (data.multichannel in a config, --multichannel on a command line; mix averages the "
+            "channels: agent and customer in one track)"
+        )
     return None
 
 
-def _select(data: np.ndarray, path: Path, channel: int | Sequence[int] | None, policy: MultichannelPolicy) -> np.ndarray:
+def _select(
+    data: np.ndarray, path: Path, channel: int | Sequence[int] | None, policy: MultichannelPolicy
+) -> np.ndarray:
     problem = channel_problem(path, data.shape[1], channel, policy)
     if problem:
         raise AudioError(problem)
@@ -208,13 +235,16 @@ def load_audio(
     if data.shape[0] == 0:
         raise AudioError(f"zero-length audio (0 samples): {path}")
     if count is not None and count - data.shape[0] > MAX_OVERSHOOT * rate:
-        raise AudioError(f"span {offset or 0.0}+{duration} s ends after the end of {path} "
-                         f"({(start + data.shape[0]) / rate:.3f} s)")
+        raise AudioError(
+            f"span {offset or 0.0}+{duration} s ends after the end of {path} ({(start + data.shape[0]) / rate:.3f} s)"
+        )
     mono = _select(data, path, channel, multichannel)
     if not np.isfinite(mono).all():
         raise AudioError(f"audio contains NaN/Inf samples: {path}")
     peak = float(np.abs(mono).max())
     if peak > MAX_SAMPLE_MAGNITUDE:
-        raise AudioError(f"audio samples out of range: peak |sample| {peak:.3g} > {MAX_SAMPLE_MAGNITUDE} (float audio "
-                         f"is nominally in [-1, 1]; rescale or re-export the file): {path}")
+        raise AudioError(
+            f"audio samples out of range: peak |sample| {peak:.3g} > {MAX_SAMPLE_MAGNITUDE} (float audio "
+            f"is nominally in [-1, 1]; rescale or re-export the file): {path}"
+        )
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), rate

@@ -1,4 +1,5 @@
 """``python -m nano8k.data.shards``: runs nano8k.commands.shards."""
+
 import sys
 
 from nano8k.commands.shards import main

@@ -1,4 +1,5 @@
 """``python -m nano8k.data.validate``: runs nano8k.commands.validate."""
+
 import sys
 
 from nano8k.commands.validate import main

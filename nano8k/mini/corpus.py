@@ -14,10 +14,10 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -26,18 +26,85 @@ import torch
 from nano8k.data.audio import resample
 from nano8k.data.channel.telephone import TelephoneChannel, stable_seed, utterance_rng
 
-EN_WORDS = {"0": ("zero", "oh"), "1": ("one",), "2": ("two",), "3": ("three",), "4": ("four",), "5": ("five",),
-            "6": ("six",), "7": ("seven",), "8": ("eight",), "9": ("nine",)}
-ZH_SYLLABLES = {"0": ("ling2",), "1": ("yi1", "yao1"), "2": ("er4",), "3": ("san1",), "4": ("si4",), "5": ("wu3",),
-                "6": ("liu4",), "7": ("qi1",), "8": ("ba1",), "9": ("jiu3",)}
+EN_WORDS = {
+    "0": ("zero", "oh"),
+    "1": ("one",),
+    "2": ("two",),
+    "3": ("three",),
+    "4": ("four",),
+    "5": ("five",),
+    "6": ("six",),
+    "7": ("seven",),
+    "8": ("eight",),
+    "9": ("nine",),
+}
+ZH_SYLLABLES = {
+    "0": ("ling2",),
+    "1": ("yi1", "yao1"),
+    "2": ("er4",),
+    "3": ("san1",),
+    "4": ("si4",),
+    "5": ("wu3",),
+    "6": ("liu4",),
+    "7": ("qi1",),
+    "8": ("ba1",),
+    "9": ("jiu3",),
+}
 EN_ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 ZH_ACCENTS = ("cmn-latn-pinyin",)
 # espeak-ng variants that sound like a person (robots, whispers and effects left out); split by voice, not by sentence
 TRAIN_VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "adam", "Alex", "Alicia", "Andy", "Annie", "aunty",
-    "belinda", "benjamin", "boris", "caleb", "david", "Denis", "ed", "edward", "Gene", "gustave", "Hugo", "iven",
-    "iven3", "Jacky", "john", "Lee", "linda", "marcelo", "Marco", "max", "Michael", "miguel", "Mike", "norbert",
-    "pablo", "paul", "quincy", "rob", "robert", "steph", "steph3", "travis", "victor", "zac", "anika", "grandpa",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "f1",
+    "f2",
+    "f3",
+    "adam",
+    "Alex",
+    "Alicia",
+    "Andy",
+    "Annie",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "caleb",
+    "david",
+    "Denis",
+    "ed",
+    "edward",
+    "Gene",
+    "gustave",
+    "Hugo",
+    "iven",
+    "iven3",
+    "Jacky",
+    "john",
+    "Lee",
+    "linda",
+    "marcelo",
+    "Marco",
+    "max",
+    "Michael",
+    "miguel",
+    "Mike",
+    "norbert",
+    "pablo",
+    "paul",
+    "quincy",
+    "rob",
+    "robert",
+    "steph",
+    "steph3",
+    "travis",
+    "victor",
+    "zac",
+    "anika",
+    "grandpa",
 )
 VAL_VARIANTS = ("m7", "f4", "Andrea", "Mario", "shelby", "sandro")
 TEST_VARIANTS = ("m8", "f5", "antonio", "Diogo", "Henrique", "kaukovalta", "michel", "pedro", "grandma", "edward2")
@@ -75,8 +142,17 @@ def spoken_form(digits: str, lang: str, rng: np.random.Generator) -> str:
     return ", ".join(groups) if rng.uniform() < 0.5 else " ".join(groups)
 
 
-def plan_split(split: str, lang: str, count: int, seed: int, *, min_len: int = 3, max_len: int = 8,
-               speed_wpm: tuple[int, int] = (80, 220), prefix: str = "") -> list[SpokenDigits]:
+def plan_split(
+    split: str,
+    lang: str,
+    count: int,
+    seed: int,
+    *,
+    min_len: int = 3,
+    max_len: int = 8,
+    speed_wpm: tuple[int, int] = (80, 220),
+    prefix: str = "",
+) -> list[SpokenDigits]:
     """``count`` seeded utterances of ``split``'s voices in ``lang``; speaking rate uniform in ``speed_wpm``."""
     if split not in SPLIT_VARIANTS:
         raise ValueError(f"split must be one of {sorted(SPLIT_VARIANTS)}, got {split!r}")
@@ -89,11 +165,18 @@ def plan_split(split: str, lang: str, count: int, seed: int, *, min_len: int = 3
     for i in range(count):
         digits = digit_string(rng, min_len, max_len)
         voice = f"{accents[i % len(accents)]}+{variants[(i // len(accents)) % len(variants)]}"
-        out.append(SpokenDigits(
-            key=f"{prefix}{split}_{lang}_{i:05d}", lang=lang, target=digits, spoken=spoken_form(digits, lang, rng),
-            voice=voice, speed_wpm=int(rng.integers(speed_wpm[0], speed_wpm[1] + 1)), pitch=int(rng.integers(20, 81)),
-            word_gap=int(rng.integers(0, 6)),
-        ))
+        out.append(
+            SpokenDigits(
+                key=f"{prefix}{split}_{lang}_{i:05d}",
+                lang=lang,
+                target=digits,
+                spoken=spoken_form(digits, lang, rng),
+                voice=voice,
+                speed_wpm=int(rng.integers(speed_wpm[0], speed_wpm[1] + 1)),
+                pitch=int(rng.integers(20, 81)),
+                word_gap=int(rng.integers(0, 6)),
+            )
+        )
     return out
 
 
@@ -130,8 +213,19 @@ def check_voices(utts: Iterable[SpokenDigits]) -> None:
 
 def render(utt: SpokenDigits) -> tuple[np.ndarray, int]:
     """espeak-ng's 22.05 kHz rendering of ``utt`` (silence trimmed), as float32 in [-1, 1]."""
-    cmd = [require_espeak(), "-v", utt.voice, "-s", str(utt.speed_wpm), "-p", str(utt.pitch), "-g", str(utt.word_gap),
-           "--stdout", utt.spoken]
+    cmd = [
+        require_espeak(),
+        "-v",
+        utt.voice,
+        "-s",
+        str(utt.speed_wpm),
+        "-p",
+        str(utt.pitch),
+        "-g",
+        str(utt.word_gap),
+        "--stdout",
+        utt.spoken,
+    ]
     done = subprocess.run(cmd, check=True, capture_output=True)
     wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
     return trim_silence(wave, rate), rate
@@ -164,9 +258,17 @@ def _write_one(args: tuple[SpokenDigits, Rendering, Path]) -> dict:
         tensor = tensor * (0.9 / peak)
         name = f"wav/{utt.key}.flac"
         sf.write(str(out_dir / name), tensor.numpy(), rate, format="FLAC", subtype="PCM_16")
-    row = {"key": utt.key, "source": name, "target": utt.target, "lang": utt.lang,
-           "duration": round(tensor.numel() / rate, 3), "voice": f"espeak:{utt.voice}", "speed_wpm": utt.speed_wpm,
-           "origin": "espeak-ng", **extra}
+    row = {
+        "key": utt.key,
+        "source": name,
+        "target": utt.target,
+        "lang": utt.lang,
+        "duration": round(tensor.numel() / rate, 3),
+        "voice": f"espeak:{utt.voice}",
+        "speed_wpm": utt.speed_wpm,
+        "origin": "espeak-ng",
+        **extra,
+    }
     return row
 
 
@@ -180,8 +282,9 @@ def write_manifest(rows: Iterable[dict], path: Path) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def write_corpus(out_dir: str | Path, splits: dict[str, Sequence[SpokenDigits]], how: Rendering,
-                 workers: int = 2) -> dict[str, Path]:
+def write_corpus(
+    out_dir: str | Path, splits: dict[str, Sequence[SpokenDigits]], how: Rendering, workers: int = 2
+) -> dict[str, Path]:
     """Render every split into ``out_dir/wav`` and write ``out_dir/<split>.jsonl``; returns the manifest paths."""
     check_voices(u for utts in splits.values() for u in utts)
     out = Path(out_dir)
@@ -195,8 +298,15 @@ def write_corpus(out_dir: str | Path, splits: dict[str, Sequence[SpokenDigits]],
     return paths
 
 
-def asterisk_digit_strings(out_dir: str | Path, count: int, seed: int, *, min_len: int = 3, max_len: int = 8,
-                           gap_s: tuple[float, float] = (0.03, 0.12)) -> Path:
+def asterisk_digit_strings(
+    out_dir: str | Path,
+    count: int,
+    seed: int,
+    *,
+    min_len: int = 3,
+    max_len: int = 8,
+    gap_s: tuple[float, float] = (0.03, 0.12),
+) -> Path:
     """``count`` digit strings joined from Asterisk's real 8 kHz digit recordings (one professional voice).
 
     Each digit is its own recording with the silence trimmed, followed by a short pause. Written as 8 kHz PCM WAV
@@ -220,20 +330,29 @@ def asterisk_digit_strings(out_dir: str | Path, count: int, seed: int, *, min_le
         wave = np.concatenate(pieces + [np.zeros(int(0.1 * rate), dtype=np.float32)])
         key = f"real_en_{i:05d}"
         sf.write(str(out / "wav" / f"{key}.wav"), wave, rate, format="WAV", subtype="PCM_16")
-        rows.append({"key": key, "source": f"wav/{key}.wav", "target": digits, "lang": "en",
-                     "duration": round(len(wave) / rate, 3), "voice": "asterisk:allison",
-                     "origin": "asterisk-core-sounds-en digits"})
+        rows.append(
+            {
+                "key": key,
+                "source": f"wav/{key}.wav",
+                "target": digits,
+                "lang": "en",
+                "duration": round(len(wave) / rate, 3),
+                "voice": "asterisk:allison",
+                "origin": "asterisk-core-sounds-en digits",
+            }
+        )
     write_manifest(rows, out / "test.jsonl")
     return out / "test.jsonl"
 
 
 def describe(utts: Sequence[SpokenDigits]) -> dict:
     """Counts for a README: utterances, voices, speaking-rate range."""
-    return {"utterances": len(utts), "voices": len({u.voice for u in utts}),
-            "speed_wpm": [min(u.speed_wpm for u in utts), max(u.speed_wpm for u in utts)] if utts else None,
-            "langs": sorted({u.lang for u in utts})}
-
-
+    return {
+        "utterances": len(utts),
+        "voices": len({u.voice for u in utts}),
+        "speed_wpm": [min(u.speed_wpm for u in utts), max(u.speed_wpm for u in utts)] if utts else None,
+        "langs": sorted({u.lang for u in utts}),
+    }
 
 
 PRETRAIN_SEED = 20261201
@@ -246,12 +365,14 @@ def pretraining_plan(seed: int = PRETRAIN_SEED) -> dict[str, list[SpokenDigits]]
     """The mini model's clean 16 kHz pretraining corpus, English + Mandarin: train / val / test, ``easy``, ``easy_val``.
 
     ``easy`` (training voices) and ``easy_val`` (val voices) are the curriculum's first phase: English only at
-    everyday speaking rates (150-200 wpm). A random-init model of the mini size learns to align speech and digits there within ~3,000 steps; on the
-    full mix of two languages and 80-220 wpm it sits at chance for many thousands of steps (measured: CER 0.74 after
-    4,000 steps on both languages at 150-200 wpm, 0.31 after 3,000 on English alone).
+    everyday speaking rates (150-200 wpm). A random-init model of the mini size learns to align speech and digits there
+    within ~3,000 steps; on the full mix of two languages and 80-220 wpm it sits at chance for many thousands of steps
+    (measured: CER 0.74 after 4,000 steps on both languages at 150-200 wpm, 0.31 after 3,000 on English alone).
     """
-    plan = {split: plan_split(split, "en", n, seed) + plan_split(split, "zh", n, seed)
-            for split, n in PRETRAIN_COUNTS.items()}
+    plan = {
+        split: plan_split(split, "en", n, seed) + plan_split(split, "zh", n, seed)
+        for split, n in PRETRAIN_COUNTS.items()
+    }
     for name, count in EASY_COUNTS.items():
         split = "train" if name == "easy" else "val"
         plan[name] = plan_split(split, "en", count, seed, speed_wpm=EASY_SPEED_WPM, prefix="easy_")

@@ -24,8 +24,10 @@ def cudnn_sdpa_opt_in() -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ConfigError(f"{ALLOW_CUDNN_SDPA_ENV}={os.environ[ALLOW_CUDNN_SDPA_ENV]!r}: use 1 (keep cuDNN attention on "
-                     "Hopper) or 0 / unset (turn it off)")
+    raise ConfigError(
+        f"{ALLOW_CUDNN_SDPA_ENV}={os.environ[ALLOW_CUDNN_SDPA_ENV]!r}: use 1 (keep cuDNN attention on "
+        "Hopper) or 0 / unset (turn it off)"
+    )
 
 
 def guard_cudnn_sdpa(device: torch.device | str, allow: bool | None = None) -> str:
@@ -45,12 +47,16 @@ def guard_cudnn_sdpa(device: torch.device | str, allow: bool | None = None) -> s
         return f"cuDNN SDPA guard: compute capability {major}.{minor} is not Hopper, cuDNN attention left as it is"
     allow = cudnn_sdpa_opt_in() if allow is None else allow
     if allow:
-        message = (f"cuDNN SDPA guard: Hopper GPU (compute capability {major}.{minor}), cuDNN attention kept on "
-                   f"({ALLOW_CUDNN_SDPA_ENV}=1); masked backward may return NaN gradients (pytorch#196678)")
+        message = (
+            f"cuDNN SDPA guard: Hopper GPU (compute capability {major}.{minor}), cuDNN attention kept on "
+            f"({ALLOW_CUDNN_SDPA_ENV}=1); masked backward may return NaN gradients (pytorch#196678)"
+        )
     else:
         torch.backends.cuda.enable_cudnn_sdp(False)
-        message = (f"cuDNN SDPA guard: Hopper GPU (compute capability {major}.{minor}), cuDNN attention disabled "
-                   f"against NaN gradients with padded masks (pytorch#196678); {ALLOW_CUDNN_SDPA_ENV}=1 keeps it on")
+        message = (
+            f"cuDNN SDPA guard: Hopper GPU (compute capability {major}.{minor}), cuDNN attention disabled "
+            f"against NaN gradients with padded masks (pytorch#196678); {ALLOW_CUDNN_SDPA_ENV}=1 keeps it on"
+        )
     if message not in _already_logged:
         _already_logged.add(message)
         log.log(logging.WARNING if allow else logging.INFO, message)

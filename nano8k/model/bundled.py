@@ -26,7 +26,6 @@ TINY_SEED = 20251215
 TINY_RECIPE = Recipe(audio_tokens="low_frame_rate", weights="random-init")
 
 
-
 def tiny_model_path() -> Path:
     """Where the generated tiny model lives: keyed by the template's config files, the seed and the recipe."""
     digest = hashlib.sha1(str(TINY_SEED).encode())
@@ -48,7 +47,8 @@ def mini_model_dir() -> Path:
     """The shipped mini wideband model (release layout, ``all_frames``, self-pretrained); see its README."""
     if not (MINI_MODEL_DIR / "model.pt").is_file():
         raise FileNotFoundError(
-            f"{MINI_MODEL_DIR / 'model.pt'} is missing; rebuild it with `python scripts/make_mini_release.py`")
+            f"{MINI_MODEL_DIR / 'model.pt'} is missing; rebuild it with `python scripts/make_mini_release.py`"
+        )
     return MINI_MODEL_DIR
 
 
@@ -61,18 +61,23 @@ def write_random_init(template: Path, target: Path, seed: int, recipe: Recipe) -
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        shutil.copytree(template, staging, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("README.md", "model.pt", "*.tmp"))
+        shutil.copytree(
+            template, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md", "model.pt", "*.tmp")
+        )
         funasr, qwen = read_model_configs(staging)
         funasr = recipe.written_into(funasr)
-        (staging / "config.yaml").write_text(yaml.safe_dump(funasr, sort_keys=False, allow_unicode=True),
-                                             encoding="utf-8")
+        (staging / "config.yaml").write_text(
+            yaml.safe_dump(funasr, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
         config = build_config(funasr, qwen, source=str(template / "config.yaml"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             network = build_network(config, random_init=True)
         plan = key_plan(Layout.from_config(config))
-        state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in to_funasr_state_dict(plan, network.state_dict()).items()}
+        state = {
+            k: v.detach().to(torch.bfloat16).contiguous()
+            for k, v in to_funasr_state_dict(plan, network.state_dict()).items()
+        }
         atomic_torch_save({"state_dict": state}, staging / "model.pt")
         try:
             os.rename(staging, target)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from transformers import FunAsrNanoConfig
@@ -28,23 +29,31 @@ _ENCODER_LAYER = [
     ("norm2.weight", "post_attention_layernorm.weight"),
     ("norm2.bias", "post_attention_layernorm.bias"),
 ]
-_ADAPTOR_BLOCK = [
-    (f"self_attn.linear_{src}.{kind}", f"self_attn.{dst}_proj.{kind}")
-    for src, dst in (("q", "q"), ("k", "k"), ("v", "v"), ("out", "o"))
-    for kind in ("weight", "bias")
-] + [
-    (f"feed_forward.{src}.{kind}", f"mlp.{dst}.{kind}") for src, dst in (("w_1", "fc1"), ("w_2", "fc2")) for kind in ("weight", "bias")
-] + [
-    (f"{src}.{kind}", f"{dst}.{kind}")
-    for src, dst in (("norm1", "input_layernorm"), ("norm2", "post_attention_layernorm"))
-    for kind in ("weight", "bias")
-]
-_LLM_LAYER = [
-    f"self_attn.{name}.weight" for name in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")
-] + [f"mlp.{name}.weight" for name in ("gate_proj", "up_proj", "down_proj")] + [
-    "input_layernorm.weight",
-    "post_attention_layernorm.weight",
-]
+_ADAPTOR_BLOCK = (
+    [
+        (f"self_attn.linear_{src}.{kind}", f"self_attn.{dst}_proj.{kind}")
+        for src, dst in (("q", "q"), ("k", "k"), ("v", "v"), ("out", "o"))
+        for kind in ("weight", "bias")
+    ]
+    + [
+        (f"feed_forward.{src}.{kind}", f"mlp.{dst}.{kind}")
+        for src, dst in (("w_1", "fc1"), ("w_2", "fc2"))
+        for kind in ("weight", "bias")
+    ]
+    + [
+        (f"{src}.{kind}", f"{dst}.{kind}")
+        for src, dst in (("norm1", "input_layernorm"), ("norm2", "post_attention_layernorm"))
+        for kind in ("weight", "bias")
+    ]
+)
+_LLM_LAYER = (
+    [f"self_attn.{name}.weight" for name in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")]
+    + [f"mlp.{name}.weight" for name in ("gate_proj", "up_proj", "down_proj")]
+    + [
+        "input_layernorm.weight",
+        "post_attention_layernorm.weight",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class Layout:
     llm_layers: int
 
     @classmethod
-    def from_config(cls, config: FunAsrNanoConfig) -> "Layout":
+    def from_config(cls, config: FunAsrNanoConfig) -> Layout:
         audio = config.audio_config
         return cls(
             num_blocks=audio.num_hidden_layers - audio.num_timestamp_prediction_layers,
@@ -107,9 +116,9 @@ def iter_hf_tensors(plan: KeyPlan, funasr: Mapping[str, torch.Tensor]) -> Iterat
             yield dst, tensor
 
 
-def to_funasr_state_dict(plan: KeyPlan, hf: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def to_funasr_state_dict(plan: KeyPlan, hf: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Inverse of ``iter_hf_tensors``: FunASR keys in reference order, q|k|v concatenated."""
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for src, dst in plan:
         out[src] = torch.cat([hf[d] for d in dst], dim=0) if isinstance(dst, tuple) else hf[dst]
     return out
@@ -134,8 +143,11 @@ def _qwen_text_config(qwen: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def build_config(funasr: Mapping[str, Any], qwen: Mapping[str, Any], *, source: str = "config.yaml") -> FunAsrNanoConfig:
-    """Translate ``config.yaml`` + ``Qwen3-0.6B/config.json`` into ``FunAsrNanoConfig``; refuse what it cannot represent."""
+def build_config(
+    funasr: Mapping[str, Any], qwen: Mapping[str, Any], *, source: str = "config.yaml"
+) -> FunAsrNanoConfig:
+    """``config.yaml`` + ``Qwen3-0.6B/config.json`` as a ``FunAsrNanoConfig``; refuses what it cannot represent."""
+
     def section(name: str) -> Mapping[str, Any]:
         value = funasr.get(name)
         if not isinstance(value, Mapping):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nano8k.model.bundled import mini_model_dir, tiny_model_dir
 from nano8k.errors import ConfigError
+from nano8k.model.bundled import mini_model_dir, tiny_model_dir
 
 MODEL_DIR_ENV = "NANO8K_MODEL_DIR"
 TINY_ALIAS = "tiny"  # model_dir value that selects the bundled random-init tiny model

@@ -20,8 +20,9 @@ never divides by zero; a corpus with no reference units gives ``nan``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import jiwer
 import torch

@@ -6,8 +6,8 @@ sees: one U+200B in a reference must not cost an error (``python -m nano8k.data.
 
 - ``basic`` (nano8k's own, the default): NFKC (full-width -> half-width), lowercase, apostrophes dropped
   ("don't" -> "dont"), every other Unicode punctuation character (categories P*, which covers CJK punctuation such as
-  。，、「」) replaced by a space, whitespace collapsed, and spaces between two CJK characters removed. Numbers, dates and
-  scripts are left as written: ``三十二元`` and ``32元`` differ.
+  。，、「」) replaced by a space, whitespace collapsed, and spaces between two CJK characters removed. Numbers,
+  dates and scripts are left as written: ``三十二元`` and ``32元`` differ.
 - ``funasr``: the normalization of Fun-ASR's evaluation recipe (``tools/whisper_mix_normalize.py`` in
   FunAudioLLM/Fun-ASR, shipped in funasr 1.4.16 as ``funasr/models/fun_asr_nano/tools/``), rebuilt from maintained
   packages, so that a score is comparable with the CERs Fun-ASR publishes. As the recipe does, the text is split on
@@ -44,8 +44,9 @@ import functools
 import re
 import unicodedata
 import warnings
+from collections.abc import Callable
 from itertools import groupby
-from typing import Callable, Literal, get_args
+from typing import Literal, get_args
 
 NormalizerName = Literal["basic", "funasr", "none"]
 NORMALIZERS: tuple[str, ...] = get_args(NormalizerName)

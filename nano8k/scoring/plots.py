@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 
 def pyplot() -> Any:
@@ -32,8 +33,13 @@ def plot_groups(report: Mapping[str, Any], path: str | Path) -> Path:
         for bar, label, value in zip(bars, labels, values):
             if value is None:
                 bar.set_visible(False)
-            ax.annotate("n/a" if value is None else f"n={blocks[label]['utterances']}",
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                "n/a" if value is None else f"n={blocks[label]['utterances']}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         if overall is not None:
             ax.axhline(overall, color="#c44e52", linestyle="--", linewidth=1, label=f"overall {overall:.3f}")
             ax.legend(fontsize=7, loc="upper right")
@@ -61,8 +67,12 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], parameter: str, metric: str,
             lines.setdefault(others, []).append((float(point["params"][parameter]), point["best"]))
         curve = point.get("curve") or []
         if curve:
-            right.plot([s for s, _ in curve], [v for _, v in curve], marker=".",
-                       label=f"{parameter}={point['params'][parameter]}" + (f", {others}" if others else ""))
+            right.plot(
+                [s for s, _ in curve],
+                [v for _, v in curve],
+                marker=".",
+                label=f"{parameter}={point['params'][parameter]}" + (f", {others}" if others else ""),
+            )
     for others, xy in lines.items():
         xy.sort()
         left.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=others or None)

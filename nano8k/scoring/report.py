@@ -8,8 +8,9 @@ overall counts. Utterances whose normalized reference is empty are listed but no
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from nano8k.scoring.metrics import RATE_NAMES, UNITS, align, utterance_language
 from nano8k.scoring.normalizers import get_normalizer
@@ -63,8 +64,9 @@ def _align(items: Sequence[Scored], normalizer: str) -> list[_Aligned]:
                 if chunk.type == "substitute":
                     counts["substitutions"] += chunk.ref_end_idx - chunk.ref_start_idx
                     if unit == "mixed":
-                        aligned[i].substitutions.update(zip(r[chunk.ref_start_idx:chunk.ref_end_idx],
-                                                            h[chunk.hyp_start_idx:chunk.hyp_end_idx]))
+                        aligned[i].substitutions.update(
+                            zip(r[chunk.ref_start_idx : chunk.ref_end_idx], h[chunk.hyp_start_idx : chunk.hyp_end_idx])
+                        )
                 elif chunk.type == "delete":
                     counts["deletions"] += chunk.ref_end_idx - chunk.ref_start_idx
                 elif chunk.type == "insert":
@@ -82,8 +84,10 @@ def _rate(counts: Mapping[str, int]) -> float | None:
 
 def _block(aligned: Sequence[_Aligned]) -> dict[str, Any]:
     """Rates and summed counts of some aligned utterances (a rate is None when there is nothing to score)."""
-    block: dict[str, Any] = {"utterances": sum(a.scored for a in aligned),
-                             "empty_refs": sum(not a.scored for a in aligned)}
+    block: dict[str, Any] = {
+        "utterances": sum(a.scored for a in aligned),
+        "empty_refs": sum(not a.scored for a in aligned),
+    }
     for unit in UNITS:
         sums = {name: sum(a.counts[unit][name] for a in aligned) for name in COUNT_NAMES}
         block[RATE_NAMES[unit]] = _rate(sums)
@@ -91,8 +95,13 @@ def _block(aligned: Sequence[_Aligned]) -> dict[str, Any]:
     return block
 
 
-def build_report(items: Sequence[Scored], group_by: Sequence[str] = (), normalizer: str = "basic",
-                 num_substitutions: int = 20, num_worst: int = 10) -> dict[str, Any]:
+def build_report(
+    items: Sequence[Scored],
+    group_by: Sequence[str] = (),
+    normalizer: str = "basic",
+    num_substitutions: int = 20,
+    num_worst: int = 10,
+) -> dict[str, Any]:
     """Overall scores, scores per value of each ``group_by`` field, top substitutions and per-utterance rows.
 
     ``report["groups"][field][value]`` has the same keys as ``report["overall"]``; ``report["substitutions"]`` lists
@@ -101,21 +110,37 @@ def build_report(items: Sequence[Scored], group_by: Sequence[str] = (), normaliz
     units); ``report["worst"]`` the ``num_worst`` scored ones by MER, then edits.
     """
     aligned = _align(items, normalizer)
-    report: dict[str, Any] = {"normalizer": normalizer, "overall": _block(aligned), "groups": {},
-                              "substitutions": {"overall": _top(aligned, num_substitutions)}}
+    report: dict[str, Any] = {
+        "normalizer": normalizer,
+        "overall": _block(aligned),
+        "groups": {},
+        "substitutions": {"overall": _top(aligned, num_substitutions)},
+    }
     for name in group_by:
         members: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             members.setdefault(item.fields[name], []).append(i)
         report["groups"][name] = {value: _block([aligned[i] for i in idx]) for value, idx in sorted(members.items())}
-        report["substitutions"][name] = {value: _top([aligned[i] for i in idx], 5)
-                                         for value, idx in sorted(members.items())}
+        report["substitutions"][name] = {
+            value: _top([aligned[i] for i in idx], 5) for value, idx in sorted(members.items())
+        }
     rows = []
     for item, a in zip(items, aligned):
         mixed = a.counts["mixed"]
-        rows.append({"key": item.key, "fields": dict(item.fields), "ref": item.ref, "hyp": item.hyp,
-                     "ref_normalized": a.norm_ref, "hyp_normalized": a.norm_hyp, "scored": a.scored,
-                     "cer": _rate(a.counts["char"]), "mer": _rate(mixed), **mixed})
+        rows.append(
+            {
+                "key": item.key,
+                "fields": dict(item.fields),
+                "ref": item.ref,
+                "hyp": item.hyp,
+                "ref_normalized": a.norm_ref,
+                "hyp_normalized": a.norm_hyp,
+                "scored": a.scored,
+                "cer": _rate(a.counts["char"]),
+                "mer": _rate(mixed),
+                **mixed,
+            }
+        )
     report["utterances"] = rows
     worst = [r for r in rows if r["scored"]]
     worst.sort(key=lambda r: (-r["mer"], -_edits(r), r["key"]))
@@ -123,18 +148,24 @@ def build_report(items: Sequence[Scored], group_by: Sequence[str] = (), normaliz
     return report
 
 
-def cer_by_language(refs: Sequence[str], hyps: Sequence[str], langs: Sequence[str | None],
-                    normalizer: str = "basic") -> dict[str, Any]:
+def cer_by_language(
+    refs: Sequence[str], hyps: Sequence[str], langs: Sequence[str | None], normalizer: str = "basic"
+) -> dict[str, Any]:
     """Pooled CER overall and per language (``langs[i]``, or the reference's script when None), nan where nothing
     is scored: the short form the before/after callback and the mini scoring print."""
-    items = [Scored(str(i), ref, hyp, {"lang": utterance_language(lang, ref)})
-             for i, (ref, hyp, lang) in enumerate(zip(refs, hyps, langs, strict=True))]
+    items = [
+        Scored(str(i), ref, hyp, {"lang": utterance_language(lang, ref)})
+        for i, (ref, hyp, lang) in enumerate(zip(refs, hyps, langs, strict=True))
+    ]
     report = build_report(items, ["lang"], normalizer)
     nan = float("nan")
     by_language = report["groups"]["lang"]
-    return {"cer": report["overall"]["cer"] if report["overall"]["cer"] is not None else nan,
-            "utterances": len(items), "normalizer": normalizer,
-            "by_language": {lang: nan if b["cer"] is None else b["cer"] for lang, b in by_language.items()}}
+    return {
+        "cer": report["overall"]["cer"] if report["overall"]["cer"] is not None else nan,
+        "utterances": len(items),
+        "normalizer": normalizer,
+        "by_language": {lang: nan if b["cer"] is None else b["cer"] for lang, b in by_language.items()},
+    }
 
 
 def _fmt(value: float | None) -> str:
@@ -142,12 +173,16 @@ def _fmt(value: float | None) -> str:
 
 
 def _rows(named_blocks: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
-    lines = ["| set | utts | CER | WER | MER | sub | del | ins | chars |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| set | utts | CER | WER | MER | sub | del | ins | chars |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, b in named_blocks:
         c = b["cer_counts"]
-        lines.append(f"| {name} | {b['utterances']} | {_fmt(b['cer'])} | {_fmt(b['wer'])} | {_fmt(b['mer'])} | "
-                     f"{c['substitutions']} | {c['deletions']} | {c['insertions']} | {c['ref_units']} |")
+        lines.append(
+            f"| {name} | {b['utterances']} | {_fmt(b['cer'])} | {_fmt(b['wer'])} | {_fmt(b['mer'])} | "
+            f"{c['substitutions']} | {c['deletions']} | {c['insertions']} | {c['ref_units']} |"
+        )
     return lines
 
 
@@ -157,17 +192,30 @@ def _cell(text: str) -> str:
 
 def markdown(report: Mapping[str, Any], title: str = "Evaluation") -> str:
     """The report as Markdown: overall and per-group tables (CER's sub/del/ins in characters), substitutions, worst."""
-    lines = [f"# {title}", "", f"Normalizer: `{report['normalizer']}`. Rates are pooled (edits / reference units); "
-             "sub/del/ins count characters, as CER does.", "", "## Overall", "",
-             *_rows([("overall", report["overall"])])]
+    lines = [
+        f"# {title}",
+        "",
+        f"Normalizer: `{report['normalizer']}`. Rates are pooled (edits / reference units); "
+        "sub/del/ins count characters, as CER does.",
+        "",
+        "## Overall",
+        "",
+        *_rows([("overall", report["overall"])]),
+    ]
     for name, groups in report["groups"].items():
         lines += ["", f"## By {name}", "", *_rows(list(groups.items()))]
-    lines += ["", "## Most frequent substitutions (MER units: CJK characters, words)", "",
-              "| reference | hypothesis | count |", "|---|---|---:|"]
+    lines += [
+        "",
+        "## Most frequent substitutions (MER units: CJK characters, words)",
+        "",
+        "| reference | hypothesis | count |",
+        "|---|---|---:|",
+    ]
     lines += [f"| {_cell(r)} | {_cell(h)} | {n} |" for r, h, n in report["substitutions"]["overall"]]
     lines += ["", "## Worst utterances (by MER)", "", "| key | MER | reference | hypothesis |", "|---|---:|---|---|"]
-    lines += [f"| {_cell(r['key'])} | {_fmt(r['mer'])} | {_cell(r['ref'])} | {_cell(r['hyp'])} |"
-              for r in report["worst"]]
+    lines += [
+        f"| {_cell(r['key'])} | {_fmt(r['mer'])} | {_cell(r['ref'])} | {_cell(r['hyp'])} |" for r in report["worst"]
+    ]
     overall = report["overall"]
     if overall["empty_refs"]:
         lines += ["", f"{overall['empty_refs']} utterance(s) with an empty normalized reference were not scored."]
@@ -177,8 +225,9 @@ def markdown(report: Mapping[str, Any], title: str = "Evaluation") -> str:
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
     """A plain-text table for the terminal: one line overall and one per group value."""
     lines = [f"{'set':<22}{'utts':>7}{'CER':>9}{'WER':>9}{'MER':>9}"]
-    blocks = [("overall", report["overall"])] + [(f"{name}={value}", b) for name, groups in report["groups"].items()
-                                                  for value, b in groups.items()]
+    blocks = [("overall", report["overall"])] + [
+        (f"{name}={value}", b) for name, groups in report["groups"].items() for value, b in groups.items()
+    ]
     for name, b in blocks:
         lines.append(f"{name[:21]:<22}{b['utterances']:>7}{_fmt(b['cer']):>9}{_fmt(b['wer']):>9}{_fmt(b['mer']):>9}")
     if report["overall"]["empty_refs"]:

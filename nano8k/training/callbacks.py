@@ -61,7 +61,8 @@ class StageSwitch(Callback):
     ``strategy.setup`` -> ``on_fit_start`` -> optimizer states), so a main-stage resume re-applies main freezing
     before the optimizer is built and the saved main-stage optimizer state loads into matching groups. (Callbacks
     cannot tell in ``setup`` whether a checkpoint follows, so a resume first applies stage 1 and then moves to the
-    saved stage.) Only single-device and DDP strategies are supported (FSDP/DeepSpeed shard or wrap the optimizer differently).
+    saved stage.) Only single-device and DDP strategies are supported (FSDP/DeepSpeed shard or wrap the optimizer
+    differently).
     """
 
     def __init__(
@@ -105,8 +106,11 @@ class StageSwitch(Callback):
     def _set_rate(self, trainer: L.Trainer, rate: int) -> None:
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "set_frontend_rate"):
-            log.warning("StageSwitch: the trainer has no data module with set_frontend_rate(); the fbank rate "
-                        "stays as the data pipeline set it (wanted %d Hz)", rate)
+            log.warning(
+                "StageSwitch: the trainer has no data module with set_frontend_rate(); the fbank rate "
+                "stays as the data pipeline set it (wanted %d Hz)",
+                rate,
+            )
             return
         datamodule.set_frontend_rate(rate)
 
@@ -155,8 +159,9 @@ class StageSwitch(Callback):
     # -- switching ---------------------------------------------------------------------------------------------
     def _describe(self) -> str:
         freeze, lr, rate = self._stage_settings()
-        until = (f"until step {self.stage1_steps}" if self.stage1_steps is not None
-                 else f"for {self.stage1_epochs} epoch(s)")
+        until = (
+            f"until step {self.stage1_steps}" if self.stage1_steps is not None else f"for {self.stage1_epochs} epoch(s)"
+        )
         where = until if self.stage == STAGE1 else f"since step {self.switch_step}"
         return f"{where}; freeze {freeze}, lr {'module default' if lr is None else lr}, fbank {rate} Hz"
 
@@ -175,21 +180,30 @@ class StageSwitch(Callback):
             self.switch(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (self.stage == STAGE1 and self.stage1_epochs is not None
-                and trainer.current_epoch + 1 >= self.stage1_epochs):
+        if self.stage == STAGE1 and self.stage1_epochs is not None and trainer.current_epoch + 1 >= self.stage1_epochs:
             self.switch(trainer, pl_module)
 
     # -- checkpoint state --------------------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
         """The configured schedule of stages, compared with the checkpoint's on resume."""
-        return {"stage1_steps": self.stage1_steps, "stage1_epochs": self.stage1_epochs,
-                "stage1_freeze": asdict(self.stage1_freeze), "stage1_lr": self.stage1_lr,
-                "stage1_frontend_rate": self.stage1_frontend_rate, "main_freeze": asdict(self.main_freeze),
-                "main_lr": self.main_lr, "main_frontend_rate": self.main_frontend_rate}
+        return {
+            "stage1_steps": self.stage1_steps,
+            "stage1_epochs": self.stage1_epochs,
+            "stage1_freeze": asdict(self.stage1_freeze),
+            "stage1_lr": self.stage1_lr,
+            "stage1_frontend_rate": self.stage1_frontend_rate,
+            "main_freeze": asdict(self.main_freeze),
+            "main_lr": self.main_lr,
+            "main_frontend_rate": self.main_frontend_rate,
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "switch_step": self.switch_step, "switch_epoch": self.switch_epoch,
-                **self._settings()}
+        return {
+            "stage": self.stage,
+            "switch_step": self.switch_step,
+            "switch_epoch": self.switch_epoch,
+            **self._settings(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         stage = state_dict.get("stage")
@@ -221,10 +235,11 @@ class WEREvaluation(Callback):
     the language being the reference's script (``text_language``: CJK only, Latin only, both).
     ``every_n_steps=None`` decodes at every validation; ``every_n_steps=N`` decodes at the first validation at
     least N optimizer steps after the last decoded one (always at the first); validations in between log no fresh
-    ``val/cer``, so monitor it only with ``every_n_steps=None`` or with checkpointing at the same cadence. ``limit_batches`` caps the decoded batches per validation. The sanity check is not decoded.
-    At every decoded validation the first ``num_examples`` ref/hyp pairs are printed (``[val example] key`` then
-    ``ref:`` / ``hyp:`` lines) and logged as a table to W&B (``val/examples``) or TensorBoard, and one summary line
-    goes to stdout, e.g. ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  cer_en 0.912  cer_zh 0.841  loss 4.12``.
+    ``val/cer``, so monitor it only with ``every_n_steps=None`` or with checkpointing at the same cadence.
+    ``limit_batches`` caps the decoded batches per validation. The sanity check is not decoded. At every decoded
+    validation the first ``num_examples`` ref/hyp pairs are printed (``[val example] key`` then ``ref:`` / ``hyp:``
+    lines) and logged as a table to W&B (``val/examples``) or TensorBoard, and one summary line goes to stdout, e.g.
+    ``[val] step 120  cer 0.873  wer 0.951  mer 0.900  cer_en 0.912  cer_zh 0.841  loss 4.12``.
     """
 
     def __init__(
@@ -266,7 +281,12 @@ class WEREvaluation(Callback):
             metric.to(pl_module.device)
 
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         if not self._active or not isinstance(batch, SpeechBatch):  # None or a SkippedBatch: nothing to decode
@@ -302,8 +322,10 @@ class WEREvaluation(Callback):
         for name, value in self.last.items():
             pl_module.log(f"val/{name}", value, sync_dist=True)
         if int(result["empty_refs"]):
-            log.warning("WEREvaluation: %d utterance(s) with an empty reference left out of the rates",
-                        int(result["empty_refs"]))
+            log.warning(
+                "WEREvaluation: %d utterance(s) with an empty reference left out of the rates",
+                int(result["empty_refs"]),
+            )
         if trainer.is_global_zero:
             self._log_examples(trainer)
 
@@ -316,12 +338,17 @@ class WEREvaluation(Callback):
         for logger in trainer.loggers:
             try:
                 if hasattr(logger, "log_text"):  # WandbLogger
-                    logger.log_text(key="val/examples", columns=["key", "reference", "hypothesis"], data=rows,
-                                    step=trainer.global_step)
+                    logger.log_text(
+                        key="val/examples",
+                        columns=["key", "reference", "hypothesis"],
+                        data=rows,
+                        step=trainer.global_step,
+                    )
                 elif hasattr(getattr(logger, "experiment", None), "add_text"):  # TensorBoard
                     table = "\n".join(f"| {k} | {r} | {h} |" for k, r, h in rows)
-                    logger.experiment.add_text("val/examples", "| key | reference | hypothesis |\n|---|---|---|\n"
-                                               + table, trainer.global_step)
+                    logger.experiment.add_text(
+                        "val/examples", "| key | reference | hypothesis |\n|---|---|---|\n" + table, trainer.global_step
+                    )
             except Exception as exc:  # an example table must never stop training
                 log.warning("WEREvaluation: could not log examples to %s: %s", type(logger).__name__, exc)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -91,8 +92,9 @@ def trainable_counts(sizes: Sequence[tuple[str, int | None, int]], cfg: FreezeCo
     """
     layers = len({layer for _, layer, _ in sizes if layer is not None})
     if cfg.encoder_frozen_layers > layers:
-        raise ValueError(f"freeze.encoder_frozen_layers={cfg.encoder_frozen_layers} but the encoder has {layers} "
-                         "layers")
+        raise ValueError(
+            f"freeze.encoder_frozen_layers={cfg.encoder_frozen_layers} but the encoder has {layers} layers"
+        )
     counts = dict.fromkeys(GROUPS, 0)
     for group, layer, numel in sizes:
         if is_trainable(group, layer, cfg, lora):

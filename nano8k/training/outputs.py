@@ -7,9 +7,10 @@ import errno
 import json
 import os
 import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from nano8k.atomic import unwritable_reason
 from nano8k.errors import OutputError
@@ -60,8 +61,9 @@ def output_folders(config: Mapping[str, Any]) -> list[OutputFolder]:
         if args.get("dirpath"):
             folders.append(OutputFolder(f"trainer.callbacks.{name}.dirpath", Path(args["dirpath"])))
         if name == "ExportOnFitEnd" and (args.get("out_dir") or root):
-            folders.append(OutputFolder(f"trainer.callbacks.{name}.out_dir",
-                                        Path(args.get("out_dir") or Path(root) / "export")))
+            folders.append(
+                OutputFolder(f"trainer.callbacks.{name}.out_dir", Path(args.get("out_dir") or Path(root) / "export"))
+            )
     for key, args in _loggers(config):
         if args.get("save_dir"):
             folders.append(OutputFolder(f"{key}.save_dir", Path(args["save_dir"]), owned=False))
@@ -78,8 +80,10 @@ def require_writable(folders: Iterable[OutputFolder]) -> None:
     for folder in folders:
         reason = unwritable_reason(folder.path)
         if reason is not None:
-            raise OutputError(f"{folder.key}={folder.path}: cannot write there ({reason}); make the folder writable "
-                              f"or set {folder.key} to a folder you can write")
+            raise OutputError(
+                f"{folder.key}={folder.path}: cannot write there ({reason}); make the folder writable "
+                f"or set {folder.key} to a folder you can write"
+            )
 
 
 class RunLock:
@@ -95,7 +99,7 @@ class RunLock:
         self._held: list[tuple[Path, int]] = []
         self.empty: list[Path] = []  # owned folders that held nothing but this run's lock file when it was taken
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         """Take every folder's lock or none; ``OutputError`` names the folder and the run that holds it."""
         try:
             for folder in self.folders:
@@ -119,7 +123,7 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:
@@ -143,10 +147,12 @@ class RunLock:
                 os.close(fd)
                 if err.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
-                raise OutputError(f"{folder.key}={folder.path} is in use by another nano8k fit ({_owner(path)}): "
-                                  "two runs in one folder overwrite each other's last.ckpt, export and "
-                                  f"before_after.json. Wait for that run to end, or set {folder.key} (and the run's "
-                                  "other output folders) to a folder of this run's own") from None
+                raise OutputError(
+                    f"{folder.key}={folder.path} is in use by another nano8k fit ({_owner(path)}): "
+                    "two runs in one folder overwrite each other's last.ckpt, export and "
+                    f"before_after.json. Wait for that run to end, or set {folder.key} (and the run's "
+                    "other output folders) to a folder of this run's own"
+                ) from None
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
@@ -154,8 +160,11 @@ class RunLock:
             if same_file:  # else the previous owner removed the file between our open and lock: take the new one
                 break
             os.close(fd)
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(owner) + "\n").encode())
         return fd
@@ -169,5 +178,4 @@ def _owner(path: Path) -> str:
         owner = {}
     if not owner:
         return f"starting now; lock file {path}"
-    return (f"pid {owner.get('pid')} on host {owner.get('host')}, started {owner.get('started')}; "
-            f"lock file {path}")
+    return f"pid {owner.get('pid')} on host {owner.get('host')}, started {owner.get('started')}; lock file {path}"

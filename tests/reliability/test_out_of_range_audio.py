@@ -38,7 +38,7 @@ def test_load_audio_refuses_out_of_range_samples_and_keeps_headroom(huge, tmp_pa
 
 
 def test_validate_reports_out_of_range_audio_as_a_bad_entry(huge, tmp_path, capsys):
-    from nano8k.data.manifests.validate import main
+    from nano8k.commands.validate import main
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"key": k, "source": str(w), "target": "hi"}) + "\n"

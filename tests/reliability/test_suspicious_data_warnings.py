@@ -41,7 +41,7 @@ def _warned(out: str) -> dict[str, str]:
 
 
 def test_validate_warns_about_silent_audio_and_long_transcripts_and_exits_0(manifest, tmp_path, capsys):
-    from nano8k.data.manifests.validate import main
+    from nano8k.commands.validate import main
 
     assert main([str(manifest)]) == 0  # warnings only: good data keeps exit status 0
     out = capsys.readouterr().out
@@ -57,7 +57,7 @@ def test_validate_warns_about_silent_audio_and_long_transcripts_and_exits_0(mani
 
 
 def test_validate_header_only_still_warns_about_long_transcripts(manifest, capsys):
-    from nano8k.data.manifests.validate import main
+    from nano8k.commands.validate import main
 
     assert main([str(manifest), "--header_only"]) == 0
     assert sorted(_warned(capsys.readouterr().out)) == ["long"]  # no decoding, no silence check

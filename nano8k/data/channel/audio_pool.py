@@ -44,16 +44,19 @@ class AudioPool:
         if not path.exists():
             raise DataError(f"{role} source not found: {path} (a folder of audio files or a manifest)")
         if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
-            raise DataError(f"{role} source {path} is one audio file: give a folder of audio files (e.g. the one it "
-                            "is in) or a manifest")
+            raise DataError(
+                f"{role} source {path} is one audio file: give a folder of audio files (e.g. the one it "
+                "is in) or a manifest"
+            )
         clips: list[Clip] = []
         if path.is_dir() and not (path / "wav.scp").is_file():  # a Kaldi folder is a manifest
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
             if role == "rir":
                 noises = [p for p in files if "noise" in p.name.lower()]
                 if noises:
-                    logger.info("rir source %s: %d files named *noise* left out (e.g. %s)", path, len(noises),
-                                noises[0].name)
+                    logger.info(
+                        "rir source %s: %d files named *noise* left out (e.g. %s)", path, len(noises), noises[0].name
+                    )
                 files = [p for p in files if "noise" not in p.name.lower()]
             for file in files:
                 info = probe_audio(file)
@@ -88,8 +91,9 @@ class AudioPool:
 
     def _read(self, clip: Clip, offset: float, duration: float | None) -> np.ndarray:
         try:
-            wave, rate = load_audio(clip.audio, offset=offset, duration=duration, channel=clip.channel,
-                                    multichannel="first")
+            wave, rate = load_audio(
+                clip.audio, offset=offset, duration=duration, channel=clip.channel, multichannel="first"
+            )
         except AudioError as exc:
             raise DataError(f"{self.role} source {self.source}: {exc}") from exc
         return resample(wave, rate, RATE).numpy().astype(np.float64)
@@ -109,8 +113,7 @@ class AudioPool:
     def impulse(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """One whole clip (a room impulse response) at 8 kHz."""
         clip = self.clips[int(rng.integers(len(self.clips)))]
-        return self._read(clip, clip.offset or 0.0, clip.duration if clip.offset is not None else None), str(
-            clip.audio)
+        return self._read(clip, clip.offset or 0.0, clip.duration if clip.offset is not None else None), str(clip.audio)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,4 +1,4 @@
-"""Narrowband codec round trips (encode + decode, in memory): libsndfile through soundfile; Opus, AMR-NB through PyAV."""
+"""Narrowband codec round trips in memory: libsndfile through soundfile; Opus and AMR-NB through PyAV."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from nano8k.data.channel import g711
 from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio import clip_int16
+from nano8k.data.channel import g711
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _av_round_trip(x: np.ndarray, codec: str, kbps: float) -> tuple[np.ndarray, 
 
 
 def _probe_signal() -> np.ndarray:
-    """One second of smoothed noise, quiet for its first quarter: enough structure to find a codec's delay by cross-correlation."""
+    """One second of smoothed noise, quiet for its first quarter: a codec's delay shows by cross-correlation."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(RATE) * 0.1
     x[: RATE // 4] *= 0.2
@@ -122,7 +122,7 @@ def codec_delay(codec: str, kbps: float | None = None) -> int:
     y, _ = _encode_decode(x, codec, kbps)
     n = min(x.size, y.size)
     search = min(2048, n // 2)
-    corr = np.correlate(y[: n], x[search : n - search], mode="valid")
+    corr = np.correlate(y[:n], x[search : n - search], mode="valid")
     return int(np.argmax(corr)) - search
 
 
@@ -147,8 +147,10 @@ def _av_hint(codec: str) -> str:
     except ImportError:
         return "it needs PyAV with its bundled codecs: pip install 'av>=14,<18'"
     if codec == "amr_nb":
-        return (f"PyAV {av.__version__} has no libopencore_amrnb encoder; PyAV 14-17 wheels bundle it: install from "
-                "nano8k's lock file (requirements.lock) or pip install 'av>=14,<18'")
+        return (
+            f"PyAV {av.__version__} has no libopencore_amrnb encoder; PyAV 14-17 wheels bundle it: install from "
+            "nano8k's lock file (requirements.lock) or pip install 'av>=14,<18'"
+        )
     return f"PyAV {av.__version__} cannot run it"
 
 
@@ -157,10 +159,14 @@ def check_codec(codec: str, bitrate_kbps: tuple[float, float] | None = None) -> 
     if codec not in CODECS:
         raise CodecError(f"unknown codec {codec!r}; this machine supports: {', '.join(supported_codecs())}")
     if codec not in supported_codecs():
-        hint = f" ({_av_hint(codec)})" if CODECS[codec].library == "av" else (
-            f" (this libsndfile {sf.__libsndfile_version__} lacks {CODECS[codec].subtype})")
-        raise CodecError(f"codec {codec!r} does not run on this machine{hint}; it supports: "
-                         f"{', '.join(supported_codecs())}")
+        hint = (
+            f" ({_av_hint(codec)})"
+            if CODECS[codec].library == "av"
+            else (f" (this libsndfile {sf.__libsndfile_version__} lacks {CODECS[codec].subtype})")
+        )
+        raise CodecError(
+            f"codec {codec!r} does not run on this machine{hint}; it supports: {', '.join(supported_codecs())}"
+        )
     limits = CODECS[codec].bitrate_kbps
     if bitrate_kbps is not None and limits is not None:
         lo, hi = bitrate_kbps

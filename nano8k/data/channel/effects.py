@@ -1,4 +1,4 @@
-"""Channel effects on 8 kHz float audio: band-pass, level, noise, hum, reverb, gain ramps, clipping, codecs, packet loss.
+"""Channel effects on 8 kHz float audio: band-pass, level, noise, hum, reverb, gain, clipping, codecs, packet loss.
 
 Each effect is a frozen dataclass applied with probability ``prob``; its random draws come from the generator the
 profile passes (seeded per (seed, key, epoch)), and what it drew goes into ``params``. Ranges ``(lo, hi)`` are
@@ -15,8 +15,8 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from nano8k.data.channel import codecs
 from nano8k.data.audio import NARROWBAND_RATE as RATE
+from nano8k.data.channel import codecs
 from nano8k.data.channel.audio_pool import AudioPool
 from nano8k.data.channel.settings import from_mapping
 
@@ -32,8 +32,11 @@ class EffectContext:
 
 def _check_range(name: str, value: Any, lo: float = -np.inf, hi: float = np.inf) -> None:
     """``value`` must be a ``[low, high]`` pair of numbers with lo <= low <= high <= hi (errors name ``name``)."""
-    pair = isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+    pair = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+    )
     if not pair or not lo <= value[0] <= value[1] <= hi:
         raise ValueError(f"{name} must be a [low, high] pair within [{lo:g}, {hi:g}], got {value!r}")
 
@@ -90,12 +93,15 @@ class Bandpass(Effect):
         lo, hi = self.stop_band_hz
         plo, phi = self.pass_band_hz
         if not (0 < lo < plo < phi < hi < RATE / 2):
-            raise ValueError(f"need 0 < stop_lo < pass_lo < pass_hi < stop_hi < 4000 Hz, got stop_band_hz "
-                             f"{list(self.stop_band_hz)}, pass_band_hz {list(self.pass_band_hz)}")
+            raise ValueError(
+                f"need 0 < stop_lo < pass_lo < pass_hi < stop_hi < 4000 Hz, got stop_band_hz "
+                f"{list(self.stop_band_hz)}, pass_band_hz {list(self.pass_band_hz)}"
+            )
 
     def filter(self, x: np.ndarray) -> np.ndarray:
-        sos = _elliptic_sos(tuple(self.stop_band_hz), tuple(self.pass_band_hz), self.passband_ripple_db,
-                            self.stopband_atten_db)
+        sos = _elliptic_sos(
+            tuple(self.stop_band_hz), tuple(self.pass_band_hz), self.passband_ripple_db, self.stopband_atten_db
+        )
         return scipy.signal.sosfilt(sos, x)
 
     def apply(self, x, rng, ctx):
@@ -197,10 +203,15 @@ class Hum(Effect):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.freqs_hz, tuple) or not self.freqs_hz or not all(
-                isinstance(f, (int, float)) and 0 < f < RATE / 14 for f in self.freqs_hz):
-            raise ValueError(f"freqs_hz must list mains frequencies in (0, {RATE / 14:g}) Hz (the 7th harmonic stays "
-                             f"below 4 kHz), got {self.freqs_hz!r}")
+        if (
+            not isinstance(self.freqs_hz, tuple)
+            or not self.freqs_hz
+            or not all(isinstance(f, (int, float)) and 0 < f < RATE / 14 for f in self.freqs_hz)
+        ):
+            raise ValueError(
+                f"freqs_hz must list mains frequencies in (0, {RATE / 14:g}) Hz (the 7th harmonic stays "
+                f"below 4 kHz), got {self.freqs_hz!r}"
+            )
 
     def apply(self, x, rng, ctx):
         freq = float(rng.choice(self.freqs_hz))
@@ -295,8 +306,10 @@ class Codec(Effect):
         if self.bitrate_kbps is not None:
             _check_range("bitrate_kbps", self.bitrate_kbps, 0.0, 512.0)
             if not any(codecs.CODECS[name].bitrate_kbps for name in self.codecs):
-                raise ValueError(f"bitrate_kbps applies to the variable-rate codecs (opus, mp3, amr_nb), and "
-                                 f"{list(self.codecs)} has none")
+                raise ValueError(
+                    f"bitrate_kbps applies to the variable-rate codecs (opus, mp3, amr_nb), and "
+                    f"{list(self.codecs)} has none"
+                )
 
     @property
     def label(self) -> str:
@@ -344,8 +357,11 @@ class PacketLoss(Effect):
             raise ValueError(f"frame_ms must be in [2.5, 1000] (VoIP packets carry 10-60 ms), got {self.frame_ms!r}")
         if not isinstance(self.burst_frames, (int, float)) or self.burst_frames < 1.0:
             raise ValueError(f"burst_frames must be >= 1, got {self.burst_frames}")
-        if not isinstance(self.concealment, tuple) or not self.concealment or any(
-                c not in CONCEALMENTS for c in self.concealment):
+        if (
+            not isinstance(self.concealment, tuple)
+            or not self.concealment
+            or any(c not in CONCEALMENTS for c in self.concealment)
+        ):
             raise ValueError(f"concealment must be a list of some of {list(CONCEALMENTS)}, got {self.concealment!r}")
 
     def lost_frames(self, count: int, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -389,8 +405,9 @@ class PacketLoss(Effect):
         return frames.reshape(-1)[: x.size]
 
 
-EFFECTS: dict[str, type[Effect]] = {cls.name: cls for cls in (Bandpass, Level, Noise, Hum, Reverb, GainRamp,
-                                                               Clipping, Codec, PacketLoss)}
+EFFECTS: dict[str, type[Effect]] = {
+    cls.name: cls for cls in (Bandpass, Level, Noise, Hum, Reverb, GainRamp, Clipping, Codec, PacketLoss)
+}
 
 
 def build_effect(spec: dict[str, Any] | Effect, where: str) -> Effect:

@@ -48,7 +48,7 @@ def _alaw_decode_codes(codes: np.ndarray) -> np.ndarray:
     return np.where(a & 0x80, t, -t).astype(np.int16)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tables(law: str) -> tuple[np.ndarray, np.ndarray]:
     pcm = np.arange(-32768, 32768, dtype=np.int32)
     codes = np.arange(256, dtype=np.uint8)

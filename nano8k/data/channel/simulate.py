@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -53,8 +53,9 @@ def _spectrogram(ax, x: np.ndarray, rate: int) -> None:
         ax.specgram(x, NFFT=window, Fs=rate, noverlap=window * 3 // 4, cmap="magma")
 
 
-def preview(channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[str], seed: int,
-            multichannel: str) -> Path:
+def preview(
+    channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[str], seed: int, multichannel: str
+) -> Path:
     """``count`` example WAVs per profile of ``channel``, their ``channel_params.jsonl`` and ``spectrograms.png``
     (rows: profiles), in ``out_dir``."""
     try:
@@ -97,8 +98,14 @@ def preview(channel: TelephoneChannel, count: int, out_dir: Path, inputs: list[s
     return png
 
 
-def simulate_manifest(channel: TelephoneChannel, utts: Sequence[Utterance], out_dir: Path, seed: int,
-                      multichannel: MultichannelPolicy, suffix: str = "") -> tuple[list[Utterance], Path]:
+def simulate_manifest(
+    channel: TelephoneChannel,
+    utts: Sequence[Utterance],
+    out_dir: Path,
+    seed: int,
+    multichannel: MultichannelPolicy,
+    suffix: str = "",
+) -> tuple[list[Utterance], Path]:
     """Pass each utterance (its span and channel) through ``channel``, seeded per key: one 16-bit WAV per utterance
     in ``out_dir`` and its drawn parameters in ``channel_params.jsonl``; returns the new utterances and that file."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,8 +118,13 @@ def simulate_manifest(channel: TelephoneChannel, utts: Sequence[Utterance], out_
             key = utt.key + suffix
             wav = out_dir / f"{key}.wav"
             sf.write(str(wav), out.numpy(), out_rate, subtype="PCM_16")
-            params_file.write(json.dumps({"key": key, "source": str(utt.audio), "offset": utt.offset,
-                                          "channel": utt.channel, **params}) + "\n")
-            done.append(replace(utt, key=key, audio=wav.resolve(), duration=out.numel() / out_rate, offset=None,
-                                channel=None))
+            params_file.write(
+                json.dumps(
+                    {"key": key, "source": str(utt.audio), "offset": utt.offset, "channel": utt.channel, **params}
+                )
+                + "\n"
+            )
+            done.append(
+                replace(utt, key=key, audio=wav.resolve(), duration=out.numel() / out_rate, offset=None, channel=None)
+            )
     return done, params_path

@@ -1,4 +1,4 @@
-"""Telephone channel simulation: named profiles (landline, mobile, VoIP, archive) of effects, one drawn per utterance."""
+"""Telephone channel simulation: named profiles of effects (landline, mobile, VoIP, archive), one per utterance."""
 
 from __future__ import annotations
 
@@ -16,8 +16,20 @@ from nano8k.data.channel.effects import Effect, EffectContext, build_effect
 from nano8k.data.channel.settings import from_mapping
 
 # The fields TelephoneChannel had before profiles: named in the error a config with them gets.
-LANDLINE_ERA_FIELDS = ("codecs", "stop_band_hz", "pass_band_hz", "passband_ripple_db", "stopband_atten_db",
-                       "noise_prob", "noise_types", "snr_db", "hum_prob", "hum_freqs_hz", "hum_db", "level_dbfs")
+LANDLINE_ERA_FIELDS = (
+    "codecs",
+    "stop_band_hz",
+    "pass_band_hz",
+    "passband_ripple_db",
+    "stopband_atten_db",
+    "noise_prob",
+    "noise_types",
+    "snr_db",
+    "hum_prob",
+    "hum_freqs_hz",
+    "hum_db",
+    "level_dbfs",
+)
 
 
 def stable_seed(*parts: object) -> int:
@@ -31,8 +43,9 @@ def utterance_rng(seed: int, key: str, epoch: int = 0, salt: str = "") -> np.ran
     return np.random.default_rng(stable_seed(seed, key, epoch, salt))
 
 
-def landline(snr_db: tuple[float, float] = (15.0, 25.0), hum_prob: float = 0.2,
-             codecs: tuple[str, ...] = ("ulaw", "alaw")) -> list[dict[str, Any]]:
+def landline(
+    snr_db: tuple[float, float] = (15.0, 25.0), hum_prob: float = 0.2, codecs: tuple[str, ...] = ("ulaw", "alaw")
+) -> list[dict[str, Any]]:
     """The PSTN landline: 300-3400 Hz, a level, line noise measured in-band, sometimes mains hum, G.711."""
     return [
         {"effect": "bandpass"},
@@ -65,7 +78,8 @@ PROFILES: dict[str, list[dict[str, Any]]] = {
         {"effect": "codec", "codecs": ["opus"], "bitrate_kbps": [8.0, 24.0]},
         {"effect": "packet_loss", "loss_rate": [0.01, 0.08], "burst_frames": 2.0, "prob": 0.8},
     ],
-    "archive": landline() + [  # a call recorder storing the G.711 call in a compressed format
+    "archive": landline()
+    + [  # a call recorder storing the G.711 call in a compressed format
         {"effect": "codec", "codecs": ["mp3", "vox_adpcm", "gsm", "ima_adpcm"], "bitrate_kbps": [8.0, 16.0]},
     ],
 }
@@ -103,12 +117,11 @@ class TelephoneChannel:
     """The simulated channels: ``profiles`` maps profile names to weights (one profile drawn per utterance).
 
     Names are the built-in ``PROFILES`` (landline, mobile, voip, archive) or keys of ``custom_profiles``, each a
-    list of ``{"effect": name, field: value}`` (see ``nano8k.data.channel.effects``; a custom name equal to a built-in one
-    replaces it). ``noise`` and ``rir`` are folders of audio files (MUSAN ``noise/``, ``RIRS_NOISES``) or manifests
-    in any format nano8k reads, for the effects that draw recorded noise or room impulse responses.
-    ``output_rate`` 8000 returns narrowband audio, 16000 upsamples it again. Everything is checked here, at start-up:
-    an unknown profile, effect, field or codec, or a missing sound source, is a ``ValueError`` / ``DataError`` naming
-    it.
+    list of ``{"effect": name, field: value}`` (see ``nano8k.data.channel.effects``; a custom name equal to a built-in
+    one replaces it). ``noise`` and ``rir`` are folders of audio files (MUSAN ``noise/``, ``RIRS_NOISES``) or manifests
+    in any format nano8k reads, for the effects that draw recorded noise or room impulse responses. ``output_rate`` 8000
+    returns narrowband audio, 16000 upsamples it again. Everything is checked here, at start-up: an unknown profile,
+    effect, field or codec, or a missing sound source, is a ``ValueError`` / ``DataError`` naming it.
     """
 
     profiles: dict[str, float] | None = None  # None: {landline: 1.0}
@@ -122,16 +135,19 @@ class TelephoneChannel:
             raise ValueError(f"output_rate must be 8000 or 16000, got {self.output_rate}")
         weights = self.mix.values() if isinstance(self.mix, dict) else None
         if not weights or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
-            raise ValueError(f"profiles must map profile names to weights, e.g. {{landline: 0.5, mobile: 0.5}}, got "
-                             f"{self.profiles!r}")
+            raise ValueError(
+                f"profiles must map profile names to weights, e.g. {{landline: 0.5, mobile: 0.5}}, got "
+                f"{self.profiles!r}"
+            )
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"profile weights must be >= 0 with a positive sum, got {self.profiles}")
         if not isinstance(self.custom_profiles, dict):
             raise ValueError(f"custom_profiles must map names to lists of effects, got {self.custom_profiles!r}")
         for name, effects in self.custom_profiles.items():
             if not isinstance(effects, (list, tuple)) or not effects:
-                raise ValueError(f"custom profile {name!r} must be a list of effects ({{effect: codec, ...}}), got "
-                                 f"{effects!r}")
+                raise ValueError(
+                    f"custom profile {name!r} must be a list of effects ({{effect: codec, ...}}), got {effects!r}"
+                )
         self._built()
 
     @property
@@ -145,14 +161,18 @@ class TelephoneChannel:
         cached = _BUILT.get(id(self))
         if cached is not None:
             return cached
-        pools = {"noise": shared_pool(self.noise, "noise") if self.noise else None,
-                 "rir": shared_pool(self.rir, "rir") if self.rir else None}
+        pools = {
+            "noise": shared_pool(self.noise, "noise") if self.noise else None,
+            "rir": shared_pool(self.rir, "rir") if self.rir else None,
+        }
         specs = {**PROFILES, **self.custom_profiles}
         built = []
         for name in self.mix:
             if name not in specs:
-                raise ValueError(f"unknown telephone profile {name!r}; built-in: {list(PROFILES)}, custom: "
-                                 f"{list(self.custom_profiles)}")
+                raise ValueError(
+                    f"unknown telephone profile {name!r}; built-in: {list(PROFILES)}, custom: "
+                    f"{list(self.custom_profiles)}"
+                )
             effects = tuple(build_effect(spec, f"profile {name!r} effect {i}") for i, spec in enumerate(specs[name]))
             off = frozenset(i for i, e in enumerate(effects) if e.needs and pools[e.needs] is None)
             built.append(ChannelProfile(name, effects, off))
@@ -163,13 +183,15 @@ class TelephoneChannel:
         return cached
 
     @classmethod
-    def from_config(cls, value: Any) -> "TelephoneChannel":
+    def from_config(cls, value: Any) -> TelephoneChannel:
         """A channel from a config value (a mapping of its fields, or an instance); unknown keys are named, with
         where the fields of the landline-only channel went."""
         hint = ""
         if isinstance(value, dict) and set(value.get("init_args", value)) & set(LANDLINE_ERA_FIELDS):
-            hint = (" (the landline settings are now effects of a profile: give custom_profiles {landline: [...]}, "
-                    "see the README's Telephone channels)")
+            hint = (
+                " (the landline settings are now effects of a profile: give custom_profiles {landline: [...]}, "
+                "see the README's Telephone channels)"
+            )
         return from_mapping(cls, value, hint)
 
     def describe(self) -> list[str]:
@@ -177,7 +199,7 @@ class TelephoneChannel:
         built, weights, _ = self._built()
         return [f"{w:.0%} {p.describe()}" for p, w in zip(built, weights)]
 
-    def profile(self, name: str) -> "TelephoneChannel":
+    def profile(self, name: str) -> TelephoneChannel:
         """This channel restricted to the one profile ``name`` (same sources and output rate)."""
         if name not in self.mix:
             raise ValueError(f"profile {name!r} is not in this channel's profiles {list(self.mix)}")
@@ -213,4 +235,3 @@ class TelephoneChannel:
         drawn: dict[str, Any] = {}
         result, out_rate = self.transmit(waveform, rate, rng, drawn)
         return result, out_rate, drawn
-

@@ -16,19 +16,20 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 from filelock import FileLock
 
-from nano8k.paths import cache_root
 from nano8k.data.audio import AudioError, AudioInfo, probe_audio
 from nano8k.data.badsamples import BadSample
 from nano8k.data.manifests.table import UtteranceTable
 from nano8k.data.manifests.utterance import ManifestContents
+from nano8k.paths import cache_root
 
 logger = logging.getLogger("nano8k.data")
 VERSION = 1
@@ -67,7 +68,7 @@ class ManifestCache:
         self.current = None if folder is None else folder / "current"
 
     @classmethod
-    def open(cls, path: Path, fmt: str = "auto") -> "ManifestCache":
+    def open(cls, path: Path, fmt: str = "auto") -> ManifestCache:
         return cls(path, cache_folder(path) if _size(path) >= CACHE_MIN_BYTES else None, fmt)
 
     def _lock(self) -> FileLock:
@@ -92,8 +93,12 @@ class ManifestCache:
         staging = self.folder / f"staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         contents.utterances.save(staging / "table")
-        meta = {"signature": wanted, "format": contents.format, "bad": _bad_to_json(contents.bad),
-                "ignored": _bad_to_json(contents.ignored)}
+        meta = {
+            "signature": wanted,
+            "format": contents.format,
+            "bad": _bad_to_json(contents.bad),
+            "ignored": _bad_to_json(contents.ignored),
+        }
         (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(self.current, ignore_errors=True)
         os.replace(staging, self.current)
@@ -139,22 +144,40 @@ class Headers:
     errors: dict[int, str]
 
     @classmethod
-    def empty(cls, rows: int) -> "Headers":
-        return cls(np.full(rows, cls.UNMEASURED, np.int64), np.zeros(rows, np.int32), np.zeros(rows, np.int16),
-                   np.zeros(rows, np.int16), [], {})
+    def empty(cls, rows: int) -> Headers:
+        return cls(
+            np.full(rows, cls.UNMEASURED, np.int64),
+            np.zeros(rows, np.int32),
+            np.zeros(rows, np.int16),
+            np.zeros(rows, np.int16),
+            [],
+            {},
+        )
 
     @classmethod
-    def load(cls, path: Path, rows: int) -> "Headers":
+    def load(cls, path: Path, rows: int) -> Headers:
         with np.load(path) as arrays:
             meta = json.loads(str(arrays["meta"]))
-            headers = cls(arrays["frames"], arrays["rates"], arrays["channels"], arrays["kind"], meta["kinds"],
-                          {int(k): v for k, v in meta["errors"].items()})
+            headers = cls(
+                arrays["frames"],
+                arrays["rates"],
+                arrays["channels"],
+                arrays["kind"],
+                meta["kinds"],
+                {int(k): v for k, v in meta["errors"].items()},
+            )
         return headers if len(headers.frames) == rows else cls.empty(rows)
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f"headers.tmp{os.getpid()}.npz")
-        np.savez(tmp, frames=self.frames, rates=self.rates, channels=self.channels, kind=self.kind,
-                 meta=json.dumps({"kinds": self.kinds, "errors": {str(k): v for k, v in self.errors.items()}}))
+        np.savez(
+            tmp,
+            frames=self.frames,
+            rates=self.rates,
+            channels=self.channels,
+            kind=self.kind,
+            meta=json.dumps({"kinds": self.kinds, "errors": {str(k): v for k, v in self.errors.items()}}),
+        )
         os.replace(tmp, path)
 
     def set(self, row: int, info: AudioInfo | AudioError) -> None:
@@ -167,7 +190,7 @@ class Headers:
         self.frames[row], self.rates[row], self.channels[row] = info.frames, info.sample_rate, info.channels
         self.kind[row] = self.kinds.index(kind)
 
-    def copy_rows(self, source: "Headers", rows: np.ndarray, offset: int) -> None:
+    def copy_rows(self, source: Headers, rows: np.ndarray, offset: int) -> None:
         """Take ``rows`` of ``source`` as rows ``rows + offset`` of these headers."""
         for kind in source.kinds:
             if kind not in self.kinds:
@@ -204,9 +227,14 @@ def measure_headers(audio: Sequence[Path], rows: Sequence[int], name: str) -> di
             now = time.monotonic()
             if now - last >= PROGRESS_SECONDS:
                 last = now
-                logger.info("%s: measured %d / %d audio headers (%.0f files/s)", name, done, len(unique),
-                            done / (now - start))
+                logger.info(
+                    "%s: measured %d / %d audio headers (%.0f files/s)", name, done, len(unique), done / (now - start)
+                )
     if len(unique) > 1000:
-        logger.info("%s: measured %d audio headers in %.1f s (kept beside the manifest for the next start)", name,
-                    len(unique), time.monotonic() - start)
+        logger.info(
+            "%s: measured %d audio headers in %.1f s (kept beside the manifest for the next start)",
+            name,
+            len(unique),
+            time.monotonic() - start,
+        )
     return {row: found[path] for row, path in zip(rows, audio)}

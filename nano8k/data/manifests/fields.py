@@ -16,12 +16,13 @@ UTF-8 is an error naming its file and line, as it is for the manifest itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nano8k.data.badsamples import DataError
-from nano8k.data.manifests.kaldi import read_table
 from nano8k.data.manifests.io import detect_format
+from nano8k.data.manifests.kaldi import read_table
 from nano8k.data.manifests.textfile import json_line, read_lines
 from nano8k.data.manifests.utterance import Utterance
 
@@ -56,8 +57,10 @@ def _kaldi_fields(manifest: Path, utts: Sequence[Utterance], names: Sequence[str
             if utt.key in table.rows:
                 row[name] = table.rows[utt.key][1]
     present = sorted(p.name for p in folder.glob("utt2*"))
-    return fields, (f"{folder} has {', '.join(present) if present else 'no utt2* file'} (a field is read from "
-                    "utt2<field>, speaker from utt2spk)")
+    return fields, (
+        f"{folder} has {', '.join(present) if present else 'no utt2* file'} (a field is read from "
+        "utt2<field>, speaker from utt2spk)"
+    )
 
 
 def _json_fields(manifest: Path, fmt: str, utts: Sequence[Utterance]) -> tuple[list[dict], str]:
@@ -96,5 +99,14 @@ def entry_fields(utts: Sequence[Utterance], names: Sequence[str]) -> list[dict[s
     for name in names:
         if utts and not any(row.get(name) is not None for row in raw):
             raise DataError(f"no entry has a field {name!r}: " + "; ".join(seen))
-    return [{name: MISSING if row.get(name) is None else row[name] if isinstance(row[name], str)
-             else json.dumps(row[name], ensure_ascii=False) for name in names} for row in raw]
+    return [
+        {
+            name: MISSING
+            if row.get(name) is None
+            else row[name]
+            if isinstance(row[name], str)
+            else json.dumps(row[name], ensure_ascii=False)
+            for name in names
+        }
+        for row in raw
+    ]

@@ -7,26 +7,58 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-from nano8k.data.audio import (MAX_OVERSHOOT, AudioError, AudioInfo, MultichannelPolicy, channel_problem, file_problem,
-                               probe_audio)
+from nano8k.data.audio import (
+    MAX_OVERSHOOT,
+    AudioError,
+    AudioInfo,
+    MultichannelPolicy,
+    channel_problem,
+    file_problem,
+    probe_audio,
+)
 from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
-from nano8k.data.manifests.kaldi import read_kaldi
 from nano8k.data.manifests.cache import Headers, ManifestCache
+from nano8k.data.manifests.kaldi import read_kaldi
 from nano8k.data.manifests.table import TableBuilder, UtteranceTable
 from nano8k.data.manifests.textfile import first_json_object, json_line, read_lines, refuse_json_array
-from nano8k.data.manifests.utterance import (ManifestContents, Utterance, audio_path, parse_channel, parse_key, parse_span,
-                                   unread_span_fields)
+from nano8k.data.manifests.utterance import (
+    ManifestContents,
+    Utterance,
+    audio_path,
+    parse_channel,
+    parse_key,
+    parse_span,
+    unread_span_fields,
+)
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
-__all__ = ["ManifestContents", "ManifestFormat", "Utterance", "check_utterance", "detect_format", "entries_headers",
-           "flag_duplicate_keys", "header_dict", "iter_chatml", "load_utterances", "manifest_path", "read_entries",
-           "read_manifest", "read_unique", "read_utterances", "rows_to_open", "speech_length", "write_chatml"]
+__all__ = [
+    "ManifestContents",
+    "ManifestFormat",
+    "Utterance",
+    "check_utterance",
+    "detect_format",
+    "entries_headers",
+    "flag_duplicate_keys",
+    "header_dict",
+    "iter_chatml",
+    "load_utterances",
+    "manifest_path",
+    "read_entries",
+    "read_manifest",
+    "read_unique",
+    "read_utterances",
+    "rows_to_open",
+    "speech_length",
+    "write_chatml",
+]
 
 ManifestFormat = Literal["auto", "chatml", "jsonl", "kaldi", "lhotse"]
 SPEECH_RE = re.compile(r"<\|startofspeech\|>!(.*?)<\|endofspeech\|>", re.S)
@@ -58,8 +90,10 @@ def detect_format(path: str | Path) -> str:
         return "kaldi"
     found = first_json_object(path, _json_kind)
     if found is None:
-        raise DataError(f"{path}: cannot detect the manifest format (no line with 'messages', 'source', or a Lhotse "
-                        "cut/supervision)")
+        raise DataError(
+            f"{path}: cannot detect the manifest format (no line with 'messages', 'source', or a Lhotse "
+            "cut/supervision)"
+        )
     return found
 
 
@@ -92,8 +126,17 @@ def _chatml_entry(obj: dict[str, Any], base: str, lineno: int, transcripts: bool
     prompt = user["content"][: found.start()]
     key = parse_key(obj["key"]) if "key" in obj else os.path.splitext(os.path.basename(audio))[0]
     target = "" if assistant is None else assistant.get("content", "")
-    return (key, audio_path(audio, base), target, duration, obj.get("lang"), prompt or None,
-            lineno, offset, parse_channel(obj.get("channel")))
+    return (
+        key,
+        audio_path(audio, base),
+        target,
+        duration,
+        obj.get("lang"),
+        prompt or None,
+        lineno,
+        offset,
+        parse_channel(obj.get("channel")),
+    )
 
 
 def _simple_entry(obj: dict[str, Any], base: str, lineno: int, transcripts: bool = True) -> Row:
@@ -105,9 +148,17 @@ def _simple_entry(obj: dict[str, Any], base: str, lineno: int, transcripts: bool
     lang = obj.get("lang") or obj.get("text_language")
     unread_span_fields(obj)
     offset, duration = parse_span(obj.get("offset"), obj.get("duration"))
-    return (parse_key(obj["key"]), audio_path(obj["source"], base), obj.get("target", ""), duration,
-            None if lang is None else str(lang).strip("<|>"), obj.get("prompt"), lineno, offset,
-            parse_channel(obj.get("channel")))
+    return (
+        parse_key(obj["key"]),
+        audio_path(obj["source"], base),
+        obj.get("target", ""),
+        duration,
+        None if lang is None else str(lang).strip("<|>"),
+        obj.get("prompt"),
+        lineno,
+        offset,
+        parse_channel(obj.get("channel")),
+    )
 
 
 def _read_jsonl(path: Path, fmt: str, transcripts: bool = True) -> ManifestContents:
@@ -195,8 +246,11 @@ def flag_duplicate_keys(utts: UtteranceTable) -> tuple[UtteranceTable, list[BadS
     bad = []
     for row in sorted(row for rows in copies.values() for row in rows):
         utt, rows = utts[row], copies[keys[row]]
-        bad.append(utt.bad(f"duplicate key {utt.key!r} ({len(rows)} entries: "
-                           f"{', '.join(utts[r].bad('').where for r in rows)})"))
+        bad.append(
+            utt.bad(
+                f"duplicate key {utt.key!r} ({len(rows)} entries: {', '.join(utts[r].bad('').where for r in rows)})"
+            )
+        )
     return utts.take([row for row, key in enumerate(keys) if counts[key] == 1]), bad
 
 
@@ -208,14 +262,21 @@ def _span_problem(utt: Utterance, info: AudioInfo) -> tuple[Utterance, str | Non
         return utt, f"segment offset {utt.offset:.3f} s is past the end of the file ({info.duration:.3f} s)"
     duration = utt.duration if utt.duration is not None else info.duration - utt.offset
     if utt.offset + duration > info.duration + MAX_OVERSHOOT:
-        return utt, (f"segment {utt.offset:.3f}-{utt.offset + duration:.3f} s ends after the end of the file "
-                     f"({info.duration:.3f} s)")
+        return utt, (
+            f"segment {utt.offset:.3f}-{utt.offset + duration:.3f} s ends after the end of the file "
+            f"({info.duration:.3f} s)"
+        )
     return replace(utt, duration=min(duration, info.duration - utt.offset)), None
 
 
 def check_utterance(
-    utt: Utterance, *, min_duration: float = 0.0, max_duration: float = float("inf"), probe: bool = True,
-    multichannel: MultichannelPolicy = "error", headers: dict[Path, AudioInfo | AudioError] | None = None,
+    utt: Utterance,
+    *,
+    min_duration: float = 0.0,
+    max_duration: float = float("inf"),
+    probe: bool = True,
+    multichannel: MultichannelPolicy = "error",
+    headers: dict[Path, AudioInfo | AudioError] | None = None,
 ) -> tuple[Utterance, str | None, AudioInfo | None]:
     """Cheap checks (transcript, file, header, span, channel, duration bounds).
 
@@ -252,8 +313,9 @@ def check_utterance(
     return utt, None, info
 
 
-def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto", transcripts: bool = True
-                 ) -> tuple[UtteranceTable, list[BadSample], list[BadSample]]:
+def read_entries(
+    paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto", transcripts: bool = True
+) -> tuple[UtteranceTable, list[BadSample], list[BadSample]]:
     """The entries of ``paths`` with unique keys; the bad lines and every copy of a repeated key; and the entries
     that are not utterances (``ManifestContents.ignored``, also logged with their count). Without ``transcripts``
     an entry may lack its transcript (``read_manifest``)."""
@@ -261,8 +323,9 @@ def read_entries(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat =
     return table, bad, ignored
 
 
-def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto", transcripts: bool = True
-                ) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
+def read_unique(
+    paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = "auto", transcripts: bool = True
+) -> tuple[UtteranceTable, list[BadSample], list[BadSample], list[ManifestContents]]:
     """``read_entries``, and each manifest's contents (with its cache, for ``entries_headers``)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     resolved = [manifest_path(p) for p in paths]
@@ -278,8 +341,12 @@ def read_unique(paths: str | Path | Sequence[str | Path], fmt: ManifestFormat = 
         bad.extend(contents.bad)
         ignored.extend(contents.ignored)
         if contents.ignored:
-            logger.warning("%s: %d entries are not utterances and are ignored, first: %s", path,
-                           len(contents.ignored), contents.ignored[0].describe())
+            logger.warning(
+                "%s: %d entries are not utterances and are ignored, first: %s",
+                path,
+                len(contents.ignored),
+                contents.ignored[0].describe(),
+            )
     table, duplicates = flag_duplicate_keys(UtteranceTable.concat([c.utterances for c in parts]))
     return table, bad + duplicates, ignored, parts
 
@@ -295,8 +362,9 @@ def read_utterances(path: str | Path, user: str, transcripts: bool = True) -> Ut
     return entries
 
 
-def entries_headers(parts: Sequence[ManifestContents], entries: UtteranceTable, rows: np.ndarray
-                    ) -> tuple[Headers, np.ndarray]:
+def entries_headers(
+    parts: Sequence[ManifestContents], entries: UtteranceTable, rows: np.ndarray
+) -> tuple[Headers, np.ndarray]:
     """The headers of the audio of ``rows`` of ``entries`` (``read_unique``'s table), each manifest's read through
     its cache: a ``Headers`` over the rows of all the manifests' tables, and ``rows``' places in it."""
     physical = (np.arange(len(entries)) if entries.rows is None else entries.rows)[np.asarray(rows, dtype=np.int64)]
@@ -312,8 +380,9 @@ def entries_headers(parts: Sequence[ManifestContents], entries: UtteranceTable, 
     return found, physical
 
 
-def header_dict(entries: UtteranceTable, rows: np.ndarray, headers: Headers, physical: np.ndarray
-                ) -> dict[Path, AudioInfo | AudioError]:
+def header_dict(
+    entries: UtteranceTable, rows: np.ndarray, headers: Headers, physical: np.ndarray
+) -> dict[Path, AudioInfo | AudioError]:
     """``entries_headers`` keyed by audio path, as ``check_utterance`` takes them."""
     return {entries[int(row)].audio: headers.info(int(phys)) for row, phys in zip(rows, physical)}
 
@@ -362,16 +431,22 @@ def load_utterances(
         # the common case without a per-row check: a readable mono file (or a channel it has), not a segment
         frames, channels = headers.frames[physical], headers.channels[physical]
         wanted = table.column("channel")[checked]
-        plain = ((frames > 0) & np.isnan(table.column("offset")[checked])
-                 & (((channels == 1) & (wanted == -1)) | ((wanted >= 0) & (wanted < channels))))
+        plain = (
+            (frames > 0)
+            & np.isnan(table.column("offset")[checked])
+            & (((channels == 1) & (wanted == -1)) | ((wanted >= 0) & (wanted < channels)))
+        )
         measured = frames[plain] / headers.rates[physical][plain]
         declared = durations[checked[plain]]
         off = np.flatnonzero(~np.isnan(declared) & (np.abs(measured - declared) > np.maximum(0.1, 0.02 * declared)))
         disagree = len(off)
         if disagree:
             i = int(off[0])
-            first_disagreeing = table[int(checked[plain][i])].bad(
-                f"manifest duration {declared[i]:.3f} s, the audio has {measured[i]:.3f} s").describe()
+            first_disagreeing = (
+                table[int(checked[plain][i])]
+                .bad(f"manifest duration {declared[i]:.3f} s, the audio has {measured[i]:.3f} s")
+                .describe()
+            )
         durations[checked[plain]] = measured
         rest = np.flatnonzero(~plain)
         lookup = header_dict(table, checked[rest], headers, physical[rest])
@@ -388,8 +463,13 @@ def load_utterances(
             if reason is not None:
                 reasons[row] = reason
     unknown_rows = set(unknown.tolist())
-    _report_spot_check(len(checked) - len(unknown), len(table), sum(r not in unknown_rows for r in reasons),
-                       disagree, first_disagreeing)
+    _report_spot_check(
+        len(checked) - len(unknown),
+        len(table),
+        sum(r not in unknown_rows for r in reasons),
+        disagree,
+        first_disagreeing,
+    )
     for row in table.blank_targets().tolist():
         reasons.setdefault(row, "empty transcript")
     with np.errstate(invalid="ignore"):
@@ -412,13 +492,23 @@ def _report_spot_check(checked: int, total: int, bad: int, disagree: int, first_
     if checked <= 0 or checked >= total:
         return
     if bad or disagree:
-        logger.warning("spot check of %d of %d entries with manifest durations: %d bad, %d with another duration "
-                       "than the audio's (first: %s); the rest were not opened, so about %.1f%% of the manifest may "
-                       "be affected: run python -m nano8k.data.validate on it", checked, total, bad, disagree,
-                       first_disagreeing or "-", 100.0 * (bad + disagree) / checked)
+        logger.warning(
+            "spot check of %d of %d entries with manifest durations: %d bad, %d with another duration "
+            "than the audio's (first: %s); the rest were not opened, so about %.1f%% of the manifest may "
+            "be affected: run python -m nano8k.data.validate on it",
+            checked,
+            total,
+            bad,
+            disagree,
+            first_disagreeing or "-",
+            100.0 * (bad + disagree) / checked,
+        )
     else:
-        logger.info("spot check: %d of %d entries with manifest durations opened, all good (the rest are trusted)",
-                    checked, total)
+        logger.info(
+            "spot check: %d of %d entries with manifest durations opened, all good (the rest are trusted)",
+            checked,
+            total,
+        )
 
 
 def _relative_audio(audio: Path, out_dir: Path) -> str:

@@ -84,8 +84,9 @@ class _Folder:
         self.langs = read_table(folder / "utt2lang")
         self.segments = read_table(folder / "segments")
         self.reco2file = read_table(folder / "reco2file_and_channel")
-        self.bad: list[BadSample] = [b for t in (self.scp, self.text, self.durs, self.langs, self.segments,
-                                                 self.reco2file) for b in t.bad]
+        self.bad: list[BadSample] = [
+            b for t in (self.scp, self.text, self.durs, self.langs, self.segments, self.reco2file) for b in t.bad
+        ]
 
     def audio_of(self, reco: str) -> tuple[Path | None, int | None, str | None]:
         """(audio file, channel, problem) of a recording id, through reco2file_and_channel when it names it."""
@@ -113,8 +114,12 @@ class _Folder:
         if not value:
             return None, None, f"{self.scp.path}:{self.scp.rows[scp_key][0]}: no audio path"
         if value.endswith("|"):
-            return None, None, f"{self.scp.path}:{self.scp.rows[scp_key][0]}: piped wav.scp commands are not " \
-                               f"supported ({value}); point wav.scp at the audio file"
+            return (
+                None,
+                None,
+                f"{self.scp.path}:{self.scp.rows[scp_key][0]}: piped wav.scp commands are not "
+                f"supported ({value}); point wav.scp at the audio file",
+            )
         return resolve_audio(value, self.folder), channel, None
 
     def transcript(self, key: str) -> tuple[str | None, str | None]:
@@ -123,8 +128,11 @@ class _Folder:
         if problem is None and key not in self.text.rows:
             if not self.transcripts:
                 return "", None
-            problem = (f"no transcript for this key in {self.text.path}" if self.text.path.is_file() else
-                       f"{self.text.path} does not exist (a Kaldi folder's transcripts)")
+            problem = (
+                f"no transcript for this key in {self.text.path}"
+                if self.text.path.is_file()
+                else f"{self.text.path} does not exist (a Kaldi folder's transcripts)"
+            )
         return self.text.rows.get(key, (0, None))[1], problem
 
 
@@ -134,8 +142,9 @@ def _unreadable_lines(table: Table, contents: ManifestContents) -> None:
         contents.bad.append(BadSample(error, str(table.path), lineno, key))
 
 
-def _reject(contents: ManifestContents, table: Table, key: str, lineno: int, problem: str,
-            audio: str | None = None) -> None:
+def _reject(
+    contents: ManifestContents, table: Table, key: str, lineno: int, problem: str, audio: str | None = None
+) -> None:
     """``key`` of the driving ``table`` is bad: its line and each repeated line of it, all with ``problem``."""
     contents.bad.append(BadSample(problem, str(table.path), lineno, key, audio))
     for dup in table.duplicates.get(key, []):
@@ -159,8 +168,19 @@ def _whole_files(data: _Folder, contents: ManifestContents) -> None:
         if problem is not None:
             _reject(contents, scp, key, lineno, problem, value or None)
             continue
-        contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],
-                                             None, lineno, scp.path, channel=channel))
+        contents.utterances.append(
+            Utterance(
+                key,
+                audio,
+                target,
+                duration,
+                data.langs.rows.get(key, (0, None))[1],
+                None,
+                lineno,
+                scp.path,
+                channel=channel,
+            )
+        )
 
 
 def _segments(data: _Folder, contents: ManifestContents) -> None:
@@ -177,8 +197,9 @@ def _segments(data: _Folder, contents: ManifestContents) -> None:
                 span = (float(parts[1]), float(parts[2]))
             except ValueError:
                 problem = f"start/end {parts[1]!r} {parts[2]!r} are not numbers of seconds"
-        if problem is None and (not all(map(math.isfinite, span)) or span[0] < 0
-                                or (span[1] != -1 and span[1] <= span[0])):
+        if problem is None and (
+            not all(map(math.isfinite, span)) or span[0] < 0 or (span[1] != -1 and span[1] <= span[0])
+        ):
             problem = f"bad segment start {span[0]} end {span[1]} (end must be > start, or -1 for the file's end)"
         audio = channel = target = None
         if problem is None:
@@ -187,8 +208,10 @@ def _segments(data: _Folder, contents: ManifestContents) -> None:
             if not parts[3].isdigit():
                 problem = f"channel {parts[3]!r} is not a 0-based channel number"
             elif channel is not None and channel != int(parts[3]):
-                problem = (f"channel {parts[3]} contradicts reco2file_and_channel, which gives recording "
-                           f"{parts[0]!r} channel {channel} (0-based)")
+                problem = (
+                    f"channel {parts[3]} contradicts reco2file_and_channel, which gives recording "
+                    f"{parts[0]!r} channel {channel} (0-based)"
+                )
             else:
                 channel = int(parts[3])
         if problem is None:
@@ -197,8 +220,20 @@ def _segments(data: _Folder, contents: ManifestContents) -> None:
             _reject(contents, seg, key, lineno, problem)
             continue
         duration = None if span[1] == -1 else round(span[1] - span[0], 6)
-        contents.utterances.append(Utterance(key, audio, target, duration, data.langs.rows.get(key, (0, None))[1],
-                                             None, lineno, seg.path, offset=span[0], channel=channel))
+        contents.utterances.append(
+            Utterance(
+                key,
+                audio,
+                target,
+                duration,
+                data.langs.rows.get(key, (0, None))[1],
+                None,
+                lineno,
+                seg.path,
+                offset=span[0],
+                channel=channel,
+            )
+        )
 
 
 def read_kaldi(path: Path, transcripts: bool = True) -> ManifestContents:
@@ -219,6 +254,7 @@ def read_kaldi(path: Path, transcripts: bool = True) -> ManifestContents:
     utterance_keys = (data.segments if segmented else data.scp).rows
     for key, (lineno, _) in data.text.rows.items():
         if key not in utterance_keys:
-            contents.ignored.append(BadSample(f"transcript with no entry in {contents.path.name}", str(data.text.path),
-                                              lineno, key))
+            contents.ignored.append(
+                BadSample(f"transcript with no entry in {contents.path.name}", str(data.text.path), lineno, key)
+            )
     return contents

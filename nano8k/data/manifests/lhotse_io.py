@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from nano8k.data.audio import channel_list, probe_audio
 from nano8k.data.badsamples import BadSample, DataError
@@ -17,7 +18,10 @@ INSTALL = "pip install -e '.[lhotse]'  (or pip install lhotse)"
 
 def kind(obj: dict[str, Any]) -> str | None:
     """``cuts``, ``supervisions`` or ``recordings`` for one decoded line of a Lhotse manifest, else None."""
-    if obj.get("type") in ("MonoCut", "MultiCut", "MixedCut", "PaddingCut") or {"recording", "supervisions"} <= obj.keys():
+    if (
+        obj.get("type") in ("MonoCut", "MultiCut", "MixedCut", "PaddingCut")
+        or {"recording", "supervisions"} <= obj.keys()
+    ):
         return "cuts"
     if {"id", "recording_id", "start", "duration"} <= obj.keys():
         return "supervisions"
@@ -65,9 +69,11 @@ def _lhotse() -> Any:
 def recordings_beside(supervisions: Path) -> Path:
     """The RecordingSet of a SupervisionSet by Lhotse recipes' naming: ``*_supervisions_*`` -> ``*_recordings_*``."""
     if "supervisions" not in supervisions.name:
-        raise DataError(f"{supervisions}: a SupervisionSet must be named like Lhotse recipes' "
-                        "'<corpus>_supervisions_<part>.jsonl.gz' so its '<corpus>_recordings_<part>.jsonl.gz' is "
-                        "found beside it (or give a CutSet)")
+        raise DataError(
+            f"{supervisions}: a SupervisionSet must be named like Lhotse recipes' "
+            "'<corpus>_supervisions_<part>.jsonl.gz' so its '<corpus>_recordings_<part>.jsonl.gz' is "
+            "found beside it (or give a CutSet)"
+        )
     path = supervisions.with_name(supervisions.name.replace("supervisions", "recordings"))
     if not path.is_file():
         raise DataError(f"{supervisions}: its RecordingSet {path} does not exist")
@@ -77,13 +83,25 @@ def recordings_beside(supervisions: Path) -> Path:
 def _file_and_channel(recording: Any, channel: int | list[int]) -> tuple[Path | None, Channel, str | None]:
     """The source file holding ``channel`` of ``recording`` and the channel's index in that file."""
     if recording.transforms:
-        return None, None, (f"recording {recording.id} has transforms (speed, resampling, …) that nano8k does not "
-                            "apply; give the untransformed recording")
+        return (
+            None,
+            None,
+            (
+                f"recording {recording.id} has transforms (speed, resampling, …) that nano8k does not "
+                "apply; give the untransformed recording"
+            ),
+        )
     wanted = channel_list(channel)
     sources = [s for s in recording.sources if set(s.channels) & set(wanted)]
     if len(sources) != 1 or not set(wanted) <= set(sources[0].channels):
-        return None, None, (f"channel {channel} of recording {recording.id} is "
-                            f"{'in no source' if not sources else 'spread over several source files'}")
+        return (
+            None,
+            None,
+            (
+                f"channel {channel} of recording {recording.id} is "
+                f"{'in no source' if not sources else 'spread over several source files'}"
+            ),
+        )
     source = sources[0]
     if source.type != "file":
         return None, None, f"recording {recording.id}: audio source type {source.type!r} is not supported (only files)"
@@ -95,8 +113,9 @@ def _file_and_channel(recording: Any, channel: int | list[int]) -> tuple[Path | 
     return path, local[0] if len(local) == 1 else tuple(local), None
 
 
-def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: int,
-               transcripts: bool = True) -> tuple[Utterance | None, str | None]:
+def _utterance(
+    sup: Any, recording: Any, offset: float, manifest: Path, line: int, transcripts: bool = True
+) -> tuple[Utterance | None, str | None]:
     if transcripts and (not sup.text or not str(sup.text).strip()):
         return None, "supervision has no text"
     try:
@@ -110,9 +129,18 @@ def _utterance(sup: Any, recording: Any, offset: float, manifest: Path, line: in
     if problem:
         return None, problem
     whole = abs(offset) < 1e-9 and abs(duration - recording.duration) <= 1.0 / recording.sampling_rate
-    return Utterance(sup.id, path, str(sup.text or ""), float(recording.duration) if whole else duration,
-                     _language(sup.language), None, line, manifest, offset=None if whole else offset,
-                     channel=channel), None
+    return Utterance(
+        sup.id,
+        path,
+        str(sup.text or ""),
+        float(recording.duration) if whole else duration,
+        _language(sup.language),
+        None,
+        line,
+        manifest,
+        offset=None if whole else offset,
+        channel=channel,
+    ), None
 
 
 LANGUAGE_CODES = {"english": "en", "chinese": "zh", "mandarin": "zh", "japanese": "ja"}  # Lhotse recipes' names
@@ -139,8 +167,9 @@ class _Reader:
         channel = tuple(channel_list(sup.channel))
         ident = (sup.id, recording.id, offset, round(float(sup.duration), 6), channel)
         if ident in self.seen:
-            self.contents.ignored.append(BadSample("the same supervision again (overlapping cuts)", str(self.path),
-                                                   line, sup.id))
+            self.contents.ignored.append(
+                BadSample("the same supervision again (overlapping cuts)", str(self.path), line, sup.id)
+            )
             return
         self.seen.add(ident)
         utt, problem = _utterance(sup, recording, offset, self.path, line, self.transcripts)
@@ -163,8 +192,10 @@ def read_lhotse(path: Path, transcripts: bool = True) -> ManifestContents:
     lhotse = _lhotse()
     found = _manifest_kind(path)
     if found == "recordings":
-        raise DataError(f"{path} is a Lhotse RecordingSet, which has no transcripts: give its SupervisionSet "
-                        "(the RecordingSet is found beside it) or a CutSet")
+        raise DataError(
+            f"{path} is a Lhotse RecordingSet, which has no transcripts: give its SupervisionSet "
+            "(the RecordingSet is found beside it) or a CutSet"
+        )
     reader = _Reader(path, transcripts)
     if found == "supervisions":
         recordings_path = recordings_beside(path)
@@ -186,11 +217,15 @@ def read_lhotse(path: Path, transcripts: bool = True) -> ManifestContents:
         if error:
             reader.bad(error, line)
         elif type(cut).__name__ not in ("MonoCut", "MultiCut") or getattr(cut, "recording", None) is None:
-            reader.bad(f"{type(cut).__name__} without a recording is not supported (give MonoCut/MultiCut cuts of "
-                       "recordings)", line, getattr(cut, "id", None))
+            reader.bad(
+                f"{type(cut).__name__} without a recording is not supported (give MonoCut/MultiCut cuts of recordings)",
+                line,
+                getattr(cut, "id", None),
+            )
         elif not cut.supervisions:
-            reader.contents.ignored.append(BadSample("cut has no supervision (nothing to transcribe)", str(path),
-                                                     line, cut.id))
+            reader.contents.ignored.append(
+                BadSample("cut has no supervision (nothing to transcribe)", str(path), line, cut.id)
+            )
         else:
             for sup in cut.supervisions:
                 reader.add(sup, cut.recording, float(cut.start) + float(sup.start), line)
@@ -221,23 +256,36 @@ def write_lhotse(utts: Iterable[Utterance], out_path: str | Path) -> int:
         if utt.audio not in recordings:
             info = probe_audio(utt.audio)
             recordings[utt.audio] = lhotse.Recording(
-                id=_recording_id(utt.audio, taken), sampling_rate=info.sample_rate, num_samples=info.frames,
+                id=_recording_id(utt.audio, taken),
+                sampling_rate=info.sample_rate,
+                num_samples=info.frames,
                 duration=info.frames / info.sample_rate,
-                sources=[AudioSource(type="file", channels=list(range(info.channels)), source=str(utt.audio))])
+                sources=[AudioSource(type="file", channels=list(range(info.channels)), source=str(utt.audio))],
+            )
         rec = recordings[utt.audio]
         count = len(rec.sources[0].channels)
         if utt.channel is None and count > 1:
-            raise DataError(f"{utt.manifest}:{utt.line}: {utt.audio} has {count} channels and utterance {utt.key} "
-                            "names none; choose them with --multichannel first|mix")
+            raise DataError(
+                f"{utt.manifest}:{utt.line}: {utt.audio} has {count} channels and utterance {utt.key} "
+                "names none; choose them with --multichannel first|mix"
+            )
         wanted = [0] if utt.channel is None else channel_list(utt.channel)
         channel: int | list[int] = wanted[0] if len(wanted) == 1 else wanted
         start = utt.offset or 0.0
         duration = utt.duration if utt.duration is not None else rec.duration - start
-        sup = lhotse.SupervisionSegment(id=utt.key, recording_id=rec.id, start=0.0, duration=duration,
-                                        channel=channel, text=utt.target, language=utt.lang)
+        sup = lhotse.SupervisionSegment(
+            id=utt.key,
+            recording_id=rec.id,
+            start=0.0,
+            duration=duration,
+            channel=channel,
+            text=utt.target,
+            language=utt.lang,
+        )
         kind_ = MultiCut if isinstance(channel, list) else lhotse.MonoCut
-        cuts.append(kind_(id=utt.key, start=start, duration=duration, channel=channel, recording=rec,
-                          supervisions=[sup]))
+        cuts.append(
+            kind_(id=utt.key, start=start, duration=duration, channel=channel, recording=rec, supervisions=[sup])
+        )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     lhotse.CutSet.from_cuts(cuts).to_file(out_path)

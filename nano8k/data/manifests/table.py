@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, overload
+from typing import overload
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class TextColumn:
         self.data, self.offsets, self.present = data, offsets, present
 
     @classmethod
-    def from_strings(cls, values: Sequence[str | None]) -> "TextColumn":
+    def from_strings(cls, values: Sequence[str | None]) -> TextColumn:
         encoded = [b"" if v is None else v.encode("utf-8") for v in values]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
@@ -38,7 +39,7 @@ class TextColumn:
         return cls(data, offsets, present)
 
     @classmethod
-    def concat(cls, columns: Sequence["TextColumn"]) -> "TextColumn":
+    def concat(cls, columns: Sequence[TextColumn]) -> TextColumn:
         if len(columns) == 1:
             return columns[0]
         shifts = np.cumsum([0] + [len(c.data) for c in columns[:-1]])
@@ -77,22 +78,27 @@ class UtteranceTable(Sequence[Utterance]):
     -2 for a channel list, kept in ``channel_sets``).
     """
 
-    def __init__(self, text: dict[str, TextColumn], numbers: dict[str, np.ndarray],
-                 channel_sets: dict[int, tuple[int, ...]] | None = None, rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        text: dict[str, TextColumn],
+        numbers: dict[str, np.ndarray],
+        channel_sets: dict[int, tuple[int, ...]] | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
         self.text, self.numbers = text, numbers
         self.channel_sets = channel_sets or {}
         self.rows = rows
 
     # -- building -------------------------------------------------------------------------------------------------
     @classmethod
-    def from_utterances(cls, utterances: Iterable[Utterance]) -> "UtteranceTable":
+    def from_utterances(cls, utterances: Iterable[Utterance]) -> UtteranceTable:
         builder = TableBuilder()
         for utt in utterances:
             builder.append(utt)
         return builder.build()
 
     @classmethod
-    def concat(cls, tables: Sequence["UtteranceTable"]) -> "UtteranceTable":
+    def concat(cls, tables: Sequence[UtteranceTable]) -> UtteranceTable:
         tables = [t.compact() for t in tables]
         if len(tables) == 1:
             return tables[0]
@@ -104,19 +110,20 @@ class UtteranceTable(Sequence[Utterance]):
             start += len(table)
         return cls(text, numbers, sets)
 
-    def compact(self) -> "UtteranceTable":
+    def compact(self) -> UtteranceTable:
         """The same rows with their own columns (no ``rows`` selection)."""
         if self.rows is None:
             return self
         return UtteranceTable.from_utterances(self)
 
-    def take(self, rows: Sequence[int] | np.ndarray) -> "UtteranceTable":
+    def take(self, rows: Sequence[int] | np.ndarray) -> UtteranceTable:
         """A view of ``rows`` (positions in this table), sharing the columns."""
         rows = np.asarray(rows, dtype=np.int64)
-        return UtteranceTable(self.text, self.numbers, self.channel_sets,
-                              rows if self.rows is None else self.rows[rows])
+        return UtteranceTable(
+            self.text, self.numbers, self.channel_sets, rows if self.rows is None else self.rows[rows]
+        )
 
-    def with_durations(self, durations: np.ndarray) -> "UtteranceTable":
+    def with_durations(self, durations: np.ndarray) -> UtteranceTable:
         """This table with ``durations`` (one per row of this table, NaN for None) as its duration column."""
         numbers = dict(self.numbers)
         column = np.array(self.numbers["duration"], dtype=np.float64)
@@ -134,7 +141,7 @@ class UtteranceTable(Sequence[Utterance]):
     @overload
     def __getitem__(self, index: int) -> Utterance: ...
     @overload
-    def __getitem__(self, index: slice) -> "UtteranceTable": ...
+    def __getitem__(self, index: slice) -> UtteranceTable: ...
     def __getitem__(self, index):
         if isinstance(index, slice):
             return self.take(np.arange(len(self))[index])
@@ -148,10 +155,15 @@ class UtteranceTable(Sequence[Utterance]):
         line, channel = int(numbers["line"][row]), int(numbers["channel"][row])
         manifest = text["manifest"][row]
         return Utterance(
-            key=text["key"][row], audio=Path(text["audio"][row]), target=text["target"][row],
-            duration=None if math.isnan(duration) else duration, lang=text["lang"][row],
-            prompt=text["prompt"][row], line=None if line < 0 else line,
-            manifest=None if manifest is None else Path(manifest), offset=None if math.isnan(offset) else offset,
+            key=text["key"][row],
+            audio=Path(text["audio"][row]),
+            target=text["target"][row],
+            duration=None if math.isnan(duration) else duration,
+            lang=text["lang"][row],
+            prompt=text["prompt"][row],
+            line=None if line < 0 else line,
+            manifest=None if manifest is None else Path(manifest),
+            offset=None if math.isnan(offset) else offset,
             channel=None if channel == -1 else self.channel_sets[row] if channel == -2 else channel,
         )
 
@@ -187,8 +199,12 @@ class UtteranceTable(Sequence[Utterance]):
         first[filled] = column.data[column.offsets[:-1][self._physical()][filled]]
         # ASCII spaces and separators (\t-\r, \x1c-\x20) and the lead bytes of Unicode spaces (U+0085, U+00A0,
         # U+1680, U+2000-U+205F, U+3000)
-        maybe = (lengths == 0) | ((first >= 0x09) & (first <= 0x0D)) | ((first >= 0x1C) & (first <= 0x20)) | np.isin(
-            first, (0xC2, 0xE1, 0xE2, 0xE3))
+        maybe = (
+            (lengths == 0)
+            | ((first >= 0x09) & (first <= 0x0D))
+            | ((first >= 0x1C) & (first <= 0x20))
+            | np.isin(first, (0xC2, 0xE1, 0xE2, 0xE3))
+        )
         rows = np.flatnonzero(maybe)
         physical = rows if self.rows is None else self.rows[rows]
         texts = column.raw(physical)
@@ -209,19 +225,23 @@ class UtteranceTable(Sequence[Utterance]):
                 np.save(folder / f"{name}.present.npy", column.present)
         for name, values in table.numbers.items():
             np.save(folder / f"{name}.npy", values)
-        (folder / "table.json").write_text(json.dumps({
-            "rows": len(table), "channel_sets": {str(k): list(v) for k, v in table.channel_sets.items()}}))
+        (folder / "table.json").write_text(
+            json.dumps({"rows": len(table), "channel_sets": {str(k): list(v) for k, v in table.channel_sets.items()}})
+        )
 
     @classmethod
-    def load(cls, folder: Path, mmap: bool = True) -> "UtteranceTable":
+    def load(cls, folder: Path, mmap: bool = True) -> UtteranceTable:
         """A table saved by ``save``, memory-mapped (read-only) unless ``mmap`` is False."""
         mode = "r" if mmap else None
         meta = json.loads((folder / "table.json").read_text())
         text = {}
         for name in TEXT_FIELDS:
             present = folder / f"{name}.present.npy"
-            text[name] = TextColumn(_load(folder / f"{name}.data.npy", mode), _load(folder / f"{name}.offsets.npy", mode),
-                                    np.load(present) if present.exists() else None)
+            text[name] = TextColumn(
+                _load(folder / f"{name}.data.npy", mode),
+                _load(folder / f"{name}.offsets.npy", mode),
+                np.load(present) if present.exists() else None,
+            )
         numbers = {name: _load(folder / f"{name}.npy", mode) for name in ("duration", "offset", "line", "channel")}
         sets = {int(k): tuple(v) for k, v in meta["channel_sets"].items()}
         return cls(text, numbers, sets)
@@ -251,12 +271,33 @@ class TableBuilder:
         return self._count
 
     def append(self, utt: Utterance) -> None:
-        self.add(utt.key, str(utt.audio), utt.target, utt.duration, utt.lang, utt.prompt, utt.line, utt.offset,
-                 utt.channel, manifest=None if utt.manifest is None else str(utt.manifest))
+        self.add(
+            utt.key,
+            str(utt.audio),
+            utt.target,
+            utt.duration,
+            utt.lang,
+            utt.prompt,
+            utt.line,
+            utt.offset,
+            utt.channel,
+            manifest=None if utt.manifest is None else str(utt.manifest),
+        )
 
-    def add(self, key: str, audio: str, target: str, duration: float | None, lang: str | None, prompt: str | None,
-            line: int | None, offset: float | None, channel: int | tuple[int, ...] | None, *,
-            manifest: str | None) -> None:
+    def add(
+        self,
+        key: str,
+        audio: str,
+        target: str,
+        duration: float | None,
+        lang: str | None,
+        prompt: str | None,
+        line: int | None,
+        offset: float | None,
+        channel: int | tuple[int, ...] | None,
+        *,
+        manifest: str | None,
+    ) -> None:
         """One row from its fields (an ``Utterance``'s, paths as strings)."""
         rows = self._rows
         rows["key"].append(key)
@@ -282,10 +323,12 @@ class TableBuilder:
         if not rows["line"]:
             return
         text = {name: TextColumn.from_strings(rows[name]) for name in TEXT_FIELDS}
-        numbers = {"duration": np.array(rows["duration"], dtype=np.float64),
-                   "offset": np.array(rows["offset"], dtype=np.float64),
-                   "line": np.array(rows["line"], dtype=np.int64),
-                   "channel": np.array(rows["channel"], dtype=np.int16)}
+        numbers = {
+            "duration": np.array(rows["duration"], dtype=np.float64),
+            "offset": np.array(rows["offset"], dtype=np.float64),
+            "line": np.array(rows["line"], dtype=np.int64),
+            "channel": np.array(rows["channel"], dtype=np.int16),
+        }
         self._chunks.append(UtteranceTable(text, numbers, self._sets))
         self._reset()
 
@@ -299,6 +342,14 @@ class TableBuilder:
 
     def _flush_empty(self) -> None:
         empty = TextColumn(np.zeros(0, np.uint8), np.zeros(1, np.int64))
-        self._chunks.append(UtteranceTable({name: empty for name in TEXT_FIELDS},
-                                           {"duration": np.zeros(0), "offset": np.zeros(0),
-                                            "line": np.zeros(0, np.int64), "channel": np.zeros(0, np.int16)}))
+        self._chunks.append(
+            UtteranceTable(
+                {name: empty for name in TEXT_FIELDS},
+                {
+                    "duration": np.zeros(0),
+                    "offset": np.zeros(0),
+                    "line": np.zeros(0, np.int64),
+                    "channel": np.zeros(0, np.int16),
+                },
+            )
+        )

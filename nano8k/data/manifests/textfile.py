@@ -5,8 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from nano8k.data.badsamples import DataError
 
@@ -32,8 +33,11 @@ def read_lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
                 try:
                     yield lineno, raw.decode("utf-8"), None
                 except UnicodeDecodeError as exc:
-                    yield (lineno, raw.decode("utf-8", errors="replace"),
-                           f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                    yield (
+                        lineno,
+                        raw.decode("utf-8", errors="replace"),
+                        f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                    )
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}:{lineno + 1}: corrupt or truncated gzip file ({exc})") from exc
 
@@ -50,8 +54,10 @@ def refuse_json_array(path: Path) -> None:
     except (EOFError, gzip.BadGzipFile, zlib.error):
         return  # a corrupt gzip file: read_lines names the line it stops at
     if start.startswith(b"["):
-        raise DataError(f"{path} is a JSON array (it starts with '['), not JSON Lines: a manifest has one JSON object "
-                        f"per line. Convert it with: jq -c '.[]' {path} > {path.with_name(path.stem + '.lines.jsonl')}")
+        raise DataError(
+            f"{path} is a JSON array (it starts with '['), not JSON Lines: a manifest has one JSON object "
+            f"per line. Convert it with: jq -c '.[]' {path} > {path.with_name(path.stem + '.lines.jsonl')}"
+        )
 
 
 def first_json_object(path: Path, kind: Callable[[Any], str | None]) -> str | None:

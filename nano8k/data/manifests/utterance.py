@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -69,8 +70,13 @@ class Utterance:
 
     def load(self, multichannel: MultichannelPolicy = "error") -> tuple[torch.Tensor, int]:
         """Decode this utterance's span and channel (see ``load_audio``)."""
-        return load_audio(self.audio, offset=self.offset, duration=self.duration if self.is_segment else None,
-                          channel=self.channel, multichannel=multichannel)
+        return load_audio(
+            self.audio,
+            offset=self.offset,
+            duration=self.duration if self.is_segment else None,
+            channel=self.channel,
+            multichannel=multichannel,
+        )
 
 
 @dataclass
@@ -110,8 +116,11 @@ def parse_channel(value: object) -> Channel:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                        for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
         return value[0] if len(value) == 1 else tuple(value)
     raise ValueError(f"field 'channel' must be a 0-based channel number or a list of them, got {value!r}")
 
@@ -129,21 +138,34 @@ def seconds(name: str, value: object, *, positive: bool = False) -> float:
     return number
 
 
-UNREAD_SPAN_FIELDS = ("start", "end", "start_time", "end_time", "begin", "begin_time", "offset_s", "channels",
-                      "channel_id")  # names other tools use for a span or channel; read silently, they'd be ignored
+UNREAD_SPAN_FIELDS = (
+    "start",
+    "end",
+    "start_time",
+    "end_time",
+    "begin",
+    "begin_time",
+    "offset_s",
+    "channels",
+    "channel_id",
+)  # names other tools use for a span or channel; read silently, they'd be ignored
 
 
 def unread_span_fields(obj: dict) -> None:
     """Raise ``ValueError`` for span/channel fields under names nano8k does not read (the span would be ignored)."""
     found = [name for name in UNREAD_SPAN_FIELDS if name in obj]
     if found:
-        raise ValueError(f"field(s) {', '.join(repr(f) for f in found)} are not read: a span is 'offset' + 'duration' "
-                         "(seconds) and a channel is 'channel' (0-based)")
+        raise ValueError(
+            f"field(s) {', '.join(repr(f) for f in found)} are not read: a span is 'offset' + 'duration' "
+            "(seconds) and a channel is 'channel' (0-based)"
+        )
 
 
 def parse_span(offset: object, duration: object) -> tuple[float | None, float | None]:
-    """A manifest's ``offset``/``duration`` fields as seconds; an ``offset`` needs a ``duration`` (the span's length)."""
+    """A manifest's ``offset``/``duration`` fields as seconds; an ``offset`` needs a ``duration`` (its length)."""
     if offset is not None and duration is None:
         raise ValueError("field 'offset' needs 'duration', the segment's length in seconds")
-    return (None if offset is None else seconds("offset", offset),
-            None if duration is None else seconds("duration", duration, positive=True))
+    return (
+        None if offset is None else seconds("offset", offset),
+        None if duration is None else seconds("duration", duration, positive=True),
+    )

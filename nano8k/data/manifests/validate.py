@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
-from nano8k.data.audio import (SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy,
-                               peak_dbfs)
+from nano8k.data.audio import SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy, peak_dbfs
 from nano8k.data.badsamples import BadSample
-from nano8k.data.manifests.io import (Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open)
+from nano8k.data.manifests.io import Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
 # Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s
@@ -30,8 +29,10 @@ class FileLayout:
     used: Counter = field(default_factory=Counter)
 
     def describe(self) -> str:
-        uses = ", ".join(f"{'no channel' if c is None else f'channel {c}'} x{n}"
-                         for c, n in sorted(self.used.items(), key=lambda kv: str(kv[0])))
+        uses = ", ".join(
+            f"{'no channel' if c is None else f'channel {c}'} x{n}"
+            for c, n in sorted(self.used.items(), key=lambda kv: str(kv[0]))
+        )
         return f"{self.channels} channels @ {self.sample_rate} Hz; utterances: {uses}"
 
 
@@ -59,14 +60,18 @@ def transcript_warning(utt: Utterance) -> str | None:
     if chars <= MAX_TRANSCRIPT_CHARS:
         return None
     audio = f" for {utt.duration:.1f} s of audio" if utt.duration is not None else ""
-    return (f"long transcript: {chars} characters{audio} > {MAX_TRANSCRIPT_CHARS}; several utterances' text joined, "
-            "or a line matched to the wrong audio?")
+    return (
+        f"long transcript: {chars} characters{audio} > {MAX_TRANSCRIPT_CHARS}; several utterances' text joined, "
+        "or a line matched to the wrong audio?"
+    )
 
 
 def _listed(found: list[tuple[int, str]]) -> str:
     """``U+200B ZERO WIDTH SPACE at column 3, ...``: the first ``LISTED_CHARACTERS`` of ``found`` and how many more."""
-    named = [f"U+{ord(ch):04X}{' ' + unicodedata.name(ch) if unicodedata.name(ch, '') else ''} at column {column}"
-             for column, ch in found[:LISTED_CHARACTERS]]
+    named = [
+        f"U+{ord(ch):04X}{' ' + unicodedata.name(ch) if unicodedata.name(ch, '') else ''} at column {column}"
+        for column, ch in found[:LISTED_CHARACTERS]
+    ]
     more = f" and {len(found) - LISTED_CHARACTERS} more" if len(found) > LISTED_CHARACTERS else ""
     return ", ".join(named) + more
 
@@ -92,8 +97,9 @@ def control_character_error(utt: Utterance) -> str | None:
     controls, _ = _unseen(utt.target)
     if not controls:
         return None
-    return (f"control character(s) in the transcript: {_listed(controls)} (corrupt text or a wrong encoding; remove "
-            "them)")
+    return (
+        f"control character(s) in the transcript: {_listed(controls)} (corrupt text or a wrong encoding; remove them)"
+    )
 
 
 def invisible_character_warning(utt: Utterance) -> str | None:
@@ -106,13 +112,22 @@ def invisible_character_warning(utt: Utterance) -> str | None:
     _, invisible = _unseen(utt.target)
     if not invisible:
         return None
-    return (f"invisible character(s) in the transcript: {_listed(invisible)} (training targets keep them, scoring "
-            "drops them; remove stray ones)")
+    return (
+        f"invisible character(s) in the transcript: {_listed(invisible)} (training targets keep them, scoring "
+        "drops them; remove stray ones)"
+    )
 
 
 def validate_utterance(
-    utt: Utterance, *, decode: bool, min_duration: float, max_duration: float, rate: int | None,
-    mono: bool, duration_tolerance: float, multichannel: MultichannelPolicy = "error",
+    utt: Utterance,
+    *,
+    decode: bool,
+    min_duration: float,
+    max_duration: float,
+    rate: int | None,
+    mono: bool,
+    duration_tolerance: float,
+    multichannel: MultichannelPolicy = "error",
     headers: dict[Path, AudioInfo | AudioError] | None = None,
 ) -> tuple[Utterance, str | None, list[str], AudioInfo | None]:
     """Check one entry; returns (utterance with measured duration, error or None, warnings, header if read).
@@ -128,8 +143,14 @@ def validate_utterance(
     warnings: list[str] = []
     declared = None if utt.is_segment else utt.duration  # a segment's duration is its length, not the file's
     requested = utt.duration
-    utt, error, info = check_utterance(utt, min_duration=min_duration, max_duration=max_duration, probe=True,
-                                       multichannel=multichannel, headers=headers)
+    utt, error, info = check_utterance(
+        utt,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        probe=True,
+        multichannel=multichannel,
+        headers=headers,
+    )
     if error is not None:
         return utt, error, warnings, info
     bad_text = control_character_error(utt)
@@ -143,16 +164,22 @@ def validate_utterance(
             return utt, str(exc), warnings, info
         level = peak_dbfs(waveform)
         if level < SILENCE_PEAK_DBFS:
-            warnings.append(f"silent audio: peak {level:.1f} dBFS < {SILENCE_PEAK_DBFS:g} dBFS (a muted channel, the "
-                            "wrong channel, or a blank file?)")
+            warnings.append(
+                f"silent audio: peak {level:.1f} dBFS < {SILENCE_PEAK_DBFS:g} dBFS (a muted channel, the "
+                "wrong channel, or a blank file?)"
+            )
     if rate is not None and info.sample_rate != rate:
         return utt, f"sample rate {info.sample_rate} Hz != required {rate} Hz", warnings, info
     if utt.is_segment and requested is not None and utt.offset + requested > info.duration:
-        warnings.append(f"segment ends {utt.offset + requested - info.duration:.3f} s past the end of the file "
-                        f"({info.duration:.3f} s): cut there")
+        warnings.append(
+            f"segment ends {utt.offset + requested - info.duration:.3f} s past the end of the file "
+            f"({info.duration:.3f} s): cut there"
+        )
     if utt.is_segment and not info.seekable:
-        warnings.append(f"{info.subtype} in {info.format} cannot seek: every segment of this file is decoded from its "
-                        "start; convert long recordings once (e.g. to FLAC or μ-law WAV) before training")
+        warnings.append(
+            f"{info.subtype} in {info.format} cannot seek: every segment of this file is decoded from its "
+            "start; convert long recordings once (e.g. to FLAC or μ-law WAV) before training"
+        )
     if info.channels != 1:
         if mono:
             return utt, f"{info.channels} channels, mono required", warnings, info
@@ -160,15 +187,31 @@ def validate_utterance(
             warnings.append(f"{info.channels} channels, no channel named (multichannel={multichannel})")
             utt = replace(utt, channel=0 if multichannel == "first" else tuple(range(info.channels)))
     if declared is not None and abs(declared - info.duration) > duration_tolerance:
-        return utt, (f"declared duration {declared:.3f} s != file duration {info.duration:.3f} s "
-                     f"(tolerance {duration_tolerance} s)"), warnings, info
+        return (
+            utt,
+            (
+                f"declared duration {declared:.3f} s != file duration {info.duration:.3f} s "
+                f"(tolerance {duration_tolerance} s)"
+            ),
+            warnings,
+            info,
+        )
     return utt, None, warnings, info
 
 
 def validate(
-    manifests: Sequence[str | Path], *, fmt: str = "auto", decode: bool = True, min_duration: float = 0.1,
-    max_duration: float = 30.0, rate: int | None = None, mono: bool = False, duration_tolerance: float = 0.05,
-    multichannel: MultichannelPolicy = "error", sample: int | None = None, seed: int = 0,
+    manifests: Sequence[str | Path],
+    *,
+    fmt: str = "auto",
+    decode: bool = True,
+    min_duration: float = 0.1,
+    max_duration: float = 30.0,
+    rate: int | None = None,
+    mono: bool = False,
+    duration_tolerance: float = 0.05,
+    multichannel: MultichannelPolicy = "error",
+    sample: int | None = None,
+    seed: int = 0,
 ) -> Report:
     """Validate every line of ``manifests`` (see ``validate_utterance``).
 
@@ -194,8 +237,16 @@ def validate(
             continue
         original_channel = utt.channel
         utt, error, warns, info = validate_utterance(
-            utt, decode=decode, min_duration=min_duration, max_duration=max_duration, rate=rate, mono=mono,
-            duration_tolerance=duration_tolerance, multichannel=multichannel, headers=headers)
+            utt,
+            decode=decode,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            rate=rate,
+            mono=mono,
+            duration_tolerance=duration_tolerance,
+            multichannel=multichannel,
+            headers=headers,
+        )
         report.warnings.extend(utt.bad(w) for w in warns)
         if info is not None:
             layout = report.files.setdefault(utt.audio, FileLayout(info.sample_rate, info.channels))
@@ -243,8 +294,10 @@ def format_report(report: Report, max_listed: int = 0) -> str:
     )
     lines.append("  sample rates: " + (", ".join(f"{r} Hz x{n}" for r, n in sorted(report.rates.items())) or "-"))
     per_file = Counter(layout.channels for layout in report.files.values())
-    lines.append(f"  audio files: {len(report.files)}; by channel count: "
-                 + (", ".join(f"{c} ch x{n}" for c, n in sorted(per_file.items())) or "-"))
+    lines.append(
+        f"  audio files: {len(report.files)}; by channel count: "
+        + (", ".join(f"{c} ch x{n}" for c, n in sorted(per_file.items())) or "-")
+    )
     multi = [(path, layout) for path, layout in report.files.items() if layout.channels > 1]
     for path, layout in multi[:LISTED_FILES]:
         lines.append(f"    {path}: {layout.describe()}")

@@ -7,7 +7,8 @@ import heapq
 import itertools
 import logging
 import math
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +25,13 @@ class BucketBatchSampler:
     ``max_frames`` (and ``max_tokens`` for ``token_lengths``). Each epoch: shuffle with (seed, epoch), sort inside
     windows of ``sort_window`` utterances, pack greedily, shuffle batch order, then deal batches round-robin to
     ``world_size`` ranks, dropping the last ``< world_size`` batches so every rank runs the same number of steps on a
-    disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index, epoch, frontend_rate)`` triples so datasets can seed augmentation per
-    epoch and follow a frontend-rate switch made in the main process mid-epoch (``frontend_rate``, read per batch). An utterance longer than a whole budget gets a batch of its own.
-    ``epoch_lengths(epoch)`` gives an epoch's own (lengths, token_lengths) when they change per epoch (speed
-    perturbation; ``lengths``/``token_lengths`` are then the unperturbed ones). Every epoch then has the same number
-    of batches, as Lightning reads it once: epoch 0's plan plus ``EPOCH_SLACK`` (and a batch per rank), reached by
-    halving the largest batches of each epoch's plan.
+    disjoint shard (``drop_uneven=False`` keeps them, e.g. for evaluation). ``yield_epoch`` makes it yield ``(index,
+    epoch, frontend_rate)`` triples so datasets can seed augmentation per epoch and follow a frontend-rate switch made
+    in the main process mid-epoch (``frontend_rate``, read per batch). An utterance longer than a whole budget gets a
+    batch of its own. ``epoch_lengths(epoch)`` gives an epoch's own (lengths, token_lengths) when they change per epoch
+    (speed perturbation; ``lengths``/``token_lengths`` are then the unperturbed ones). Every epoch then has the same
+    number of batches, as Lightning reads it once: epoch 0's plan plus ``EPOCH_SLACK`` (and a batch per rank), reached
+    by halving the largest batches of each epoch's plan.
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class BucketBatchSampler:
         self.epoch = int(epoch)
 
     @property
-    def sampler(self) -> "BucketBatchSampler":
+    def sampler(self) -> BucketBatchSampler:
         """Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` (not on the batch sampler itself)
         at every epoch start: pointing it here makes each epoch reshuffle and keeps the resume position per epoch."""
         return self
@@ -117,9 +119,14 @@ class BucketBatchSampler:
     def _to_count(self, batches: list[list[int]], count: int, epoch: int) -> list[list[int]]:
         batches = split_to_count(batches, count)
         if len(batches) > count:
-            logger.warning("epoch %d plans %d batches, more than the %d each epoch has (Lightning counts them once): "
-                           "its last %d batches are not run; raise nano8k.data.pipeline.batching.EPOCH_SLACK", epoch,
-                           len(batches), count, len(batches) - count)
+            logger.warning(
+                "epoch %d plans %d batches, more than the %d each epoch has (Lightning counts them once): "
+                "its last %d batches are not run; raise nano8k.data.pipeline.batching.EPOCH_SLACK",
+                epoch,
+                len(batches),
+                count,
+                len(batches) - count,
+            )
         return batches
 
     def _plan(self, epoch: int) -> list[list[int]]:
@@ -176,8 +183,12 @@ class BucketBatchSampler:
 
     def state_dict(self, batches_consumed: int = 0) -> dict[str, int]:
         """Position to resume from: epoch and how many of this rank's batches were already consumed."""
-        return {"epoch": self.epoch, "batches_consumed": int(batches_consumed), "seed": self.seed,
-                "world_size": self.world_size}
+        return {
+            "epoch": self.epoch,
+            "batches_consumed": int(batches_consumed),
+            "seed": self.seed,
+            "world_size": self.world_size,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Make the next iteration of ``state['epoch']`` start after the consumed batches."""
@@ -230,8 +241,9 @@ def plan_digest(batches: Sequence[Sequence[int]]) -> str:
     return hashlib.sha256(sizes.tobytes() + b"|" + rows.tobytes()).hexdigest()
 
 
-def padded_lengths(frames: Sequence[int] | np.ndarray, tokens: Sequence[int] | np.ndarray | None,
-                   multiples: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+def padded_lengths(
+    frames: Sequence[int] | np.ndarray, tokens: Sequence[int] | np.ndarray | None, multiples: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Frame and token lengths as ``collate`` pads a batch's widths (``multiples``: frames, tokens): what a batch
     then costs."""
     frames = padded_length(np.asarray(frames, dtype=np.int64), multiples[0])

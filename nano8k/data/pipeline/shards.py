@@ -27,9 +27,10 @@ import logging
 import posixpath
 import tarfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -37,13 +38,13 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from nano8k.paths import cache_root
 from nano8k.data.audio import AudioError, MultichannelPolicy
 from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.pipeline.batching import BucketBatchSampler, padded_lengths, split_to_count
-from nano8k.data.pipeline.dataset import Skipped
 from nano8k.data.manifests.io import read_manifest
 from nano8k.data.manifests.utterance import Utterance
+from nano8k.data.pipeline.batching import BucketBatchSampler, padded_lengths, split_to_count
+from nano8k.data.pipeline.dataset import Skipped
+from nano8k.paths import cache_root
 
 logger = logging.getLogger("nano8k.data")
 FORMAT = "nano8k-webdataset-1"
@@ -57,8 +58,15 @@ def _tar_add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
     tar.addfile(member, io.BytesIO(payload))
 
 
-def write_shards(utts: Sequence[Utterance], out_dir: str | Path, *, shard_size: int = 1000, seed: int = 0,
-                 multichannel: MultichannelPolicy = "error", log: BadSampleLog | None = None) -> dict[str, Any]:
+def write_shards(
+    utts: Sequence[Utterance],
+    out_dir: str | Path,
+    *,
+    shard_size: int = 1000,
+    seed: int = 0,
+    multichannel: MultichannelPolicy = "error",
+    log: BadSampleLog | None = None,
+) -> dict[str, Any]:
     """Write ``utts`` (shuffled with ``seed``) as tar shards of ``shard_size`` utterances into ``out_dir``; returns
     ``shards.json``'s content. Audio that cannot be decoded goes to ``log`` (default: an error naming it)."""
     if shard_size < 1:
@@ -84,19 +92,37 @@ def write_shards(utts: Sequence[Utterance], out_dir: str | Path, *, shard_size: 
                     flac = io.BytesIO()
                     sf.write(flac, waveform.numpy(), rate, format="FLAC", subtype="PCM_16")
                     duration = round(waveform.numel() / rate, 6)
-                    meta = {"key": utt.key, "target": utt.target, "lang": utt.lang, "prompt": utt.prompt,
-                            "duration": duration, "sample_rate": rate}
+                    meta = {
+                        "key": utt.key,
+                        "target": utt.target,
+                        "lang": utt.lang,
+                        "prompt": utt.prompt,
+                        "duration": duration,
+                        "sample_rate": rate,
+                    }
                     _tar_add(tar, f"{count:06d}.json", json.dumps(meta, ensure_ascii=False).encode())
                     _tar_add(tar, f"{count:06d}.flac", flac.getvalue())
-                    index.write(json.dumps({"key": utt.key, "source": name, "target": utt.target,
-                                            "duration": duration, "lang": utt.lang, "prompt": utt.prompt},
-                                           ensure_ascii=False) + "\n")
+                    index.write(
+                        json.dumps(
+                            {
+                                "key": utt.key,
+                                "source": name,
+                                "target": utt.target,
+                                "duration": duration,
+                                "lang": utt.lang,
+                                "prompt": utt.prompt,
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
                     count += 1
             (out / f"{name}.tmp").replace(out / name)
             shards.append({"name": name, "count": count})
             written += count
-            logger.info("%s: %d utterances (%d / %d, %.0f s)", name, count, written, len(utts),
-                        time.monotonic() - start)
+            logger.info(
+                "%s: %d utterances (%d / %d, %.0f s)", name, count, written, len(utts), time.monotonic() - start
+            )
     (out / f"{INDEX}.tmp").replace(out / INDEX)
     summary = {"format": FORMAT, "utterances": written, "shard_size": shard_size, "seed": seed, "shards": shards}
     (out / SHARDS).write_text(json.dumps(summary, indent=1))
@@ -114,15 +140,17 @@ class ShardIndex:
     starts: np.ndarray  # first row of each shard
 
     @classmethod
-    def open(cls, location: str | Path) -> "ShardIndex":
+    def open(cls, location: str | Path) -> ShardIndex:
         """Read ``shards.json`` and ``index.jsonl`` of the shard set at ``location`` (a folder or an fsspec URL)."""
         location = str(location).rstrip("/")
         try:
             with fsspec.open(posixpath.join(location, SHARDS), "r", encoding="utf-8") as handle:
                 summary = json.load(handle)
         except (OSError, ValueError) as exc:
-            raise DataError(f"{location}: not a nano8k shard set (cannot read {SHARDS}: {exc}); write one with "
-                            "python -m nano8k.data.shards MANIFEST --out DIR") from exc
+            raise DataError(
+                f"{location}: not a nano8k shard set (cannot read {SHARDS}: {exc}); write one with "
+                "python -m nano8k.data.shards MANIFEST --out DIR"
+            ) from exc
         if summary.get("format") != FORMAT:
             raise DataError(f"{location}/{SHARDS}: format {summary.get('format')!r}, expected {FORMAT!r}")
         index_path = Path(location) / INDEX
@@ -134,8 +162,10 @@ class ShardIndex:
         shards = [(item["name"], int(item["count"])) for item in summary["shards"]]
         counts = np.array([count for _, count in shards], dtype=np.int64)
         if int(counts.sum()) != len(contents.utterances):
-            raise DataError(f"{location}: {SHARDS} lists {int(counts.sum())} utterances, {INDEX} has "
-                            f"{len(contents.utterances)}; the shard set is incomplete (rewrite it)")
+            raise DataError(
+                f"{location}: {SHARDS} lists {int(counts.sum())} utterances, {INDEX} has "
+                f"{len(contents.utterances)}; the shard set is incomplete (rewrite it)"
+            )
         return cls(location, shards, contents.utterances, np.concatenate([[0], np.cumsum(counts)[:-1]]))
 
     def url(self, shard: int) -> str:
@@ -210,22 +240,37 @@ class ShardStream(IterableDataset):
     collate_fn=SpeechCollator(...), num_workers=num_workers)``; ``len`` is this rank's batches per epoch.
     """
 
-    def __init__(self, index: ShardIndex, dataset: Any, *, max_frames: int, max_tokens: int | None = None,
-                 max_batch_size: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0, shuffle: bool = True, pad_multiples: tuple[int, int] = (1, 1)) -> None:
+    def __init__(
+        self,
+        index: ShardIndex,
+        dataset: Any,
+        *,
+        max_frames: int,
+        max_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        shuffle: bool = True,
+        pad_multiples: tuple[int, int] = (1, 1),
+    ) -> None:
         self.index, self.dataset = index, dataset
         self.seed, self.rank, self.world_size, self.shuffle = int(seed), int(rank), int(world_size), shuffle
         self.workers = max(int(num_workers), 1)
         readers = self.world_size * self.workers
         if len(index.shards) < readers:
-            raise DataError(f"{index.location}: {len(index.shards)} shards for {self.world_size} rank(s) x "
-                            f"{self.workers} loader worker(s); each reader needs a shard of its own: write at least "
-                            f"{readers} shards (a smaller --shard_size) or use fewer data.num_workers")
+            raise DataError(
+                f"{index.location}: {len(index.shards)} shards for {self.world_size} rank(s) x "
+                f"{self.workers} loader worker(s); each reader needs a shard of its own: write at least "
+                f"{readers} shards (a smaller --shard_size) or use fewer data.num_workers"
+            )
         lengths, tokens = dataset.batch_lengths(with_tokens=max_tokens is not None)
         # the budgets count the padding the collator adds (``data.pad_*_to_multiple``)
         lengths, tokens = padded_lengths(lengths, tokens, pad_multiples)
-        self.packer = BucketBatchSampler(lengths, max_frames, token_lengths=tokens, max_tokens=max_tokens,
-                                         max_batch_size=max_batch_size)
+        self.packer = BucketBatchSampler(
+            lengths, max_frames, token_lengths=tokens, max_tokens=max_tokens, max_batch_size=max_batch_size
+        )
         self.lengths, self.tokens = lengths, tokens
         self.epoch = 0
         self._resume: tuple[int, int] | None = None
@@ -263,13 +308,16 @@ class ShardStream(IterableDataset):
             shards = np.random.default_rng([self.seed, epoch]).permutation(shards)
         readers = self.world_size * self.workers
         plan = [[(int(s), self._shard_batches(int(s), epoch)) for s in shards[r::readers]] for r in range(readers)]
-        per_rank = [sum(len(b) for r in range(k * self.workers, (k + 1) * self.workers) for _, b in plan[r])
-                    for k in range(self.world_size)]
+        per_rank = [
+            sum(len(b) for r in range(k * self.workers, (k + 1) * self.workers) for _, b in plan[r])
+            for k in range(self.world_size)
+        ]
         target = max(per_rank)
         for k, count in enumerate(per_rank):
             if count < target:
                 plan[k * self.workers : (k + 1) * self.workers] = self._grow(
-                    plan[k * self.workers : (k + 1) * self.workers], target, epoch)
+                    plan[k * self.workers : (k + 1) * self.workers], target, epoch
+                )
         self._plans = {epoch: plan}
         return plan
 
@@ -279,8 +327,10 @@ class ShardStream(IterableDataset):
         tagged = [[(r, shard, row) for row in batch] for r, shard, batch in flat]
         grown = split_to_count(tagged, target)
         if len(grown) < target:
-            raise DataError(f"epoch {epoch}: rank batches cannot be made equal ({len(grown)} < {target}); write more, "
-                            "smaller shards")
+            raise DataError(
+                f"epoch {epoch}: rank batches cannot be made equal ({len(grown)} < {target}); write more, "
+                "smaller shards"
+            )
         out: list[list[tuple[int, list[list[int]]]]] = [[] for _ in readers]
         for batch in grown:
             r, shard = batch[0][0], batch[0][1]
@@ -299,15 +349,25 @@ class ShardStream(IterableDataset):
 
     # -- resume ---------------------------------------------------------------------------------------------------
     def state_dict(self, batches_consumed: int = 0) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches_consumed": int(batches_consumed), "seed": self.seed,
-                "world_size": self.world_size, "num_workers": self.workers}
+        return {
+            "epoch": self.epoch,
+            "batches_consumed": int(batches_consumed),
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "num_workers": self.workers,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        saved = (state.get("seed", self.seed), state.get("world_size", self.world_size),
-                 state.get("num_workers", self.workers))
+        saved = (
+            state.get("seed", self.seed),
+            state.get("world_size", self.world_size),
+            state.get("num_workers", self.workers),
+        )
         if saved != (self.seed, self.world_size, self.workers):
-            raise ValueError(f"cannot resume a shard plan made with seed, world_size, num_workers = {saved} using "
-                             f"{(self.seed, self.world_size, self.workers)}")
+            raise ValueError(
+                f"cannot resume a shard plan made with seed, world_size, num_workers = {saved} using "
+                f"{(self.seed, self.world_size, self.workers)}"
+            )
         self.epoch = int(state["epoch"])
         self._resume = (self.epoch, int(state["batches_consumed"]))
 
@@ -346,7 +406,9 @@ class ShardStream(IterableDataset):
             return Skipped(bad)
         meta, flac = payloads[row]
         if meta.get("key") != utt.key:
-            raise DataError(f"{url}: holds {meta.get('key')!r} where {INDEX} says {utt.key!r}: the shard set is "
-                            "inconsistent (write it again)")
+            raise DataError(
+                f"{url}: holds {meta.get('key')!r} where {INDEX} says {utt.key!r}: the shard set is "
+                "inconsistent (write it again)"
+            )
         fields = {**vars(utt), "audio": Path(url)}
         return self.dataset.item(ShardUtterance(**fields, payload=flac), epoch, self.frontend_rate)
