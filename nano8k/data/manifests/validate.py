@@ -1,4 +1,4 @@
-"""CLI: ``python -m nano8k.data.validate MANIFEST...`` checks every line; ``--convert OUT`` writes ChatML or Lhotse."""
+"""Manifest checks: every line read, its audio probed (or decoded), problems and warnings counted by kind."""
 
 from __future__ import annotations
 
