@@ -10,15 +10,5 @@
 
 from nano8k.data.manifests.io import load_utterances, read_manifest, read_utterances, write_chatml
 from nano8k.data.manifests.utterance import ManifestContents, Utterance
-from nano8k.data.manifests.validate import Report, validate
 
-__all__ = [
-    "ManifestContents",
-    "Report",
-    "Utterance",
-    "load_utterances",
-    "read_manifest",
-    "read_utterances",
-    "validate",
-    "write_chatml",
-]
+__all__ = ["ManifestContents", "Utterance", "load_utterances", "read_manifest", "read_utterances", "write_chatml"]
