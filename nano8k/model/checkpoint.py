@@ -32,7 +32,7 @@ from nano8k.model.convert import (
 )
 from nano8k.model.features import FrontendConfig
 from nano8k.model.nano import NanoASR
-from nano8k.model.recipe import Recipe, RecipeError
+from nano8k.model.feeding import Feeding, FeedingError
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,8 @@ def load_pretrained(
 ) -> NanoASR:
     """Load a Fun-ASR-Nano model directory: the FunASR release layout or a nano8k HF (save_pretrained) export.
 
-    The model carries the directory's recipe record (``model.recipe``: audio token rule, weight lineage).
+    The model carries the directory's feeding record (``model.feeding``: token rule, weight lineage, prompt settings,
+    fbank rate and dither).
 
     ``dtype`` is for the encoder and adaptor (the reference keeps them fp32), ``llm_dtype`` for the LLM
     (default: same as ``dtype``). ``dither`` overrides ``frontend_conf.dither`` (absent in the release = 1.0).
@@ -255,22 +256,22 @@ def load_pretrained(
     audio_dtype = _resolve_dtype(dtype, torch.float32)
     text_dtype = _resolve_dtype(llm_dtype, audio_dtype)
     funasr, qwen = read_model_configs(model_dir)
-    recipe = read_recipe(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
+    feeding = read_feeding(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
+    if dither is not None:
+        feeding = dataclasses.replace(feeding, dither=float(dither))
     release = (model_dir / "config.yaml").exists()
     _require_tokenizer(llm_dir(model_dir, funasr) if release else model_dir, model_dir)
     if release:
-        model = _load_funasr_layout(model_dir, funasr, qwen, recipe, attn_implementation)
+        model = _load_funasr_layout(model_dir, funasr, qwen, feeding, attn_implementation)
     else:
-        model = _load_hf_layout(model_dir, funasr, qwen, recipe, attn_implementation)
-    if dither is not None:
-        model.frontend = dataclasses.replace(model.frontend, dither=float(dither))
+        model = _load_hf_layout(model_dir, funasr, qwen, feeding, attn_implementation)
     model.network.to(audio_dtype)
     model.llm.to(text_dtype)
     model.network.lm_head.to(text_dtype)
     return model
 
 
-def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
+def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], feeding: Feeding,
                         attn_implementation: str) -> NanoASR:
     try:
         config = build_config(funasr, qwen, source=str(model_dir / "config.yaml"))
@@ -291,10 +292,10 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
     network.load_state_dict(state, strict=True)
     tokenizer = load_tokenizer_files(llm_dir(model_dir, funasr))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras, recipe)
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras, feeding)
 
 
-def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
+def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], feeding: Feeding,
                     attn_implementation: str) -> NanoASR:
     try:
         network = FunAsrNanoForConditionalGeneration.from_pretrained(
@@ -306,7 +307,7 @@ def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any
     network.eval()
     tokenizer = load_tokenizer_files(model_dir)
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), feeding)
 
 
 def load_tokenizer_files(folder: str | os.PathLike) -> Any:
@@ -433,11 +434,11 @@ def _read_extras(path: Path) -> "OrderedDict[str, torch.Tensor]":
     return tensors
 
 
-def read_recipe(funasr: Mapping[str, Any], source: Path) -> Recipe:
-    """The model dir's recipe record (``nano8k`` section of config.yaml); ``CheckpointError`` naming the file."""
+def read_feeding(funasr: Mapping[str, Any], source: Path) -> Feeding:
+    """The model dir's feeding record (config.yaml); ``CheckpointError`` naming the file."""
     try:
-        return Recipe.from_funasr(funasr, str(source))
-    except RecipeError as err:
+        return Feeding.from_funasr(funasr, str(source))
+    except FeedingError as err:
         raise CheckpointError(str(err)) from err
 
 
@@ -447,28 +448,9 @@ def funasr_config_file(model_dir: str | os.PathLike) -> Path:
     return model_dir / "config.yaml" if (model_dir / "config.yaml").exists() else model_dir / HF_SIDECAR
 
 
-def model_recipe(model_dir: str | os.PathLike) -> Recipe:
-    """The recipe record of a model dir in either layout, without loading any weights."""
-    funasr, _ = read_model_configs(model_dir)
-    return read_recipe(funasr, funasr_config_file(model_dir))
-
-
 def exported_funasr_config(model: NanoASR) -> dict[str, Any]:
-    """The config.yaml an export writes: the loaded one with the model's recipe record, fbank rate and dither in.
-
-    ``frontend_conf.fs`` becomes ``model.frontend.sample_rate`` (a native 8 kHz stage-1 model records 8000) and
-    ``frontend_conf.dither`` its dither (what training used), where they differ from what the file says; nothing else
-    of the frontend is changed.
-    """
-    config = model.recipe.written_into(model.funasr_config)
-    front = config.get("frontend_conf")
-    if isinstance(front, dict):
-        recorded = FrontendConfig.from_funasr(front)
-        if recorded.sample_rate != model.frontend.sample_rate:
-            front["fs"] = model.frontend.sample_rate
-        if recorded.dither != model.frontend.dither:
-            front["dither"] = model.frontend.dither
-    return config
+    """The config.yaml an export writes: the loaded one carrying the model's feeding (``Feeding.written_into``)."""
+    return model.feeding.written_into(model.funasr_config)
 
 
 def funasr_state_dict(model: NanoASR, dtype: torch.dtype = torch.bfloat16) -> "OrderedDict[str, torch.Tensor]":
@@ -509,7 +491,7 @@ def save_tokenizer(tokenizer: Any, folder: Path) -> None:
 
 
 def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
-    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config (frontend settings, recipe
+    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config (frontend settings, feeding
     record) and the release's extra (CTC) tensors, so a FunASR export made from it drops nothing."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nano8k.model.batch import SpeechBatch, label_positions
+from nano8k.model.batch import SourceBatch, SpeechBatch, label_positions
 from nano8k.model.features import FrontendConfig
-from nano8k.model.prompt import PromptEncoder, pad_token_id
-from nano8k.model.recipe import Recipe
+from nano8k.model.feeding import Feeding
+from nano8k.model.prompt import pad_token_id
 
 
 @dataclass
@@ -59,22 +59,23 @@ class NanoASR(nn.Module):
         funasr_config: dict[str, Any],
         qwen_config: dict[str, Any],
         extra_tensors: dict[str, torch.Tensor] | None = None,
-        recipe: Recipe | None = None,
+        feeding: Feeding | None = None,
     ):
         super().__init__()
         self.network = network
         self.tokenizer = tokenizer
-        self.frontend = frontend
+        self._fbank_settings = frontend  # its rate and dither are the feeding's
         self.funasr_config = funasr_config
         self.qwen_config = qwen_config
         self.extra_tensors = dict(extra_tensors or {})  # e.g. untrained CTC tensors, kept only for export
-        self.recipe = recipe or Recipe()  # token rule, prompt settings, weight lineage: the model dir's config.yaml
+        # token rule, weight lineage, prompt settings, fbank rate and dither: the model dir's config.yaml
+        self.feeding = feeding or Feeding(frontend_rate=frontend.sample_rate, dither=frontend.dither)
         self._prefix_states: tuple | None = None  # (key, hidden, per-layer keys/values) of a shared text prefix
 
     @property
-    def prompts(self) -> PromptEncoder:
-        """The prompt encoder of the model's recipe record (``recipe.prompt``: how it was trained to be prompted)."""
-        return PromptEncoder(self.tokenizer, self.recipe.prompt)
+    def frontend(self) -> FrontendConfig:
+        """The fbank settings: config.yaml's ``frontend_conf`` at the feeding's rate and dither."""
+        return self.feeding.frontend(self._fbank_settings)
 
     @property
     def encoder(self) -> nn.Module:
@@ -224,25 +225,15 @@ class NanoASR(nn.Module):
             cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
         return hidden.expand(rows, -1, -1), cache
 
-    def left_padded_sources(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Source parts of the batch, left-padded: (input_ids, attention_mask, audio_start)."""
-        width = int(batch.source_lens.max())
-        shift = width - batch.source_lens  # [B]
-        columns = torch.arange(width, device=shift.device)[None, :] - shift[:, None]
-        mask = columns >= 0
-        ids = torch.gather(batch.input_ids, 1, columns.clamp(min=0))
-        ids = torch.where(mask, ids, torch.full_like(ids, self.pad_id))
-        return ids, mask.long(), batch.audio_start + shift
-
     @torch.no_grad()
-    def generate_ids(self, batch: SpeechBatch, max_new_tokens: int = 512) -> list[list[int]]:
-        """Batched greedy decoding; each row equals decoding that utterance alone. Stops at ``<|im_end|>``."""
-        ids, mask, audio_start = self.left_padded_sources(batch)
+    def generate_ids(self, batch: SourceBatch, max_new_tokens: int = 512) -> list[list[int]]:
+        """Batched greedy decoding of left-padded sources; each row equals decoding that utterance alone. Stops at
+        ``<|im_end|>``."""
         adaptor_out = self.encode_audio(batch.feats, batch.feat_lens)
-        embeds = self.splice(ids, audio_start, batch.audio_tokens, adaptor_out)
+        embeds = self.splice(batch.input_ids, batch.audio_start, batch.audio_tokens, adaptor_out)
         generated = self.network.generate(
             inputs_embeds=embeds,
-            attention_mask=mask,
+            attention_mask=batch.attention_mask,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
@@ -259,6 +250,6 @@ class NanoASR(nn.Module):
     def decode(self, ids: list[int]) -> str:
         return postprocess_text(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def transcribe(self, batch: SpeechBatch, max_new_tokens: int = 512) -> list[str]:
+    def transcribe(self, batch: SourceBatch, max_new_tokens: int = 512) -> list[str]:
         """Batched greedy transcription with reference text post-processing."""
         return [self.decode(ids) for ids in self.generate_ids(batch, max_new_tokens)]
