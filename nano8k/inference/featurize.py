@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from nano8k.data.audio import AudioError, MultichannelPolicy, resample
+from nano8k.data.audio import AudioError, MultichannelPolicy
 from nano8k.data.channel.telephone import utterance_rng
 from nano8k.data.manifests.io import Utterance
 from nano8k.data.pipeline.batching import estimated_lfr_frames
-from nano8k.model.features import FrontendConfig, apply_lfr, fbank
+from nano8k.model.features import FrontendConfig, extract_features
 
 DITHER_SEED = 0  # dither, when asked for, is seeded per utterance key with this seed (as training's epoch 0)
 
@@ -66,14 +66,8 @@ class Featurizer:
         self._refuse_before_decoding(request)
         waveform, rate = request.load(self.multichannel)
         duration = waveform.numel() / rate
-        waveform = resample(waveform, rate, frontend.sample_rate)
-        if frontend.dither:  # reproducible dither without touching the global torch RNG
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(utterance_rng(DITHER_SEED, request.utt.key, 0, "dither").integers(2**62)))
-                feats = fbank(waveform, frontend)
-        else:
-            feats = fbank(waveform, frontend)
-        feats = apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
+        seed = int(utterance_rng(DITHER_SEED, request.utt.key, 0, "dither").integers(2**62)) if frontend.dither else None
+        feats = extract_features(waveform, rate, frontend, dither_seed=seed)
         if self.max_frames is not None and feats.shape[0] > self.max_frames:
             raise AudioError(self._too_long(feats.shape[0], duration))
         if not bool(torch.isfinite(feats).all()):

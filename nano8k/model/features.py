@@ -118,7 +118,15 @@ def apply_lfr(fbank: torch.Tensor, lfr_m: int = 7, lfr_n: int = 6) -> torch.Tens
     return windows.transpose(1, 2).reshape(rows, lfr_m * n_mels)
 
 
-def extract_features(waveform: torch.Tensor, sample_rate: int, config: FrontendConfig = FrontendConfig()) -> torch.Tensor:
-    """Encoder input ``[L, n_mels * lfr_m]`` from a mono waveform at any rate (resampled to the frontend rate)."""
+def extract_features(waveform: torch.Tensor, sample_rate: int, config: FrontendConfig = FrontendConfig(),
+                     dither_seed: int | None = None) -> torch.Tensor:
+    """Encoder input ``[L, n_mels * lfr_m]`` from a mono waveform at any rate (resampled to the frontend rate).
+
+    ``dither_seed`` seeds the fbank's dither (the global torch RNG is left alone), so it draws the same noise for an
+    utterance whatever else was decoded before."""
     waveform = resample(waveform, sample_rate, config.sample_rate)
-    return apply_lfr(fbank(waveform, config), config.lfr_m, config.lfr_n)
+    if dither_seed is None or not config.dither:
+        return apply_lfr(fbank(waveform, config), config.lfr_m, config.lfr_n)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(dither_seed)
+        return apply_lfr(fbank(waveform, config), config.lfr_m, config.lfr_n)
