@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nano8k.inference.api import Model, Speech, load_model
+    from nano8k.inference.api import Model, Speech, examples, examples_manifest, load_model
 
-__all__ = ["Model", "Speech", "load_model"]
+__all__ = ["Model", "Speech", "examples", "examples_manifest", "load_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
 """``python -m nano8k.evaluate``: runs nano8k.commands.evaluate."""
+
 import sys
 
 from nano8k.commands.evaluate import main

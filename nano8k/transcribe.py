@@ -1,4 +1,5 @@
 """``python -m nano8k.transcribe``: runs nano8k.commands.transcribe."""
+
 import sys
 
 from nano8k.commands.transcribe import main

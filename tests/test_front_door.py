@@ -59,7 +59,7 @@ def test_a_segment_of_one_channel_equals_that_channel_cut_alone(tiny, tmp_path):
     call = tmp_path / "call.wav"
     sf.write(str(call), np.stack([left[:n], right[:n]], axis=1), rate, subtype="FLOAT")
     offset, duration = 0.1, round((n / rate) - 0.2, 3)
-    cut = right[round(offset * rate): round(offset * rate) + round(duration * rate)]
+    cut = right[round(offset * rate) : round(offset * rate) + round(duration * rate)]
     alone = tiny.transcribe([cut], sample_rate=rate, max_new_tokens=6)[0]
     in_file = Speech(str(call), key="cust", offset=offset, duration=duration, channel=1)
     in_memory = Speech(np.stack([left[:n], right[:n]]), sample_rate=rate, offset=offset, duration=duration, channel=1)
@@ -79,15 +79,16 @@ def test_a_segment_of_one_channel_equals_that_channel_cut_alone(tiny, tmp_path):
 
 def test_hotwords_and_language_per_input(tiny):
     first, second = TINY_WAVS[:2]
-    per_input = tiny.transcribe([Speech(first, hotwords=["alpha", "beta"]), Speech(second, language="en")],
-                                max_new_tokens=6)
+    per_input = tiny.transcribe(
+        [Speech(first, hotwords=["alpha", "beta"]), Speech(second, language="en")], max_new_tokens=6
+    )
     assert per_input[0] == tiny.transcribe([first], hotwords=["alpha", "beta"], max_new_tokens=6)[0]
     assert per_input[1] == tiny.transcribe([second], language="en", max_new_tokens=6)[0]
     assert [r.text for r in per_input] != [r.text for r in tiny.transcribe([first, second], max_new_tokens=6)]
     # the prompts did change: the same inputs without them are fed other source tokens
+    from nano8k.data.manifests.io import Utterance
     from nano8k.inference.decode import DecodeOptions, _Prompts
     from nano8k.inference.featurize import Request
-    from nano8k.data.manifests.io import Utterance
 
     prompts = _Prompts(tiny.network, tiny.feeding, DecodeOptions())
     plain = Request(Utterance("k", first, ""))

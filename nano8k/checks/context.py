@@ -85,7 +85,7 @@ class Context:
 
     @cached_property
     def recipe_or_error(self) -> tuple["Feeding", str | None]:
-        """The model dir's recipe record, read once; the release's with the reason when unreadable or refused."""
+        """The model dir's feeding record, read once; the release's with the reason when unreadable or refused."""
         from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_feeding
         from nano8k.model.feeding import Feeding
 
@@ -98,7 +98,7 @@ class Context:
 
     @property
     def recipe(self) -> "Feeding":
-        """The model dir's recipe record (token rule, weight lineage); a refused record is the model_dir check's."""
+        """The model dir's feeding record (token rule, weight lineage); a refused record is the model_dir check's."""
         return self.recipe_or_error[0]
 
     @property

@@ -8,7 +8,15 @@
 - ``arguments``: the options ``transcribe`` and ``evaluate`` share (UserError kinds, never SystemExit)
 """
 
-from nano8k.inference.api import Model, Speech, Transcription, load_for_inference, load_model
+from nano8k.inference.api import (
+    Model,
+    Speech,
+    Transcription,
+    examples,
+    examples_manifest,
+    load_for_inference,
+    load_model,
+)
 from nano8k.inference.decode import (
     DECODE_OVERRIDES,
     DecodeOptions,
@@ -33,6 +41,8 @@ __all__ = [
     "Transcription",
     "decode_and_score",
     "decode_feeding",
+    "examples",
+    "examples_manifest",
     "load_for_inference",
     "load_model",
     "transcribe_requests",

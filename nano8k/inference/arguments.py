@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any
 
 from jsonargparse import ArgumentParser
 
@@ -25,8 +26,10 @@ def utterances_from_files(paths: Sequence[str | Path], channel: int | None = Non
     """One utterance per audio file (its ``channel``, 0-based, when given); the key is the file stem (the full path
     when stems collide)."""
     stems = [Path(p).stem for p in paths]
-    return [Utterance(key=stem if stems.count(stem) == 1 else str(p), audio=_absolute(p), target="",
-                      channel=channel) for stem, p in zip(stems, paths)]
+    return [
+        Utterance(key=stem if stems.count(stem) == 1 else str(p), audio=_absolute(p), target="", channel=channel)
+        for stem, p in zip(stems, paths)
+    ]
 
 
 def _absolute(path: str | Path) -> Path:
@@ -98,7 +101,8 @@ def _prompt_language(value: str) -> str:
         return value
     if value not in LANGUAGE_NAMES:
         raise argparse.ArgumentTypeError(
-            f"must be one of {', '.join(LANGUAGE_NAMES)}, {MANIFEST_LANGUAGE} or null, got {value!r}")
+            f"must be one of {', '.join(LANGUAGE_NAMES)}, {MANIFEST_LANGUAGE} or null, got {value!r}"
+        )
     return value
 
 
@@ -111,30 +115,63 @@ text_value = ArgType("str | null", str)
 def add_decode_arguments(parser: ArgumentParser) -> None:
     """Options shared by ``transcribe`` and ``evaluate``. Without the prompt and fbank options a model is fed as its
     feeding says (config.yaml); giving one overrides that field, with a notice."""
-    parser.add_argument("--model_dir", type=str | None, default=None,
-                        help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'mini' / "
-                             "'tiny' = the bundled models")
-    parser.add_argument("--language", type=prompt_language, default=None,
-                        help="prompt language: zh, en, ja (or 中文, 英文, 日文), manifest (each line's lang) or null; "
-                             "default: the model's feeding (the release: null)")
-    parser.add_argument("--itn", type=bool | None, default=None,
-                        help="false: prompt for text without inverse normalization; default: the model's feeding")
-    parser.add_argument("--system_prompt", type=text_value, default=None,
-                        help="the prompt's system turn (null: none); default: the model's feeding")
-    parser.add_argument("--context_header", type=bool | None, default=None,
-                        help="the fine-tuning context header before the task text; default: the model's feeding")
+    parser.add_argument(
+        "--model_dir",
+        type=str | None,
+        default=None,
+        help=f"model folder (FunASR release or nano8k export); default ${MODEL_DIR_ENV}; 'mini' / "
+        "'tiny' = the bundled models",
+    )
+    parser.add_argument(
+        "--language",
+        type=prompt_language,
+        default=None,
+        help="prompt language: zh, en, ja (or 中文, 英文, 日文), manifest (each line's lang) or null; "
+        "default: the model's feeding (the release: null)",
+    )
+    parser.add_argument(
+        "--itn",
+        type=bool | None,
+        default=None,
+        help="false: prompt for text without inverse normalization; default: the model's feeding",
+    )
+    parser.add_argument(
+        "--system_prompt",
+        type=text_value,
+        default=None,
+        help="the prompt's system turn (null: none); default: the model's feeding",
+    )
+    parser.add_argument(
+        "--context_header",
+        type=bool | None,
+        default=None,
+        help="the fine-tuning context header before the task text; default: the model's feeding",
+    )
     parser.add_argument("--hotwords", type=str, default="", help="comma-separated hotwords for the prompt")
     parser.add_argument("--batch_size", type=at_least(1, int), default=16, help="utterances decoded together")
-    parser.add_argument("--max_new_tokens", type=at_least(1, int), default=256,
-                        help="most tokens generated per utterance")
-    parser.add_argument("--frontend_rate", type=choice_of([16000, 8000], nullable=True), default=None,
-                        help="fbank rate; default: the model's feeding (frontend_conf.fs, 16000 for the release)")
+    parser.add_argument(
+        "--max_new_tokens", type=at_least(1, int), default=256, help="most tokens generated per utterance"
+    )
+    parser.add_argument(
+        "--frontend_rate",
+        type=choice_of([16000, 8000], nullable=True),
+        default=None,
+        help="fbank rate; default: the model's feeding (frontend_conf.fs, 16000 for the release)",
+    )
     parser.add_argument("--dither", type=at_least(0.0, float), default=0.0, help="fbank dither (0: deterministic)")
-    parser.add_argument("--multichannel", type=choice_of(MULTICHANNEL_POLICIES), default="error",
-                        help="a multi-channel file whose utterance names no channel: error, first, or mix")
+    parser.add_argument(
+        "--multichannel",
+        type=choice_of(MULTICHANNEL_POLICIES),
+        default="error",
+        help="a multi-channel file whose utterance names no channel: error, first, or mix",
+    )
     parser.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    parser.add_argument("--llm_dtype", type=choice_of(DTYPES, nullable=True), default=None,
-                        help="the LLM's dtype (fp32, bf16 or fp16); default: fp32")
+    parser.add_argument(
+        "--llm_dtype",
+        type=choice_of(DTYPES, nullable=True),
+        default=None,
+        help="the LLM's dtype (fp32, bf16 or fp16); default: fp32",
+    )
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
@@ -144,8 +181,14 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
     for key in ("language", "system_prompt"):
         if isinstance(given.get(key), str) and given[key].lower() in NO_VALUE:
             given[key] = None
-    return DecodeOptions(overrides=given, hotwords=hotwords, batch_size=args.batch_size,
-                         max_new_tokens=args.max_new_tokens, dither=args.dither, multichannel=args.multichannel)
+    return DecodeOptions(
+        overrides=given,
+        hotwords=hotwords,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        dither=args.dither,
+        multichannel=args.multichannel,
+    )
 
 
 def check_output(path: str) -> Path:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -42,8 +43,11 @@ def decode_feeding(model: NanoASR, options: DecodeOptions) -> tuple[Feeding, lis
     if unknown:
         raise ValueError(f"unknown decode override(s) {unknown}; known: {sorted(DECODE_OVERRIDES)}")
     own = model.feeding
-    notices = [f"{key} {value!r} overrides the model's feeding ({key}: {getattr(own, key)!r})"
-               for key, value in options.overrides.items() if value != getattr(own, key)]
+    notices = [
+        f"{key} {value!r} overrides the model's feeding ({key}: {getattr(own, key)!r})"
+        for key, value in options.overrides.items()
+        if value != getattr(own, key)
+    ]
     return replace(own, **options.overrides, dither=options.dither), notices
 
 
@@ -82,8 +86,12 @@ class _Prompts:
             raise PromptError(f"prompt: {exc}") from exc
 
 
-def transcribe_requests(model: NanoASR, requests: Sequence[Request], options: DecodeOptions,
-                        on_batch: Callable[[Sequence[Transcript]], None] | None = None) -> list[Transcript]:
+def transcribe_requests(
+    model: NanoASR,
+    requests: Sequence[Request],
+    options: DecodeOptions,
+    on_batch: Callable[[Sequence[Transcript]], None] | None = None,
+) -> list[Transcript]:
     """Decode ``requests`` in batches of ``options.batch_size`` (sorted by length); results in input order.
     ``on_batch`` receives each batch's results as soon as it is decoded (a caller writing them loses nothing already
     decoded if a later batch fails). A request whose audio cannot be used (unreadable, out of range, longer than the
@@ -114,20 +122,26 @@ def transcribe_requests(model: NanoASR, requests: Sequence[Request], options: De
     return results
 
 
-def transcribe_utterances(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
-                          on_batch: Callable[[Sequence[Transcript]], None] | None = None) -> list[Transcript]:
+def transcribe_utterances(
+    model: NanoASR,
+    utts: Sequence[Utterance],
+    options: DecodeOptions,
+    on_batch: Callable[[Sequence[Transcript]], None] | None = None,
+) -> list[Transcript]:
     """``transcribe_requests`` of utterances (files, spans and channels of them) with the options' prompts."""
     return transcribe_requests(model, [Request(utt) for utt in utts], options, on_batch)
 
 
-def decode_and_score(model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions,
-                     source: str, normalizer: str = "basic") -> tuple[dict[str, Any], list[str]]:
+def decode_and_score(
+    model: NanoASR, utts: Sequence[Utterance], options: DecodeOptions, source: str, normalizer: str = "basic"
+) -> tuple[dict[str, Any], list[str]]:
     """Greedy-decode ``utts`` (the model as its feeding says) and score pooled CER overall and per language; a
     ``DataError`` naming ``source`` when any utterance fails to decode."""
     results = transcribe_utterances(model, utts, options)
     failed = [r for r in results if r.error is not None]
     if failed:
-        raise DataError(f"{source}: {len(failed)} file(s) failed to decode, first {failed[0].utt.key}: "
-                        f"{failed[0].error}")
+        raise DataError(
+            f"{source}: {len(failed)} file(s) failed to decode, first {failed[0].utt.key}: {failed[0].error}"
+        )
     hyps = [r.text for r in results]
     return cer_by_language([u.target for u in utts], hyps, [u.lang for u in utts], normalizer), hyps

@@ -39,8 +39,10 @@ class Request:
             elif multichannel == "mix":
                 samples = samples.mean(0)
             else:
-                raise AudioError(f"{samples.shape[0]} channels and no channel named: give the input a channel "
-                                 "(0-based) or multichannel='first' / 'mix'")
+                raise AudioError(
+                    f"{samples.shape[0]} channels and no channel named: give the input a channel "
+                    "(0-based) or multichannel='first' / 'mix'"
+                )
         if utt.offset is not None:
             start = round(utt.offset * rate)
             samples = samples[start:] if utt.duration is None else samples[start : start + round(utt.duration * rate)]
@@ -66,13 +68,17 @@ class Featurizer:
         self._refuse_before_decoding(request)
         waveform, rate = request.load(self.multichannel)
         duration = waveform.numel() / rate
-        seed = int(utterance_rng(DITHER_SEED, request.utt.key, 0, "dither").integers(2**62)) if frontend.dither else None
+        seed = (
+            int(utterance_rng(DITHER_SEED, request.utt.key, 0, "dither").integers(2**62)) if frontend.dither else None
+        )
         feats = extract_features(waveform, rate, frontend, dither_seed=seed)
         if self.max_frames is not None and feats.shape[0] > self.max_frames:
             raise AudioError(self._too_long(feats.shape[0], duration))
         if not bool(torch.isfinite(feats).all()):
-            raise AudioError(f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
-                             f"usable audio in [-1, 1]")
+            raise AudioError(
+                f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
+                f"usable audio in [-1, 1]"
+            )
         return feats
 
     def _refuse_before_decoding(self, request: Request) -> None:
@@ -88,6 +94,8 @@ class Featurizer:
             raise AudioError(self._too_long(frames, seconds, ", from the audio header, not decoded"))
 
     def _too_long(self, frames: int, duration: float, source: str = "") -> str:
-        return (f"too long for the encoder: {frames} LFR frames ({duration:.1f} s{source}) > its {self.max_frames} "
-                f"frames ({self.max_frames * self.frontend.lfr_frame_seconds:.1f} s); split the recording (in "
-                "training, keep data.max_duration below that, divided by the smallest data.speed_perturb factor)")
+        return (
+            f"too long for the encoder: {frames} LFR frames ({duration:.1f} s{source}) > its {self.max_frames} "
+            f"frames ({self.max_frames * self.frontend.lfr_frame_seconds:.1f} s); split the recording (in "
+            "training, keep data.max_duration below that, divided by the smallest data.speed_perturb factor)"
+        )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -40,23 +41,24 @@ class SpeechBatch:
     text_prefix: int = 0  # positions before every row's speech (min audio_start), known on the host
     text_prefix_ids: tuple[int, ...] = ()  # their ids when every row has the same ones (the system turn), else ()
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SpeechBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SpeechBatch:
         """Every tensor on ``device`` (``non_blocking`` from pinned memory: the host does not wait for the copy)."""
         return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> "SpeechBatch":
+    def pin_memory(self) -> SpeechBatch:
         """Every tensor in page-locked memory (``DataLoader(pin_memory=True)`` calls this), for copies that overlap."""
         return self._map(lambda tensor: tensor.pin_memory())
 
-    def _map(self, function: Any) -> "SpeechBatch":
+    def _map(self, function: Any) -> SpeechBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return SpeechBatch(**{name: function(value) if isinstance(value, torch.Tensor) else value
-                              for name, value in values.items()})
+        return SpeechBatch(
+            **{name: function(value) if isinstance(value, torch.Tensor) else value for name, value in values.items()}
+        )
 
     def __len__(self) -> int:
         return int(self.feats.shape[0])
 
-    def sources(self, pad_id: int) -> "SourceBatch":
+    def sources(self, pad_id: int) -> SourceBatch:
         """The prompts without their targets, left-padded for generation (validation decodes a training batch)."""
         width = int(self.source_lens.max())
         shift = width - self.source_lens  # [B]
@@ -64,8 +66,9 @@ class SpeechBatch:
         mask = columns >= 0
         ids = torch.gather(self.input_ids, 1, columns.clamp(min=0))
         ids = torch.where(mask, ids, torch.full_like(ids, pad_id))
-        return SourceBatch(self.feats, self.feat_lens, ids, mask.long(), self.audio_start + shift, self.audio_tokens,
-                           list(self.keys))
+        return SourceBatch(
+            self.feats, self.feat_lens, ids, mask.long(), self.audio_start + shift, self.audio_tokens, list(self.keys)
+        )
 
 
 @dataclass
@@ -80,10 +83,14 @@ class SourceBatch:
     audio_tokens: torch.Tensor  # [B] number of speech placeholders
     keys: list[str] = field(default_factory=list)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SourceBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SourceBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return SourceBatch(**{name: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor)
-                              else value for name, value in values.items()})
+        return SourceBatch(
+            **{
+                name: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+                for name, value in values.items()
+            }
+        )
 
     def __len__(self) -> int:
         return int(self.feats.shape[0])
@@ -112,8 +119,9 @@ def collate_sources(items: Sequence[SpeechItem], pad_id: int) -> SourceBatch:
         feat_lens=feat_lens,
         input_ids=input_ids,
         attention_mask=attention_mask,
-        audio_start=torch.tensor([item.prompt.audio_start + shift for item, shift in zip(items, shifts)],
-                                 dtype=torch.long),
+        audio_start=torch.tensor(
+            [item.prompt.audio_start + shift for item, shift in zip(items, shifts)], dtype=torch.long
+        ),
         audio_tokens=torch.tensor([item.prompt.audio_tokens for item in items], dtype=torch.long),
         keys=[item.key for item in items],
     )
@@ -150,7 +158,10 @@ def padded_length(length: Any, multiple: int, limit: int | None = None) -> Any:
 
 
 def collate(
-    items: Sequence[SpeechItem], pad_id: int, frame_multiple: int = 1, token_multiple: int = 1,
+    items: Sequence[SpeechItem],
+    pad_id: int,
+    frame_multiple: int = 1,
+    token_multiple: int = 1,
     max_frames: int | None = None,
 ) -> SpeechBatch:
     """Pad a list of items into a ``SpeechBatch``.

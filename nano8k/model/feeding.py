@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -54,9 +55,9 @@ class Feeding:
             raise FeedingError(f"dither must be >= 0, got {self.dither!r}")
 
     @classmethod
-    def of(cls, *, prompt: PromptSettings = PromptSettings(), **values: Any) -> "Feeding":
+    def of(cls, *, prompt: PromptSettings | None = None, **values: Any) -> Feeding:
         """A Feeding from its fields with the prompt settings given as one ``PromptSettings``."""
-        return cls(**values, **asdict(prompt))
+        return cls(**values, **asdict(prompt or PromptSettings()))
 
     @property
     def prompt(self) -> PromptSettings:
@@ -72,12 +73,13 @@ class Feeding:
         """Speech placeholders for an utterance of ``num_frames`` LFR frames under this model's rule."""
         return audio_token_count(num_frames, self.audio_tokens)
 
-    def frontend(self, base: FrontendConfig = FrontendConfig()) -> FrontendConfig:
+    def frontend(self, base: FrontendConfig | None = None) -> FrontendConfig:
         """``base`` (the model's other fbank settings) at this fbank rate and dither."""
-        return FrontendConfig(**{**asdict(base), "sample_rate": self.frontend_rate, "dither": self.dither})
+        settings = asdict(base or FrontendConfig())
+        return FrontendConfig(**{**settings, "sample_rate": self.frontend_rate, "dither": self.dither})
 
     @classmethod
-    def from_funasr(cls, funasr: Mapping[str, Any], source: str = "config.yaml") -> "Feeding":
+    def from_funasr(cls, funasr: Mapping[str, Any], source: str = "config.yaml") -> Feeding:
         """Read a ``config.yaml`` mapping: its ``nano8k`` section (absent: the release's) and ``frontend_conf``."""
         section = funasr.get(SECTION)
         if section is not None and not isinstance(section, Mapping):
@@ -133,7 +135,7 @@ class Feeding:
         return out
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> "Feeding | None":
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> Feeding | None:
         """The Feeding a Lightning checkpoint recorded (None: none); an older checkpoint's dict
         ``{recipe, frontend}`` is read too."""
         saved = checkpoint.get(CHECKPOINT_KEY)
@@ -144,8 +146,9 @@ class Feeding:
         _refuse_unknown(recipe, SECTION_KEYS, SECTION, source)
         prompt = _prompt_settings(recipe.pop("prompt", None), source)
         frontend = saved["frontend"]
-        return cls.of(**recipe, prompt=prompt, frontend_rate=int(frontend["sample_rate"]),
-                      dither=float(frontend["dither"]))
+        return cls.of(
+            **recipe, prompt=prompt, frontend_rate=int(frontend["sample_rate"]), dither=float(frontend["dither"])
+        )
 
 
 # checkpoints hold the Feeding itself: torch.load(weights_only=True) reads it
@@ -169,5 +172,6 @@ def _refuse_unknown(section: Mapping[str, Any], known: tuple[str, ...], where: s
     """``FeedingError`` naming every key of ``section`` (at ``where`` in ``source``) that is not ``known``."""
     unknown = sorted(set(section) - set(known))
     if unknown:
-        raise FeedingError(f"{source}: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
-                          f"the section takes {sorted(known)}")
+        raise FeedingError(
+            f"{source}: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; the section takes {sorted(known)}"
+        )

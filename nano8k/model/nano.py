@@ -1,4 +1,4 @@
-"""Fun-ASR-Nano forward pass: encoder + adaptor, splice of the speech frames (the model's token rule), loss, greedy decoding."""
+"""Fun-ASR-Nano forward pass: encoder + adaptor, splice of the speech frames (token rule), loss, greedy decoding."""
 
 from __future__ import annotations
 
@@ -168,8 +168,9 @@ class NanoASR(nn.Module):
         logits = self.network.lm_head(hidden) if all_logits else None
         return NanoOutput(loss=loss, label_logits=label_logits, label_targets=targets, logits=logits)
 
-    def llm_hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor, text_prefix: int = 0,
-                   prefix_ids: tuple[int, ...] = ()) -> torch.Tensor:
+    def llm_hidden(
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, text_prefix: int = 0, prefix_ids: tuple[int, ...] = ()
+    ) -> torch.Tensor:
         """The LLM's last hidden states ``[B, S, H]``.
 
         When gradients flow but no LLM weight trains, the first ``text_prefix`` positions (text before every row's
@@ -181,39 +182,55 @@ class NanoASR(nn.Module):
         params = list(language_model.parameters())
         frozen = torch.is_grad_enabled() and not any(p.requires_grad for p in params)
         # a checkpointed layer in train mode drops the cache (transformers' GradientCheckpointingLayer)
-        drops_cache = any(getattr(layer, "gradient_checkpointing", False) and layer.training
-                          for layer in language_model.layers)
+        drops_cache = any(
+            getattr(layer, "gradient_checkpointing", False) and layer.training for layer in language_model.layers
+        )
+
         def mask(first: int, last: int) -> torch.Tensor:  # queries first..last-1 over keys 0..last-1
             return causal_mask(attention_mask[:, :last], first) if self.builds_masks else attention_mask[:, :last]
 
         width = embeds.shape[1]
         if not (frozen and not drops_cache and 0 < text_prefix < width):
-            return language_model(inputs_embeds=embeds, attention_mask=mask(0, width), use_cache=False).last_hidden_state
+            return language_model(
+                inputs_embeds=embeds, attention_mask=mask(0, width), use_cache=False
+            ).last_hidden_state
         if prefix_ids and len(prefix_ids) == text_prefix:
             head, cache = self._shared_prefix(prefix_ids, embeds[:1, :text_prefix], embeds.shape[0], params)
         else:
             with torch.no_grad():
-                out = language_model(inputs_embeds=embeds[:, :text_prefix], attention_mask=mask(0, text_prefix),
-                                     use_cache=True)
+                out = language_model(
+                    inputs_embeds=embeds[:, :text_prefix], attention_mask=mask(0, text_prefix), use_cache=True
+                )
             head, cache = out.last_hidden_state, out.past_key_values
-        rest = language_model(inputs_embeds=embeds[:, text_prefix:], attention_mask=mask(text_prefix, width),
-                              past_key_values=cache, use_cache=True)
+        rest = language_model(
+            inputs_embeds=embeds[:, text_prefix:],
+            attention_mask=mask(text_prefix, width),
+            past_key_values=cache,
+            use_cache=True,
+        )
         return torch.cat([head, rest.last_hidden_state], dim=1)
 
     def forget_prefix_states(self) -> None:
         """Drop the kept prefix states (after a weight change the in-place versions may not show, e.g. via .data)."""
         self._prefix_states = None
 
-    def _shared_prefix(self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int,
-                       params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, Any]:
+    def _shared_prefix(
+        self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int, params: list[torch.nn.Parameter]
+    ) -> tuple[torch.Tensor, Any]:
         """Hidden states ``[rows, P, H]`` and a fresh key/value cache of a text prefix every row shares, through the
         frozen LLM (whose ``params`` are given): computed once and kept while the weights are unchanged (their
         in-place versions)."""
         from transformers import DynamicCache
 
         language_model = self.network.model.language_model
-        key = (ids, embeds.dtype, embeds.device, torch.is_autocast_enabled(embeds.device.type), params[0].data_ptr(),
-               sum(p._version for p in params))
+        key = (
+            ids,
+            embeds.dtype,
+            embeds.device,
+            torch.is_autocast_enabled(embeds.device.type),
+            params[0].data_ptr(),
+            sum(p._version for p in params),
+        )
         if self._prefix_states is None or self._prefix_states[0] != key:
             with torch.no_grad():
                 out = language_model(inputs_embeds=embeds, use_cache=True)

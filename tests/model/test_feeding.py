@@ -26,28 +26,37 @@ def test_absent_section_is_the_release_feeding():
     assert [Feeding("all_frames").token_count(n) for n in (1, 8, 9, 22)] == [1, 8, 9, 22]
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"audio_tokens": "half"}, r"cfg.yaml: nano8k.audio_tokens must be one of"),
-    ({"weights": "borrowed"}, r"cfg.yaml: nano8k.weights must be one of"),
-    ({"audio_token": "all_frames"}, r"cfg.yaml: unknown key\(s\) nano8k.audio_token;"),
-    ("all_frames", r"cfg.yaml: 'nano8k' must be a mapping"),
-    ({"prompt": {"languages": "zh"}}, r"cfg.yaml: unknown key\(s\) nano8k.prompt.languages;"),
-    ({"prompt": {"language": "fr"}}, r"cfg.yaml: nano8k.prompt.language must be null, 'manifest' or one of"),
-    ({"prompt": {"itn": "yes"}}, r"cfg.yaml: nano8k.prompt.itn must be true or false"),
-    ({"prompt": "zh"}, r"cfg.yaml: 'nano8k.prompt' must be a mapping"),
-    ({"audio_tokens": "all_frames"}, r"contradicts audio_adaptor_conf.use_low_frame_rate=True; set use_low_frame_rate false"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"audio_tokens": "half"}, r"cfg.yaml: nano8k.audio_tokens must be one of"),
+        ({"weights": "borrowed"}, r"cfg.yaml: nano8k.weights must be one of"),
+        ({"audio_token": "all_frames"}, r"cfg.yaml: unknown key\(s\) nano8k.audio_token;"),
+        ("all_frames", r"cfg.yaml: 'nano8k' must be a mapping"),
+        ({"prompt": {"languages": "zh"}}, r"cfg.yaml: unknown key\(s\) nano8k.prompt.languages;"),
+        ({"prompt": {"language": "fr"}}, r"cfg.yaml: nano8k.prompt.language must be null, 'manifest' or one of"),
+        ({"prompt": {"itn": "yes"}}, r"cfg.yaml: nano8k.prompt.itn must be true or false"),
+        ({"prompt": "zh"}, r"cfg.yaml: 'nano8k.prompt' must be a mapping"),
+        (
+            {"audio_tokens": "all_frames"},
+            r"contradicts audio_adaptor_conf.use_low_frame_rate=True; set use_low_frame_rate false",
+        ),
+    ],
+)
 def test_a_wrong_section_is_refused_naming_the_file_and_key(section, message):
     config = {"audio_adaptor_conf": {"use_low_frame_rate": True}, "nano8k": section}
     with pytest.raises(FeedingError, match=message):
         Feeding.from_funasr(config, "cfg.yaml")
 
 
-@pytest.mark.parametrize("section, flag, message", [
-    (None, False, r"cfg.yaml: audio_adaptor_conf.use_low_frame_rate is false but nano8k.audio_tokens is not set"),
-    ({"weights": "release"}, False, r"use_low_frame_rate is false but nano8k.audio_tokens is not set"),
-    (None, "false", r"cfg.yaml: audio_adaptor_conf.use_low_frame_rate must be true or false, got 'false'"),
-])
+@pytest.mark.parametrize(
+    "section, flag, message",
+    [
+        (None, False, r"cfg.yaml: audio_adaptor_conf.use_low_frame_rate is false but nano8k.audio_tokens is not set"),
+        ({"weights": "release"}, False, r"use_low_frame_rate is false but nano8k.audio_tokens is not set"),
+        (None, "false", r"cfg.yaml: audio_adaptor_conf.use_low_frame_rate must be true or false, got 'false'"),
+    ],
+)
 def test_an_ambiguous_flag_is_refused_not_guessed(section, flag, message):
     config = {"audio_adaptor_conf": {"use_low_frame_rate": flag}}
     if section is not None:
@@ -70,8 +79,9 @@ def test_loader_refuses_a_bad_record_before_reading_weights(tmp_path):
 def test_the_whole_record_round_trips_through_both_export_layouts(tmp_path, layout):
     model = load_pretrained(TINY_DIR)
     prompt = PromptSettings(system_prompt=None, context_header=True, language="manifest", itn=False)
-    model.feeding = Feeding.of(audio_tokens="all_frames", weights="self-pretrained", prompt=prompt,
-                               frontend_rate=8000, dither=0.5)  # a native 8 kHz stage-1 model
+    model.feeding = Feeding.of(
+        audio_tokens="all_frames", weights="self-pretrained", prompt=prompt, frontend_rate=8000, dither=0.5
+    )  # a native 8 kHz stage-1 model
     out = (export_funasr if layout == "funasr" else export_hf)(model, tmp_path / layout)
     written = yaml.safe_load((out / ("config.yaml" if layout == "funasr" else "nano8k_funasr_config.yaml")).read_text())
     assert written["nano8k"] == {"audio_tokens": "all_frames", "weights": "self-pretrained", "prompt": asdict(prompt)}
@@ -85,10 +95,16 @@ def test_the_whole_record_round_trips_through_both_export_layouts(tmp_path, layo
     assert Feeding.from_funasr(read_model_configs(back)[0]) == model.feeding
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"frontend_rate": 8000}, r"cfg.yaml: unknown key\(s\) nano8k.frontend_rate; the section takes "
-                              r"\['audio_tokens', 'prompt', 'weights'\]"),  # the rate is frontend_conf.fs
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        (
+            {"frontend_rate": 8000},
+            r"cfg.yaml: unknown key\(s\) nano8k.frontend_rate; the section takes "
+            r"\['audio_tokens', 'prompt', 'weights'\]",
+        ),  # the rate is frontend_conf.fs
+    ],
+)
 def test_the_fbank_settings_are_not_section_keys(section, message):
     with pytest.raises(FeedingError, match=message):
         Feeding.from_funasr({"nano8k": section}, "cfg.yaml")
@@ -108,14 +124,30 @@ def test_overrides_are_checked_like_the_file():
 
 
 def test_a_checkpoint_keeps_the_feeding_itself_and_reads_the_old_dict(tmp_path):
-    feeding = Feeding.of(audio_tokens="all_frames", weights="self-pretrained", frontend_rate=8000, dither=0.25,
-                         prompt=PromptSettings(system_prompt=None, language="en", itn=False))
+    feeding = Feeding.of(
+        audio_tokens="all_frames",
+        weights="self-pretrained",
+        frontend_rate=8000,
+        dither=0.25,
+        prompt=PromptSettings(system_prompt=None, language="en", itn=False),
+    )
     torch.save({CHECKPOINT_KEY: feeding}, tmp_path / "new.ckpt")
     assert Feeding.from_checkpoint(torch.load(tmp_path / "new.ckpt", weights_only=True)) == feeding
-    old = {CHECKPOINT_KEY: {"recipe": feeding.section(),  # written before the Feeding: {recipe, frontend}
-                            "frontend": {"sample_rate": 8000, "n_mels": 80, "frame_length_ms": 25.0,
-                                         "frame_shift_ms": 10.0, "lfr_m": 7, "lfr_n": 6, "dither": 0.25,
-                                         "window": "hamming"}}}
+    old = {
+        CHECKPOINT_KEY: {
+            "recipe": feeding.section(),  # written before the Feeding: {recipe, frontend}
+            "frontend": {
+                "sample_rate": 8000,
+                "n_mels": 80,
+                "frame_length_ms": 25.0,
+                "frame_shift_ms": 10.0,
+                "lfr_m": 7,
+                "lfr_n": 6,
+                "dither": 0.25,
+                "window": "hamming",
+            },
+        }
+    }
     torch.save(old, tmp_path / "old.ckpt")
     assert Feeding.from_checkpoint(torch.load(tmp_path / "old.ckpt", weights_only=True)) == feeding
     assert Feeding.from_checkpoint({}) is None

@@ -21,8 +21,9 @@ from nano8k.training.module import NanoASRModule
 
 DIGITS = Path(__file__).resolve().parents[2] / "data_manifests" / "telephone-digits"
 # not one default: every token, a lineage of our own, an English prompt without ITN, native 8 kHz fbank with dither
-FED = Feeding(audio_tokens="all_frames", weights="self-pretrained", language="en", itn=False, frontend_rate=8000,
-              dither=0.3)
+FED = Feeding(
+    audio_tokens="all_frames", weights="self-pretrained", language="en", itn=False, frontend_rate=8000, dither=0.3
+)
 
 
 def _subset(tmp_path: Path, split: str, n: int) -> str:
@@ -39,26 +40,49 @@ def _model_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "tiny-all-frames"
     shutil.copytree(tiny_model_dir(), folder)
     funasr = Feeding(audio_tokens="all_frames", weights="self-pretrained", dither=0.0).written_into(
-        read_model_configs(folder)[0])
+        read_model_configs(folder)[0]
+    )
     (folder / "config.yaml").write_text(yaml.safe_dump(funasr, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return folder
 
 
 def test_the_feeding_is_the_same_record_from_training_to_decoding(tmp_path):
-    module = NanoASRModule(model_dir=str(_model_folder(tmp_path)), scheduler="constant", warmup_steps=1,
-                           max_new_tokens=4)
+    module = NanoASRModule(
+        model_dir=str(_model_folder(tmp_path)), scheduler="constant", warmup_steps=1, max_new_tokens=4
+    )
     own = module.model.feeding
-    assert (own.audio_tokens, own.weights, own.frontend_rate, own.language) == ("all_frames", "self-pretrained",
-                                                                               16000, None)
-    data = TelephoneDataModule(_subset(tmp_path, "train", 4), _subset(tmp_path, "val", 2), telephone=None,
-                               specaugment=None, num_workers=0, max_frames_per_batch=400,
-                               frontend_sample_rate=8000, dither=0.3, language="en", itn=False)
+    assert (own.audio_tokens, own.weights, own.frontend_rate, own.language) == (
+        "all_frames",
+        "self-pretrained",
+        16000,
+        None,
+    )
+    data = TelephoneDataModule(
+        _subset(tmp_path, "train", 4),
+        _subset(tmp_path, "val", 2),
+        telephone=None,
+        specaugment=None,
+        num_workers=0,
+        max_frames_per_batch=400,
+        frontend_sample_rate=8000,
+        dither=0.3,
+        language="en",
+        itn=False,
+    )
     data.connect(module.model)  # the model's token rule and lineage, the data's fbank and prompt settings
     assert data.feeding == FED and module.model.feeding == own
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
-                        default_root_dir=str(tmp_path), callbacks=[checkpoints])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[checkpoints],
+    )
     trainer.fit(module, datamodule=data)
     assert module.model.feeding == own  # the live model keeps its own record ("before" scores, validation)
 
