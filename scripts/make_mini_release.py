@@ -116,7 +116,8 @@ def main() -> int:
 
     model_dir = work / "init"
     shutil.rmtree(model_dir, ignore_errors=True)
-    write_random_init(TINY_TEMPLATE_DIR, model_dir, PRETRAIN_SEED, Feeding(audio_tokens="all_frames", weights="random-init", dither=0.0))
+    feeding = Feeding(audio_tokens="all_frames", weights="random-init", dither=0.0)
+    write_random_init(TINY_TEMPLATE_DIR, model_dir, PRETRAIN_SEED, feeding)
     steps = {"phase1": args.phase1_steps, "phase2": args.phase2_steps}
     for phase, split, val, _, warmup in PHASES:
         config = pretrain_config(work, phase, model_dir, corpus[split], corpus[val], steps[phase], warmup)

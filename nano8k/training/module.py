@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = "nano8k_stage"
 RNG_KEY = "nano8k_rng"  # every rank's global random states (nano8k.training.rng), in rank order
-FEEDING_FIELDS_ON_RESUME = ("audio_tokens", "weights")  # what a resume's model folder must record as the checkpoint does
+FEEDING_FIELDS_ON_RESUME = ("audio_tokens", "weights")  # a resume's model folder must record them as the checkpoint
 
 # hyperparameters a resume may change; every other difference from the checkpoint is refused (ResumeConfigError)
 APPLIED_ON_RESUME = {

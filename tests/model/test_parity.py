@@ -26,7 +26,8 @@ def _t(array: np.ndarray) -> torch.Tensor:
 def _item(model, name: str, target: str, encoder: PromptEncoder | None = None) -> SpeechItem:
     audio, rate = sf.read(TINY_DIR / f"{name}.wav", dtype="float32")
     feats = extract_features(torch.from_numpy(audio), rate, model.frontend)
-    prompt = (encoder or PromptEncoder(model.tokenizer, model.feeding.prompt)).encode(audio_token_count(feats.shape[0]), target)
+    encoder = encoder or PromptEncoder(model.tokenizer, model.feeding.prompt)
+    prompt = encoder.encode(audio_token_count(feats.shape[0]), target)
     return SpeechItem(key=name, feats=feats, prompt=prompt, target=target)
 
 
@@ -89,7 +90,7 @@ def test_train_batch_loss_matches_reference_dataset_path(tiny_model, golden, gol
 def test_batched_decode_equals_one_by_one(tiny_model, golden_meta):
     targets = _targets(golden_meta)
     items = [_item(tiny_model, n, targets[n]) for n in SAMPLES]
-    alone = [tiny_model.generate_ids(collate_sources([item], tiny_model.pad_id), max_new_tokens=12)[0] for item in items]
+    alone = [tiny_model.generate_ids(collate_sources([i], tiny_model.pad_id), max_new_tokens=12)[0] for i in items]
     together = tiny_model.generate_ids(collate_sources(items, tiny_model.pad_id), max_new_tokens=12)
     assert together == alone
     reordered = tiny_model.generate_ids(collate_sources(items[::-1], tiny_model.pad_id), max_new_tokens=12)
