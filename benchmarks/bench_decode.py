@@ -14,11 +14,11 @@ import torch
 
 from nano8k.model.bundled import tiny_model_dir
 from nano8k.data.audio import load_audio
-from nano8k.model.batch import SpeechItem, collate
+from nano8k.model.batch import SpeechItem, collate_sources
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.features import extract_features
 from nano8k.model.nano import NanoASR
-from nano8k.model.prompt import audio_token_count
+from nano8k.model.prompt import PromptEncoder, audio_token_count
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
@@ -30,9 +30,10 @@ def build_items(model: NanoASR, count: int) -> list[SpeechItem]:
         raise SystemExit(f"no wav fixtures under {FIXTURES}")
     feats = [extract_features(*load_audio(path), model.frontend) for path in clips]
     items = []
+    prompts = PromptEncoder(model.tokenizer, model.feeding.prompt)
     for index in range(count):
         f = feats[index % len(clips)]
-        prompt = model.prompts.encode(audio_token_count(f.shape[0]))
+        prompt = prompts.encode(audio_token_count(f.shape[0]))
         items.append(SpeechItem(key=f"{clips[index % len(clips)].stem}#{index}", feats=f, prompt=prompt))
     return items
 
@@ -43,7 +44,7 @@ def decode(
     """Generated token ids (up to ``<|im_end|>``) per utterance, in batches of ``batch_size``."""
     ids: list[list[int]] = []
     for start in range(0, len(items), batch_size):
-        batch = collate(items[start : start + batch_size], model.pad_id).to(device)
+        batch = collate_sources(items[start : start + batch_size], model.pad_id).to(device)
         ids += model.generate_ids(batch, max_new_tokens)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -22,7 +22,7 @@ from nano8k.model.checkpoint import DTYPES, build_network
 from nano8k.model.convert import build_config, parameter_counts
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.nano import NanoASR
-from nano8k.model.prompt import audio_token_count
+from nano8k.model.prompt import PromptEncoder, audio_token_count
 from release_dims import release_funasr_config, release_qwen_config
 
 
@@ -49,7 +49,8 @@ def make_batch(model: NanoASR, batch: int, seconds: float, device: torch.device)
         wave = 0.1 * torch.randn(int(8000 * seconds * (1 - 0.1 * i / max(batch, 1))), generator=generator)
         feats = extract_features(wave, 8000, model.frontend)  # 8 kHz telephone audio -> 16 kHz features
         target = "我想查询一下话费余额，谢谢。" if i % 2 else "please transfer me to the billing department"
-        items.append(SpeechItem(f"u{i}", feats, model.prompts.encode(audio_token_count(feats.shape[0]), target), target))
+        prompt = PromptEncoder(model.tokenizer, model.feeding.prompt).encode(audio_token_count(feats.shape[0]), target)
+        items.append(SpeechItem(f"u{i}", feats, prompt, target))
     return collate(items, model.pad_id).to(device)
 
 

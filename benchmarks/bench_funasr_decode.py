@@ -3,7 +3,7 @@
     python benchmarks/bench_funasr_decode.py --export runs/demo/export/funasr \\
         --manifest data_manifests/telephone-digits/test.jsonl --ref_python .venv-ref/bin/python
 
-nano8k decodes the manifest with ``nano8k.inference`` (batched greedy decoding, the export's recipe record); the
+nano8k decodes the manifest with ``nano8k.inference`` (batched greedy decoding, the export's feeding record); the
 reference decodes each file with ``funasr.AutoModel(model=EXPORT)`` and ``FunASRNano.inference`` (funasr 1.4.16,
 transformers 4.57: the throwaway venv that ../shared/tools/bench_vs_reference.py's docstring builds), run by this same
 file as ``--worker`` under ``--ref_python``. Texts are compared after stripping surrounding white space. Writes

@@ -77,7 +77,7 @@ def patch(tool) -> None:
         from nano8k.model.batch import SpeechItem, collate
         from nano8k.model.checkpoint import load_pretrained
         from nano8k.model.features import extract_features
-        from nano8k.model.prompt import audio_token_count
+        from nano8k.model.prompt import PromptEncoder, audio_token_count
         model = load_pretrained(model_dir, dither=0.0)
         rows = [json.loads(line) for line in open(os.path.join(tool.DEMO_DIR, "train.jsonl"), encoding="utf-8")]
         pools = {lang: iter([r for r in rows if r["lang"] == lang][4:]) for lang in ("en", "zh")}
@@ -93,7 +93,8 @@ def patch(tool) -> None:
                 samples += wave.numel()
             feats = extract_features(torch.cat(parts)[: int(SECONDS * rate)], rate, model.frontend)
             target = (" " if lang == "en" else "").join(texts)
-            prompt = model.prompts.encode(audio_token_count(feats.shape[0]), target)
+            prompts = PromptEncoder(model.tokenizer, model.feeding.prompt)
+            prompt = prompts.encode(audio_token_count(feats.shape[0]), target)
             items.append(SpeechItem(f"cat{number}_{lang}", feats, prompt, target))
         batch = collate(items, model.pad_id)
         path = os.path.join(out_dir, f"batch_full{count}x4s.pt")

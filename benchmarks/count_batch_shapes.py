@@ -25,7 +25,7 @@ def epoch_shapes(config: str, frames: int, tokens: int, epoch: int = 0) -> dict[
         "--config", config, "--preflight", "false", "--trainer.logger", "false",
         "--data.pad_frames_to_multiple", str(frames), "--data.pad_tokens_to_multiple", str(tokens)])
     data = cli.datamodule
-    data.use_model(cli.model.model)
+    data.connect(cli.model.model)
     data.setup("fit")
     loader = data.train_dataloader()
     loader.batch_sampler.set_epoch(epoch)

@@ -172,7 +172,7 @@ def _fit(cli: NanoCLI) -> None:
 
 def _fit_unlocked(cli: NanoCLI) -> None:
     datamodule = cli.datamodule
-    datamodule.use_model(cli.model.model)  # the model's tokenizer and audio token rule (its recipe record)
+    datamodule.connect(cli.model.model)  # the model's feeding (data.* overrides it), tokenizer, length limit
     ckpt_path = cli.config.get("ckpt_path")
     resume = resume_file(cli.trainer, ckpt_path)
     if ckpt_path == "last" and resume is None and cli.trainer.is_global_zero:

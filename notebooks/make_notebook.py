@@ -45,7 +45,7 @@ torch.manual_seed(0)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 print("repo:", ROOT.name, "| model:", MODEL_DIR, "| fit steps:", MAX_STEPS)"""),
     ("md", "## 1. Load a model directory\n`NanoASRModule` loads the FunASR release layout (or an HF export), its "
-           "recipe record (how audio must be fed: the mini model splices all adaptor frames) and applies the "
+           "feeding record (how audio must be fed: the mini model splices all adaptor frames) and applies the "
            "telephone recipe's freezing: encoder + adaptor train, the LLM stays frozen."),
     ("code", """from nano8k.training.module import NanoASRModule
 from nano8k.model.convert import parameter_counts
@@ -54,7 +54,7 @@ module = NanoASRModule(model_dir=MODEL_DIR, freeze={"encoder": False, "adaptor":
                        lr=1e-3, weight_decay=0.01, scheduler="constant", warmup_steps=5, max_new_tokens=12)
 model = module.model
 print("parameters:", {k: f"{v:,}" for k, v in parameter_counts(model.network).items()})
-print("recipe:    ", model.recipe)
+print("feeding:   ", model.feeding)
 print("trainable: ", {k: f"{v:,}" for k, v in module.trainable.items()})
 print("frontend:  ", model.frontend)"""),
     ("md", "## 2. 16 kHz vs simulated 8 kHz telephone audio\nThe data layer's `TelephoneChannel` band-limits to "
@@ -103,7 +103,7 @@ corpus = "data_manifests/telephone-digits"
 val_all = list(read_utterances(f"{corpus}/val.jsonl", "notebook"))
 val_utts = [u for u in val_all if u.lang == "en"][:24] + [u for u in val_all if u.lang == "zh"][:24]
 
-def score(module) -> dict:  # decoded as `nano8k transcribe` does: fed as the model's recipe record says
+def score(module) -> dict:  # decoded as `nano8k transcribe` does: fed as the model's feeding says
     module.eval()
     results = transcribe_utterances(module.model, val_utts, DecodeOptions(batch_size=8, max_new_tokens=12))
     return build_report([Scored(r.utt.key, r.utt.target, r.text, {"lang": r.utt.lang}) for r in results], ["lang"])
@@ -122,7 +122,7 @@ from nano8k.data.pipeline.datamodule import TelephoneDataModule
 data = TelephoneDataModule(train_manifests=f"{corpus}/train.jsonl", val_manifests=f"{corpus}/val.jsonl", dither=0.0,
                            telephone=None, specaugment=None, max_frames_per_batch=480, max_batch_size=8,
                            num_workers=0, seed=1234)
-data.use_model(model)  # the model's tokenizer, audio token rule and encoder limit (its recipe record)
+data.connect(model)  # the model's feeding (data.* overrides it), tokenizer and encoder limit
 trainer = L.Trainer(max_steps=MAX_STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                     use_distributed_sampler=False, gradient_clip_val=5.0, log_every_n_steps=5)

@@ -32,7 +32,7 @@ import yaml
 from nano8k.model.bundled import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, write_random_init
 from nano8k.mini.corpus import PRETRAIN_SEED, Rendering, describe, pretraining_plan, write_corpus
 from nano8k.mini.scoring import score_model
-from nano8k.model.recipe import Recipe
+from nano8k.model.feeding import Feeding
 from nano8k.sweep import isolate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ digit strings (English and Mandarin, numerals as targets). It stands in for the 
 on our machines: a wideband model that has never heard a telephone line, for the demo to fine-tune.
 
 * Layout: the FunASR release layout (`model.pt` bf16 `{{"state_dict": ...}}`, `config.yaml`, `Qwen3-0.6B/`).
-* Recipe record (`config.yaml`, section `nano8k`): `audio_tokens: all_frames` (every adaptor frame goes to the
+* Feeding record (`config.yaml`, section `nano8k`): `audio_tokens: all_frames` (every adaptor frame goes to the
   LLM; at this scale the release's first-ceil(L/8) rule does not learn), `weights: self-pretrained`.
 * Pretraining, a two-phase curriculum of `configs/mini_pretrain.yaml` runs ({scores['minutes']:.0f} min in all on
   {scores['machine']}, corpus rendering included):
@@ -116,7 +116,8 @@ def main() -> int:
 
     model_dir = work / "init"
     shutil.rmtree(model_dir, ignore_errors=True)
-    write_random_init(TINY_TEMPLATE_DIR, model_dir, PRETRAIN_SEED, Recipe(audio_tokens="all_frames", weights="random-init"))
+    feeding = Feeding(audio_tokens="all_frames", weights="random-init", dither=0.0)
+    write_random_init(TINY_TEMPLATE_DIR, model_dir, PRETRAIN_SEED, feeding)
     steps = {"phase1": args.phase1_steps, "phase2": args.phase2_steps}
     for phase, split, val, _, warmup in PHASES:
         config = pretrain_config(work, phase, model_dir, corpus[split], corpus[val], steps[phase], warmup)
@@ -131,7 +132,7 @@ def main() -> int:
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(model_dir, out)
     funasr = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
-    funasr = Recipe(audio_tokens="all_frames", weights="self-pretrained").written_into(funasr)
+    funasr = Feeding(audio_tokens="all_frames", weights="self-pretrained", dither=0.0).written_into(funasr)
     (out / "config.yaml").write_text(yaml.safe_dump(funasr, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
     clean = score_model(out, corpus["test"])

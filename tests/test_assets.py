@@ -1,5 +1,5 @@
 """Bundled models: the tiny template's seeded random init is reproducible; the shipped mini model is the only weight
-file in the package, small, in the release layout, and carries its recipe record and scores."""
+file in the package, small, in the release layout, and carries its feeding record and scores."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import yaml
 
 import nano8k
 from nano8k.model.bundled import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, mini_model_dir, tiny_model_dir
-from nano8k.model.checkpoint import load_pretrained, model_recipe
-from nano8k.model.recipe import Recipe
+from nano8k.model.checkpoint import load_pretrained, read_model_configs
+from nano8k.model.feeding import Feeding
 from tests.conftest import TINY_DIR
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
@@ -26,9 +26,9 @@ def test_the_package_ships_only_the_mini_models_weights():
     assert (TINY_TEMPLATE_DIR / "config.yaml").is_file() and (TINY_TEMPLATE_DIR / "Qwen3-0.6B" / "tokenizer.json").is_file()
 
 
-def test_the_mini_model_carries_its_recipe_and_scores():
+def test_the_mini_model_carries_its_feeding_and_scores():
     assert mini_model_dir() == MINI_MODEL_DIR
-    assert model_recipe(MINI_MODEL_DIR) == Recipe(audio_tokens="all_frames", weights="self-pretrained")
+    assert Feeding.from_funasr(read_model_configs(MINI_MODEL_DIR)[0]) == Feeding("all_frames", "self-pretrained", dither=0.0)
     config = yaml.safe_load((MINI_MODEL_DIR / "config.yaml").read_text())
     assert config["audio_adaptor_conf"]["use_low_frame_rate"] is False
     scores = json.loads((MINI_MODEL_DIR / "scores.json").read_text())
@@ -53,4 +53,4 @@ def test_generated_tiny_model_is_reproducible_and_release_shaped(tmp_path, monke
     assert tiny_model_dir() == second  # generated once, then reused
     model = load_pretrained(second)
     assert model.frontend.dither == 0.0 and model.tokenizer.convert_tokens_to_ids("<|im_end|>") == 402
-    assert model.recipe == Recipe(audio_tokens="low_frame_rate", weights="random-init")
+    assert model.feeding == Feeding(audio_tokens="low_frame_rate", weights="random-init", dither=0.0)

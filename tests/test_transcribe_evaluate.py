@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nano8k import evaluate, transcribe
+from nano8k.commands import evaluate, transcribe
 from nano8k.scoring.metrics import cer, mer, wer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -104,7 +104,7 @@ DIGITS = FIXTURES / "digits" / "clean.jsonl"
 
 
 def _strip_record(src: Path, dst: Path) -> Path:
-    """A copy of an export whose config has no recipe record: loaders then assume the release's ceil(L/8) rule."""
+    """A copy of an export whose config has no feeding section: loaders then assume the release's ceil(L/8) rule."""
     import shutil
 
     import yaml
@@ -124,7 +124,7 @@ def test_an_all_frames_export_transcribes_correctly_with_no_flag(tmp_path, capsy
     from nano8k.model.checkpoint import export_funasr, export_hf, load_pretrained
 
     model = load_pretrained(mini_model_dir())
-    assert model.recipe.audio_tokens == "all_frames"
+    assert model.feeding.audio_tokens == "all_frames"
     export = (export_funasr if layout == "funasr" else export_hf)(model, tmp_path / layout)
     args = ["--manifest", str(DIGITS), "--max_new_tokens", "12", "--device", "cpu"]
     report = tmp_path / "report" / "report.json"
@@ -177,7 +177,7 @@ def test_a_stage1_export_transcribes_identically_with_and_without_the_flag(tmp_p
     from nano8k.model.checkpoint import export_funasr, load_pretrained
 
     model = load_pretrained(FIXTURES / "tiny-nano")
-    model.frontend = replace(model.frontend, sample_rate=8000)
+    model.feeding = replace(model.feeding, frontend_rate=8000)
     export = export_funasr(model, tmp_path / "stage1")
     args = [*TINY_WAVS, "--model_dir", str(export), "--max_new_tokens", "6", "--device", "cpu"]
     assert transcribe.main(args) == 0
@@ -188,18 +188,17 @@ def test_a_stage1_export_transcribes_identically_with_and_without_the_flag(tmp_p
     assert "notice" not in default.err + flagged.err  # the flag says what the record says
     assert transcribe.main([*args, "--frontend_rate", "16000"]) == 0
     overridden = capsys.readouterr()
-    assert "notice: --frontend_rate 16000 overrides the model's recipe record (frontend_conf.fs: 8000)" in overridden.err
+    assert "notice: --frontend_rate 16000 overrides the model's feeding (frontend_rate: 8000)" in overridden.err
     assert _lines(overridden.out) != _lines(default.out)  # other features: the record did decide the default
 
 
-def test_decoding_prompts_as_the_recipe_record_says(tmp_path, capsys):
+def test_decoding_prompts_as_the_feeding_record_says(tmp_path, capsys):
     """An export's recorded prompt settings are the default; the same settings given as flags decode the same."""
     from nano8k.model.checkpoint import export_hf, load_pretrained
-    from nano8k.model.prompt import PromptSettings
 
     model = load_pretrained(FIXTURES / "tiny-nano")
-    model.recipe = replace(model.recipe, prompt=PromptSettings(system_prompt="Transcribe the call.",
-                                                               context_header=True, language="en", itn=False))
+    model.feeding = replace(model.feeding, system_prompt="Transcribe the call.", context_header=True, language="en",
+                            itn=False)
     export = export_hf(model, tmp_path / "hf")
     common = [*TINY_WAVS, "--max_new_tokens", "6", "--device", "cpu"]
     assert transcribe.main([*common, "--model_dir", str(export)]) == 0
@@ -217,10 +216,9 @@ def test_decoding_prompts_as_the_recipe_record_says(tmp_path, capsys):
 def test_a_line_whose_language_the_prompt_cannot_name_fails_alone(tmp_path, capsys):
     """Under a recorded ``language: manifest``, a line's unknown lang is that line's error, not the run's."""
     from nano8k.model.checkpoint import export_funasr, load_pretrained
-    from nano8k.model.prompt import PromptSettings
 
     model = load_pretrained(FIXTURES / "tiny-nano")
-    model.recipe = replace(model.recipe, prompt=PromptSettings(language="manifest"))
+    model.feeding = replace(model.feeding, language="manifest")
     export = export_funasr(model, tmp_path / "export")
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"key": key, "source": TINY_WAVS[0], "target": "1", "lang": lang}) + "\n"

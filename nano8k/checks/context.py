@@ -13,7 +13,7 @@ from nano8k.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 
-    from nano8k.model.recipe import Recipe
+    from nano8k.model.feeding import Feeding
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -84,21 +84,21 @@ class Context:
         return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
 
     @cached_property
-    def recipe_or_error(self) -> tuple["Recipe", str | None]:
-        """The model dir's recipe record, read once; the release's with the reason when unreadable or refused."""
-        from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_recipe
-        from nano8k.model.recipe import Recipe
+    def recipe_or_error(self) -> tuple["Feeding", str | None]:
+        """The model dir's feeding record, read once; the release's with the reason when unreadable or refused."""
+        from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_feeding
+        from nano8k.model.feeding import Feeding
 
         if self.funasr_config is None:
-            return Recipe(), None
+            return Feeding(), None
         try:
-            return read_recipe(self.funasr_config, funasr_config_file(self.model_dir)), None
+            return read_feeding(self.funasr_config, funasr_config_file(self.model_dir)), None
         except CheckpointError as err:
-            return Recipe(), str(err)
+            return Feeding(), str(err)
 
     @property
-    def recipe(self) -> "Recipe":
-        """The model dir's recipe record (token rule, weight lineage); a refused record is the model_dir check's."""
+    def recipe(self) -> "Feeding":
+        """The model dir's feeding record (token rule, weight lineage); a refused record is the model_dir check's."""
         return self.recipe_or_error[0]
 
     @property

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -40,21 +41,99 @@ class SpeechBatch:
     text_prefix: int = 0  # positions before every row's speech (min audio_start), known on the host
     text_prefix_ids: tuple[int, ...] = ()  # their ids when every row has the same ones (the system turn), else ()
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SpeechBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SpeechBatch:
         """Every tensor on ``device`` (``non_blocking`` from pinned memory: the host does not wait for the copy)."""
         return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> "SpeechBatch":
+    def pin_memory(self) -> SpeechBatch:
         """Every tensor in page-locked memory (``DataLoader(pin_memory=True)`` calls this), for copies that overlap."""
         return self._map(lambda tensor: tensor.pin_memory())
 
-    def _map(self, function: Any) -> "SpeechBatch":
+    def _map(self, function: Any) -> SpeechBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return SpeechBatch(**{name: function(value) if isinstance(value, torch.Tensor) else value
-                              for name, value in values.items()})
+        return SpeechBatch(
+            **{name: function(value) if isinstance(value, torch.Tensor) else value for name, value in values.items()}
+        )
 
     def __len__(self) -> int:
         return int(self.feats.shape[0])
+
+    def sources(self, pad_id: int) -> SourceBatch:
+        """The prompts without their targets, left-padded for generation (validation decodes a training batch)."""
+        width = int(self.source_lens.max())
+        shift = width - self.source_lens  # [B]
+        columns = torch.arange(width, device=shift.device)[None, :] - shift[:, None]
+        mask = columns >= 0
+        ids = torch.gather(self.input_ids, 1, columns.clamp(min=0))
+        ids = torch.where(mask, ids, torch.full_like(ids, pad_id))
+        return SourceBatch(
+            self.feats, self.feat_lens, ids, mask.long(), self.audio_start + shift, self.audio_tokens, list(self.keys)
+        )
+
+
+@dataclass
+class SourceBatch:
+    """Left-padded prompts without targets, for generation: every row's source ends at the last column."""
+
+    feats: torch.Tensor  # [B, Lmax, D] float32, zero-padded on the right
+    feat_lens: torch.Tensor  # [B] LFR frames
+    input_ids: torch.Tensor  # [B, S] left-padded with the pad id; speech placeholders are id 0
+    attention_mask: torch.Tensor  # [B, S], 0 on the left padding
+    audio_start: torch.Tensor  # [B] index of the first speech placeholder (after the padding)
+    audio_tokens: torch.Tensor  # [B] number of speech placeholders
+    keys: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SourceBatch:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return SourceBatch(
+            **{
+                name: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+                for name, value in values.items()
+            }
+        )
+
+    def __len__(self) -> int:
+        return int(self.feats.shape[0])
+
+
+def collate_sources(items: Sequence[SpeechItem], pad_id: int) -> SourceBatch:
+    """Pad source-only items (``PromptEncoder.encode`` without a target) into a left-padded ``SourceBatch``."""
+    if not items:
+        raise ValueError("cannot collate an empty list of utterances")
+    _check_slots(items)
+    feat_lens = torch.tensor([item.feats.shape[0] for item in items], dtype=torch.long)
+    width = max(item.prompt.source_len for item in items)
+    feats = torch.zeros(len(items), int(feat_lens.max()), items[0].feats.shape[1], dtype=torch.float32)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros(len(items), width, dtype=torch.long)
+    shifts = []
+    for row, item in enumerate(items):
+        source = item.prompt.input_ids[: item.prompt.source_len]
+        shift = width - len(source)
+        feats[row, : item.feats.shape[0]] = item.feats
+        input_ids[row, shift:] = torch.tensor(source)
+        attention_mask[row, shift:] = 1
+        shifts.append(shift)
+    return SourceBatch(
+        feats=feats,
+        feat_lens=feat_lens,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        audio_start=torch.tensor(
+            [item.prompt.audio_start + shift for item, shift in zip(items, shifts)], dtype=torch.long
+        ),
+        audio_tokens=torch.tensor([item.prompt.audio_tokens for item in items], dtype=torch.long),
+        keys=[item.key for item in items],
+    )
+
+
+def _check_slots(items: Sequence[SpeechItem]) -> None:
+    for item in items:
+        if item.prompt.audio_tokens > item.feats.shape[0]:
+            raise ValueError(
+                f"utterance {item.key!r}: {item.prompt.audio_tokens} speech slots exceed its {item.feats.shape[0]} "
+                "feature frames: the prompt was built for other features"
+            )
 
 
 def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +158,10 @@ def padded_length(length: Any, multiple: int, limit: int | None = None) -> Any:
 
 
 def collate(
-    items: Sequence[SpeechItem], pad_id: int, frame_multiple: int = 1, token_multiple: int = 1,
+    items: Sequence[SpeechItem],
+    pad_id: int,
+    frame_multiple: int = 1,
+    token_multiple: int = 1,
     max_frames: int | None = None,
 ) -> SpeechBatch:
     """Pad a list of items into a ``SpeechBatch``.
@@ -90,12 +172,7 @@ def collate(
     """
     if not items:
         raise ValueError("cannot collate an empty list of utterances")
-    for item in items:
-        if item.prompt.audio_tokens > item.feats.shape[0]:
-            raise ValueError(
-                f"utterance {item.key!r}: {item.prompt.audio_tokens} speech slots exceed its {item.feats.shape[0]} "
-                "feature frames: the prompt was built for other features"
-            )
+    _check_slots(items)
     feat_lens = torch.tensor([item.feats.shape[0] for item in items], dtype=torch.long)
     seq_lens = [len(item.prompt.input_ids) for item in items]
     batch = len(items)

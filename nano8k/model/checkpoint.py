@@ -11,8 +11,9 @@ import re
 import shutil
 import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
@@ -31,8 +32,8 @@ from nano8k.model.convert import (
     to_funasr_state_dict,
 )
 from nano8k.model.features import FrontendConfig
+from nano8k.model.feeding import Feeding, FeedingError
 from nano8k.model.nano import NanoASR
-from nano8k.model.recipe import Recipe, RecipeError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,14 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive; its legacy format 
 MMAP_NEEDS_ZIP = "mmap can only be used with files saved with"  # torch's refusal to memory-map a legacy-format file
 NOT_TORCH = "cannot be read: not a torch checkpoint (torch.save writes a zip archive; this file is something else)"
 REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")  # weights_only naming the object it refused
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 
 
 class CheckpointError(UserError):
@@ -70,7 +77,7 @@ def _resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype) -> tor
     return DTYPES[dtype]
 
 
-def unwrap_state_dict(checkpoint: Any, source: str) -> "OrderedDict[str, torch.Tensor]":
+def unwrap_state_dict(checkpoint: Any, source: str) -> OrderedDict[str, torch.Tensor]:
     """Accept {"state_dict": m}, {"model": m}, {"model_state_dict": m} or a raw mapping; strip a ``module.`` prefix."""
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"{source}: expected a dict of tensors, got {type(checkpoint).__name__}")
@@ -85,7 +92,7 @@ def unwrap_state_dict(checkpoint: Any, source: str) -> "OrderedDict[str, torch.T
                 f"{source}: entry '{key}' is a {type(value).__name__}, not a tensor; expected one of the containers "
                 f"{CONTAINER_KEYS} or a flat name -> tensor mapping"
             )
-        tensors[key[len("module."):] if key.startswith("module.") else key] = value
+        tensors[key[len("module.") :] if key.startswith("module.") else key] = value
     return tensors
 
 
@@ -122,12 +129,16 @@ def tokenizer_dir(path: str | os.PathLike) -> Path:
     if _has_tokenizer(path):
         return path
     if not (path / "config.yaml").is_file():
-        raise CheckpointError(f"{path}: no tokenizer (missing {', '.join(missing_tokenizer_files(path))}) and no "
-                              "config.yaml of a FunASR model folder; name a tokenizer folder or a model folder")
+        raise CheckpointError(
+            f"{path}: no tokenizer (missing {', '.join(missing_tokenizer_files(path))}) and no "
+            "config.yaml of a FunASR model folder; name a tokenizer folder or a model folder"
+        )
     llm = llm_dir(path, _read_mapping(path / "config.yaml"))
     if not _has_tokenizer(llm):
-        raise CheckpointError(f"{path}: its config.yaml names the LLM folder {llm}, which holds no tokenizer "
-                              f"(missing {', '.join(missing_tokenizer_files(llm))})")
+        raise CheckpointError(
+            f"{path}: its config.yaml names the LLM folder {llm}, which holds no tokenizer "
+            f"(missing {', '.join(missing_tokenizer_files(llm))})"
+        )
     return llm
 
 
@@ -157,7 +168,8 @@ def _require_tokenizer(folder: Path, model_dir: Path) -> None:
         raise CheckpointError(
             f"{folder}: the tokenizer of model folder {model_dir} is missing {', '.join(missing)}; without it every "
             "transcript would be empty. Copy them from the release's Qwen3-0.6B/ (or re-download / re-export the "
-            "model)")
+            "model)"
+        )
 
 
 def read_model_configs(model_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -169,8 +181,11 @@ def read_model_configs(model_dir: str | os.PathLike) -> tuple[dict[str, Any], di
     model_dir = Path(model_dir)
     if (model_dir / "config.yaml").exists():
         funasr = _read_mapping(model_dir / "config.yaml")
-        qwen_path = _require(llm_dir(model_dir, funasr) / "config.json", "LLM config",
-                             "The release ships Qwen3-0.6B/config.json beside model.pt.")
+        qwen_path = _require(
+            llm_dir(model_dir, funasr) / "config.json",
+            "LLM config",
+            "The release ships Qwen3-0.6B/config.json beside model.pt.",
+        )
         return funasr, _read_mapping(qwen_path)
     if (model_dir / "config.json").exists():
         config = _read_mapping(model_dir / "config.json")
@@ -178,7 +193,9 @@ def read_model_configs(model_dir: str | os.PathLike) -> tuple[dict[str, Any], di
             raise CheckpointError(
                 f"{model_dir / 'config.json'}: model_type is {config.get('model_type')!r}, expected 'fun_asr_nano'"
             )
-        sidecar = _require(model_dir / HF_SIDECAR, HF_SIDECAR, "Export with nano8k (export_hf) to keep the frontend settings.")
+        sidecar = _require(
+            model_dir / HF_SIDECAR, HF_SIDECAR, "Export with nano8k (export_hf) to keep the frontend settings."
+        )
         return _read_mapping(sidecar), dict(config.get("text_config") or {})
     raise CheckpointError(f"{model_dir}: neither config.yaml (FunASR release layout) nor config.json (HF layout) found")
 
@@ -241,7 +258,8 @@ def load_pretrained(
 ) -> NanoASR:
     """Load a Fun-ASR-Nano model directory: the FunASR release layout or a nano8k HF (save_pretrained) export.
 
-    The model carries the directory's recipe record (``model.recipe``: audio token rule, weight lineage).
+    The model carries the directory's feeding record (``model.feeding``: token rule, weight lineage, prompt settings,
+    fbank rate and dither).
 
     ``dtype`` is for the encoder and adaptor (the reference keeps them fp32), ``llm_dtype`` for the LLM
     (default: same as ``dtype``). ``dither`` overrides ``frontend_conf.dither`` (absent in the release = 1.0).
@@ -255,23 +273,24 @@ def load_pretrained(
     audio_dtype = _resolve_dtype(dtype, torch.float32)
     text_dtype = _resolve_dtype(llm_dtype, audio_dtype)
     funasr, qwen = read_model_configs(model_dir)
-    recipe = read_recipe(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
+    feeding = read_feeding(funasr, funasr_config_file(model_dir))  # before any weights: a bad record fails fast
+    if dither is not None:
+        feeding = dataclasses.replace(feeding, dither=float(dither))
     release = (model_dir / "config.yaml").exists()
     _require_tokenizer(llm_dir(model_dir, funasr) if release else model_dir, model_dir)
     if release:
-        model = _load_funasr_layout(model_dir, funasr, qwen, recipe, attn_implementation)
+        model = _load_funasr_layout(model_dir, funasr, qwen, feeding, attn_implementation)
     else:
-        model = _load_hf_layout(model_dir, funasr, qwen, recipe, attn_implementation)
-    if dither is not None:
-        model.frontend = dataclasses.replace(model.frontend, dither=float(dither))
+        model = _load_hf_layout(model_dir, funasr, qwen, feeding, attn_implementation)
     model.network.to(audio_dtype)
     model.llm.to(text_dtype)
     model.network.lm_head.to(text_dtype)
     return model
 
 
-def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
-                        attn_implementation: str) -> NanoASR:
+def _load_funasr_layout(
+    model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], feeding: Feeding, attn_implementation: str
+) -> NanoASR:
     try:
         config = build_config(funasr, qwen, source=str(model_dir / "config.yaml"))
     except ValueError as err:
@@ -285,28 +304,32 @@ def _load_funasr_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str,
     if extras:
         log.warning(
             "%s: %d CTC tensor(s) (%s) are not used by nano8k's LLM path; they are kept unchanged for export only",
-            weights, len(extras), ", ".join(sorted({k.split(".")[0] for k in extras})),
+            weights,
+            len(extras),
+            ", ".join(sorted({k.split(".")[0] for k in extras})),
         )
     state = {key: tensor.to(torch.float32) for key, tensor in iter_hf_tensors(plan, tensors)}
     network.load_state_dict(state, strict=True)
     tokenizer = load_tokenizer_files(llm_dir(model_dir, funasr))
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras, recipe)
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, extras, feeding)
 
 
-def _load_hf_layout(model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], recipe: Recipe,
-                    attn_implementation: str) -> NanoASR:
+def _load_hf_layout(
+    model_dir: Path, funasr: dict[str, Any], qwen: dict[str, Any], feeding: Feeding, attn_implementation: str
+) -> NanoASR:
     try:
         network = FunAsrNanoForConditionalGeneration.from_pretrained(
             str(model_dir), dtype=torch.float32, attn_implementation=attn_implementation
         )
     except Exception as err:  # transformers and safetensors raise several types for missing or damaged weights
-        raise CheckpointError(f"{model_dir}: the HF-layout weights cannot be loaded ({one_line(err)}); re-export "
-                              "the model") from err
+        raise CheckpointError(
+            f"{model_dir}: the HF-layout weights cannot be loaded ({one_line(err)}); re-export the model"
+        ) from err
     network.eval()
     tokenizer = load_tokenizer_files(model_dir)
     frontend = FrontendConfig.from_funasr(funasr.get("frontend_conf") or {})
-    return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), recipe)
+    return NanoASR(network, tokenizer, frontend, funasr, qwen, _read_extras(model_dir / HF_EXTRAS), feeding)
 
 
 def load_tokenizer_files(folder: str | os.PathLike) -> Any:
@@ -315,8 +338,10 @@ def load_tokenizer_files(folder: str | os.PathLike) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:  # json, tokenizers and transformers raise several types for damaged files
-        raise CheckpointError(f"{folder}: its tokenizer files cannot be loaded ({one_line(err)}); copy them again "
-                              "from the model's release") from err
+        raise CheckpointError(
+            f"{folder}: its tokenizer files cannot be loaded ({one_line(err)}); copy them again "
+            "from the model's release"
+        ) from err
 
 
 def describe_checkpoint_file(path: str | os.PathLike, *, lightning: bool = False) -> str | None:
@@ -396,9 +421,11 @@ def _load_problem(err: Exception, path: Path) -> str:
     if refused and not _torch_has(refused.group(1)):  # a cut-off name (legacy format): torch has no such object
         return f"damaged: cannot be read as a torch checkpoint (it names {refused.group(1)}, which torch does not have)"
     if refused:
-        return (f"holds a pickled {refused.group(1)}, which nano8k does not load: torch files are read with "
-                "weights_only=True, so no code in a file is run; save only tensors and plain data (nano8k's own "
-                "checkpoints hold nothing else)")
+        return (
+            f"holds a pickled {refused.group(1)}, which nano8k does not load: torch files are read with "
+            "weights_only=True, so no code in a file is run; save only tensors and plain data (nano8k's own "
+            "checkpoints hold nothing else)"
+        )
     if "Weights only load failed" in text:  # anything else the restricted unpickler met: not torch's pickle
         detail = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation of torch.load")[0]
         detail = one_line(detail).split(". Please use")[0]  # torch's advice on allowing what it refused
@@ -421,23 +448,25 @@ def _torch_has(name: str) -> bool:
     return True
 
 
-def _read_extras(path: Path) -> "OrderedDict[str, torch.Tensor]":
+def _read_extras(path: Path) -> OrderedDict[str, torch.Tensor]:
     """The extra (CTC) tensors an HF export kept, in their release order; none when the export had none."""
     if not path.exists():
         return OrderedDict()
     tensors = unwrap_state_dict(load_torch_file(path), str(path))
     stray = [key for key in tensors if not key.startswith(EXTRA_PREFIXES)]
     if stray:
-        raise CheckpointError(f"{path}: holds tensors that are not extras of the release ({stray[:5]}); "
-                              f"it should hold only {EXTRA_PREFIXES} tensors")
+        raise CheckpointError(
+            f"{path}: holds tensors that are not extras of the release ({stray[:5]}); "
+            f"it should hold only {EXTRA_PREFIXES} tensors"
+        )
     return tensors
 
 
-def read_recipe(funasr: Mapping[str, Any], source: Path) -> Recipe:
-    """The model dir's recipe record (``nano8k`` section of config.yaml); ``CheckpointError`` naming the file."""
+def read_feeding(funasr: Mapping[str, Any], source: Path) -> Feeding:
+    """The model dir's feeding record (config.yaml); ``CheckpointError`` naming the file."""
     try:
-        return Recipe.from_funasr(funasr, str(source))
-    except RecipeError as err:
+        return Feeding.from_funasr(funasr, str(source))
+    except FeedingError as err:
         raise CheckpointError(str(err)) from err
 
 
@@ -447,47 +476,32 @@ def funasr_config_file(model_dir: str | os.PathLike) -> Path:
     return model_dir / "config.yaml" if (model_dir / "config.yaml").exists() else model_dir / HF_SIDECAR
 
 
-def model_recipe(model_dir: str | os.PathLike) -> Recipe:
-    """The recipe record of a model dir in either layout, without loading any weights."""
-    funasr, _ = read_model_configs(model_dir)
-    return read_recipe(funasr, funasr_config_file(model_dir))
-
-
 def exported_funasr_config(model: NanoASR) -> dict[str, Any]:
-    """The config.yaml an export writes: the loaded one with the model's recipe record, fbank rate and dither in.
-
-    ``frontend_conf.fs`` becomes ``model.frontend.sample_rate`` (a native 8 kHz stage-1 model records 8000) and
-    ``frontend_conf.dither`` its dither (what training used), where they differ from what the file says; nothing else
-    of the frontend is changed.
-    """
-    config = model.recipe.written_into(model.funasr_config)
-    front = config.get("frontend_conf")
-    if isinstance(front, dict):
-        recorded = FrontendConfig.from_funasr(front)
-        if recorded.sample_rate != model.frontend.sample_rate:
-            front["fs"] = model.frontend.sample_rate
-        if recorded.dither != model.frontend.dither:
-            front["dither"] = model.frontend.dither
-    return config
+    """The config.yaml an export writes: the loaded one carrying the model's feeding (``Feeding.written_into``)."""
+    return model.feeding.written_into(model.funasr_config)
 
 
-def funasr_state_dict(model: NanoASR, dtype: torch.dtype = torch.bfloat16) -> "OrderedDict[str, torch.Tensor]":
+def funasr_state_dict(model: NanoASR, dtype: torch.dtype = torch.bfloat16) -> OrderedDict[str, torch.Tensor]:
     """The model's weights under the released key names and order, cast to ``dtype``; CTC extras appended as loaded."""
     plan = key_plan(Layout.from_config(model.network.config))
     hf = model.network.state_dict()
-    out = OrderedDict((k, v.detach().to("cpu", dtype).contiguous().clone()) for k, v in to_funasr_state_dict(plan, hf).items())
+    out = OrderedDict(
+        (k, v.detach().to("cpu", dtype).contiguous().clone()) for k, v in to_funasr_state_dict(plan, hf).items()
+    )
     out.update(model.extra_tensors)
     return out
 
 
 def export_funasr(model: NanoASR, out_dir: str | os.PathLike, *, dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Write the FunASR release layout: model.pt ({"state_dict": ...}, bf16), config.yaml, Qwen3-0.6B/ (config, tokenizer)."""
+    """Write the FunASR release layout: model.pt ({"state_dict": ...}, bf16), config.yaml, Qwen3-0.6B/ (config,
+    tokenizer)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     llm_name = (model.funasr_config.get("llm_conf") or {}).get("init_param_path") or "Qwen3-0.6B"
     atomic_torch_save({"state_dict": funasr_state_dict(model, dtype)}, out / "model.pt")
-    (out / "config.yaml").write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
-                                     encoding="utf-8")
+    (out / "config.yaml").write_text(
+        yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     llm_dir = out / llm_name
     llm_dir.mkdir(parents=True, exist_ok=True)
     (llm_dir / "config.json").write_text(json.dumps(model.qwen_config, indent=2) + "\n", encoding="utf-8")
@@ -509,7 +523,7 @@ def save_tokenizer(tokenizer: Any, folder: Path) -> None:
 
 
 def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
-    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config (frontend settings, recipe
+    """Write the transformers layout (save_pretrained + tokenizer) plus the FunASR config (frontend settings, feeding
     record) and the release's extra (CTC) tensors, so a FunASR export made from it drops nothing."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -519,8 +533,9 @@ def export_hf(model: NanoASR, out_dir: str | os.PathLike) -> Path:
         atomic_torch_save(OrderedDict(model.extra_tensors), out / HF_EXTRAS)
     else:
         (out / HF_EXTRAS).unlink(missing_ok=True)  # an earlier export's extras in this folder are not this model's
-    (out / HF_SIDECAR).write_text(yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True),
-                                  encoding="utf-8")
+    (out / HF_SIDECAR).write_text(
+        yaml.safe_dump(exported_funasr_config(model), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     follow_umask(out)  # save_pretrained leaves model.safetensors 0600, the other files follow the umask
     return out
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torchaudio
@@ -46,7 +47,7 @@ class FrontendConfig:
         return self.frame_shift_ms * self.lfr_n / 1000.0
 
     @classmethod
-    def from_funasr(cls, frontend_conf: Mapping[str, Any], **overrides: Any) -> "FrontendConfig":
+    def from_funasr(cls, frontend_conf: Mapping[str, Any], **overrides: Any) -> FrontendConfig:
         """Build from ``config.yaml``'s ``frontend_conf``; an absent ``dither`` means the reference's 1.0."""
         if frontend_conf.get("cmvn_file"):
             raise ValueError(
@@ -106,7 +107,8 @@ def lfr_length(num_frames: int, lfr_n: int = 6) -> int:
 
 
 def apply_lfr(fbank: torch.Tensor, lfr_m: int = 7, lfr_n: int = 6) -> torch.Tensor:
-    """Stack ``lfr_m`` frames every ``lfr_n`` (reference padding: (m-1)//2 copies of frame 0 in front, last frame after)."""
+    """Stack ``lfr_m`` frames every ``lfr_n`` (reference padding: (m-1)//2 copies of frame 0 in front, last frame
+    after)."""
     num_frames, n_mels = fbank.shape
     rows = lfr_length(num_frames, lfr_n)
     left = fbank[:1].expand((lfr_m - 1) // 2, n_mels)
@@ -118,7 +120,16 @@ def apply_lfr(fbank: torch.Tensor, lfr_m: int = 7, lfr_n: int = 6) -> torch.Tens
     return windows.transpose(1, 2).reshape(rows, lfr_m * n_mels)
 
 
-def extract_features(waveform: torch.Tensor, sample_rate: int, config: FrontendConfig = FrontendConfig()) -> torch.Tensor:
-    """Encoder input ``[L, n_mels * lfr_m]`` from a mono waveform at any rate (resampled to the frontend rate)."""
+def extract_features(
+    waveform: torch.Tensor, sample_rate: int, config: FrontendConfig = FrontendConfig(), dither_seed: int | None = None
+) -> torch.Tensor:
+    """Encoder input ``[L, n_mels * lfr_m]`` from a mono waveform at any rate (resampled to the frontend rate).
+
+    ``dither_seed`` seeds the fbank's dither (the global torch RNG is left alone), so it draws the same noise for an
+    utterance whatever else was decoded before."""
     waveform = resample(waveform, sample_rate, config.sample_rate)
-    return apply_lfr(fbank(waveform, config), config.lfr_m, config.lfr_n)
+    if dither_seed is None or not config.dither:
+        return apply_lfr(fbank(waveform, config), config.lfr_m, config.lfr_n)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(dither_seed)
+        return apply_lfr(fbank(waveform, config), config.lfr_m, config.lfr_n)

@@ -1,4 +1,4 @@
-"""Fun-ASR-Nano forward pass: encoder + adaptor, splice of the speech frames (the model's token rule), loss, greedy decoding."""
+"""Fun-ASR-Nano forward pass: encoder + adaptor, splice of the speech frames (token rule), loss, greedy decoding."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nano8k.model.batch import SpeechBatch, label_positions
+from nano8k.model.batch import SourceBatch, SpeechBatch, label_positions
 from nano8k.model.features import FrontendConfig
-from nano8k.model.prompt import PromptEncoder, pad_token_id
-from nano8k.model.recipe import Recipe
+from nano8k.model.feeding import Feeding
+from nano8k.model.prompt import pad_token_id
 
 
 @dataclass
@@ -59,22 +59,23 @@ class NanoASR(nn.Module):
         funasr_config: dict[str, Any],
         qwen_config: dict[str, Any],
         extra_tensors: dict[str, torch.Tensor] | None = None,
-        recipe: Recipe | None = None,
+        feeding: Feeding | None = None,
     ):
         super().__init__()
         self.network = network
         self.tokenizer = tokenizer
-        self.frontend = frontend
+        self._fbank_settings = frontend  # its rate and dither are the feeding's
         self.funasr_config = funasr_config
         self.qwen_config = qwen_config
         self.extra_tensors = dict(extra_tensors or {})  # e.g. untrained CTC tensors, kept only for export
-        self.recipe = recipe or Recipe()  # token rule, prompt settings, weight lineage: the model dir's config.yaml
+        # token rule, weight lineage, prompt settings, fbank rate and dither: the model dir's config.yaml
+        self.feeding = feeding or Feeding(frontend_rate=frontend.sample_rate, dither=frontend.dither)
         self._prefix_states: tuple | None = None  # (key, hidden, per-layer keys/values) of a shared text prefix
 
     @property
-    def prompts(self) -> PromptEncoder:
-        """The prompt encoder of the model's recipe record (``recipe.prompt``: how it was trained to be prompted)."""
-        return PromptEncoder(self.tokenizer, self.recipe.prompt)
+    def frontend(self) -> FrontendConfig:
+        """The fbank settings: config.yaml's ``frontend_conf`` at the feeding's rate and dither."""
+        return self.feeding.frontend(self._fbank_settings)
 
     @property
     def encoder(self) -> nn.Module:
@@ -167,8 +168,9 @@ class NanoASR(nn.Module):
         logits = self.network.lm_head(hidden) if all_logits else None
         return NanoOutput(loss=loss, label_logits=label_logits, label_targets=targets, logits=logits)
 
-    def llm_hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor, text_prefix: int = 0,
-                   prefix_ids: tuple[int, ...] = ()) -> torch.Tensor:
+    def llm_hidden(
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, text_prefix: int = 0, prefix_ids: tuple[int, ...] = ()
+    ) -> torch.Tensor:
         """The LLM's last hidden states ``[B, S, H]``.
 
         When gradients flow but no LLM weight trains, the first ``text_prefix`` positions (text before every row's
@@ -180,39 +182,55 @@ class NanoASR(nn.Module):
         params = list(language_model.parameters())
         frozen = torch.is_grad_enabled() and not any(p.requires_grad for p in params)
         # a checkpointed layer in train mode drops the cache (transformers' GradientCheckpointingLayer)
-        drops_cache = any(getattr(layer, "gradient_checkpointing", False) and layer.training
-                          for layer in language_model.layers)
+        drops_cache = any(
+            getattr(layer, "gradient_checkpointing", False) and layer.training for layer in language_model.layers
+        )
+
         def mask(first: int, last: int) -> torch.Tensor:  # queries first..last-1 over keys 0..last-1
             return causal_mask(attention_mask[:, :last], first) if self.builds_masks else attention_mask[:, :last]
 
         width = embeds.shape[1]
         if not (frozen and not drops_cache and 0 < text_prefix < width):
-            return language_model(inputs_embeds=embeds, attention_mask=mask(0, width), use_cache=False).last_hidden_state
+            return language_model(
+                inputs_embeds=embeds, attention_mask=mask(0, width), use_cache=False
+            ).last_hidden_state
         if prefix_ids and len(prefix_ids) == text_prefix:
             head, cache = self._shared_prefix(prefix_ids, embeds[:1, :text_prefix], embeds.shape[0], params)
         else:
             with torch.no_grad():
-                out = language_model(inputs_embeds=embeds[:, :text_prefix], attention_mask=mask(0, text_prefix),
-                                     use_cache=True)
+                out = language_model(
+                    inputs_embeds=embeds[:, :text_prefix], attention_mask=mask(0, text_prefix), use_cache=True
+                )
             head, cache = out.last_hidden_state, out.past_key_values
-        rest = language_model(inputs_embeds=embeds[:, text_prefix:], attention_mask=mask(text_prefix, width),
-                              past_key_values=cache, use_cache=True)
+        rest = language_model(
+            inputs_embeds=embeds[:, text_prefix:],
+            attention_mask=mask(text_prefix, width),
+            past_key_values=cache,
+            use_cache=True,
+        )
         return torch.cat([head, rest.last_hidden_state], dim=1)
 
     def forget_prefix_states(self) -> None:
         """Drop the kept prefix states (after a weight change the in-place versions may not show, e.g. via .data)."""
         self._prefix_states = None
 
-    def _shared_prefix(self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int,
-                       params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, Any]:
+    def _shared_prefix(
+        self, ids: tuple[int, ...], embeds: torch.Tensor, rows: int, params: list[torch.nn.Parameter]
+    ) -> tuple[torch.Tensor, Any]:
         """Hidden states ``[rows, P, H]`` and a fresh key/value cache of a text prefix every row shares, through the
         frozen LLM (whose ``params`` are given): computed once and kept while the weights are unchanged (their
         in-place versions)."""
         from transformers import DynamicCache
 
         language_model = self.network.model.language_model
-        key = (ids, embeds.dtype, embeds.device, torch.is_autocast_enabled(embeds.device.type), params[0].data_ptr(),
-               sum(p._version for p in params))
+        key = (
+            ids,
+            embeds.dtype,
+            embeds.device,
+            torch.is_autocast_enabled(embeds.device.type),
+            params[0].data_ptr(),
+            sum(p._version for p in params),
+        )
         if self._prefix_states is None or self._prefix_states[0] != key:
             with torch.no_grad():
                 out = language_model(inputs_embeds=embeds, use_cache=True)
@@ -224,25 +242,15 @@ class NanoASR(nn.Module):
             cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
         return hidden.expand(rows, -1, -1), cache
 
-    def left_padded_sources(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Source parts of the batch, left-padded: (input_ids, attention_mask, audio_start)."""
-        width = int(batch.source_lens.max())
-        shift = width - batch.source_lens  # [B]
-        columns = torch.arange(width, device=shift.device)[None, :] - shift[:, None]
-        mask = columns >= 0
-        ids = torch.gather(batch.input_ids, 1, columns.clamp(min=0))
-        ids = torch.where(mask, ids, torch.full_like(ids, self.pad_id))
-        return ids, mask.long(), batch.audio_start + shift
-
     @torch.no_grad()
-    def generate_ids(self, batch: SpeechBatch, max_new_tokens: int = 512) -> list[list[int]]:
-        """Batched greedy decoding; each row equals decoding that utterance alone. Stops at ``<|im_end|>``."""
-        ids, mask, audio_start = self.left_padded_sources(batch)
+    def generate_ids(self, batch: SourceBatch, max_new_tokens: int = 512) -> list[list[int]]:
+        """Batched greedy decoding of left-padded sources; each row equals decoding that utterance alone. Stops at
+        ``<|im_end|>``."""
         adaptor_out = self.encode_audio(batch.feats, batch.feat_lens)
-        embeds = self.splice(ids, audio_start, batch.audio_tokens, adaptor_out)
+        embeds = self.splice(batch.input_ids, batch.audio_start, batch.audio_tokens, adaptor_out)
         generated = self.network.generate(
             inputs_embeds=embeds,
-            attention_mask=mask,
+            attention_mask=batch.attention_mask,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
@@ -259,6 +267,6 @@ class NanoASR(nn.Module):
     def decode(self, ids: list[int]) -> str:
         return postprocess_text(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def transcribe(self, batch: SpeechBatch, max_new_tokens: int = 512) -> list[str]:
+    def transcribe(self, batch: SourceBatch, max_new_tokens: int = 512) -> list[str]:
         """Batched greedy transcription with reference text post-processing."""
         return [self.decode(ids) for ids in self.generate_ids(batch, max_new_tokens)]

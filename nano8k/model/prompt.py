@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 IGNORE_INDEX = -100
 SPEECH_PLACEHOLDER_ID = 0  # the reference fills speech slots with token id 0 ("!") before splicing
@@ -75,7 +76,7 @@ def training_context_header(task_text: str, hotwords: Sequence[str] = ()) -> str
 
 @dataclass(frozen=True)
 class PromptSettings:
-    """How a model's prompts are written; training uses them, and a model's recipe record carries them to inference."""
+    """How a model's prompts are written; training uses them, and a model's feeding record carries them to inference."""
 
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # None: no system turn
     context_header: bool = False  # the official fine-tuning (MultiContextPrompt) header before the task text
@@ -84,8 +85,10 @@ class PromptSettings:
 
     def __post_init__(self) -> None:
         if self.language is not None and self.language != MANIFEST_LANGUAGE and self.language not in LANGUAGE_NAMES:
-            raise ValueError(f"language must be null, '{MANIFEST_LANGUAGE}' or one of {', '.join(LANGUAGE_NAMES)}, "
-                             f"got {self.language!r}")
+            raise ValueError(
+                f"language must be null, '{MANIFEST_LANGUAGE}' or one of {', '.join(LANGUAGE_NAMES)}, "
+                f"got {self.language!r}"
+            )
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             raise ValueError(f"system_prompt must be a string or null, got {self.system_prompt!r}")
         for name in ("context_header", "itn"):
@@ -121,8 +124,15 @@ class PromptEncoder:
         before += f"<|im_start|>user\n{prompt}"
         return before, "<|im_end|>\n<|im_start|>assistant\n"
 
-    def encode(self, audio_tokens: int, target: str | None = None, *, prompt: str | None = None,
-               lang: str | None = None, hotwords: Sequence[str] = ()) -> EncodedPrompt:
+    def encode(
+        self,
+        audio_tokens: int,
+        target: str | None = None,
+        *,
+        prompt: str | None = None,
+        lang: str | None = None,
+        hotwords: Sequence[str] = (),
+    ) -> EncodedPrompt:
         """Ids and labels for one utterance under ``settings``: its own task text ``prompt`` (a manifest line's) if
         given, else the task text in the settings' language (``manifest``: the utterance's ``lang``) and itn. Under
         ``settings.context_header`` the training header (with the hotwords) goes before the task text."""

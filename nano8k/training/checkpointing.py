@@ -237,10 +237,10 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
 
 
 def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = None) -> "NanoASRModule":
-    """A fresh CPU ``NanoASRModule`` with the checkpoint's hyperparameters and weights (``model_dir`` overrides)."""
-    from nano8k.model.features import FrontendConfig
-    from nano8k.model.recipe import SECTION, Recipe
-    from nano8k.training.module import FEEDING_KEY, NanoASRModule
+    """A fresh CPU ``NanoASRModule`` with the checkpoint's hyperparameters, weights and feeding (``model_dir``
+    overrides the folder)."""
+    from nano8k.model.feeding import Feeding
+    from nano8k.training.module import NanoASRModule
 
     hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     if not hparams and model_dir is None:
@@ -249,19 +249,20 @@ def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = N
         hparams["model_dir"] = model_dir
     module = NanoASRModule(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
-    feeding = checkpoint.get(FEEDING_KEY)
+    feeding = Feeding.from_checkpoint(checkpoint)
     if feeding is not None:  # how training fed the model: its exports must record that, not the base model's
-        module.model.recipe = Recipe.from_funasr({SECTION: feeding["recipe"]}, f"checkpoint {FEEDING_KEY}")
-        module.model.frontend = FrontendConfig(**feeding["frontend"])
+        module.model.feeding = feeding
     return module
 
 
-def export_module(module: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
+def export_module(module: Any, out_dir: str | os.PathLike, feeding: Any = None) -> dict[str, Path]:
     """Merge LoRA and write ``<out>/funasr`` (release layout) and ``<out>/hf`` (save_pretrained layout), each
-    recording the model's recipe record and frontend as the module holds them (``module_from_checkpoint`` restores
-    how training fed it; ``NanoASRModule.record_feeding`` writes it into in-memory weights)."""
+    recording the model's feeding (``module_from_checkpoint`` restores how training fed it); ``feeding`` (e.g.
+    ``NanoASRModule.training_feeding()`` for in-memory weights) replaces the model's first."""
     from nano8k.model.locate import resolve_model_dir
 
+    if feeding is not None:
+        module.model.feeding = feeding
     module.merge_lora()
     out = Path(out_dir)
     funasr_dir = export_funasr(module.model, out / "funasr")
@@ -332,8 +333,7 @@ class ExportOnFitEnd(Callback):
                 what = f"mean of {len(self.sources)} best" if len(self.sources) > 1 else self.sources[0]
             else:
                 log.warning("ExportOnFitEnd: no checkpoint file; exporting the final in-memory weights")
-                pl_module.record_feeding(trainer.datamodule)
-                self.exported = export_module(pl_module, out)
+                self.exported = export_module(pl_module, out, pl_module.training_feeding())
                 what = "final weights"
             print(f"[export] {what} -> {self.exported['funasr']} and {self.exported['hf']}", flush=True)
         trainer.strategy.barrier("nano8k-export")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
 import lightning as L
@@ -14,10 +14,9 @@ from nano8k.data.badsamples import BadSample, bad_sample_report, distinct
 from nano8k.errors import RESUME_ADVICE, ConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
-from nano8k.model.features import FrontendConfig
 from nano8k.model.locate import resolve_model_dir
 from nano8k.model.nano import NanoASR, NanoOutput
-from nano8k.model.recipe import SECTION, Recipe
+from nano8k.model.feeding import CHECKPOINT_KEY, Feeding
 from nano8k.training.freezing import (
     GROUPS,
     FreezeConfig,
@@ -34,9 +33,8 @@ from nano8k.training.rng import rng_states, set_rng_states
 log = logging.getLogger(__name__)
 
 STATE_KEY = "nano8k_stage"
-FEEDING_KEY = "nano8k_feeding"  # the model's recipe record and frontend when the checkpoint was written
 RNG_KEY = "nano8k_rng"  # every rank's global random states (nano8k.training.rng), in rank order
-RECIPE_FIELDS_ON_RESUME = ("audio_tokens", "weights")  # what a resume's model folder must record as the checkpoint does
+FEEDING_FIELDS_ON_RESUME = ("audio_tokens", "weights")  # a resume's model folder must record them as the checkpoint
 
 # hyperparameters a resume may change; every other difference from the checkpoint is refused (ResumeConfigError)
 APPLIED_ON_RESUME = {
@@ -410,7 +408,7 @@ class NanoASRModule(L.LightningModule):
     @torch.no_grad()
     def transcribe_batch(self, batch: SpeechBatch, max_new_tokens: int | None = None) -> list[str]:
         """Batched greedy transcription with the current weights."""
-        return self.model.transcribe(batch, max_new_tokens or self.hparams.max_new_tokens)
+        return self.model.transcribe(batch.sources(self.model.pad_id), max_new_tokens or self.hparams.max_new_tokens)
 
     # -- logging and checkpoint state --------------------------------------------------------------------------
     def _log_trainable(self) -> None:
@@ -421,32 +419,21 @@ class NanoASRModule(L.LightningModule):
             logger.log_metrics(counts, step=int(self.global_step))
 
     def setup(self, stage: str) -> None:
-        """The data module feeds this model as its recipe says, also when the caller never called ``use_model``."""
+        """The data module feeds this model (``connect``), also when the caller never connected them."""
         from nano8k.model.attention_guard import guard_cudnn_sdpa  # Hopper: cuDNN SDPA backward NaN, pytorch#196678
 
         guard_cudnn_sdpa(self.trainer.strategy.root_device)
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_audio_tokens"):
-            datamodule.set_audio_tokens(self.model.recipe.audio_tokens)
-        if datamodule is not None and hasattr(datamodule, "set_max_frames"):
-            datamodule.set_max_frames(self.model.max_frames)
+        if datamodule is not None and hasattr(datamodule, "connect"):
+            datamodule.connect(self.model)
 
-    def fed_as(self, datamodule: Any) -> tuple[Recipe, FrontendConfig]:
-        """The model's recipe record and frontend as ``datamodule`` feeds it (fbank rate, dither, prompt settings):
-        what a checkpoint and an export of this training must record. The live model keeps its own until then, so
-        the "before" score and a validation of a loaded model are fed as the model says."""
-        recipe, frontend = self.model.recipe, self.model.frontend
-        data_frontend = getattr(datamodule, "frontend", None)
-        if data_frontend is not None:
-            frontend = replace(frontend, sample_rate=data_frontend.sample_rate, dither=data_frontend.dither)
-        settings = getattr(datamodule, "prompt_settings", None)
-        if settings is not None:
-            recipe = replace(recipe, prompt=settings)
-        return recipe, frontend
-
-    def record_feeding(self, datamodule: Any) -> None:
-        """Write ``fed_as(datamodule)`` into the model (before exporting the in-memory weights)."""
-        self.model.recipe, self.model.frontend = self.fed_as(datamodule)
+    def training_feeding(self) -> Feeding:
+        """How this training feeds the model: the data module's feeding (the model's, with data.* overrides), else
+        the model's own. Checkpoints and exports record it; the live model keeps its own, so the "before" score and a
+        validation of a loaded model are fed as the model says."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        feeding = getattr(datamodule, "feeding", None)
+        return feeding if isinstance(feeding, Feeding) else self.model.feeding
 
     def on_train_start(self) -> None:
         if self._resume_rng is not None:  # after the loaders started, before the first dropout mask is drawn
@@ -494,9 +481,7 @@ class NanoASRModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._trainer is not None and self.trainer.state.fn == "fit":
             self._read_guard(log_count=False)  # every rank writes a checkpoint at the same step
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        recipe, frontend = self.fed_as(datamodule)  # now: a stage switch changes the rate
-        checkpoint[FEEDING_KEY] = {"recipe": asdict(recipe), "frontend": asdict(frontend)}
+        checkpoint[CHECKPOINT_KEY] = self.training_feeding()  # now: a stage switch changes the rate
         if self._trainer is not None and self.trainer.state.fn == "fit":
             checkpoint[RNG_KEY] = self._gather_objects([rng_states()])  # every rank saves at the same step
         checkpoint[STATE_KEY] = {
@@ -509,10 +494,9 @@ class NanoASRModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        feeding = checkpoint.get(FEEDING_KEY)
+        feeding = Feeding.from_checkpoint(checkpoint)
         if feeding is not None:
-            self._check_resume_recipe(Recipe.from_funasr({SECTION: feeding["recipe"]}, f"checkpoint {FEEDING_KEY}"),
-                                      (checkpoint.get("hyper_parameters") or {}).get("model_dir"))
+            self._check_resume_feeding(feeding, (checkpoint.get("hyper_parameters") or {}).get("model_dir"))
         self._check_resume_config(checkpoint.get("hyper_parameters") or {})
         self._take_rng_states(checkpoint.get(RNG_KEY))
         state = checkpoint.get(STATE_KEY)
@@ -524,12 +508,12 @@ class NanoASRModule(L.LightningModule):
             for split, records in (state.get("bad_samples") or {}).items():
                 self._record_bad(split, [BadSample(**record) for record in records])
 
-    def _check_resume_recipe(self, saved: Recipe, saved_model_dir: str | None) -> None:
+    def _check_resume_feeding(self, saved: Feeding, saved_model_dir: str | None) -> None:
         """Refuse a resume whose model folder says another audio token rule or weight lineage than the checkpoint's
-        record: the run would be fed another way, and its exports would record the folder's lineage for these
-        weights. (The prompt settings are the data module's, checked there.)"""
-        differ = {f"model_dir's recipe {name}": (getattr(saved, name), getattr(self.model.recipe, name))
-                  for name in RECIPE_FIELDS_ON_RESUME if getattr(saved, name) != getattr(self.model.recipe, name)}
+        feeding: the run would be fed another way, and its exports would record the folder's lineage for these
+        weights. (The prompt settings, fbank rate and dither are the data module's, checked there.)"""
+        differ = {f"model_dir's feeding {name}": (getattr(saved, name), getattr(self.model.feeding, name))
+                  for name in FEEDING_FIELDS_ON_RESUME if getattr(saved, name) != getattr(self.model.feeding, name)}
         if differ:
             source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
             raise resume_refused(source, differ, "model.", f"model.model_dir {self.hparams.model_dir!r} is another "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -297,15 +298,15 @@ def test_augmented_training_features_are_recomputed(tmp_path, monkeypatch):
 
 def test_the_models_token_rule_sets_the_speech_slots(tmp_path):
     from nano8k.model.checkpoint import load_pretrained
-    from nano8k.model.recipe import Recipe
 
     manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 3))
     model = load_pretrained(TOKENIZER_DIR)
     for rule, count in (("low_frame_rate", lambda n: -(-n // 8)), ("all_frames", lambda n: n)):
-        model.recipe = Recipe(audio_tokens=rule)
+        model.feeding = replace(model.feeding, audio_tokens=rule)
         dm = TelephoneDataModule(str(manifest), str(manifest), num_workers=0, telephone=None, specaugment=None,
                                  dither=0.0)
-        dm.use_model(model)
+        dm.connect(model)
+        assert dm.feeding.audio_tokens == rule and dm.feeding.dither == 0.0  # the model's rule, the data's dither
         assert dm.tokenizer is model.tokenizer
         dm.setup("fit")
         for batch in dm.val_dataloader():

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.model.batch import SpeechItem, collate
+from nano8k.model.batch import SpeechItem, collate, collate_sources
 from nano8k.model.features import extract_features
 from nano8k.model.prompt import PromptEncoder, PromptSettings, audio_token_count
 from tests.conftest import TINY_DIR
@@ -26,7 +26,8 @@ def _t(array: np.ndarray) -> torch.Tensor:
 def _item(model, name: str, target: str, encoder: PromptEncoder | None = None) -> SpeechItem:
     audio, rate = sf.read(TINY_DIR / f"{name}.wav", dtype="float32")
     feats = extract_features(torch.from_numpy(audio), rate, model.frontend)
-    prompt = (encoder or model.prompts).encode(audio_token_count(feats.shape[0]), target)
+    encoder = encoder or PromptEncoder(model.tokenizer, model.feeding.prompt)
+    prompt = encoder.encode(audio_token_count(feats.shape[0]), target)
     return SpeechItem(key=name, feats=feats, prompt=prompt, target=target)
 
 
@@ -69,7 +70,7 @@ def test_from_wav_matches_reference(tiny_model, golden, golden_meta, name):
     assert (embeds[0] - _t(golden[f"{name}/inputs_embeds"])).abs().max() <= CHAINED_HIDDEN_TOLERANCE
     assert (out.logits[0] - _t(golden[f"{name}/logits"])).abs().max() <= 1e-4
     assert abs(out.loss.item() - float(golden[f"{name}/loss"])) <= 1e-5
-    assert tiny_model.generate_ids(batch, max_new_tokens=8)[0] == golden[f"{name}/generated_ids"].tolist()
+    assert tiny_model.generate_ids(batch.sources(tiny_model.pad_id), max_new_tokens=8)[0] == golden[f"{name}/generated_ids"].tolist()
 
 
 def test_train_batch_loss_matches_reference_dataset_path(tiny_model, golden, golden_meta):
@@ -89,19 +90,31 @@ def test_train_batch_loss_matches_reference_dataset_path(tiny_model, golden, gol
 def test_batched_decode_equals_one_by_one(tiny_model, golden_meta):
     targets = _targets(golden_meta)
     items = [_item(tiny_model, n, targets[n]) for n in SAMPLES]
-    alone = [tiny_model.generate_ids(collate([item], tiny_model.pad_id), max_new_tokens=12)[0] for item in items]
-    together = tiny_model.generate_ids(collate(items, tiny_model.pad_id), max_new_tokens=12)
+    alone = [tiny_model.generate_ids(collate_sources([i], tiny_model.pad_id), max_new_tokens=12)[0] for i in items]
+    together = tiny_model.generate_ids(collate_sources(items, tiny_model.pad_id), max_new_tokens=12)
     assert together == alone
-    reordered = tiny_model.generate_ids(collate(items[::-1], tiny_model.pad_id), max_new_tokens=12)
+    reordered = tiny_model.generate_ids(collate_sources(items[::-1], tiny_model.pad_id), max_new_tokens=12)
     assert reordered == alone[::-1]
-    assert tiny_model.transcribe(collate(items, tiny_model.pad_id), max_new_tokens=12) == [tiny_model.decode(a) for a in alone]
+    texts = tiny_model.transcribe(collate_sources(items, tiny_model.pad_id), max_new_tokens=12)
+    assert texts == [tiny_model.decode(a) for a in alone]
+
+
+def test_left_padded_sources_equal_a_training_batch_repadded(tiny_model, golden_meta):
+    """Decoding's collate builds, tensor for tensor, what a training batch's ``sources`` re-pads to."""
+    targets = _targets(golden_meta)
+    items = [_item(tiny_model, n, targets[n]) for n in SAMPLES]
+    direct = collate_sources(items, tiny_model.pad_id)
+    repadded = collate(items, tiny_model.pad_id).sources(tiny_model.pad_id)
+    for name in ("feats", "feat_lens", "input_ids", "attention_mask", "audio_start", "audio_tokens"):
+        assert torch.equal(getattr(direct, name), getattr(repadded, name)), name
+    assert direct.keys == repadded.keys == list(SAMPLES)
 
 
 def test_all_frames_mode_changes_what_the_llm_sees(tiny_model, golden_meta):
     name = "s1_16k_1p30s"
     item = _item(tiny_model, name, _targets(golden_meta)[name])
     frames = item.feats.shape[0]
-    full = SpeechItem(name, item.feats, tiny_model.prompts.encode(audio_token_count(frames, "all_frames"), item.target), item.target)
+    full = SpeechItem(name, item.feats, PromptEncoder(tiny_model.tokenizer).encode(audio_token_count(frames, "all_frames"), item.target), item.target)
     with torch.no_grad():
         low = tiny_model(collate([item], tiny_model.pad_id)).loss
         high = tiny_model(collate([full], tiny_model.pad_id)).loss
@@ -168,7 +181,7 @@ def test_collate_refuses_slots_that_exceed_the_frames(tiny_model, golden_meta):
     name = SAMPLES[0]
     item = _item(tiny_model, name, _targets(golden_meta)[name])
     frames = item.feats.shape[0]
-    wrong = SpeechItem(name, item.feats, tiny_model.prompts.encode(frames + 1, item.target), item.target)
+    wrong = SpeechItem(name, item.feats, PromptEncoder(tiny_model.tokenizer).encode(frames + 1, item.target), item.target)
     with pytest.raises(ValueError, match=f"utterance '{name}': {frames + 1} speech slots exceed its {frames} feature"):
         collate([item, wrong], tiny_model.pad_id)
 

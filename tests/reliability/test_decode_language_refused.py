@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from jsonargparse import ArgumentParser
 
-from nano8k import evaluate, transcribe
+from nano8k.commands import evaluate, transcribe
+from nano8k.inference import arguments
 
 TINY_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tiny-nano"
 WAV = TINY_DIR / "s2_16k_0p83s.wav"
@@ -41,13 +42,13 @@ def test_evaluate_refuses_unknown_language_at_parsing(tmp_path, capsys):
                                                ("manifest", "manifest")])
 def test_known_languages_and_null_are_accepted(given, parsed):
     parser = ArgumentParser(prog="decode")
-    transcribe.add_decode_arguments(parser)
-    assert transcribe.decode_options(parser.parse_args(["--language", given])).overrides == {"language": parsed}
-    assert transcribe.decode_options(parser.parse_args([])).overrides == {}  # the model's recipe record decides
+    arguments.add_decode_arguments(parser)
+    assert arguments.decode_options(parser.parse_args(["--language", given])).overrides == {"language": parsed}
+    assert arguments.decode_options(parser.parse_args([])).overrides == {}  # the model's feeding decides
 
 
 @pytest.mark.parametrize(("given", "parsed"), [("null", None), ("none", None), ("Transcribe calls.", "Transcribe calls.")])
 def test_system_prompt_null_means_no_system_turn(given, parsed):
     parser = ArgumentParser(prog="decode")
-    transcribe.add_decode_arguments(parser)
-    assert transcribe.decode_options(parser.parse_args(["--system_prompt", given])).overrides == {"system_prompt": parsed}
+    arguments.add_decode_arguments(parser)
+    assert arguments.decode_options(parser.parse_args(["--system_prompt", given])).overrides == {"system_prompt": parsed}

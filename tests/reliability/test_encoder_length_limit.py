@@ -61,7 +61,7 @@ def test_fit_skips_the_overlong_utterance_under_the_bad_sample_policy(tiny_model
 
     manifest = _manifest(tmp_path / "train.jsonl", {"short": SHORT_WAV, "long": long_wav})
     dm = _datamodule(manifest, "skip")
-    dm.use_model(tiny_model)
+    dm.connect(tiny_model)
     seen = []
     with torch.no_grad():
         for batch in dm.train_dataloader():
@@ -82,7 +82,7 @@ def test_fit_stops_naming_the_overlong_utterance_under_on_bad_sample_error(tiny_
 
     manifest = _manifest(tmp_path / "train.jsonl", {"long": long_wav})
     dm = _datamodule(manifest, "error")
-    dm.use_model(tiny_model)
+    dm.connect(tiny_model)
     with pytest.raises(DataError, match=r"(?s)on_bad_sample=error.*LFR frames.*key=long"):
         list(dm.train_dataloader())
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nano8k import transcribe
+from nano8k.inference import api
 from nano8k.model import attention_guard
 from nano8k.model.attention_guard import ALLOW_CUDNN_SDPA_ENV, guard_cudnn_sdpa
 from nano8k.training.module import NanoASRModule
@@ -92,6 +92,6 @@ def test_training_setup_guards_the_trainers_device(monkeypatch):
 
 def test_inference_load_model_guards_its_device(monkeypatch):
     guarded: list[torch.device] = []
-    monkeypatch.setattr(transcribe, "guard_cudnn_sdpa", lambda device, allow=None: guarded.append(device) or "")
-    transcribe.load_model("tiny", "cpu", None)
+    monkeypatch.setattr(api, "guard_cudnn_sdpa", lambda device, allow=None: guarded.append(device) or "")
+    api.load_for_inference("tiny", "cpu", None)
     assert guarded == [torch.device("cpu")]

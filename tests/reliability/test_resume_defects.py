@@ -55,10 +55,10 @@ def test_4_a_changed_feeding_setting_is_refused_naming_old_and_new(trained, caps
     assert listed in err, err
 
 
-def test_5_another_model_folder_is_refused_naming_its_recipe(trained, capsys):
+def test_5_another_model_folder_is_refused_naming_its_feeding(trained, capsys):
     err = _refusal(trained, capsys, "--model.model_dir", "mini")  # mini: all_frames, self-pretrained; tiny is not
-    assert "model.model_dir's recipe audio_tokens: checkpoint 'low_frame_rate' -> now 'all_frames'" in err, err
-    assert "model.model_dir's recipe weights: checkpoint 'random-init' -> now 'self-pretrained'" in err, err
+    assert "model.model_dir's feeding audio_tokens: checkpoint 'low_frame_rate' -> now 'all_frames'" in err, err
+    assert "model.model_dir's feeding weights: checkpoint 'random-init' -> now 'self-pretrained'" in err, err
     assert "model.model_dir 'mini' is another model than the checkpoint's ('tiny')" in err, err
 
 

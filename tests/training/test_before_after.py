@@ -1,5 +1,5 @@
 """BeforeAfterEvaluation inside a real fit: frozen parts keep eval mode, "after" is the export, resume keeps "before";
-and a data module nobody called ``use_model`` on still feeds the model its own token rule."""
+and a data module nobody called ``connect`` on still feeds the model its own token rule."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class SlotSpy(Callback):
         self.wrong = 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        expected = [pl_module.model.recipe.token_count(int(n)) for n in batch.feat_lens]
+        expected = [pl_module.model.feeding.token_count(int(n)) for n in batch.feat_lens]
         self.checked += 1
         self.wrong += batch.audio_tokens.tolist() != expected
 
@@ -47,7 +47,7 @@ def test_before_after_in_a_fit_with_frozen_parts(tmp_path):
                            scheduler="constant", warmup_steps=1, max_new_tokens=10)
     data = TelephoneDataModule(_subset(tmp_path, "train", 8), _subset(tmp_path, "val", 4), telephone=None,
                                specaugment=None, dither=0.0, num_workers=0, max_frames_per_batch=400)
-    data.set_tokenizer(module.model.tokenizer)  # no use_model(): the module's setup still sets the token rule
+    data.set_tokenizer(module.model.tokenizer)  # no connect(): the module's setup connects them
     check = BeforeAfterEvaluation(manifest=_subset(tmp_path, "test", 6), label="subset", max_new_tokens=10)
     modes, slots = ModeSpy(), SlotSpy()
     trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
@@ -56,7 +56,7 @@ def test_before_after_in_a_fit_with_frozen_parts(tmp_path):
                                                                  modes, slots])
     trainer.fit(module, datamodule=data)
     assert modes.batches == 3 and modes.offenders == []  # scoring "before" left the frozen encoder in eval mode
-    assert slots.checked == 3 and slots.wrong == 0 and module.model.recipe.audio_tokens == "all_frames"
+    assert slots.checked == 3 and slots.wrong == 0 and module.model.feeding.audio_tokens == "all_frames"
     report = json.loads((tmp_path / "before_after.json").read_text())
     assert report["after_model"] == str(tmp_path / "export" / "hf") and report["before"] == check.before
     assert report["after"]["utterances"] == 6 and set(report["after"]["by_language"]) <= {"en", "zh"}

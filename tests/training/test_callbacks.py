@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from nano8k.data.audio import load_audio
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, extract_features
-from nano8k.model.prompt import audio_token_count
+from nano8k.model.prompt import PromptEncoder, audio_token_count
 from nano8k.training.callbacks import StageSwitch, WEREvaluation
 from nano8k.training.freezing import FreezeConfig
 from nano8k.scoring.metrics import text_language, tokenize_for_mer
@@ -51,7 +51,8 @@ class RecordingDataModule(L.LightningDataModule):
 
     def __init__(self, module: NanoASRModule, train_size: int = 3, val_targets: list[str] | None = None):
         super().__init__()
-        self.prompts, self.pad_id = module.model.prompts, module.model.pad_id
+        self.prompts = PromptEncoder(module.model.tokenizer, module.model.feeding.prompt)
+        self.pad_id = module.model.pad_id
         self.waves = [load_audio(path) for path in WAVS]
         self.rate, self.rate_calls = 16000, []
         self.train_targets = ["hello world"] * train_size

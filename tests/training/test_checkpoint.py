@@ -115,22 +115,24 @@ def test_export_on_fit_end_merges_lora_to_release_keys(tmp_path):
 
 def test_checkpoints_and_exports_record_how_training_fed_the_model(tmp_path):
     """The data module's fbank rate, dither and prompt settings reach the checkpoint and both export layouts."""
+    from dataclasses import replace
     from types import SimpleNamespace
 
-    from nano8k.model.features import FrontendConfig
-    from nano8k.model.prompt import PromptSettings
+    from nano8k.model.feeding import CHECKPOINT_KEY
     from nano8k.training.checkpointing import export_module, module_from_checkpoint
 
     module = NanoASRModule("tiny")
-    data = SimpleNamespace(frontend=FrontendConfig(sample_rate=8000, dither=0.5),
-                           prompt_settings=PromptSettings(context_header=True, language="manifest"))
-    module.record_feeding(data)
+    data = SimpleNamespace(feeding=replace(module.model.feeding, frontend_rate=8000, dither=0.5, context_header=True,
+                                           language="manifest"))
+    object.__setattr__(module, "_trainer", SimpleNamespace(datamodule=data, state=SimpleNamespace(fn="validate")))
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)
+    object.__setattr__(module, "_trainer", None)
+    assert checkpoint[CHECKPOINT_KEY] == data.feeding != module.model.feeding  # the live model keeps its own
     written = export_module(module_from_checkpoint(checkpoint), tmp_path / "export")
     config = yaml.safe_load((written["funasr"] / "config.yaml").read_text())
     assert (config["frontend_conf"]["fs"], config["frontend_conf"]["dither"]) == (8000, 0.5)
     for layout in ("funasr", "hf"):
         reloaded = load_pretrained(written[layout])
-        assert reloaded.recipe.prompt == data.prompt_settings
+        assert reloaded.feeding == data.feeding
         assert (reloaded.frontend.sample_rate, reloaded.frontend.dither) == (8000, 0.5)

@@ -151,11 +151,12 @@ def test_real_configs_run_end_to_end_on_the_tiny_model(name, tmp_path, monkeypat
     assert cli.datamodule.frontend.sample_rate == rate
     exports = list((tmp_path / "runs").glob("*/export"))
     assert len(exports) == 1 and (exports[0] / "funasr" / "model.pt").is_file()
-    for layout in ("funasr", "hf"):  # the recipe record: how this training fed the model
+    for layout in ("funasr", "hf"):  # the feeding record: how this training fed the model
         exported = load_pretrained(exports[0] / layout)
-        assert exported.frontend.sample_rate == rate and exported.recipe.prompt == cli.datamodule.prompt_settings
+        assert exported.frontend.sample_rate == rate and exported.feeding.prompt == cli.datamodule.prompt_settings
+        assert exported.feeding == cli.datamodule.feeding
     assert cli.datamodule.prompt_settings.language == "en" and not cli.datamodule.prompt_settings.itn
-    assert cli.model.model.recipe.prompt != cli.datamodule.prompt_settings  # the live model kept its own record
+    assert cli.model.model.feeding.prompt != cli.datamodule.prompt_settings  # the live model kept its own record
 
 
 def test_cli_overrides_and_print_config(capsys):

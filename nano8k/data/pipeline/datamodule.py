@@ -25,6 +25,7 @@ from nano8k.data.channel.telephone import TelephoneChannel
 from nano8k.errors import RESUME_ADVICE, ConfigError, ResumeConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
+from nano8k.model.feeding import Feeding
 from nano8k.model.prompt import (
     DEFAULT_SYSTEM_PROMPT,
     PromptEncoder,
@@ -142,12 +143,11 @@ class TelephoneDataModule(L.LightningDataModule):
     fix), ``first``, or ``mix`` (averages the channels). Under DDP every rank loads a disjoint shard with the same number of batches; use
     ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
 
-    How the model must be fed comes from the model, not from this config: ``use_model(model)`` (``nano8k.fit`` calls
-    it) takes the model's tokenizer (unless ``tokenizer_dir`` is set), its audio token rule
-    (``model.recipe.audio_tokens``; ``low_frame_rate``, the release's, until a model is attached), and its encoder's
-    length limit (``model.max_frames``; the release's 2048 LFR frames, 122.9 s, until then: a longer utterance is a
-    bad sample), and ``NanoASRModule.setup`` sets the rule again, so a plain ``trainer.fit(module, datamodule)`` is
-    fed right too.
+    How the model is fed is ``self.feeding`` (``nano8k.model.feeding.Feeding``): ``connect(model)`` (``nano8k.fit``
+    calls it; ``NanoASRModule.setup`` too, so a plain ``trainer.fit(module, datamodule)`` is fed right) takes the
+    model's feeding with this config's fbank rate, dither and prompt settings as overrides, its encoder's length limit
+    (``model.max_frames``; the release's 2048 LFR frames, 122.9 s, until then: a longer utterance is a bad sample) and
+    its tokenizer (unless ``tokenizer_dir`` is set). Until then the token rule is the release's.
     Start-up does not open every audio file: a duration the manifest gives is trusted and ``spot_check`` files
     (null: all) are opened to check it; an entry without one has its header read once, kept beside a large manifest
     (``nano8k.data.manifests.cache``). The utterances are held as an ``UtteranceTable`` (columns, memory-mapped from
@@ -205,7 +205,6 @@ class TelephoneDataModule(L.LightningDataModule):
         self.train_shards = train_shards
         self.shard_index: ShardIndex | None = None
         self.tokenizer_dir = tokenizer_dir
-        self.frontend = FrontendConfig(sample_rate=frontend_sample_rate, dither=dither)
         self.telephone, self.telephone_prob = telephone, telephone_prob
         self.telephone_max_input_rate = telephone_max_input_rate
         self.speed_perturb = speed_perturb
@@ -217,13 +216,12 @@ class TelephoneDataModule(L.LightningDataModule):
         self.on_bad_sample, self.max_bad_fraction = on_bad_sample, max_bad_fraction
         self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
         self.spot_check = spot_check
-        # how prompts are written; NanoASRModule records them in the model's recipe, so its exports carry them
-        self.prompt_settings = PromptSettings(system_prompt=system_prompt, context_header=context_header,
-                                              language=language, itn=itn)
+        # the data.* feeding settings, overrides of the model's feeding (connect); checkpoints and exports record it
+        self.feeding = Feeding(frontend_rate=frontend_sample_rate, dither=dither, system_prompt=system_prompt,
+                               context_header=context_header, language=language, itn=itn)
         self.feature_cache_mb = feature_cache_mb
         self.multichannel = multichannel
-        self.audio_tokens = "low_frame_rate"  # the model's token rule; set by use_model()
-        self.max_frames: int | None = RELEASE_MAX_FRAMES  # the model's encoder limit (LFR frames); set by use_model()
+        self.max_frames: int | None = RELEASE_MAX_FRAMES  # the model's encoder limit (LFR frames); set by connect()
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
         self.bad_samples: dict[str, BadSampleLog] = {}
@@ -238,26 +236,32 @@ class TelephoneDataModule(L.LightningDataModule):
         """Use an already loaded tokenizer (e.g. ``NanoASR.tokenizer``) instead of ``tokenizer_dir``."""
         self.tokenizer = tokenizer
 
-    def set_audio_tokens(self, rule: str) -> None:
-        """Use the model's audio token rule (``low_frame_rate`` or ``all_frames``) for every split."""
-        audio_token_count(1, rule)  # validates the name
-        self.audio_tokens = rule
-        for dataset in self.datasets.values():
-            dataset.audio_tokens = rule
-
-    def set_max_frames(self, frames: int | None) -> None:
-        """Treat utterances longer than ``frames`` LFR frames (the model's encoder limit) as bad samples, every split."""
-        self.max_frames = frames
-        for dataset in self.datasets.values():
-            dataset.max_frames = frames
-
-    def use_model(self, model: NanoASR) -> None:
-        """Feed ``model`` as its recipe says: its audio token rule and encoder length limit, and its tokenizer unless
-        ``tokenizer_dir`` is set."""
+    def connect(self, model: NanoASR) -> None:
+        """Feed ``model``: its feeding with this config's fbank rate, dither and prompt settings as overrides (its
+        token rule and weight lineage stay), its encoder's length limit, and its tokenizer unless ``tokenizer_dir``
+        is set. Every split built so far follows."""
         if self.tokenizer is None and self.tokenizer_dir is None:
             self.set_tokenizer(model.tokenizer)
-        self.set_audio_tokens(model.recipe.audio_tokens)
-        self.set_max_frames(model.max_frames)
+        self.feeding = dataclasses.replace(self.feeding, audio_tokens=model.feeding.audio_tokens,
+                                           weights=model.feeding.weights)
+        self.max_frames = model.max_frames
+        for dataset in self.datasets.values():
+            dataset.audio_tokens, dataset.max_frames = self.feeding.audio_tokens, self.max_frames
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        """The fbank settings the feeding says (rate and dither; the rest the release's)."""
+        return self.feeding.frontend()
+
+    @property
+    def prompt_settings(self) -> PromptSettings:
+        """How prompts are written (the feeding's)."""
+        return self.feeding.prompt
+
+    @property
+    def audio_tokens(self) -> str:
+        """The model's token rule (the release's until ``connect``)."""
+        return self.feeding.audio_tokens
 
     def set_frontend_rate(self, rate: int) -> None:
         """Switch the fbank rate for all splits (16000 main stage, 8000 native stage).
@@ -266,7 +270,7 @@ class TelephoneDataModule(L.LightningDataModule):
         from the next batch a worker builds (batches already prefetched, at most ``num_workers * prefetch_factor``,
         keep the old rate); cached features are kept per rate.
         """
-        self.frontend = FrontendConfig(sample_rate=int(rate), dither=self.frontend.dither)
+        self.feeding = dataclasses.replace(self.feeding, frontend_rate=int(rate))
         for dataset in self.datasets.values():
             dataset.set_frontend_rate(rate)
         for sampler in self._samplers.values():  # persistent workers follow the rate the sampler carries

@@ -41,7 +41,7 @@ class SpeechDataset(Dataset):
 
     Each utterance's span and channel are read (``Utterance.load``); a multi-channel file with no channel named
     follows ``multichannel`` (error, first, mix). ``audio_tokens`` is the model's token rule
-    (``Recipe.audio_tokens``): how many speech placeholders a prompt gets. ``max_frames`` is the most LFR frames the
+    (``Feeding.audio_tokens``): how many speech placeholders a prompt gets. ``max_frames`` is the most LFR frames the
     model's encoder takes (``NanoASR.max_frames``; None: no limit): a longer utterance is an ``AudioError``, so it goes
     through the bad-sample policy instead of failing its whole batch in the encoder. Features that are not finite are
     an ``AudioError`` too.

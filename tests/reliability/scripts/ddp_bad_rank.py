@@ -53,7 +53,7 @@ def main(work: Path) -> None:
     data = TelephoneDataModule(train_manifests=str(train), val_manifests=str(val), dither=0.0, telephone=None,
                                specaugment=None, max_frames_per_batch=120, num_workers=0, seed=7,
                                on_bad_sample="skip", max_bad_fraction=1.0, probe_audio=False)
-    data.use_model(module.model)
+    data.connect(module.model)
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_steps=4, max_epochs=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2,
