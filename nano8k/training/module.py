@@ -108,15 +108,6 @@ class NanoASRModule(L.LightningModule):
         self.train()
 
     @property
-    def nonfinite_steps(self) -> int:
-        """Non-finite micro-batches so far, as the host last read them."""
-        return self.guard.nonfinite_steps
-
-    @property
-    def consecutive_nonfinite(self) -> int:
-        return self.guard.consecutive_nonfinite
-
-    @property
     def bad_samples(self) -> dict[str, dict[tuple, BadSample]]:
         """Every rank's bad samples per split, as gathered so far (kept in checkpoints)."""
         return self.bad_sample_tally.by_split

@@ -178,7 +178,8 @@ def check_feeding_settings(frontend_sample_rate: Any, dither: Any, prompt: Mappi
 
 
 def _pick(settings_class: type, settings: Mapping[str, Any]) -> Any:
-    return settings_class(**{f.name: settings[f.name] for f in fields(settings_class)})
+    """``settings_class`` from the keys of ``settings`` it has (a missing one takes its default)."""
+    return settings_class(**{f.name: settings[f.name] for f in fields(settings_class) if f.name in settings})
 
 
 def check_data_settings(settings: Mapping[str, Any]) -> None:
