@@ -1,24 +1,24 @@
-"""``NanoASRModule``: the Lightning wrapper of ``NanoASR`` (freezing, LoRA, AdamW groups, schedules, NaN guard)."""
+"""``NanoASRModule``: the Lightning wrapper of ``NanoASR`` (freezing, LoRA, AdamW groups, schedules, step guard)."""
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
 
-from nano8k.data.badsamples import BadSample, bad_sample_report, distinct
-from nano8k.errors import RESUME_ADVICE, ConfigError, resume_changes, resume_refused
+from nano8k.data.badsamples import BadSample
+from nano8k.errors import RESUME_ADVICE, ConfigError, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.locate import resolve_model_dir
 from nano8k.model.nano import NanoASR, NanoOutput
 from nano8k.model.feeding import CHECKPOINT_KEY, Feeding
+from nano8k.training.bad_samples import BadSampleTally
+from nano8k.training.collectives import gather_objects
 from nano8k.training.freezing import (
-    GROUPS,
     FreezeConfig,
     LoraConfig,
     add_lora,
@@ -27,48 +27,31 @@ from nano8k.training.freezing import (
     named_group_parameters,
     set_frozen_eval,
 )
-from nano8k.training.optim import OptimizerImpl, SchedulerName, adamw_impl, build_adamw, build_scheduler
-from nano8k.training.rng import rng_states, set_rng_states
+from nano8k.training.guard import GuardSettings, StepGuard
+from nano8k.training.optim import (
+    OptimizerImpl,
+    OptimizerSettings,
+    SchedulerName,
+    ScheduleSettings,
+    adamw_impl,
+    build_adamw,
+    use_adamw_impl,
+)
+from nano8k.training.resume import RNG_KEY, ResumePolicy
+from nano8k.training.rng import rng_states
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "nano8k_stage"
-RNG_KEY = "nano8k_rng"  # every rank's global random states (nano8k.training.rng), in rank order
+STATE_KEY = "nano8k_stage"  # checkpoint entry: the stage (freezing, lr, schedule start), guard count, bad samples
 FEEDING_FIELDS_ON_RESUME = ("audio_tokens", "weights")  # a resume's model folder must record them as the checkpoint
 
-# hyperparameters a resume may change; every other difference from the checkpoint is refused (ResumeConfigError)
-APPLIED_ON_RESUME = {
-    "lr": "the schedule continues from the checkpoint's step with the new peak value",
-    "max_new_tokens": "decoding length only",
-    "max_consecutive_nonfinite": "a guard, not part of the optimizer state",
-    "gradient_checkpointing": "memory only; the same gradients",
-    "optimizer_impl": "the AdamW kernel only; the same update (the restored state is moved to it)",
-    "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer (its audio token rule "
-                 "and weight lineage must be the checkpoint's)",
-}
 
 class NanoASRModule(L.LightningModule):
     """Fine-tunes Fun-ASR-Nano: per-module freezing, optional LoRA, AdamW groups per module, warm-up schedules.
 
-    ``lr_multipliers`` / ``weight_decay_overrides`` are keyed by group (encoder, adaptor, llm, lora); biases and norm
-    weights get no weight decay unless ``decay_norm_and_bias``. ``optimizer_impl`` picks torch's AdamW kernel
-    (``auto``: fused where the device has it, foreach under a 16-mixed GradScaler; the same update in each).
-
-    The training step asks the device nothing: the decisions are tensors on the device and the host reads them once
-    per logging interval (``trainer.log_every_n_steps``), at the end of an epoch and when a checkpoint is written.
-    A micro-batch that is non-finite on any rank, or a batch of bad samples only on any rank, adds nothing on every
-    rank (one all-reduce of two flags, on the device); an optimizer step whose accumulation window had a non-finite
-    micro-batch, or none that trained, leaves weights and optimizer state alone (the fused kernel's ``found_inf``;
-    with the foreach/for-loop kernels this costs one host sync per step). Non-finite micro-batches are counted
-    (``nonfinite_steps``, logged ``train/nonfinite_steps``); ``max_consecutive_nonfinite`` in a row stop training
-    with a RuntimeError at the next host read. Bad samples of every rank are gathered at those reads, kept in
-    checkpoints, logged (``train/bad_samples``, ``data/bad_samples_<split>``) and listed at the end of fit.
-
-    Resuming (``ckpt_path``) with hyperparameters that differ from the checkpoint's raises ``ResumeConfigError``
-    listing each key, except those in ``APPLIED_ON_RESUME`` (a new ``lr`` rescales the restored schedule: it
-    continues from the checkpoint's step with the new peak value); so does a model folder whose audio token rule or
-    weight lineage is not the checkpoint's record. Checkpoints keep every rank's global random states (torch CPU and
-    CUDA, numpy, python), restored at train start, so a resume draws the dropout masks the interrupted run would have.
+    ``training_step`` is the loss; three components keep the rules (docs/training.md): a ``StepGuard`` decides on the
+    device which micro-batches and optimizer steps to skip, a ``BadSampleTally`` gathers every rank's bad samples, a
+    ``ResumePolicy`` says what a resume may change and restores random states and lr at train start.
     """
 
     def __init__(
@@ -94,14 +77,15 @@ class NanoASRModule(L.LightningModule):
         super().__init__()
         freeze = FreezeConfig(**freeze) if isinstance(freeze, dict) else (freeze or FreezeConfig())
         lora = LoraConfig(**lora) if isinstance(lora, dict) else lora
-        for name, table in (("lr_multipliers", lr_multipliers), ("weight_decay_overrides", weight_decay_overrides)):
-            unknown = sorted(set(table or {}) - set(GROUPS))
-            if unknown:
-                raise ValueError(f"model.{name}: unknown group(s) {unknown}; use {list(GROUPS)}")
-        positive = {"max_consecutive_nonfinite": max_consecutive_nonfinite, "max_new_tokens": max_new_tokens}
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"model.{name} must be >= 1, got {value}")
+        # the model.* keys stay flat (configs, --model.lr in sweeps); inside, each group checks its own values
+        self.optimizer_settings = OptimizerSettings(
+            lr=lr, weight_decay=weight_decay, lr_multipliers=dict(lr_multipliers or {}),
+            weight_decay_overrides=dict(weight_decay_overrides or {}), decay_norm_and_bias=decay_norm_and_bias,
+            betas=tuple(betas), impl=optimizer_impl)
+        self.schedule_settings = ScheduleSettings(name=scheduler, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+        self.guard = StepGuard(GuardSettings(max_consecutive_nonfinite=max_consecutive_nonfinite))
+        if max_new_tokens < 1:
+            raise ValueError(f"model.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.save_hyperparameters()
         # the model's own frontend stays deterministic (dither 0); training dither is the data module's `dither`
         # plain dicts in the checkpoint so it loads with torch.load(weights_only=True)
@@ -115,21 +99,16 @@ class NanoASRModule(L.LightningModule):
         self.freeze_cfg = freeze
         self.stage_lr = lr
         self.schedule_start = 0  # global step at which the current optimizer/schedule was built
-        self.nonfinite_steps = 0
-        self.consecutive_nonfinite = 0
-        self.bad_samples: dict[str, dict[tuple, BadSample]] = {"train": {}, "val": {}}  # all ranks, kept on resume
-        self._new_val_bad: list[BadSample] = []
-        self._pending_bad: list[BadSample] = []  # this rank's training bad samples since the last host read
-        # on the device, read by the host only in _read_guard(): [non-finite micro-batches, consecutive ones,
-        # micro-batches skipped because some rank had bad samples only, the longest run since the last read]
-        self._guard = torch.zeros(4)
-        self._empty_skips = 0  # the last value the host read of _guard[2]
-        self._window = torch.zeros(2)  # this accumulation window: [a non-finite micro-batch, micro-batches trained]
+        self.bad_sample_tally = BadSampleTally()
+        self.resume = ResumePolicy()
         self._val_sums = torch.zeros(3, dtype=torch.float64)  # reset on each validation's device
-        self._resume_lr: tuple[float, float] | None = None  # (checkpoint lr, new lr) when a resume changed model.lr
-        self._resume_rng: dict[str, Any] | None = None  # this rank's random states from a checkpoint, for train start
         self.trainable = self._apply_stage(freeze, lr)
         self.train()
+
+    @property
+    def bad_samples(self) -> dict[str, dict[tuple, BadSample]]:
+        """Every rank's bad samples per split, as gathered so far (kept in checkpoints)."""
+        return self.bad_sample_tally.by_split
 
     # -- freezing and stages ----------------------------------------------------------------------------------
     def _apply_stage(self, freeze: FreezeConfig, lr: float) -> dict[str, int]:
@@ -154,7 +133,7 @@ class NanoASRModule(L.LightningModule):
             self._log_trainable()
         return counts
 
-    def train(self, mode: bool = True) -> "NanoASRModule":
+    def train(self, mode: bool = True) -> NanoASRModule:
         """Lightning toggles modes; parts with no trainable parameter always stay in eval mode (no dropout)."""
         super().train(mode)
         if mode:
@@ -171,61 +150,30 @@ class NanoASRModule(L.LightningModule):
     # -- optimizer ---------------------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
         """AdamW groups per module group (and a no-decay group for biases/norms), trainable parameters only."""
-        hp = self.hparams
-        mults, wd_over = hp.lr_multipliers or {}, hp.weight_decay_overrides or {}
-        buckets: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
-        for group, _, param in named_group_parameters(self.model):
-            if param.requires_grad:
-                decay = hp.decay_norm_and_bias or param.ndim >= 2
-                buckets.setdefault((group, decay), []).append(param)
-        groups = []
-        for group in GROUPS:
-            for decay in (True, False):
-                params = buckets.get((group, decay))
-                if params:
-                    wd = wd_over.get(group, hp.weight_decay) if decay else 0.0
-                    groups.append({"params": params, "lr": self.stage_lr * mults.get(group, 1.0),
-                                   "weight_decay": wd, "name": group if decay else f"{group}_no_decay"})
-        return groups
+        return self.optimizer_settings.param_groups(named_group_parameters(self.model), self.stage_lr)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        optimizer = build_adamw(self.param_groups(), self.stage_lr, tuple(hp.betas), self._optimizer_impl())
+        optimizer = build_adamw(self.param_groups(), self.stage_lr, self.optimizer_settings.betas,
+                                self._optimizer_impl())
         if adamw_impl(optimizer) != "fused" and "deepspeed" in type(self.trainer.strategy).__name__.lower():
             raise ConfigError("under DeepSpeed a skipped step needs the fused AdamW (DeepSpeed keeps its own "
                               "gradients): set model.optimizer_impl auto or fused")
         total = None
-        if hp.scheduler == "cosine":
+        if self.schedule_settings.name == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches) - self.schedule_start)
-        scheduler = build_scheduler(optimizer, hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
+        scheduler = self.schedule_settings.build(optimizer, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
-    def _optimizer_impl(self) -> str:
+    def _optimizer_impl(self) -> OptimizerImpl:
         """``model.optimizer_impl`` resolved for this trainer: auto is foreach under a GradScaler (it unscales before
         clipping only for non-fused optimizers), else fused (foreach where the device has no fused kernel)."""
-        impl = self.hparams.optimizer_impl
+        impl = self.optimizer_settings.impl
         if self._scaler() is not None and impl == "auto":
             return "foreach"
         if self._scaler() is not None and impl == "fused" and self.trainer.gradient_clip_val:
             raise ConfigError("model.optimizer_impl fused with trainer.precision 16-mixed cannot clip gradients "
                               "(they are still scaled when clipped): use optimizer_impl auto or foreach, or bf16-mixed")
         return impl
-
-    def _use_optimizer_impl(self) -> None:
-        """A resumed optimizer steps with the state dict's kernel flags: set the configured ones again, with the
-        step counters where that kernel keeps them (fused: on the parameter's device, float32)."""
-        for optimizer in self.trainer.optimizers:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            wanted = adamw_impl(build_adamw([{"params": params}], 1.0, (0.9, 0.999), self._optimizer_impl()))
-            if adamw_impl(optimizer) == wanted:
-                continue
-            for group in optimizer.param_groups:
-                group["fused"], group["foreach"] = (True, None) if wanted == "fused" else (None, wanted == "foreach")
-                for param in group["params"]:
-                    state = optimizer.state.get(param, {})
-                    if "step" in state:
-                        state["step"] = (state["step"].to(param.device, torch.float32) if wanted == "fused"
-                                         else state["step"].to("cpu", torch.float32))
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
@@ -245,146 +193,74 @@ class NanoASRModule(L.LightningModule):
     def _scaler(self) -> Any:
         return getattr(self.trainer.precision_plugin, "scaler", None)
 
-    # -- steps -------------------------------------------------------------------------------------------------
+    # -- training ----------------------------------------------------------------------------------------------
     def forward(self, batch: SpeechBatch) -> NanoOutput:
         return self.model(batch)
 
-    @staticmethod
-    def _gather_objects(items: list[Any]) -> list[Any]:
-        """Every rank's ``items``, concatenated in rank order (a collective under DDP)."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return list(items)
-        gathered: list[list[Any] | None] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, list(items))
-        return [item for part in gathered for item in (part or [])]
-
-    def _check_bad_fraction(self, split: str) -> None:
-        """The data module's max_bad_fraction over every rank's bad samples (the same list on each rank)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "check_bad_fraction"):
-            datamodule.check_bad_fraction(split, list(self.bad_samples.get(split, {}).values()))
-
-    def _record_bad(self, split: str, items: Sequence[BadSample]) -> None:
-        for bad in items:
-            self.bad_samples.setdefault(split, {}).setdefault(bad.ident, bad)
-
     def training_step(self, batch: SpeechBatch | Any, batch_idx: int) -> torch.Tensor:
-        """Loss of one micro-batch; what to skip is decided on the device (see the class docstring)."""
-        speech = batch if isinstance(batch, SpeechBatch) else None  # else a SkippedBatch (or None): nothing to train
-        self._pending_bad.extend(BadSample(**record) for record in getattr(batch, "skipped", None) or ())
-        if self._guard.device != self.device:
-            self._guard, self._window = self._guard.to(self.device), self._window.to(self.device)
-        if speech is None:
-            loss, flags = self._zero_loss(), torch.zeros(2, device=self.device)
-            flags[0] = 1.0  # a fill on the device, not a copy from the host
-        else:
-            out = self.model(speech)
-            loss = out.loss
-            flags = torch.stack([torch.zeros_like(loss), (~torch.isfinite(loss.detach())).float()])
-            size = len(speech)
-            # device tensors only, none on the progress bar: Lightning reads progress-bar values every step
-            self.log("train/loss", loss, batch_size=size)  # NaN when non-finite: it is skipped
-            self.log("train/acc", out.token_accuracy(), batch_size=size)
-        # [ranks with bad samples only, ranks with a non-finite loss]: one all-reduce, queued on the device
-        # (Lightning's strategy.reduce puts a barrier first: a host wait)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(flags)
-        empty, nonfinite = flags.unbind()
-        skip, counted = (empty + nonfinite) > 0, (nonfinite > 0) & (empty == 0)
-        # a micro-batch with bad samples only on some rank is skipped by all; only a non-empty one counts
-        consecutive = torch.where(counted, self._guard[1] + 1, torch.where(empty > 0, self._guard[1], 0.0))
-        self._guard = torch.stack([self._guard[0] + counted.float(), consecutive, self._guard[2] + (empty > 0).float(),
-                                   torch.maximum(self._guard[3], consecutive)])
-        self._window = self._window + torch.stack([(nonfinite > 0).float(), (~skip).float()])
-        self.log("train/nonfinite_steps", self._guard[0], batch_size=len(speech) if speech is not None else 1)
-        if speech is None:
-            return loss
-        # skipped: zero upstream gradient (a non-finite loss can still leave NaN gradients; the step is then skipped)
-        return torch.where(skip, torch.zeros_like(loss), loss)
+        """Loss of one micro-batch; one the guard skips (non-finite or empty on some rank) gives zero gradients."""
+        self.bad_sample_tally.note("train", batch)
+        if not isinstance(batch, SpeechBatch):  # a SkippedBatch (or None): this rank has nothing to train
+            self.guard.check(None, self.device)
+            self.log("train/nonfinite_steps", self.guard.nonfinite_count, batch_size=1)
+            return self._zero_loss()
+        out = self.model(batch)
+        skip = self.guard.check(out.loss, self.device)
+        # device tensors only, none on the progress bar: Lightning reads progress-bar values every step
+        self.log("train/loss", out.loss, batch_size=len(batch))  # NaN when non-finite: it is skipped
+        self.log("train/acc", out.token_accuracy(), batch_size=len(batch))
+        self.log("train/nonfinite_steps", self.guard.nonfinite_count, batch_size=len(batch))
+        # a skipped loss gets a zero upstream gradient (a non-finite one can still leave NaN gradients: the guard
+        # then skips the optimizer step)
+        return torch.where(skip, torch.zeros_like(out.loss), out.loss)
 
     def _zero_loss(self) -> torch.Tensor:
         """Zero over every trainable parameter: backward (with DDP's gradient all-reduce) runs on every rank as usual
         and gives exactly zero gradients (Lightning refuses ``None`` from ``training_step`` under DDP)."""
         return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
 
-    def _window_skip(self) -> torch.Tensor:
-        """Whether this optimizer step must leave weights and state alone (device bool); starts the next window."""
-        skip = (self._window[0] > 0) | (self._window[1] == 0)
-        self._window = torch.zeros_like(self._window)
-        return skip
-
     def on_after_backward(self) -> None:
-        """16-mixed: an inf gradient makes the GradScaler skip the step (as on overflow); it looks before
-        ``on_before_optimizer_step``, so this is done after the window's last backward."""
+        """16-mixed: the guard's skip goes through the GradScaler, which looks before ``on_before_optimizer_step``:
+        so here, after the window's last backward."""
         loop = self.trainer.fit_loop.epoch_loop
         if self._scaler() is None or getattr(loop, "_should_accumulate", lambda: False)():
             return
-        skip = self._window_skip()
-        grads = [p.grad for p in self.parameters() if p.requires_grad and p.grad is not None]
-        if grads:
-            grads[0].copy_(torch.where(skip, float("inf"), grads[0]))
+        self.guard.skip_scaled_step([p.grad for p in self.parameters() if p.requires_grad and p.grad is not None])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Skip the update without a host sync where the kernel allows it: fused AdamW's ``found_inf``."""
-        if self._scaler() is not None:
-            return  # on_after_backward
-        skip = self._window_skip()
-        base = getattr(optimizer, "optimizer", optimizer)  # DeepSpeed wraps the torch optimizer
-        if adamw_impl(base) == "fused":
-            base.found_inf = skip.float()  # read around AdamW.step (as GradScaler does), cleared in optimizer_step
-        elif bool(skip):  # foreach / for-loop kernels: one host read per step
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    param.grad = None
+        if self._scaler() is None:  # else on_after_backward
+            self.guard.skip_optimizer_step(optimizer)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
-        for optimizer in self.trainer.optimizers:
-            getattr(optimizer, "optimizer", optimizer).__dict__.pop("found_inf", None)
+        self.guard.clear_found_inf(self.trainer.optimizers)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """At Lightning's own logging points (optimizer steps counted across epochs, as it counts them)."""
         loop, every = self.trainer.fit_loop.epoch_loop, int(self.trainer.log_every_n_steps)
         if every and not loop._should_accumulate() and (loop._batches_that_stepped + 1) % every == 0:
-            self._read_guard()
+            self._read_device_state()
             # a host number becomes a device tensor in self.log (a copy that waits): logged here, not every step
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
 
     def on_train_epoch_end(self) -> None:
-        self._read_guard()
+        self._read_device_state()
 
-    def _read_guard(self, log_count: bool = True) -> None:
-        """The host's read of the device counters and every rank's new bad samples (a collective under DDP: every
-        rank calls this at the same batch): warns, logs, and stops a run that is only producing non-finite losses."""
-        total, consecutive, empty, longest = (int(v) for v in self._guard.tolist())
-        self._guard[3] = self._guard[1]  # the next interval's longest run starts from the current one
-        new, new_empty = total - self.nonfinite_steps, empty - self._empty_skips
-        self.nonfinite_steps, self.consecutive_nonfinite, self._empty_skips = total, consecutive, empty
-        if new_empty:
-            log.warning("%d micro-batch(es) before step %d skipped on every rank: a rank had a batch of bad samples "
-                        "only", new_empty, self.global_step)
-        if new:
-            log.warning("%d non-finite loss(es) before step %d: skipped (%d so far)", new, self.global_step, total)
-        if longest >= self.hparams.max_consecutive_nonfinite:
-            raise RuntimeError(
-                f"{longest} consecutive non-finite losses (limit model.max_consecutive_nonfinite="
-                f"{self.hparams.max_consecutive_nonfinite}) at step {self.global_step}. Lower model.lr, check the "
-                "data, or use precision 32."
-            )
-        pending, self._pending_bad = self._pending_bad, []
-        if self.trainer.world_size > 1 or pending:
-            gathered = self._gather_objects(pending)
-            if gathered:
-                self._record_bad("train", gathered)
-                if log_count:  # Lightning refuses self.log while a checkpoint is written
-                    self.log("train/bad_samples", float(len(self.bad_samples["train"])), batch_size=1)
-                self._check_bad_fraction("train")
+    def _read_device_state(self, log_count: bool = True) -> None:
+        """The host's read of the guard and of every rank's new bad samples (a collective under DDP: every rank
+        calls this at the same batch)."""
+        self.guard.read(self.global_step)
+        if self.bad_sample_tally.gather("train", self.trainer.world_size):
+            if log_count:  # Lightning refuses self.log while a checkpoint is written
+                self.log("train/bad_samples", float(len(self.bad_samples["train"])), batch_size=1)
+            self.bad_sample_tally.check_fraction(getattr(self.trainer, "datamodule", None), "train")
 
+    # -- validation and decoding -------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, accuracy * n, n
 
     def validation_step(self, batch: SpeechBatch | Any, batch_idx: int) -> None:
-        self._new_val_bad.extend(BadSample(**record) for record in getattr(batch, "skipped", None) or ())
+        self.bad_sample_tally.note("val", batch)
         if not isinstance(batch, SpeechBatch):
             return
         out = self.model(batch)
@@ -400,17 +276,18 @@ class NanoASRModule(L.LightningModule):
         if count:
             self.log("val/loss", loss_sum / count, prog_bar=True)
             self.log("val/acc", accuracy_sum / count)
-        if not self.trainer.sanity_checking:
-            self._record_bad("val", self._gather_objects(self._new_val_bad))
-            self._check_bad_fraction("val")
-        self._new_val_bad = []
+        if self.trainer.sanity_checking:
+            self.bad_sample_tally.drop_pending("val")
+            return
+        self.bad_sample_tally.gather("val")
+        self.bad_sample_tally.check_fraction(getattr(self.trainer, "datamodule", None), "val")
 
     @torch.no_grad()
     def transcribe_batch(self, batch: SpeechBatch, max_new_tokens: int | None = None) -> list[str]:
         """Batched greedy transcription with the current weights."""
         return self.model.transcribe(batch.sources(self.model.pad_id), max_new_tokens or self.hparams.max_new_tokens)
 
-    # -- logging and checkpoint state --------------------------------------------------------------------------
+    # -- logging, train start and end ---------------------------------------------------------------------------
     def _log_trainable(self) -> None:
         counts = {f"params/trainable_{k}": float(v) for k, v in self.trainable.items()}
         if self.trainer.is_global_zero:
@@ -436,77 +313,52 @@ class NanoASRModule(L.LightningModule):
         return feeding if isinstance(feeding, Feeding) else self.model.feeding
 
     def on_train_start(self) -> None:
-        if self._resume_rng is not None:  # after the loaders started, before the first dropout mask is drawn
-            set_rng_states(self._resume_rng)
-            self._resume_rng = None
-        self._use_optimizer_impl()
-        if self._resume_lr is not None:
-            self._rescale_restored_lr(*self._resume_lr)
-            self._resume_lr = None
+        self.resume.restore_rng()  # after the loaders started, before the first dropout mask is drawn
+        use_adamw_impl(self.trainer.optimizers, self._optimizer_impl())  # a restored optimizer: the configured kernel
+        self.stage_lr = self.resume.apply_lr_change(self.trainer, self.stage_lr)
         self._log_trainable()
-
-    def _rescale_restored_lr(self, old: float, new: float) -> None:
-        """A resume with a new ``model.lr``: the restored optimizer and schedule continue at the new scale."""
-        if not math.isclose(self.stage_lr, old):  # the current stage's lr is StageSwitch's own, not model.lr
-            if self.trainer.is_global_zero:
-                print(f"[resume] model.lr {old:g} -> {new:g}: the current stage runs at its own lr {self.stage_lr:g}; "
-                      "the new value applies from the next stage that uses model.lr", flush=True)
-            return
-        scale = new / old
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] *= scale
-                if "initial_lr" in group:
-                    group["initial_lr"] *= scale
-        for config in self.trainer.lr_scheduler_configs:
-            config.scheduler.base_lrs = [base * scale for base in config.scheduler.base_lrs]
-        self.stage_lr = float(new)
-        if self.trainer.is_global_zero:
-            print(f"[resume] model.lr {old:g} -> {new:g}: the schedule continues from step {self.global_step} with "
-                  f"the new value (lr now {self.trainer.optimizers[0].param_groups[0]['lr']:.3g})", flush=True)
 
     def on_train_end(self) -> None:
         """Every bad sample of the run (manifest reading, loading on any rank, before a resume too): listed, logged."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        by_split: dict[str, list[BadSample]] = {}
-        for split in ("train", "val"):
-            manifest_log = getattr(datamodule, "bad_samples", {}).get(split)  # bad lines found when data was set up
-            by_split[split] = distinct(self.bad_samples.get(split, {}).values(), getattr(manifest_log, "items", ()))
-        metrics = {f"data/bad_samples_{split}": float(len(items)) for split, items in by_split.items()}
+        by_split = self.bad_sample_tally.final(getattr(self.trainer, "datamodule", None))
+        metrics, report = self.bad_sample_tally.report(by_split)
         for logger in self.loggers:
             logger.log_metrics(metrics, step=int(self.global_step))
         if self.trainer.is_global_zero:
-            print(bad_sample_report(by_split), flush=True)
+            print(report, flush=True)
 
+    # -- checkpoint state --------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._trainer is not None and self.trainer.state.fn == "fit":
-            self._read_guard(log_count=False)  # every rank writes a checkpoint at the same step
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if fitting:
+            self._read_device_state(log_count=False)  # every rank writes a checkpoint at the same step
         checkpoint[CHECKPOINT_KEY] = self.training_feeding()  # now: a stage switch changes the rate
-        if self._trainer is not None and self.trainer.state.fn == "fit":
-            checkpoint[RNG_KEY] = self._gather_objects([rng_states()])  # every rank saves at the same step
+        if fitting:
+            checkpoint[RNG_KEY] = gather_objects([rng_states()])  # every rank saves at the same step
         checkpoint[STATE_KEY] = {
             "freeze": asdict(self.freeze_cfg),
             "lr": self.stage_lr,
             "schedule_start": self.schedule_start,
-            "nonfinite_steps": self.nonfinite_steps,
-            "bad_samples": {split: [bad.record() for bad in items.values()]
-                            for split, items in self.bad_samples.items()},
+            "nonfinite_steps": self.guard.nonfinite_steps,
+            "bad_samples": self.bad_sample_tally.state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         feeding = Feeding.from_checkpoint(checkpoint)
         if feeding is not None:
             self._check_resume_feeding(feeding, (checkpoint.get("hyper_parameters") or {}).get("model_dir"))
-        self._check_resume_config(checkpoint.get("hyper_parameters") or {})
-        self._take_rng_states(checkpoint.get(RNG_KEY))
+        global_zero = self._trainer is None or self.trainer.is_global_zero
+        source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+        self.resume.check_config(checkpoint.get("hyper_parameters") or {}, self.hparams, source, global_zero)
+        if self._trainer is not None:
+            self.resume.take_rng_states(checkpoint.get(RNG_KEY), int(self.trainer.global_rank),
+                                        int(self.trainer.world_size), global_zero)
         state = checkpoint.get(STATE_KEY)
         if state is not None:  # runs before configure_optimizers on resume: optimizer groups match the checkpoint
             self._apply_stage(FreezeConfig(**state["freeze"]), state["lr"])
             self.schedule_start = int(state["schedule_start"])
-            self.nonfinite_steps = int(state["nonfinite_steps"])
-            self._guard = torch.tensor([float(self.nonfinite_steps), 0.0, 0.0, 0.0])
-            for split, records in (state.get("bad_samples") or {}).items():
-                self._record_bad(split, [BadSample(**record) for record in records])
+            self.guard.restore(state["nonfinite_steps"])
+            self.bad_sample_tally.restore(state.get("bad_samples"))
 
     def _check_resume_feeding(self, saved: Feeding, saved_model_dir: str | None) -> None:
         """Refuse a resume whose model folder says another audio token rule or weight lineage than the checkpoint's
@@ -519,29 +371,3 @@ class NanoASRModule(L.LightningModule):
             raise resume_refused(source, differ, "model.", f"model.model_dir {self.hparams.model_dir!r} is another "
                                  f"model than the checkpoint's ({saved_model_dir!r}): resume with that folder (a copy "
                                  "or move of it is fine). " + RESUME_ADVICE)
-
-    def _take_rng_states(self, saved: list[dict[str, Any]] | None) -> None:
-        """Keep this rank's random states for ``on_train_start`` (checkpoints written before nano8k kept them have
-        none: dropout then draws other masks than the interrupted run would have)."""
-        if not saved or self._trainer is None:
-            return
-        rank, world = int(self.trainer.global_rank), int(self.trainer.world_size)
-        if len(saved) == world:
-            self._resume_rng = saved[rank]
-        elif self.trainer.is_global_zero:
-            log.warning("the checkpoint holds random states of %d ranks, this run has %d: dropout draws other masks "
-                        "than the interrupted run would have", len(saved), world)
-
-    def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
-        """Refuse a resume whose training settings differ from the checkpoint's; note the ones applied."""
-        changes = resume_changes(saved, dict(self.hparams))
-        refused = {key: pair for key, pair in changes.items() if key not in APPLIED_ON_RESUME}
-        source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
-        if refused:
-            raise resume_refused(source, refused, "model.", RESUME_ADVICE + " A resume may change only: "
-                                 + ", ".join(f"model.{k}" for k in APPLIED_ON_RESUME))
-        for key, (old, new) in changes.items():
-            if key == "lr":
-                self._resume_lr = (float(old), float(new))
-            elif self._trainer is None or self.trainer.is_global_zero:
-                print(f"[resume] model.{key} {old!r} -> {new!r} ({APPLIED_ON_RESUME[key]})", flush=True)

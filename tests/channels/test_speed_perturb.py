@@ -55,7 +55,7 @@ def test_batches_are_planned_on_the_perturbed_lengths_and_labels_stay():
     plain = sampler.lengths
     for epoch in (0, 1):
         frames, tokens = sampler.lengths_of(epoch)
-        factors = dm.speed_perturb.factors_for(dm.seed, [u.key for u in dataset.utterances], epoch)
+        factors = dm.augment.speed_perturb.factors_for(dm.seed, [u.key for u in dataset.utterances], epoch)
         assert np.all((frames < plain) == (factors > 1.0))  # faster -> shorter, slower -> longer
         for i in range(0, len(dataset), 16):
             item = dataset[(i, epoch, None)]
@@ -63,7 +63,7 @@ def test_batches_are_planned_on_the_perturbed_lengths_and_labels_stay():
             assert item.target == dataset.utterances[i].target  # the transcript stays
             assert abs(len(item.prompt.input_ids) - tokens[i]) <= 1
         for batch in sampler.all_batches(epoch):
-            assert len(batch) * max(frames[j] for j in batch) <= dm.max_frames_per_batch or len(batch) == 1
+            assert len(batch) * max(frames[j] for j in batch) <= dm.batching.max_frames_per_batch or len(batch) == 1
     assert sampler.all_batches(0) != sampler.all_batches(1)
 
 

@@ -350,3 +350,28 @@ def test_tokenizer_dir_follows_the_model_folder_rule(tmp_path):
     shutil.rmtree(release / "llm")
     with pytest.raises(DataError, match="names the LLM folder"):
         load_tokenizer(release)
+
+
+def test_data_keys_are_grouped_into_settings_that_preflight_checks_the_same_way():
+    from nano8k.data.pipeline.datamodule import (
+        AugmentSettings,
+        BatchingSettings,
+        LoadingSettings,
+        check_data_settings,
+    )
+
+    dm = TelephoneDataModule(max_frames_per_batch=500, pad_tokens_to_multiple=8, telephone_prob=0.25,
+                             on_bad_sample="skip", num_workers=0)
+    assert dm.batching == BatchingSettings(max_frames_per_batch=500, pad_tokens_to_multiple=8)
+    assert dm.batching.pad_multiples == (1, 8)
+    assert dm.augment.telephone_prob == 0.25 and isinstance(dm.augment, AugmentSettings)
+    assert dm.loading == LoadingSettings(num_workers=0, on_bad_sample="skip")
+    assert dm.hparams["max_frames_per_batch"] == 500  # the data.* keys checkpoints keep are unchanged
+    with pytest.raises(AttributeError):
+        dm.batching.sort_window = 5  # frozen: one place sets them
+    # preflight: a config's data section, keys it does not give take the defaults
+    check_data_settings({"frontend_sample_rate": 8000, "dither": 0.0, "system_prompt": None, "context_header": False,
+                         "language": None, "itn": True, "max_frames_per_batch": 2000})
+    with pytest.raises(ValueError, match=r"data.pad_frames_to_multiple must be >= 1, got 0"):
+        check_data_settings({"frontend_sample_rate": 16000, "dither": 1.0, "system_prompt": None,
+                             "context_header": False, "language": None, "itn": True, "pad_frames_to_multiple": 0})

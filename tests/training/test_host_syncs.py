@@ -106,7 +106,7 @@ def test_no_host_sync_between_logging_points(tmp_path, optimizer_impl, one_torch
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     fused = bool(module.trainer.optimizers[0].param_groups[0]["fused"])
     assert fused == (optimizer_impl == "auto"), "auto did not pick the fused AdamW on this CPU"
-    assert module.nonfinite_steps == 1 and len(counter.counts) == len(batches)
+    assert module.guard.nonfinite_steps == 1 and len(counter.counts) == len(batches)
     # for_loop: torch's per-tensor AdamW reads each parameter's step count (a host tensor on a GPU too, so no wait
     # there), and nano8k reads its skip flag once a step (a real wait on a GPU: the cost of not using fused)
     trainable = sum(1 for p in module.parameters() if p.requires_grad)

@@ -114,7 +114,7 @@ def test_nonfinite_loss_is_skipped_and_counted():
                            scheduler="constant", warmup_steps=0, max_consecutive_nonfinite=3)
     spy = NaNAt({1, 2})
     make_trainer(5, callbacks=[spy]).fit(module, datamodule=SyntheticDataModule(n_train=16, batch_size=2))
-    assert module.nonfinite_steps == 2 and module.consecutive_nonfinite == 0
+    assert module.guard.nonfinite_steps == 2 and module.guard.consecutive_nonfinite == 0
     assert all(torch.isfinite(p).all() for p in module.model.parameters())
     # the weights after the skipped batch 1 equal those before it (no update from a NaN step)
     (before_1, _), (before_2, _) = spy.params_at_nan
@@ -130,7 +130,7 @@ def test_consecutive_nonfinite_losses_stop_training(interval, bad, run, seen):
     trainer = make_trainer(6, callbacks=[NaNAt(bad)], log_every_n_steps=interval)
     with pytest.raises(RuntimeError, match=f"{run} consecutive non-finite losses"):
         trainer.fit(module, datamodule=SyntheticDataModule(n_train=16, batch_size=2))
-    assert module.nonfinite_steps == seen and trainer.global_step == (3 if interval == 1 else 4)
+    assert module.guard.nonfinite_steps == seen and trainer.global_step == (3 if interval == 1 else 4)
 
 
 def test_param_groups_lr_multipliers_and_no_decay():

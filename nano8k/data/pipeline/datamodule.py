@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import numpy as np
@@ -14,14 +16,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
-from nano8k.data.badsamples import BadSample, BadSampleLog, DataError
+from nano8k.data.badsamples import BadSample, BadSampleLog, BadSamplePolicy, DataError
+from nano8k.data.channel.telephone import TelephoneChannel
+from nano8k.data.manifests.io import load_utterances
 from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths, plan_digest
 from nano8k.data.pipeline.dataset import SpeechCollator, SpeechDataset
-from nano8k.data.manifests.io import load_utterances
 from nano8k.data.pipeline.shards import ShardIndex, ShardStream
 from nano8k.data.pipeline.specaugment import SpecAugment
 from nano8k.data.pipeline.speed import SpeedPerturb
-from nano8k.data.channel.telephone import TelephoneChannel
 from nano8k.errors import RESUME_ADVICE, ConfigError, ResumeConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
@@ -61,7 +63,7 @@ DATA_APPLIED_ON_RESUME = {
 
 def _plain(value: Any) -> Any:
     """A setting as plain data (dataclasses as dicts), so a checkpoint holding it loads with ``weights_only``."""
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
 class ResumableLoader(DataLoader):
@@ -82,42 +84,113 @@ class ResumableLoader(DataLoader):
         self._resume(state)
 
 
-def check_data_settings(settings: dict[str, Any]) -> None:
-    """Refuse ``TelephoneDataModule`` settings no run can use, naming ``data.<key>``, its value and what is allowed."""
+def _refuse(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"data.{key} must be {allowed}, got {value!r}")
 
-    def refuse(key: str, allowed: str) -> None:
-        raise ConfigError(f"data.{key} must be {allowed}, got {settings[key]!r}")
 
-    def at_least(key: str, low: float, optional: bool = False) -> None:
-        value = settings[key]
-        if value is None and optional:
-            return
-        if value is None or not value >= low:  # `not >=` also refuses NaN
-            refuse(key, f">= {low}" + (" (or null)" if optional else ""))
+def _at_least(key: str, value: Any, low: float, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or not value >= low:  # `not >=` also refuses NaN
+        _refuse(key, value, f">= {low}" + (" (or null)" if optional else ""))
 
-    if settings["frontend_sample_rate"] not in FRONTEND_RATES:
-        refuse("frontend_sample_rate", "8000 or 16000 (16000: resampled main stage, 8000: native telephone stage)")
-    for key in ("telephone_prob", "max_bad_fraction"):
-        if settings[key] is None or not 0.0 <= settings[key] <= 1.0:
-            refuse(key, "a probability in [0, 1]")
-    at_least("max_frames_per_batch", 1)
-    at_least("max_tokens_per_batch", 1, optional=True)
-    at_least("max_batch_size", 1, optional=True)
-    at_least("pad_frames_to_multiple", 1)
-    at_least("pad_tokens_to_multiple", 1)
-    at_least("sort_window", 0, optional=True)
-    at_least("num_workers", 0)
-    at_least("telephone_max_input_rate", 1, optional=True)
-    at_least("dither", 0.0)
-    at_least("min_duration", 0.0)
-    at_least("feature_cache_mb", 0.0)
-    at_least("spot_check", 0, optional=True)
-    if settings["max_duration"] is None or not settings["max_duration"] > settings["min_duration"]:
-        refuse("max_duration", f"> data.min_duration ({settings['min_duration']})")
+
+def _probability(key: str, value: Any) -> None:
+    if value is None or not 0.0 <= value <= 1.0:
+        _refuse(key, value, "a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    """How the loaders cut batches: budgets in LFR frames (padding included) and LLM tokens, widths rounded up to
+    multiples (fewer distinct shapes for an accelerator), and the window of utterances sorted by length."""
+
+    max_frames_per_batch: int = 1000
+    max_tokens_per_batch: int | None = None
+    max_batch_size: int | None = None
+    pad_frames_to_multiple: int = 1
+    pad_tokens_to_multiple: int = 1
+    sort_window: int | None = 1000
+
+    def __post_init__(self) -> None:
+        _at_least("max_frames_per_batch", self.max_frames_per_batch, 1)
+        _at_least("max_tokens_per_batch", self.max_tokens_per_batch, 1, optional=True)
+        _at_least("max_batch_size", self.max_batch_size, 1, optional=True)
+        _at_least("pad_frames_to_multiple", self.pad_frames_to_multiple, 1)
+        _at_least("pad_tokens_to_multiple", self.pad_tokens_to_multiple, 1)
+        _at_least("sort_window", self.sort_window, 0, optional=True)
+
+    @property
+    def pad_multiples(self) -> tuple[int, int]:
+        return int(self.pad_frames_to_multiple), int(self.pad_tokens_to_multiple)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Training-split augmentation: speed perturbation, a telephone channel profile (with probability
+    ``telephone_prob``, on audio above ``telephone_max_input_rate`` Hz) and SpecAugment (dither is the frontend's)."""
+
+    telephone: TelephoneChannel | None = field(default_factory=TelephoneChannel)
+    telephone_prob: float = 0.5
+    telephone_max_input_rate: int | None = 8000
+    speed_perturb: SpeedPerturb | None = None
+    specaugment: SpecAugment | None = field(default_factory=SpecAugment)
+
+    def __post_init__(self) -> None:
+        _probability("telephone_prob", self.telephone_prob)
+        _at_least("telephone_max_input_rate", self.telephone_max_input_rate, 1, optional=True)
+
+
+@dataclass(frozen=True)
+class LoadingSettings:
+    """Reading and loading utterances: duration limits, how many audio headers start-up opens, multi-channel files,
+    loader workers and their feature caches, and the bad-sample policy (``error`` or counted ``skip``s up to
+    ``max_bad_fraction``)."""
+
+    num_workers: int = 2
+    on_bad_sample: BadSamplePolicy = "error"
+    max_bad_fraction: float = 0.01
+    min_duration: float = 0.1
+    max_duration: float = 30.0
+    probe_audio: bool = True
+    spot_check: int | None = 1000
+    feature_cache_mb: float = 256.0
+    multichannel: MultichannelPolicy = "error"
+
+    def __post_init__(self) -> None:
+        _probability("max_bad_fraction", self.max_bad_fraction)
+        _at_least("num_workers", self.num_workers, 0)
+        _at_least("min_duration", self.min_duration, 0.0)
+        _at_least("feature_cache_mb", self.feature_cache_mb, 0.0)
+        _at_least("spot_check", self.spot_check, 0, optional=True)
+        if self.max_duration is None or not self.max_duration > self.min_duration:
+            _refuse("max_duration", self.max_duration, f"> data.min_duration ({self.min_duration})")
+
+
+def check_feeding_settings(frontend_sample_rate: Any, dither: Any, prompt: Mapping[str, Any]) -> None:
+    """Refuse a fbank rate, dither or prompt settings (system_prompt, context_header, language, itn) no run can use."""
+    if frontend_sample_rate not in FRONTEND_RATES:
+        _refuse("frontend_sample_rate", frontend_sample_rate,
+                "8000 or 16000 (16000: resampled main stage, 8000: native telephone stage)")
+    _at_least("dither", dither, 0.0)
     try:  # the prompt settings' own rules (language names, booleans)
-        PromptSettings(**{key: settings[key] for key in ("system_prompt", "context_header", "language", "itn")})
+        PromptSettings(**prompt)
     except ValueError as err:
         raise ConfigError(f"data.{err}") from None
+
+
+def _pick(settings_class: type, settings: Mapping[str, Any]) -> Any:
+    """``settings_class`` from the keys of ``settings`` it has (a missing one takes its default)."""
+    return settings_class(**{f.name: settings[f.name] for f in fields(settings_class) if f.name in settings})
+
+
+def check_data_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse ``data.*`` settings (a parsed config's ``data`` section) no run can use, naming ``data.<key>``, its value
+    and what is allowed: the checks ``TelephoneDataModule`` makes when it is built."""
+    check_feeding_settings(settings["frontend_sample_rate"], settings["dither"],
+                           {key: settings[key] for key in ("system_prompt", "context_header", "language", "itn")})
+    for settings_class in (AugmentSettings, LoadingSettings, BatchingSettings):
+        _pick(settings_class, settings)
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
@@ -131,34 +204,14 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 class TelephoneDataModule(L.LightningDataModule):
-    """Train/val/test loaders of ``nano8k.model.batch.SpeechBatch`` for telephone fine-tuning.
+    """Train/val/test loaders of length-bucketed ``SpeechBatch``es for telephone fine-tuning, augmented (training
+    split only) and resumable mid-epoch.
 
-    Batches are length-bucketed with ``max_frames_per_batch`` LFR frames (60 ms each, padding included) and,
-    optionally, ``max_tokens_per_batch`` LLM tokens; ``pad_frames_to_multiple`` / ``pad_tokens_to_multiple`` round
-    each batch's widths up (fewer distinct shapes for an accelerator; the budgets count that padding). Augmentation (``speed_perturb``; a telephone channel profile
-    with probability ``telephone_prob`` on audio above ``telephone_max_input_rate`` Hz; SpecAugment; ``dither``)
-    runs on the training split only; under speed perturbation each epoch's batches are planned on the perturbed
-    durations. An utterance is a file or a span and channel of one (see ``nano8k.data.manifests.io``); a
-    multi-channel file with no channel named follows ``multichannel``: ``error`` (default; names the file and the
-    fix), ``first``, or ``mix`` (averages the channels). Under DDP every rank loads a disjoint shard with the same number of batches; use
-    ``Trainer(use_distributed_sampler=False)`` so Lightning leaves the batch sampler alone.
-
-    How the model is fed is ``self.feeding`` (``nano8k.model.feeding.Feeding``): ``connect(model)`` (``nano8k.fit``
-    calls it; ``NanoASRModule.setup`` too, so a plain ``trainer.fit(module, datamodule)`` is fed right) takes the
-    model's feeding with this config's fbank rate, dither and prompt settings as overrides, its encoder's length limit
-    (``model.max_frames``; the release's 2048 LFR frames, 122.9 s, until then: a longer utterance is a bad sample) and
-    its tokenizer (unless ``tokenizer_dir`` is set). Until then the token rule is the release's.
-    Start-up does not open every audio file: a duration the manifest gives is trusted and ``spot_check`` files
-    (null: all) are opened to check it; an entry without one has its header read once, kept beside a large manifest
-    (``nano8k.data.manifests.cache``). The utterances are held as an ``UtteranceTable`` (columns, memory-mapped from
-    that cache), so ranks and loader workers share one read-only copy.
-    Deterministic features (validation, test, and training without channel, SpecAugment or dither) are computed once
-    and cached, up to ``feature_cache_mb`` per split in each process; loader workers persist between epochs so their
-    caches do too.
-    Resuming: checkpoints keep every ``data.*`` setting; a changed one is applied with a ``[resume]`` note when it is in
-    ``DATA_APPLIED_ON_RESUME``, else refused (``ResumeConfigError``). The training loader (``ResumableLoader``) keeps
-    the position in the epoch and a digest of the epoch's plan: a mid-epoch resume onto another plan (another
-    training set or batching) is refused, naming both.
+    The ``data.*`` keys stay flat for configs and sweeps; inside they are grouped into ``BatchingSettings``,
+    ``AugmentSettings`` and ``LoadingSettings``, each refusing an unusable value by its key. How the model is fed is
+    ``self.feeding``: ``connect(model)`` (``nano8k.fit`` calls it, and ``NanoASRModule.setup``) takes the model's
+    ``Feeding`` with this config's fbank rate, dither and prompt settings as overrides, its encoder's length limit
+    and its tokenizer. Batching, loading, bad samples and resume rules: docs/training.md.
     """
 
     def __init__(
@@ -197,7 +250,21 @@ class TelephoneDataModule(L.LightningDataModule):
         train_shards: str | None = None,
     ) -> None:
         super().__init__()
-        check_data_settings(dict(locals()))  # a bad value is named here, not deep in a loader
+        # the data.* keys stay flat (configs, sweeps); inside, each group checks its own values, naming the key
+        check_feeding_settings(frontend_sample_rate, dither, {"system_prompt": system_prompt,
+                                                              "context_header": context_header,
+                                                              "language": language, "itn": itn})
+        self.augment = AugmentSettings(telephone=telephone, telephone_prob=telephone_prob,
+                                       telephone_max_input_rate=telephone_max_input_rate,
+                                       speed_perturb=speed_perturb, specaugment=specaugment)
+        self.loading = LoadingSettings(num_workers=num_workers, on_bad_sample=on_bad_sample,
+                                       max_bad_fraction=max_bad_fraction, min_duration=min_duration,
+                                       max_duration=max_duration, probe_audio=probe_audio, spot_check=spot_check,
+                                       feature_cache_mb=feature_cache_mb, multichannel=multichannel)
+        self.batching = BatchingSettings(max_frames_per_batch=max_frames_per_batch,
+                                         max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size,
+                                         pad_frames_to_multiple=pad_frames_to_multiple,
+                                         pad_tokens_to_multiple=pad_tokens_to_multiple, sort_window=sort_window)
         self.save_hyperparameters()
         if train_manifests and train_shards:
             raise ConfigError("give data.train_manifests or data.train_shards, not both")
@@ -205,22 +272,10 @@ class TelephoneDataModule(L.LightningDataModule):
         self.train_shards = train_shards
         self.shard_index: ShardIndex | None = None
         self.tokenizer_dir = tokenizer_dir
-        self.telephone, self.telephone_prob = telephone, telephone_prob
-        self.telephone_max_input_rate = telephone_max_input_rate
-        self.speed_perturb = speed_perturb
-        self.specaugment = specaugment
-        self.max_frames_per_batch, self.max_tokens_per_batch = max_frames_per_batch, max_tokens_per_batch
-        self.max_batch_size, self.sort_window = max_batch_size, sort_window
-        self.pad_multiples = (int(pad_frames_to_multiple), int(pad_tokens_to_multiple))
-        self.num_workers, self.seed = num_workers, seed
-        self.on_bad_sample, self.max_bad_fraction = on_bad_sample, max_bad_fraction
-        self.min_duration, self.max_duration, self.probe_audio = min_duration, max_duration, probe_audio
-        self.spot_check = spot_check
+        self.seed = seed  # the batch plan's, and every utterance's augmentation draws
         # the data.* feeding settings, overrides of the model's feeding (connect); checkpoints and exports record it
         self.feeding = Feeding(frontend_rate=frontend_sample_rate, dither=dither, system_prompt=system_prompt,
                                context_header=context_header, language=language, itn=itn)
-        self.feature_cache_mb = feature_cache_mb
-        self.multichannel = multichannel
         self.max_frames: int | None = RELEASE_MAX_FRAMES  # the model's encoder limit (LFR frames); set by connect()
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
@@ -291,14 +346,15 @@ class TelephoneDataModule(L.LightningDataModule):
                 self.datasets[split] = self._build(split)
 
     def _build(self, split: str) -> SpeechDataset:
-        log = BadSampleLog(self.on_bad_sample, self.max_bad_fraction, name=split)
+        loading, augment = self.loading, self.augment
+        log = BadSampleLog(loading.on_bad_sample, loading.max_bad_fraction, name=split)
         if split == "train" and self.train_shards:  # durations were measured when the shards were written
             self.shard_index = ShardIndex.open(self.train_shards)
             utts = self.shard_index.utterances
         else:
-            utts = load_utterances(self.manifests[split], log, min_duration=self.min_duration,
-                                   max_duration=self.max_duration, probe=self.probe_audio,
-                                   multichannel=self.multichannel, spot_check=self.spot_check, seed=self.seed)
+            utts = load_utterances(self.manifests[split], log, min_duration=loading.min_duration,
+                                   max_duration=loading.max_duration, probe=loading.probe_audio,
+                                   multichannel=loading.multichannel, spot_check=loading.spot_check, seed=self.seed)
         if not utts:
             raise DataError(f"[{split}] no usable utterances in {self.manifests[split]}")
         self.bad_samples[split] = log
@@ -308,15 +364,16 @@ class TelephoneDataModule(L.LightningDataModule):
         train = split == "train"
         dataset = SpeechDataset(
             utts, PromptEncoder(self.tokenizer, self.prompt_settings),
-            self.frontend, train=train, telephone=self.telephone if train else None,
-            telephone_prob=self.telephone_prob, telephone_max_input_rate=self.telephone_max_input_rate,
-            specaugment=self.specaugment if train else None,
-            min_duration=self.min_duration, max_duration=self.max_duration, seed=self.seed, bad_log=log,
-            audio_tokens=self.audio_tokens, feature_cache_mb=self.feature_cache_mb, multichannel=self.multichannel,
-            max_frames=self.max_frames, speed_perturb=self.speed_perturb if train else None,
+            self.frontend, train=train, telephone=augment.telephone if train else None,
+            telephone_prob=augment.telephone_prob, telephone_max_input_rate=augment.telephone_max_input_rate,
+            specaugment=augment.specaugment if train else None,
+            min_duration=loading.min_duration, max_duration=loading.max_duration, seed=self.seed, bad_log=log,
+            audio_tokens=self.audio_tokens, feature_cache_mb=loading.feature_cache_mb,
+            multichannel=loading.multichannel,
+            max_frames=self.max_frames, speed_perturb=augment.speed_perturb if train else None,
         )
-        if train and self.telephone is not None and self.telephone_prob > 0:
-            for line in self.telephone.describe():
+        if train and augment.telephone is not None and augment.telephone_prob > 0:
+            for line in augment.telephone.describe():
                 logger.info("[train] telephone profile %s", line)
         logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
                     float(np.nansum(utts.durations)) / 60, log.count)
@@ -333,24 +390,25 @@ class TelephoneDataModule(L.LightningDataModule):
 
     def _stream(self) -> ShardStream:
         rank, world = self._rank_world()
-        return ShardStream(self.shard_index, self.datasets["train"], max_frames=self.max_frames_per_batch,
-                           max_tokens=self.max_tokens_per_batch, max_batch_size=self.max_batch_size, seed=self.seed,
-                           rank=rank, world_size=world, num_workers=self.num_workers,
-                           pad_multiples=self.pad_multiples)
+        batching = self.batching
+        return ShardStream(self.shard_index, self.datasets["train"], max_frames=batching.max_frames_per_batch,
+                           max_tokens=batching.max_tokens_per_batch, max_batch_size=batching.max_batch_size,
+                           seed=self.seed, rank=rank, world_size=world, num_workers=self.loading.num_workers,
+                           pad_multiples=batching.pad_multiples)
 
     def _sampler(self, split: str) -> BucketBatchSampler:
-        dataset = self.datasets[split]
-        lengths, tokens = dataset.batch_lengths(with_tokens=self.max_tokens_per_batch is not None)
+        dataset, batching = self.datasets[split], self.batching
+        lengths, tokens = dataset.batch_lengths(with_tokens=batching.max_tokens_per_batch is not None)
         rank, world = self._rank_world()
         train = split == "train"
         epoch_lengths = None
-        if train and self.speed_perturb is not None:
+        if train and self.augment.speed_perturb is not None:
             epoch_lengths = self._perturbed_lengths(dataset, lengths, tokens)
-        padded, padded_tokens = padded_lengths(lengths, tokens, self.pad_multiples)
+        padded, padded_tokens = padded_lengths(lengths, tokens, batching.pad_multiples)
         return BucketBatchSampler(
-            padded, self.max_frames_per_batch, token_lengths=padded_tokens,
-            max_tokens=self.max_tokens_per_batch if tokens is not None else None,
-            max_batch_size=self.max_batch_size, shuffle=train, seed=self.seed, sort_window=self.sort_window,
+            padded, batching.max_frames_per_batch, token_lengths=padded_tokens,
+            max_tokens=batching.max_tokens_per_batch if tokens is not None else None,
+            max_batch_size=batching.max_batch_size, shuffle=train, seed=self.seed, sort_window=batching.sort_window,
             rank=rank, world_size=world, yield_epoch=True, drop_uneven=train, epoch_lengths=epoch_lengths,
         )
 
@@ -359,8 +417,8 @@ class TelephoneDataModule(L.LightningDataModule):
         audio tokens recounted for those frames (its text tokens stay); ``plain`` are the unperturbed frames."""
         keys = dataset.utterances.strings("key")
         durations = np.nan_to_num(dataset.utterances.durations, nan=0.0).tolist()
-        lfr_n, rule, perturb, seed = self.frontend.lfr_n, self.audio_tokens, self.speed_perturb, self.seed
-        multiples = self.pad_multiples
+        lfr_n, rule, perturb, seed = self.frontend.lfr_n, self.audio_tokens, self.augment.speed_perturb, self.seed
+        multiples = self.batching.pad_multiples
 
         def lengths(epoch: int) -> tuple[list[int], list[int] | None]:
             factors = perturb.factors_for(seed, keys, epoch)
@@ -385,7 +443,8 @@ class TelephoneDataModule(L.LightningDataModule):
             self.resume_train_position(pending)
         # the loader's own generator: starting an iterator (every epoch, every validation) then draws nothing from
         # the global torch RNG, whose stream (dropout) a resume restores (NanoASRModule) and must find unchanged
-        common: dict[str, Any] = {"num_workers": self.num_workers, "collate_fn": self._collator(),
+        workers = self.loading.num_workers
+        common: dict[str, Any] = {"num_workers": workers, "collate_fn": self._collator(),
                                   "pin_memory": torch.cuda.is_available(),
                                   "generator": torch.Generator().manual_seed(self.seed)}
         resumable = {"position": self.train_position, "resume": self.resume_train_position}
@@ -397,10 +456,9 @@ class TelephoneDataModule(L.LightningDataModule):
             return loader
         # pinned batches: the copy to the GPU does not make the host wait for the step before it
         if split == "train":
-            return ResumableLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=self.num_workers > 0,
+            return ResumableLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=workers > 0,
                                    **common, **resumable)
-        return DataLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=self.num_workers > 0,
-                          **common)
+        return DataLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=workers > 0, **common)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Pinned batches go to a GPU without the host waiting (Lightning passes ``non_blocking`` to plain tensors
@@ -410,7 +468,7 @@ class TelephoneDataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _collator(self) -> SpeechCollator:
-        frames, tokens = self.pad_multiples
+        frames, tokens = self.batching.pad_multiples
         return SpeechCollator(pad_token_id(self.tokenizer), frames, tokens, self.max_frames)
 
     def train_dataloader(self) -> DataLoader:
