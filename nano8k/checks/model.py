@@ -129,7 +129,7 @@ def shape(ctx: Context) -> ModelShape:
     """Cached ``ModelShape`` of the model dir (meta-device build)."""
     if "shape" not in ctx.facts:
         try:
-            ctx.facts["shape"] = model_shape(ctx.meta_network, ctx.get("model.lora"))
+            ctx.facts["shape"] = model_shape(ctx.meta_network, ctx.plain(ctx.model.lora))
         except ValueError as err:
             raise CheckFailed(f"cannot build the network from the model dir ({err}); see model_dir/dims") from err
     return ctx.facts["shape"]
@@ -144,14 +144,14 @@ def stage_trainable(ctx: Context, stage: Stage) -> dict[str, int]:
     from nano8k.training.freezing import FreezeConfig, trainable_counts
 
     freeze = FreezeConfig(**stage.freeze)
-    return trainable_counts(shape(ctx).parameter_sizes(), freeze, ctx.get("model.lora") is not None)
+    return trainable_counts(shape(ctx).parameter_sizes(), freeze, ctx.model.lora is not None)
 
 
 def check_trainable(ctx: Context) -> CheckResult:
     """Trainable parameters per module for each stage's freezing (from a meta-device build)."""
     name = "trainable"
     s = shape(ctx)
-    lora = ctx.get("model.lora") is not None
+    lora = ctx.model.lora is not None
     parts = []
     for stage in ctx.stages:
         try:
