@@ -94,7 +94,7 @@ def _config(**data) -> dict:
 
 
 def _manifests_check(config: dict):
-    from nano8k.preflight import CHECKS, run_preflight
+    from nano8k.checks import CHECKS, run_preflight
 
     results = run_preflight(config, skip=[c for c in CHECKS if c != "manifests"])
     assert [r.name for r in results] == ["manifests"]

@@ -64,7 +64,7 @@ def test_validate_header_only_still_warns_about_long_transcripts(manifest, capsy
 
 
 def test_preflight_warns_about_long_transcripts_without_failing(manifest, monkeypatch):
-    from nano8k.preflight import CHECKS, run_preflight
+    from nano8k.checks import CHECKS, run_preflight
 
     monkeypatch.chdir(ROOT)
     config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from nano8k import fit as fit_cli
+from nano8k.commands import fit as fit_cli
 from nano8k.model.checkpoint import load_pretrained
 
 REPO = Path(__file__).resolve().parents[2]
