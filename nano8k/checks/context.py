@@ -95,7 +95,7 @@ class Context:
         return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
 
     @cached_property
-    def recipe_or_error(self) -> tuple["Recipe", str | None]:
+    def recipe_or_error(self) -> tuple[Recipe, str | None]:
         """The model dir's recipe record, read once; the release's with the reason when unreadable or refused."""
         from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_recipe
         from nano8k.model.recipe import Recipe
@@ -108,7 +108,7 @@ class Context:
             return Recipe(), str(err)
 
     @property
-    def recipe(self) -> "Recipe":
+    def recipe(self) -> Recipe:
         """The model dir's recipe record (token rule, weight lineage); a refused record is the model_dir check's."""
         return self.recipe_or_error[0]
 
@@ -150,7 +150,7 @@ class Context:
         return self.model_configs[1] if self.model_configs else None
 
     @cached_property
-    def network_config(self) -> "FunAsrNanoConfig":
+    def network_config(self) -> FunAsrNanoConfig:
         """``FunAsrNanoConfig`` from config.yaml + Qwen config.json; raises ValueError when it cannot be built."""
         from nano8k.model.convert import build_config
 
@@ -159,7 +159,7 @@ class Context:
         return build_config(self.funasr_config, self.qwen_config, source=str(self.model_dir / "config.yaml"))
 
     @cached_property
-    def meta_network(self) -> "FunAsrNanoForConditionalGeneration":
+    def meta_network(self) -> FunAsrNanoForConditionalGeneration:
         """The network built on the meta device (shapes only, no memory) for parameter counts."""
         from nano8k.model.checkpoint import build_network
 

@@ -61,8 +61,8 @@ def _reports(ctx: Context) -> dict[str, Any]:
     out = {}
     shards = ctx.data.train_shards
     if shards:  # a shard set's index was measured when it was written: its utterances are taken as they are
-        from nano8k.data.pipeline.shards import ShardIndex
         from nano8k.data.manifests.validate import Report
+        from nano8k.data.pipeline.shards import ShardIndex
 
         try:
             index = ShardIndex.open(shards)
@@ -129,8 +129,8 @@ def check_manifests(ctx: Context) -> CheckResult:
     # Headers only (no decoding, so silent audio is python -m nano8k.data.validate's to find); data.max_duration must
     # fit the encoder's length limit; transcripts over MAX_TRANSCRIPT_CHARS and, with no max_duration, utterances
     # longer than the encoder takes are warnings naming key and file.
-    from nano8k.data.pipeline.batching import estimated_lfr_frames
     from nano8k.data.manifests.validate import transcript_warning
+    from nano8k.data.pipeline.batching import estimated_lfr_frames
 
     name = "manifests"
     if not _manifests(ctx, "train") and not ctx.data.train_shards:
@@ -274,8 +274,8 @@ def check_channel(ctx: Context) -> CheckResult:
     """data.telephone and data.speed_perturb can be built here: known profiles, effects and codecs this machine
     runs, noise / RIR sources that exist; lists each profile's effects."""
     from nano8k.data.badsamples import DataError
-    from nano8k.data.pipeline.speed import SpeedPerturb
     from nano8k.data.channel.telephone import TelephoneChannel
+    from nano8k.data.pipeline.speed import SpeedPerturb
 
     lines = []
     for name, cls in (("telephone", TelephoneChannel), ("speed_perturb", SpeedPerturb)):

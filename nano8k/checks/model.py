@@ -8,7 +8,6 @@ from nano8k.model.checkpoint import llm_dir, missing_tokenizer_files
 from nano8k.model.features import FRONTEND_RATES
 
 
-
 def check_model_dir(ctx: Context) -> CheckResult:
     """Model dir set, files present, config.yaml + LLM config.json build a network config."""
     name = "model_dir"

@@ -23,23 +23,24 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from jsonargparse import ArgumentParser
 
+from nano8k.errors import command
 from nano8k.mini.corpus import Rendering, asterisk_digit_strings, plan_split, pretraining_plan, write_corpus
 from nano8k.mini.scoring import score_model
-from nano8k.scoring.normalizers import NORMALIZERS
-from nano8k.scoring.plots import pyplot
 from nano8k.model.locate import resolve_model_dir
 from nano8k.paths import project_file
+from nano8k.scoring.normalizers import NORMALIZERS
+from nano8k.scoring.plots import pyplot
 from nano8k.training.config import layered_config
 from nano8k.training.sweeps import isolate, read_metric
-from nano8k.errors import command
 
 SEED = 8080
 RECIPE_CONFIG = "configs/demo.yaml"

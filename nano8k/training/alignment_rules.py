@@ -1,4 +1,4 @@
-"""The maintained rule table of the alignment table (``nano8k.align``): dotted-key pattern -> criticality and a one-line reason."""
+"""The rule table of the alignment table (``nano8k.align``): dotted-key pattern -> criticality and a reason."""
 
 from __future__ import annotations
 

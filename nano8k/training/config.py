@@ -102,7 +102,7 @@ def layered_config(path: str | Path) -> dict[str, Any]:
 
 
 def _inline_base(text: str) -> str | None:
-    """The ``base:`` of a config given as YAML text (``nano8k.paths.shipped_config``), relative to the current folder."""
+    """The ``base:`` of a config given as YAML text (``shipped_config``), relative to the current folder."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:

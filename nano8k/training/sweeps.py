@@ -10,15 +10,16 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
+from nano8k.errors import UserError, one_line
 from nano8k.scoring.plots import plot_sweep
 from nano8k.training.config import fold_classes, layered_config, parse_file, plain
-from nano8k.errors import UserError, one_line
 
 TOP_KEYS = {"program", "command", "method", "metric", "parameters", "name", "description", "project", "entity",
             "early_terminate", "run_cap"}

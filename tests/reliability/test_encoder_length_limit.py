@@ -3,7 +3,6 @@ checked against data.max_duration by preflight."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_DIR = ROOT / "tests" / "fixtures" / "tiny-nano"
@@ -88,7 +88,7 @@ def test_fit_stops_naming_the_overlong_utterance_under_on_bad_sample_error(tiny_
 
 
 def _config(**data) -> dict:
-    config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+    config = layered_config(ROOT / "configs" / "demo.yaml")
     config["data"].update(data)
     return config
 
