@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nano8k.fit import NanoCLI
+from nano8k.training.config import NanoCLI
 from nano8k.model.batch import SpeechBatch
 from nano8k.training.module import NanoASRModule
 from nano8k.data.pipeline.datamodule import TelephoneDataModule

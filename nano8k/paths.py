@@ -49,6 +49,7 @@ def shipped_config(name: str) -> str:
     """The YAML text of ``configs/<name>`` with its ``data_manifests/...`` paths made absolute (the shipped corpus),
     so it runs from any folder; its output paths (``runs/...``) stay relative to the current one."""
     path = project_file(f"configs/{name}")
-    return yaml.safe_dump(
-        _resolved(yaml.safe_load(path.read_text(encoding="utf-8"))), sort_keys=False, allow_unicode=True
-    )
+    config = _resolved(yaml.safe_load(path.read_text(encoding="utf-8")))
+    if isinstance(config.get("base"), str):  # the config it layers on (nano8k.training.config), shipped beside it
+        config["base"] = str(path.parent / config["base"])
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

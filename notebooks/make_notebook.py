@@ -152,14 +152,14 @@ plt.xticks(x, sets); plt.ylabel("CER, telephone val"); plt.legend(); plt.show()"
     ("md", "## 6. Config alignment and preflight\nThe alignment table is generated from the configs "
            "(`python -m nano8k.align CONFIG --against configs/pretrained.yaml`); the preflight runs the "
            "pre-training checklist (`python -m nano8k.preflight CONFIG`)."),
-    ("code", """from nano8k.align import align_files, to_markdown
+    ("code", """from nano8k.training.alignment import align_files, to_markdown
 
 config = "configs/telephone.yaml" if Path("configs/telephone.yaml").is_file() else "configs/demo.yaml"
 against = "configs/pretrained.yaml" if Path("configs/pretrained.yaml").is_file() else "configs/demo.yaml"
 alignment = align_files(config, against)
 alignment.rows = [r for r in alignment.rows if r.tag != "ALIGNED"]
 display(Markdown(to_markdown(alignment)))"""),
-    ("code", """from nano8k.preflight import format_results, run_preflight
+    ("code", """from nano8k.checks import format_results, run_preflight
 
 print(format_results(run_preflight("configs/demo.yaml")))"""),
     ("md", "## 7. The recipe's claims at mini scale\n`python -m nano8k.reproduce` fine-tunes the mini model once per "

@@ -33,7 +33,8 @@ from nano8k.model.bundled import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, write_random
 from nano8k.mini.corpus import PRETRAIN_SEED, Rendering, describe, pretraining_plan, write_corpus
 from nano8k.mini.scoring import score_model
 from nano8k.model.feeding import Feeding
-from nano8k.sweep import isolate
+from nano8k.training.config import layered_config
+from nano8k.training.sweeps import isolate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ PHASE1_TARGET = 0.3
 
 def pretrain_config(work: Path, phase: str, model_dir: Path, train: Path, val: Path, steps: int, warmup: int) -> Path:
     """configs/mini_pretrain.yaml for one phase, with this build's paths (model, corpus, run folders)."""
-    config = isolate(yaml.safe_load(CONFIG.read_text(encoding="utf-8")), work / phase)
+    config = isolate(layered_config(CONFIG), work / phase)
     if phase == "phase1":
         config["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {
             "monitor": "val/cer", "mode": "min", "stopping_threshold": PHASE1_TARGET, "patience": 1000}})

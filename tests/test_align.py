@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nano8k.align import align_files, compare, main, to_json, to_markdown, to_table
+from nano8k.commands.align import main
+from nano8k.training.alignment import align_files, compare, to_json, to_markdown, to_table
 from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -81,9 +81,8 @@ def test_subcommand_modules_are_imported_only_when_chosen():
     assert done.returncode == 0, done.stderr
     after_help, after_sweep = [line for line in done.stdout.splitlines() if line.startswith("loaded ")]
     assert after_help == "loaded []"
-    # sweep checks its parameters against --config: align imports the config's classes (torch, the datamodule's
-    # nano8k.data.pipeline.shards), and no other command's module
-    assert after_sweep == "loaded ['torch', 'nano8k.align', 'nano8k.data.pipeline.shards', 'nano8k.sweep']"
+    # sweep checks its parameters against --config, parsed as fit parses it (torch), and no other command's module
+    assert after_sweep == "loaded ['torch', 'nano8k.commands.sweep']"
 
 
 def test_console_script_is_the_front_door():

@@ -13,10 +13,12 @@ import soundfile as sf
 import yaml
 
 from nano8k.model.bundled import tiny_model_dir
-from nano8k.preflight import CHECKS, PreflightError, enforce, main, run_preflight
+from nano8k.checks import CHECKS, PreflightError, enforce, run_preflight
+from nano8k.commands.preflight import main
+from nano8k.training.config import layered_config
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+DEMO = layered_config(ROOT / "configs" / "demo.yaml")  # with its base: a config that stands alone
 
 
 @pytest.fixture(autouse=True)
@@ -261,9 +263,9 @@ def test_stage_switch_stages_are_checked():
 
 def test_lightning_cli_namespace_and_troubleshooting_table():
     """``enforce`` takes the Namespace that nano8k.fit's LightningCLI parses (the call fit makes before training)."""
-    from nano8k.fit import NanoCLI
+    from nano8k.training.config import NanoCLI
     from nano8k.data.pipeline.datamodule import TelephoneDataModule
-    from nano8k.preflight import FIXES, troubleshooting_table
+    from nano8k.checks import FIXES, troubleshooting_table
     from nano8k.training.module import NanoASRModule
 
     cli = NanoCLI(NanoASRModule, TelephoneDataModule, run=False, args=["--config", "configs/demo.yaml"],
@@ -323,21 +325,23 @@ def test_preflight_judges_the_config_fit_parses_before_anything_is_built(tmp_pat
     """The checks see fit's parsed config (every default the classes' own), and speak before any class is built."""
     import inspect
 
-    from nano8k import fit
-    from nano8k.preflight import make_context
+    from nano8k.checks import make_context
+    from nano8k.commands import fit
     from nano8k.training.callbacks import WEREvaluation
+    from nano8k.training.config import NanoCLI, parse_config
 
     args = ["--config", "configs/telephone.yaml", "--model.lr", "1e-4", "--model.model_dir", "tiny"]
-    ctx = make_context(fit.parse_config(args))
-    assert ctx.get("model.lr") == 1e-4 and ctx.get("model.model_dir") == "tiny"  # the overrides, as fit trains them
+    ctx = make_context(parse_config(args))
+    assert ctx.model.lr == 1e-4 and ctx.model.model_dir == "tiny"  # the overrides, as fit trains them
     default = inspect.signature(WEREvaluation).parameters["normalizer"].default
     assert "normalizer" not in (ROOT / "configs" / "demo.yaml").read_text()
-    assert make_context(ROOT / "configs" / "demo.yaml").get("trainer.callbacks.WEREvaluation.normalizer") == default
+    [(_, evaluation)] = make_context(ROOT / "configs" / "demo.yaml").callbacks("WEREvaluation")
+    assert evaluation.normalizer == default
 
     def built(*_, **__):
         raise AssertionError("a class was instantiated before preflight spoke")
 
-    monkeypatch.setattr(fit.NanoCLI, "instantiate_classes", built)
+    monkeypatch.setattr(NanoCLI, "instantiate_classes", built)
     with pytest.raises(SystemExit) as stopped:
         fit.main(["--config", "configs/demo.yaml", "--model.model_dir", str(tmp_path / "nowhere")])
     assert stopped.value.code == 1

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nano8k.sweep import command_for, expand_grid, load_sweep, main, render_args, validate_sweep
+from nano8k.commands.sweep import main
+from nano8k.training.sweeps import command_for, expand_grid, load_sweep, render_args, validate_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))

@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from nano8k.errors import ConfigError
+from nano8k.training.config import callback_args, fold_classes
 
 if TYPE_CHECKING:
     from transformers import FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
@@ -51,25 +52,35 @@ class Stage:
         return f"{self.freeze_key} / {self.lr_key} / {self.rate_key}"
 
 
-def _get(tree: Any, dotted: str, default: Any = None) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, Mapping) or part not in tree:
-            return default
-        tree = tree[part]
-    return tree
-
-
 @dataclass
 class Context:
-    """fit's parsed config (every default the classes' own, class_path folded) plus the source name for messages."""
+    """fit's parsed config (a jsonargparse Namespace: every value typed, every default the classes' own, read by
+    attribute) plus the source name for messages."""
 
-    config: dict[str, Any]
+    config: Any
     source: str = "config"
     gpu_memory_gb: float | None = None  # compare the memory estimate with this instead of the local GPU
     facts: dict[str, Any] = field(default_factory=dict)  # cache shared between checks
 
-    def get(self, dotted: str, default: Any = None) -> Any:
-        return _get(self.config, dotted, default)
+    @property
+    def model(self) -> Any:
+        """``model.*``: NanoASRModule's arguments."""
+        return self.config.model
+
+    @property
+    def data(self) -> Any:
+        """``data.*``: TelephoneDataModule's arguments."""
+        return self.config.data
+
+    @property
+    def trainer(self) -> Any:
+        """``trainer.*``: Lightning Trainer's arguments (callbacks, logger and strategy as class_path/init_args)."""
+        return self.config.trainer
+
+    @staticmethod
+    def plain(node: Any) -> Any:
+        """A part of the config as plain data (class_path/init_args folded) for code that takes mappings."""
+        return fold_classes(node.as_dict() if hasattr(node, "as_dict") else node)
 
     def key(self, dotted: str) -> str:
         """``file: key`` for messages."""
@@ -80,11 +91,11 @@ class Context:
     def model_dir_value(self) -> str | None:
         from nano8k.model.locate import MODEL_DIR_ENV
 
-        value = self.get("model.model_dir")
+        value = self.model.model_dir
         return value if value not in (None, "") else os.environ.get(MODEL_DIR_ENV)
 
     @cached_property
-    def recipe_or_error(self) -> tuple["Feeding", str | None]:
+    def feeding_or_error(self) -> tuple[Feeding, str | None]:
         """The model dir's feeding record, read once; the release's with the reason when unreadable or refused."""
         from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_feeding
         from nano8k.model.feeding import Feeding
@@ -97,14 +108,14 @@ class Context:
             return Feeding(), str(err)
 
     @property
-    def recipe(self) -> "Feeding":
+    def feeding(self) -> Feeding:
         """The model dir's feeding record (token rule, weight lineage); a refused record is the model_dir check's."""
-        return self.recipe_or_error[0]
+        return self.feeding_or_error[0]
 
     @property
     def release_weights(self) -> bool:
         """True when the model dir holds the released weights or a fine-tune of them (official advice applies)."""
-        return self.recipe.is_release_lineage
+        return self.feeding.is_release_lineage
 
     @cached_property
     def model_dir(self) -> Path | None:
@@ -139,7 +150,7 @@ class Context:
         return self.model_configs[1] if self.model_configs else None
 
     @cached_property
-    def network_config(self) -> "FunAsrNanoConfig":
+    def network_config(self) -> FunAsrNanoConfig:
         """``FunAsrNanoConfig`` from config.yaml + Qwen config.json; raises ValueError when it cannot be built."""
         from nano8k.model.convert import build_config
 
@@ -148,7 +159,7 @@ class Context:
         return build_config(self.funasr_config, self.qwen_config, source=str(self.model_dir / "config.yaml"))
 
     @cached_property
-    def meta_network(self) -> "FunAsrNanoForConditionalGeneration":
+    def meta_network(self) -> FunAsrNanoForConditionalGeneration:
         """The network built on the meta device (shapes only, no memory) for parameter counts."""
         from nano8k.model.checkpoint import build_network
 
@@ -159,15 +170,11 @@ class Context:
         return int(((self.funasr_config or {}).get("frontend_conf") or {}).get("fs", 16000))
 
     # -- stages -----------------------------------------------------------------------------------------------
-    def callbacks(self, class_name: str) -> list[tuple[str, dict[str, Any]]]:
-        """(key prefix, args) of every callback of class ``class_name`` in the config."""
-        callbacks = self.get("trainer.callbacks")
-        if not isinstance(callbacks, Mapping):
-            return []
-        return [(f"trainer.callbacks.{name}", dict(args)) for name, args in callbacks.items()
-                if isinstance(args, Mapping) and args.get("class_path") == class_name]
+    def callbacks(self, class_name: str) -> list[tuple[str, Any]]:
+        """(key prefix, init_args Namespace) of every callback of class ``class_name`` in the config."""
+        return callback_args(self.config, class_name)
 
-    def stage_switch(self) -> tuple[str, dict[str, Any]] | None:
+    def stage_switch(self) -> tuple[str, Any] | None:
         """(key prefix, args) of a StageSwitch callback, if the config has one."""
         found = self.callbacks("StageSwitch")
         return found[0] if found else None
@@ -180,19 +187,19 @@ class Context:
 
         # the config is fit's parsed one: every value below is set, by the file or by its class's own default;
         # a null freeze is the class's rule (NanoASRModule: FreezeConfig(); StageSwitch: the stage's default)
-        base_freeze = {**asdict(FreezeConfig()), **(self.get("model.freeze") or {})}
-        lr = float(self.get("model.lr"))
-        rate = int(self.get("data.frontend_sample_rate"))
+        base_freeze = {**asdict(FreezeConfig()), **self.plain(self.model.freeze or {})}
+        lr = float(self.model.lr)
+        rate = int(self.data.frontend_sample_rate)
         switch = self.stage_switch()
         if switch is None:
             return [Stage("main", base_freeze, lr, rate, "model.freeze", "model.lr", "data.frontend_sample_rate")]
         prefix, args = switch
         stages = []
         for name, default_freeze in (("stage1", asdict(default_stage1_freeze())), ("main", asdict(FreezeConfig()))):
-            freeze = {**default_freeze, **(args.get(f"{name}_freeze") or {})}
-            stage_lr = args.get(f"{name}_lr")
+            freeze = {**default_freeze, **self.plain(getattr(args, f"{name}_freeze") or {})}
+            stage_lr = getattr(args, f"{name}_lr")
             stages.append(Stage(name, freeze, float(lr if stage_lr is None else stage_lr),
-                                int(args[f"{name}_frontend_rate"]),
+                                int(getattr(args, f"{name}_frontend_rate")),
                                 f"{prefix}.{name}_freeze", f"{prefix}.{name}_lr",
                                 f"{prefix}.{name}_frontend_rate"))
         return stages

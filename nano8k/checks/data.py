@@ -14,10 +14,10 @@ MAX_LISTED = 3
 
 def _manifests(ctx: Context, split: str) -> list[str]:
     """A split's manifests; ``test`` includes the held-out manifests of BeforeAfterEvaluation callbacks."""
-    value = ctx.get(f"data.{split}_manifests")
+    value = getattr(ctx.data, f"{split}_manifests")
     paths = [] if value in (None, "") else [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
     if split == "test":
-        paths += [str(args["manifest"]) for _, args in ctx.callbacks("BeforeAfterEvaluation") if args.get("manifest")]
+        paths += [str(args.manifest) for _, args in ctx.callbacks("BeforeAfterEvaluation") if args.manifest]
     return paths
 
 
@@ -34,7 +34,7 @@ def check_data_settings(ctx: Context) -> CheckResult:
     from nano8k.data.pipeline.datamodule import check_data_settings as refuse_unusable
 
     try:
-        refuse_unusable(dict(ctx.get("data") or {}))
+        refuse_unusable(ctx.plain(ctx.data))
     except ValueError as err:
         raise CheckFailed(f"{ctx.source}: {err}") from err
     return CheckResult("data_settings", "pass", "every data.* value is usable")
@@ -59,10 +59,10 @@ def _reports(ctx: Context) -> dict[str, Any]:
     from nano8k.data.manifests.validate import validate
 
     out = {}
-    shards = ctx.get("data.train_shards", None)
+    shards = ctx.data.train_shards
     if shards:  # a shard set's index was measured when it was written: its utterances are taken as they are
-        from nano8k.data.pipeline.shards import ShardIndex
         from nano8k.data.manifests.validate import Report
+        from nano8k.data.pipeline.shards import ShardIndex
 
         try:
             index = ShardIndex.open(shards)
@@ -80,10 +80,10 @@ def _reports(ctx: Context) -> dict[str, Any]:
                               f"from the current directory {Path.cwd()}; run from the repository root or use "
                               "absolute paths)")
         try:
-            out[split] = validate(paths, decode=False, min_duration=float(ctx.get("data.min_duration", 0.1)),
-                                  max_duration=float(ctx.get("data.max_duration", 30.0)),
-                                  multichannel=ctx.get("data.multichannel", "error"),
-                                  sample=ctx.get("data.spot_check", 1000), seed=int(ctx.get("data.seed", 1234)))
+            out[split] = validate(paths, decode=False, min_duration=float(ctx.data.min_duration),
+                                  max_duration=float(ctx.data.max_duration),
+                                  multichannel=ctx.data.multichannel,
+                                  sample=ctx.data.spot_check, seed=int(ctx.data.seed))
         except DataError as err:
             raise CheckFailed(f"{_manifest_keys(ctx, split)}: {err}") from err
     return out
@@ -113,7 +113,7 @@ def _max_duration_limit(ctx: Context) -> tuple[float, int, float, str]:
     """data.max_duration (inf when null) and the encoder's limit; fails when max_duration lets longer audio through."""
     from nano8k.data.pipeline.batching import estimated_lfr_frames
 
-    value = ctx.get("data.max_duration", 30.0)
+    value = ctx.data.max_duration
     max_duration = float("inf") if value is None else float(value)
     frames, seconds, whose = encoder_limit(ctx)
     if math.isfinite(max_duration) and estimated_lfr_frames(max_duration) > frames:
@@ -129,17 +129,17 @@ def check_manifests(ctx: Context) -> CheckResult:
     # Headers only (no decoding, so silent audio is python -m nano8k.data.validate's to find); data.max_duration must
     # fit the encoder's length limit; transcripts over MAX_TRANSCRIPT_CHARS and, with no max_duration, utterances
     # longer than the encoder takes are warnings naming key and file.
-    from nano8k.data.pipeline.batching import estimated_lfr_frames
     from nano8k.data.manifests.validate import transcript_warning
+    from nano8k.data.pipeline.batching import estimated_lfr_frames
 
     name = "manifests"
-    if not _manifests(ctx, "train") and not ctx.get("data.train_shards", None):
+    if not _manifests(ctx, "train") and not ctx.data.train_shards:
         raise CheckFailed(f"{ctx.key('data.train_manifests')} is not set: give the training manifest(s) (jsonl, "
                           "ChatML jsonl or a Kaldi dir)")
     max_duration, frames, seconds, whose = _max_duration_limit(ctx)
     reps = reports(ctx)
-    policy = ctx.get("data.on_bad_sample", "error")
-    limit = float(ctx.get("data.max_bad_fraction", 0.01))
+    policy = ctx.data.on_bad_sample
+    limit = float(ctx.data.max_bad_fraction)
     lines, status = [], "pass"
     for split, rep in reps.items():
         bad = len(rep.problems)
@@ -241,8 +241,8 @@ def check_sample_rates(ctx: Context) -> CheckResult:
     name = "sample_rates"
     reps = reports(ctx)
     lines, warns = [], []
-    telephone = ctx.get("data.telephone")
-    max_rate = ctx.get("data.telephone_max_input_rate", 8000)
+    telephone = ctx.data.telephone
+    max_rate = ctx.data.telephone_max_input_rate
     for split, rep in reps.items():
         rates = dict(sorted(rep.rates.items()))
         lines.append(f"{split} " + (", ".join(f"{r} Hz x{n}" for r, n in rates.items()) or "-"))
@@ -252,7 +252,7 @@ def check_sample_rates(ctx: Context) -> CheckResult:
                               f"or drop it from {ctx.key(f'data.{split}_manifests')}")
         wide = sum(n for r, n in rates.items() if r > 8000)
         if (split == "train" and telephone is not None and max_rate is not None and rates
-                and ctx.get("data.telephone_prob", 0.5) > 0 and not any(r > max_rate for r in rates)):
+                and ctx.data.telephone_prob > 0 and not any(r > max_rate for r in rates)):
             warns.append(f"data.telephone is set but no train audio is above data.telephone_max_input_rate "
                          f"({max_rate} Hz), so the channel never runs: set telephone_max_input_rate null to send "
                          "8 kHz audio through the profiles too")
@@ -262,7 +262,7 @@ def check_sample_rates(ctx: Context) -> CheckResult:
             warns.append(f"{wide} wideband train files will train as wideband (data.telephone is null): set "
                          "data.telephone to simulate the channel, or pre-simulate with python -m nano8k.simulate")
         elif split == "train" and max_rate is not None:
-            prob = ctx.get("data.telephone_prob", 0.5)
+            prob = ctx.data.telephone_prob
             lines.append(f"wideband train audio goes through the telephone channel with p={prob}")
         elif split != "train":
             warns.append(f"{split} has {wide} wideband files; the channel is simulated on train only, so {split} "
@@ -274,17 +274,17 @@ def check_channel(ctx: Context) -> CheckResult:
     """data.telephone and data.speed_perturb can be built here: known profiles, effects and codecs this machine
     runs, noise / RIR sources that exist; lists each profile's effects."""
     from nano8k.data.badsamples import DataError
-    from nano8k.data.pipeline.speed import SpeedPerturb
     from nano8k.data.channel.telephone import TelephoneChannel
+    from nano8k.data.pipeline.speed import SpeedPerturb
 
     lines = []
-    for key, cls in (("data.telephone", TelephoneChannel), ("data.speed_perturb", SpeedPerturb)):
-        value = ctx.get(key)
+    for name, cls in (("telephone", TelephoneChannel), ("speed_perturb", SpeedPerturb)):
+        key, value = f"data.{name}", getattr(ctx.data, name)
         if value is None:
             lines.append(f"{key} null")
             continue
         try:
-            built = cls.from_config(value)
+            built = cls.from_config(ctx.plain(value))
         except (TypeError, ValueError, DataError) as err:
             raise CheckFailed(f"{ctx.key(key)}: {err}") from err
         described = built.describe()

@@ -22,8 +22,9 @@ Attention scores are not counted (SDPA flash/memory-efficient kernels do not sto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from nano8k.model.checkpoint import DTYPES
 from nano8k.model.prompt import audio_token_count

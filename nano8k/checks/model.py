@@ -8,7 +8,6 @@ from nano8k.model.checkpoint import llm_dir, missing_tokenizer_files
 from nano8k.model.features import FRONTEND_RATES
 
 
-
 def check_model_dir(ctx: Context) -> CheckResult:
     """Model dir set, files present, config.yaml + LLM config.json build a network config."""
     name = "model_dir"
@@ -36,10 +35,10 @@ def check_model_dir(ctx: Context) -> CheckResult:
         raise CheckFailed(f"{d}: {layout} layout is missing {missing}; re-download the model or fix model.model_dir")
     if ctx.funasr_config is None:
         raise CheckFailed(f"{d}/config.yaml: not a readable YAML mapping; re-download it")
-    recipe, refused = ctx.recipe_or_error
+    feeding, refused = ctx.feeding_or_error
     if refused:
         raise CheckFailed(refused)
-    fed = f"audio tokens {recipe.audio_tokens}, {recipe.weights} weights"
+    fed = f"audio tokens {feeding.audio_tokens}, {feeding.weights} weights"
     if layout == "HF export":
         return CheckResult(name, "pass", f"{d} ({layout}; {fed})")
     try:
@@ -129,7 +128,7 @@ def shape(ctx: Context) -> ModelShape:
     """Cached ``ModelShape`` of the model dir (meta-device build)."""
     if "shape" not in ctx.facts:
         try:
-            ctx.facts["shape"] = model_shape(ctx.meta_network, ctx.get("model.lora"))
+            ctx.facts["shape"] = model_shape(ctx.meta_network, ctx.plain(ctx.model.lora))
         except ValueError as err:
             raise CheckFailed(f"cannot build the network from the model dir ({err}); see model_dir/dims") from err
     return ctx.facts["shape"]
@@ -144,14 +143,14 @@ def stage_trainable(ctx: Context, stage: Stage) -> dict[str, int]:
     from nano8k.training.freezing import FreezeConfig, trainable_counts
 
     freeze = FreezeConfig(**stage.freeze)
-    return trainable_counts(shape(ctx).parameter_sizes(), freeze, ctx.get("model.lora") is not None)
+    return trainable_counts(shape(ctx).parameter_sizes(), freeze, ctx.model.lora is not None)
 
 
 def check_trainable(ctx: Context) -> CheckResult:
     """Trainable parameters per module for each stage's freezing (from a meta-device build)."""
     name = "trainable"
     s = shape(ctx)
-    lora = ctx.get("model.lora") is not None
+    lora = ctx.model.lora is not None
     parts = []
     for stage in ctx.stages:
         try:

@@ -6,20 +6,26 @@ import importlib.util
 import os
 from typing import Any
 
+from nano8k.atomic import unwritable_reason
 from nano8k.checks.context import CheckFailed, CheckResult, Context
 from nano8k.checks.data import reports, train_hours
 from nano8k.checks.memory import GIB, estimate_memory
 from nano8k.checks.model import shape, stage_trainable
-from nano8k.atomic import unwritable_reason
 from nano8k.training.outputs import output_folders
 
 OFFICIAL_LLM_LR = 2e-4  # FA finetune.sh optim_conf.lr for LLM fine-tuning
 WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
 
 
+def run_precision(ctx: Context) -> str:
+    """``trainer.precision`` as the run uses it: unset (the parser holds None) is Lightning's ``32-true``, which its
+    accelerator connector picks in private code, so it is named here."""
+    return str(ctx.trainer.precision or "32-true")
+
+
 def world_size(ctx: Context) -> int:
-    devices = ctx.get("trainer.devices", "auto")
-    nodes = int(ctx.get("trainer.num_nodes", 1) or 1)
+    devices = ctx.trainer.devices
+    nodes = int(ctx.trainer.num_nodes or 1)
     if isinstance(devices, int):
         n = devices if devices > 0 else 1
     elif isinstance(devices, (list, tuple)):
@@ -40,13 +46,13 @@ def steps_per_epoch(ctx: Context) -> int | None:
         return None
     lengths = [estimated_lfr_frames(u.duration or 0.0) for u in rep.good]
     try:
-        sampler = BucketBatchSampler(lengths, int(ctx.get("data.max_frames_per_batch")),
-                                     max_batch_size=ctx.get("data.max_batch_size"), shuffle=False,
-                                     sort_window=ctx.get("data.sort_window", 1000))
+        sampler = BucketBatchSampler(lengths, int(ctx.data.max_frames_per_batch),
+                                     max_batch_size=ctx.data.max_batch_size, shuffle=False,
+                                     sort_window=ctx.data.sort_window)
     except ValueError as err:
         raise CheckFailed(f"cannot count the steps per epoch ({err}); see the data_settings check") from err
     batches = len(sampler.all_batches(0)) // world_size(ctx)
-    return max(1, batches // int(ctx.get("trainer.accumulate_grad_batches", 1) or 1))
+    return max(1, batches // int(ctx.trainer.accumulate_grad_batches or 1))
 
 
 def run_epochs(max_epochs: Any, max_steps: int) -> int | None:
@@ -60,8 +66,8 @@ def check_schedule(ctx: Context) -> CheckResult:
     """lr in a sane range; warm-up shorter than the run; run length vs data size."""
     name = "schedule"
     per_epoch = steps_per_epoch(ctx)
-    max_steps = int(ctx.get("trainer.max_steps", -1) or -1)
-    max_epochs = run_epochs(ctx.get("trainer.max_epochs"), max_steps)
+    max_steps = int(ctx.trainer.max_steps or -1)
+    max_epochs = run_epochs(ctx.trainer.max_epochs, max_steps)
     if max_steps <= 0 and max_epochs is None:
         raise CheckFailed(f"{ctx.source}: trainer.max_epochs=-1 and no trainer.max_steps: the run never ends; "
                           "set trainer.max_epochs or trainer.max_steps")
@@ -72,7 +78,7 @@ def check_schedule(ctx: Context) -> CheckResult:
         total, how = per_epoch * max_epochs, f"{max_epochs} epochs x {per_epoch} steps"
     else:
         raise CheckFailed("cannot size the run: no readable train manifest and trainer.max_steps unset")
-    warmup = int(ctx.get("model.warmup_steps", 0) or 0)
+    warmup = int(ctx.model.warmup_steps or 0)
     warns = []
     for stage in ctx.stages:
         if not 0 < stage.lr <= 1e-2:
@@ -101,9 +107,9 @@ def check_tuning_advice(ctx: Context) -> CheckResult:
     if hours is None:
         raise CheckFailed("no readable train manifest to size the data (see manifests)")
     if not ctx.release_weights:
-        return CheckResult(name, "pass", f"{hours:.2f} h on {ctx.recipe.weights} weights (config.yaml nano8k.weights): "
+        return CheckResult(name, "pass", f"{hours:.2f} h on {ctx.feeding.weights} weights (config.yaml nano8k.weights): "
                            "the advice is for the released weights, not applied")
-    lora = ctx.get("model.lora") is not None
+    lora = ctx.model.lora is not None
     warns = []
     for stage in ctx.stages:
         f = stage.freeze
@@ -153,20 +159,20 @@ def check_memory(ctx: Context) -> CheckResult:
     name = "memory"
     s = shape(ctx)
     mean_frames, mean_chars = _mean_stats(ctx)
-    precision = str(ctx.get("trainer.precision") or "32-true")
-    ddp = world_size(ctx) > 1 or "ddp" in str(ctx.get("trainer.strategy", ""))
+    precision = run_precision(ctx)
+    ddp = world_size(ctx) > 1 or "ddp" in str(ctx.plain(ctx.trainer.strategy))
     worst, lines = None, []
     for stage in ctx.stages:
         est = estimate_memory(
             s, stage_trainable(ctx, stage), precision=precision,
-            llm_dtype=ctx.get("model.llm_dtype"), max_frames=int(ctx.get("data.max_frames_per_batch")),
-            max_tokens=ctx.get("data.max_tokens_per_batch"), max_batch_size=ctx.get("data.max_batch_size"),
+            llm_dtype=ctx.model.llm_dtype, max_frames=int(ctx.data.max_frames_per_batch),
+            max_tokens=ctx.data.max_tokens_per_batch, max_batch_size=ctx.data.max_batch_size,
             mean_frames=mean_frames, mean_target_chars=mean_chars,
-            gradient_checkpointing=bool(ctx.get("model.gradient_checkpointing", False)), ddp=ddp,
-            audio_tokens=ctx.recipe.audio_tokens)
+            gradient_checkpointing=bool(ctx.model.gradient_checkpointing), ddp=ddp,
+            audio_tokens=ctx.feeding.audio_tokens)
         lines.append(f"{stage.name} {est.describe()}")
         worst = est if worst is None or est.total > worst.total else worst
-    accelerator = str(ctx.get("trainer.accelerator", "auto"))
+    accelerator = str(ctx.trainer.accelerator)
     capacity = ctx.gpu_memory_gb * GIB if ctx.gpu_memory_gb else None
     where = f"--gpu_memory {ctx.gpu_memory_gb:g}" if capacity else "local GPU"
     if capacity is None and accelerator != "cpu":
@@ -186,10 +192,10 @@ def check_memory(ctx: Context) -> CheckResult:
 def check_precision(ctx: Context) -> CheckResult:
     """Precision and strategy are usable: DeepSpeed installed, StageSwitch on single-device/DDP, no fp16 LLM."""
     name = "precision"
-    precision = str(ctx.get("trainer.precision") or "32-true")
-    strategy = ctx.get("trainer.strategy", "auto")
+    precision = run_precision(ctx)
+    strategy = ctx.plain(ctx.trainer.strategy)
     strategy_name = strategy.get("class_path", "") if isinstance(strategy, dict) else str(strategy)
-    accelerator = str(ctx.get("trainer.accelerator", "auto"))
+    accelerator = str(ctx.trainer.accelerator)
     if "deepspeed" in strategy_name.lower():
         if importlib.util.find_spec("deepspeed") is None:
             raise CheckFailed(f"{ctx.key('trainer.strategy')}={strategy_name} needs the deepspeed package, which is "
@@ -199,7 +205,7 @@ def check_precision(ctx: Context) -> CheckResult:
         raise CheckFailed(f"{ctx.key('trainer.strategy')}={strategy_name}: StageSwitch supports single-device and DDP "
                           "only; set trainer.strategy ddp (or auto)")
     warns = []
-    if precision.startswith("16") or str(ctx.get("model.llm_dtype")).lower() in ("fp16", "float16"):
+    if precision.startswith("16") or str(ctx.model.llm_dtype).lower() in ("fp16", "float16"):
         warns.append("fp16 overflows in Qwen3 (trained in bf16): use trainer.precision bf16-mixed and "
                      "model.llm_dtype bf16")
     if accelerator == "cpu" and precision.startswith("bf16"):
@@ -209,7 +215,7 @@ def check_precision(ctx: Context) -> CheckResult:
 
 
 def _wandb_loggers(ctx: Context) -> list[tuple[str, dict[str, Any]]]:
-    logger = ctx.get("trainer.logger")
+    logger = ctx.plain(ctx.trainer.logger)
     found = []
     if isinstance(logger, dict) and logger.get("class_path") == "WandbLogger":
         found.append(("trainer.logger", logger))
@@ -256,7 +262,7 @@ def check_outputs(ctx: Context) -> CheckResult:
     """Output folders (trainer.default_root_dir, checkpoint dirpaths, ExportOnFitEnd.out_dir, logger save_dir) can be
     created and written."""
     name = "outputs"
-    folders = output_folders(ctx.config)
+    folders = output_folders(ctx.config.as_dict())
     problems = [f"{folder.key}={folder.path}: {why}" for folder in folders
                 if (why := unwritable_reason(folder.path)) is not None]
     if problems:

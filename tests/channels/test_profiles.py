@@ -115,9 +115,14 @@ def test_simulate_names_a_bad_channel_and_exits_2(tmp_path, capsys):
 
 
 def test_preflight_builds_the_channel_and_names_the_key(tmp_path):
-    from nano8k.checks.context import Context
-    from nano8k.checks.data import check_channel
+    from nano8k.checks import make_context
     from nano8k.checks.context import CheckFailed
+    from nano8k.checks.data import check_channel
+
+    def Context(config, source):  # noqa: N802 - the checks' view of a config as fit parses it, named source
+        context = make_context(config)
+        context.source = source
+        return context
 
     good = check_channel(Context({"data": {"telephone": {"profiles": {"voip": 1.0}},
                                            "speed_perturb": {"factors": [0.9, 1.0, 1.1]}}}, "c.yaml"))
@@ -181,12 +186,11 @@ def test_malformed_channel_settings_are_named(telephone, message):
 
 
 def test_preflight_shows_the_mix_the_config_asks_for():
-    from nano8k.align import effective
-    from nano8k.checks.context import Context
+    from nano8k.checks import make_context
     from nano8k.checks.data import check_channel
 
-    config = effective({"data": {"telephone": {"profiles": {"mobile": 1.0}}}}).tree  # class defaults filled in
-    message = check_channel(Context(config, "c.yaml")).message
+    context = make_context({"data": {"telephone": {"profiles": {"mobile": 1.0}}}})  # parsed as fit parses it
+    message = check_channel(context).message
     assert "100% mobile" in message and "landline" not in message
 
 

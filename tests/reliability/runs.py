@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
+from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data_manifests" / "demo"
@@ -49,7 +50,7 @@ def demo_config(tmp_path: Path, *, recorder: dict[str, Any] | None = None, last_
                 last_every_n_minutes: float | None = None, trainer: dict[str, Any] | None = None,
                 model: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
     """configs/demo.yaml on the tiny model and the 160-utterance demo corpus, writing under ``tmp_path``."""
-    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config = layered_config(REPO / "configs/demo.yaml")
     callbacks = []
     for callback in config["trainer"]["callbacks"]:
         if any(name in callback["class_path"] for name in ("LearningRate", "Export", "BeforeAfter")):

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nano8k import average, evaluate, fit, sweep, transcribe
+from nano8k.commands import average, evaluate, transcribe
+from nano8k.commands import fit, sweep
+from nano8k.training.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_DIR = ROOT / "tests" / "fixtures" / "tiny-nano"
@@ -41,7 +43,7 @@ def copy_model(tmp_path: Path, name: str = "model") -> Path:
 def test_1_a_model_folder_without_tokenizer_is_refused_naming_the_files(tmp_path, capsys):
     from nano8k.checks.context import CheckFailed
     from nano8k.checks.model import check_model_dir
-    from nano8k.preflight import make_context
+    from nano8k.checks import make_context
 
     model = copy_model(tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -50,7 +52,7 @@ def test_1_a_model_folder_without_tokenizer_is_refused_naming_the_files(tmp_path
     captured = capsys.readouterr()
     assert_one_error_line(status, captured.err, str(model / "Qwen3-0.6B"), "tokenizer.json", "tokenizer_config.json")
     assert captured.out == ""  # no empty transcript printed as if it were one
-    ctx = make_context(fit.parse_config(["--config", str(ROOT / "configs" / "demo.yaml"),
+    ctx = make_context(parse_config(["--config", str(ROOT / "configs" / "demo.yaml"),
                                          "--model.model_dir", str(model)]))
     with pytest.raises(CheckFailed, match="Qwen3-0.6B/tokenizer.json"):
         check_model_dir(ctx)
@@ -181,7 +183,7 @@ def test_16_average_names_a_broken_checkpoint_as_fit_ckpt_path_and_the_export_do
 
 def test_17_help_names_types_and_programs_and_preflight_describes_speed_perturbation(tmp_path, capsys):
     from nano8k.checks.data import check_channel
-    from nano8k.preflight import make_context
+    from nano8k.checks import make_context
 
     for main in (transcribe.main, evaluate.main):
         assert exit_status(main, ["-h"]) == 0
@@ -193,7 +195,7 @@ def test_17_help_names_types_and_programs_and_preflight_describes_speed_perturba
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  lr: [1\n", encoding="utf-8")
     assert_one_error_line(exit_status(fit.main, ["--config", str(bad)]), capsys.readouterr().err, str(bad), "line 2")
-    ctx = make_context(fit.parse_config(["--config", str(ROOT / "configs" / "demo.yaml"),
+    ctx = make_context(parse_config(["--config", str(ROOT / "configs" / "demo.yaml"),
                                          "--data.speed_perturb", '{"factors": [0.9, 1.1]}']))
     message = check_channel(ctx).message
     assert "SpeedPerturb(" not in message and "factors 0.9, 1.1" in message

@@ -102,7 +102,6 @@ def test_an_overlong_file_or_segment_is_refused_from_its_header_before_decoding(
 @pytest.mark.parametrize("layout", ["compact", "pretty"])
 def test_a_json_array_manifest_is_named_as_one_with_the_conversion(tmp_path, capsys, layout):
     from nano8k.commands import validate as validate_command
-    from nano8k.data.manifests import validate
 
     rows = [_row("a"), _row("b")]
     path = tmp_path / "m.json"
@@ -151,7 +150,6 @@ def test_a_path_that_is_not_an_audio_file_is_named_by_what_it_is(tmp_path, monke
     _, problem, _ = check_utterance(Utterance("k", path, "hello"), probe=False)
     assert said in problem
     manifest = _jsonl(tmp_path / "m.jsonl", [_row("k", source=path)])
-    from nano8k.commands import validate as validate_command
     from nano8k.data.manifests import validate
 
     assert [said in b.reason for b in validate.validate([manifest], decode=False).problems] == [True]

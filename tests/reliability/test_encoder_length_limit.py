@@ -3,7 +3,6 @@ checked against data.max_duration by preflight."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
+from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_DIR = ROOT / "tests" / "fixtures" / "tiny-nano"
@@ -35,7 +34,7 @@ def _manifest(path: Path, wavs: dict[str, Path]) -> str:
 
 
 def test_transcribe_reports_the_overlong_file_and_keeps_the_others(long_wav, tmp_path, capsys):
-    from nano8k import transcribe
+    from nano8k.commands import transcribe
 
     out = tmp_path / "out.jsonl"
     rc = transcribe.main([str(SHORT_WAV), str(long_wav), *COMMON, "--output", str(out)])
@@ -88,13 +87,13 @@ def test_fit_stops_naming_the_overlong_utterance_under_on_bad_sample_error(tiny_
 
 
 def _config(**data) -> dict:
-    config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+    config = layered_config(ROOT / "configs" / "demo.yaml")
     config["data"].update(data)
     return config
 
 
 def _manifests_check(config: dict):
-    from nano8k.preflight import CHECKS, run_preflight
+    from nano8k.checks import CHECKS, run_preflight
 
     results = run_preflight(config, skip=[c for c in CHECKS if c != "manifests"])
     assert [r.name for r in results] == ["manifests"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import nano8k.training.module as module_layer
-from nano8k import fit as fit_cli
-from nano8k import preflight
+from nano8k.commands import fit as fit_cli
+from nano8k.commands import preflight
 from tests.reliability.runs import REPO
 
 DEMO = str(REPO / "configs" / "demo.yaml")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nano8k import fit as fit_cli
+from nano8k.commands import fit as fit_cli
 from tests.reliability.runs import demo_config, read_steps
 
 

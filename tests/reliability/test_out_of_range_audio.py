@@ -49,7 +49,7 @@ def test_validate_reports_out_of_range_audio_as_a_bad_entry(huge, tmp_path, caps
 
 
 def test_transcribe_reports_the_out_of_range_file_and_exits_1(huge, capsys):
-    from nano8k import transcribe
+    from nano8k.commands import transcribe
 
     rc = transcribe.main([str(GOOD_WAV), str(huge), "--model_dir", str(TINY_DIR), "--max_new_tokens", "4",
                           "--device", "cpu"])

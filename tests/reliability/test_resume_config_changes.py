@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nano8k import fit as fit_cli
+from nano8k.commands import fit as fit_cli
 from nano8k.training.optim import warmuplr_factor
 from tests.reliability.runs import demo_config, read_steps
 

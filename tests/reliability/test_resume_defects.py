@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nano8k import fit as fit_cli
+from nano8k.commands import fit as fit_cli
 from tests.reliability.runs import DEMO, demo_config
 
 FIRST_STEPS = 4  # the first run stops here, mid-epoch (the demo corpus has more batches per epoch)

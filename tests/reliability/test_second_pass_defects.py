@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nano8k import evaluate, sweep, transcribe
+from nano8k.commands import evaluate, sweep, transcribe
 from nano8k.commands import validate as validate_command
-from nano8k.data.manifests import validate
 from tests.reliability.runs import REPO, demo_config
 from tests.reliability.test_command_defects import COMMON, WAVS, assert_one_error_line, copy_model, exit_status
 from tests.reliability.test_output_defects import _error_lines, _fit

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from nano8k import fit as fit_cli
+from nano8k.commands import fit as fit_cli
 from tests.reliability.runs import FIT, REPO, demo_config, read_steps, script_env
 
 MAX_STEPS = 14

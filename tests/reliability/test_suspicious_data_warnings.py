@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import yaml
+from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_TEXT = "please call me back " * 75  # 1,500 characters for two seconds of audio
@@ -64,10 +63,10 @@ def test_validate_header_only_still_warns_about_long_transcripts(manifest, capsy
 
 
 def test_preflight_warns_about_long_transcripts_without_failing(manifest, monkeypatch):
-    from nano8k.preflight import CHECKS, run_preflight
+    from nano8k.checks import CHECKS, run_preflight
 
     monkeypatch.chdir(ROOT)
-    config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+    config = layered_config(ROOT / "configs" / "demo.yaml")
     config["data"]["train_manifests"] = str(manifest)
     results = run_preflight(config, skip=[c for c in CHECKS if c != "manifests"])
     assert [r.name for r in results] == ["manifests"]

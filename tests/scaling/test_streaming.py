@@ -187,7 +187,7 @@ def test_sharded_strategies_are_refused_on_cpu_or_by_stage_switch_with_the_alter
 
 
 def test_preflight_judges_a_shard_set(demo_shards, capsys, monkeypatch):
-    from nano8k.preflight import main
+    from nano8k.commands.preflight import main
 
     monkeypatch.chdir(REPO)
     code = main(["configs/demo.yaml", "--data.train_manifests", "null", "--data.train_shards", str(demo_shards)])

@@ -10,7 +10,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from nano8k import average
+from nano8k.commands import average
 from nano8k.model.bundled import tiny_model_dir
 from nano8k.errors import OutputError
 from nano8k.model.checkpoint import load_pretrained

@@ -14,8 +14,9 @@ import pytest
 import torch
 import yaml
 
-from nano8k import fit as fit_cli
+from nano8k.commands import fit as fit_cli
 from nano8k.model.checkpoint import load_pretrained
+from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -105,7 +106,7 @@ def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
 
 
 def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monkeypatch):
-    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config = layered_config(REPO / "configs/demo.yaml")
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if not any(
         name in c["class_path"] for name in ("LearningRate", "Export", "BeforeAfter"))]
     for callback in config["trainer"]["callbacks"]:
@@ -179,7 +180,7 @@ def test_real_configs_need_a_model_dir(name, monkeypatch, capsys):
 
 
 def test_cli_runs_demo_config_briefly(tmp_path, capsys, monkeypatch):
-    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config = layered_config(REPO / "configs/demo.yaml")
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"]]
     for callback in config["trainer"]["callbacks"]:
         args = callback.get("init_args", {})

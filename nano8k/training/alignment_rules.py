@@ -1,4 +1,4 @@
-"""The maintained rule table of ``nano8k.align``: dotted-key pattern -> criticality and a one-line reason."""
+"""The rule table of the alignment table (``nano8k.align``): dotted-key pattern -> criticality and a reason."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ckpt_path", False, "resume checkpoint"),
 )
 
-NO_RULE = "no rule: add one to nano8k/alignment_rules.py"
+NO_RULE = "no rule: add one to nano8k/training/alignment_rules.py"
 
 
 def rule_for(key: str) -> Rule | None:
