@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import netrc
 import os
 import re
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -27,52 +25,13 @@ from nano8k.training.checkpointing import (  # also registers config dataclasses
 )
 from nano8k.training.config import NanoCLI, check_config_files
 from nano8k.training.module import NanoASRModule
-from nano8k.training.outputs import RunLock, output_folders
+from nano8k.training.outputs import RunLock, default_wandb_offline, output_folders, resume_file
 
 PROG = "python -m nano8k.fit"  # the usage line's program name (also run as ``nano8k fit``)
 DEMO_CONFIG = "demo.yaml"  # the default run: configs/demo.yaml as the package ships it (nano8k.paths)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what schedulers expect from a job stopped by SIGTERM
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen parts
 warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended to run from within Python.*")
-
-
-def wandb_api_key_known() -> bool:
-    """True when W&B can authenticate: WANDB_API_KEY, or a key saved by ``wandb login`` in ~/.netrc."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def default_wandb_offline() -> None:
-    """W&B runs offline (``wandb sync`` later) unless a key is known or WANDB_MODE is set explicitly."""
-    if not os.environ.get("WANDB_MODE") and not wandb_api_key_known():
-        os.environ["WANDB_MODE"] = "offline"
-        print("[wandb] no API key found: logging offline (sync later with `wandb sync <run dir>`)")
-
-
-def resume_file(trainer: Any, ckpt_path: str | None) -> str | None:
-    """The file ``--ckpt_path`` resumes from as Lightning picks it: a path as given, ``last`` the newest ``last*.ckpt``
-    of the checkpoint callbacks' folders; None for no resume, no last.ckpt yet, or the other keywords."""
-    if ckpt_path in (None, "best", "hpc") or str(ckpt_path).startswith(("http://", "https://")):
-        return None
-    if ckpt_path != "last":
-        return ckpt_path
-    found = {path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
-             for path in _last_checkpoints(callback, trainer)}
-    return max(found, key=os.path.getmtime) if found else None
-
-
-def _last_checkpoints(callback: ModelCheckpoint, trainer: Any) -> list[str]:
-    """Lightning's own rule for 'last' (a private method of 2.6); where a release lacks it, ``last*.ckpt`` in the
-    callback's folder, as that rule reads it."""
-    find = getattr(callback, "_find_last_checkpoints", None)
-    if find is not None:
-        return list(find(trainer))
-    folder = Path(callback.dirpath) if callback.dirpath else None
-    return [str(path) for path in folder.glob("last*.ckpt")] if folder and folder.is_dir() else []
 
 
 def preflight(config: Any) -> None:

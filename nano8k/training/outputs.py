@@ -1,16 +1,20 @@
-"""The folders a fit writes to: which they are, whether they can be written, and one run at a time in each."""
+"""What a fit writes to and resumes from: its folders (writable, one run at a time), the checkpoint ``--ckpt_path``
+names, and where W&B logs when no key is known."""
 
 from __future__ import annotations
 
 import datetime
 import errno
 import json
+import netrc
 import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nano8k.atomic import unwritable_reason
 from nano8k.errors import OutputError
@@ -179,3 +183,42 @@ def _owner(path: Path) -> str:
     if not owner:
         return f"starting now; lock file {path}"
     return f"pid {owner.get('pid')} on host {owner.get('host')}, started {owner.get('started')}; lock file {path}"
+
+
+def wandb_api_key_known() -> bool:
+    """True when W&B can authenticate: WANDB_API_KEY, or a key saved by ``wandb login`` in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def default_wandb_offline() -> None:
+    """W&B runs offline (``wandb sync`` later) unless a key is known or WANDB_MODE is set explicitly."""
+    if not os.environ.get("WANDB_MODE") and not wandb_api_key_known():
+        os.environ["WANDB_MODE"] = "offline"
+        print("[wandb] no API key found: logging offline (sync later with `wandb sync <run dir>`)")
+
+
+def resume_file(trainer: Any, ckpt_path: str | None) -> str | None:
+    """The file ``--ckpt_path`` resumes from as Lightning picks it: a path as given, ``last`` the newest ``last*.ckpt``
+    of the checkpoint callbacks' folders; None for no resume, no last.ckpt yet, or the other keywords."""
+    if ckpt_path in (None, "best", "hpc") or str(ckpt_path).startswith(("http://", "https://")):
+        return None
+    if ckpt_path != "last":
+        return ckpt_path
+    found = {path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+             for path in _last_checkpoints(callback, trainer)}
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def _last_checkpoints(callback: ModelCheckpoint, trainer: Any) -> list[str]:
+    """Lightning's own rule for 'last' (a private method of 2.6); where a release lacks it, ``last*.ckpt`` in the
+    callback's folder, as that rule reads it."""
+    find = getattr(callback, "_find_last_checkpoints", None)
+    if find is not None:
+        return list(find(trainer))
+    folder = Path(callback.dirpath) if callback.dirpath else None
+    return [str(path) for path in folder.glob("last*.ckpt")] if folder and folder.is_dir() else []
