@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import yaml
 
-from nano8k.data.channel import codecs
 from nano8k.data.audio import resample
 from nano8k.data.badsamples import BadSampleLog
-from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, padding_waste
-from nano8k.data.manifests.io import load_utterances
+from nano8k.data.channel import codecs
 from nano8k.data.channel.telephone import PROFILES, TelephoneChannel, utterance_rng
+from nano8k.data.manifests.io import load_utterances
+from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, padding_waste
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
 
 

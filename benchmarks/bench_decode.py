@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from nano8k.model.bundled import tiny_model_dir
 from nano8k.data.audio import load_audio
 from nano8k.model.batch import SpeechItem, collate_sources
+from nano8k.model.bundled import tiny_model_dir
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.features import extract_features
 from nano8k.model.nano import NanoASR

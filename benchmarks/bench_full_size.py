@@ -14,16 +14,16 @@ import resource
 import time
 
 import torch
+from release_dims import release_funasr_config, release_qwen_config
 from transformers import AutoTokenizer
 
-from nano8k.model.bundled import TINY_TEMPLATE_DIR
 from nano8k.model.batch import SpeechItem, collate
+from nano8k.model.bundled import TINY_TEMPLATE_DIR
 from nano8k.model.checkpoint import DTYPES, build_network
 from nano8k.model.convert import build_config, parameter_counts
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.nano import NanoASR
 from nano8k.model.prompt import PromptEncoder, audio_token_count
-from release_dims import release_funasr_config, release_qwen_config
 
 
 def peak_memory_gib(device: torch.device) -> float:

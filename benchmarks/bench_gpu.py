@@ -40,11 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_full_size import build_model  # noqa: E402
+
 from nano8k.checks.memory import estimate_memory, model_shape  # noqa: E402
 from nano8k.data.pipeline.datamodule import TelephoneDataModule  # noqa: E402
 from nano8k.model.checkpoint import export_funasr  # noqa: E402
-from nano8k.training.freezing import FreezeConfig, LoraConfig, trainable_counts  # noqa: E402
 from nano8k.model.locate import resolve_model_dir  # noqa: E402
+from nano8k.training.freezing import FreezeConfig, LoraConfig, trainable_counts  # noqa: E402
 from nano8k.training.module import NanoASRModule  # noqa: E402
 
 RECIPES: dict[str, dict[str, Any]] = {

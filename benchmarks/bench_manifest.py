@@ -79,8 +79,8 @@ def one_start(manifest: str) -> None:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    from nano8k.model.bundled import mini_model_dir
     from nano8k.data.pipeline.datamodule import TelephoneDataModule, load_tokenizer
+    from nano8k.model.bundled import mini_model_dir
 
     tokenizer = load_tokenizer(mini_model_dir())
     imported = time.perf_counter()

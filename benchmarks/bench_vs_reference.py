@@ -73,6 +73,7 @@ def patch(tool) -> None:
     def make_batch(self, out_dir, model_dir, count):
         """``count`` utterances of 4 s (alternating en / zh), as the tool's own 2 x 4 s batch is made."""
         import torch
+
         from nano8k.data.audio import load_audio
         from nano8k.model.batch import SpeechItem, collate
         from nano8k.model.checkpoint import load_pretrained

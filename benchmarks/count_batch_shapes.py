@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nano8k.training.config import NanoCLI
-from nano8k.model.batch import SpeechBatch
-from nano8k.training.module import NanoASRModule
 from nano8k.data.pipeline.datamodule import TelephoneDataModule
+from nano8k.model.batch import SpeechBatch
+from nano8k.training.config import NanoCLI
+from nano8k.training.module import NanoASRModule
 
 
 def epoch_shapes(config: str, frames: int, tokens: int, epoch: int = 0) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""User-facing errors and the one rule every command follows: one ``error:`` line, exit 2, no traceback."""
+"""Every exception class nano8k raises, and the rule every command follows: one ``error:`` line, exit 2, no traceback."""
 
 from __future__ import annotations
 
@@ -36,6 +36,50 @@ class CommandError(UserError):
 
 class OutputError(UserError):
     """An output file or folder nano8k cannot write: not writable, the disk full, or in use by another run."""
+
+
+class DataError(UserError):
+    """A data problem; the message names the manifest, line, key and audio file where known."""
+
+
+class AudioError(DataError):
+    """An audio file that cannot be used (missing, undecodable, empty, non-finite, out of range); names the file."""
+
+
+class CodecError(ValueError):
+    """A codec name the machine cannot run, or a bit rate outside what the codec takes."""
+
+
+class CheckpointError(UserError):
+    """A model directory or checkpoint that nano8k refuses to load, with the file, key and fix in the message."""
+
+
+class FeedingError(UserError):
+    """A feeding record that cannot be used; the message names the file and the key."""
+
+
+class PromptError(ValueError):
+    """An utterance whose prompt cannot be written; it gets its own error, the others are still decoded."""
+
+
+class CheckFailed(Exception):
+    """Raised inside a check to report a fail with its actionable message (turned into a CheckResult)."""
+
+
+class PreflightError(SystemExit):
+    """Raised by ``enforce`` when a check fails; carries the formatted report (exit status 1)."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(1)
+        self.report = report
+
+    def __str__(self) -> str:
+        return self.report
+
+
+class SweepError(UserError):
+    """An invalid sweep file; the message names the file and key."""
+
 
 
 def one_line(err: BaseException | str) -> str:

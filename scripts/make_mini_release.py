@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from nano8k.model.bundled import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, write_random_init
 from nano8k.mini.corpus import PRETRAIN_SEED, Rendering, describe, pretraining_plan, write_corpus
 from nano8k.mini.scoring import score_model
+from nano8k.model.bundled import MINI_MODEL_DIR, TINY_TEMPLATE_DIR, write_random_init
 from nano8k.model.feeding import Feeding
 from nano8k.training.config import layered_config
 from nano8k.training.sweeps import isolate

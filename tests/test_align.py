@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from nano8k.commands.align import main
-from nano8k.training.alignment import align_files, compare, to_json, to_markdown, to_table
 from nano8k.data.pipeline.datamodule import TelephoneDataModule
+from nano8k.training.alignment import align_files, compare, to_json, to_markdown, to_table
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-
-
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from nano8k.__main__ import SUBCOMMANDS, Subcommand, main
 from nano8k.commands import average
 from nano8k.training import checkpointing
-from nano8k.__main__ import SUBCOMMANDS, Subcommand, main
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"

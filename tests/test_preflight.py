@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import yaml
 
-from nano8k.model.bundled import tiny_model_dir
 from nano8k.checks import CHECKS, PreflightError, enforce, run_preflight
 from nano8k.commands.preflight import main
+from nano8k.model.bundled import tiny_model_dir
 from nano8k.training.config import layered_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,12 +206,11 @@ def test_memory_over_gpu():
 
 def test_memory_estimate_full_size_dims():
     """Parameter totals of a full-size meta build match the reference (§11) and scale the estimate."""
+    from benchmarks.release_dims import release_funasr_config, release_qwen_config
     from nano8k.checks.memory import GIB, estimate_memory, model_shape
     from nano8k.model.checkpoint import build_network
     from nano8k.model.convert import build_config
     from nano8k.training.freezing import FreezeConfig, trainable_counts
-
-    from benchmarks.release_dims import release_funasr_config, release_qwen_config
 
     cfg, qwen = release_funasr_config(), release_qwen_config()
     shape = model_shape(build_network(build_config(cfg, qwen), device="meta"))
@@ -263,9 +262,9 @@ def test_stage_switch_stages_are_checked():
 
 def test_lightning_cli_namespace_and_troubleshooting_table():
     """``enforce`` takes the Namespace that nano8k.fit's LightningCLI parses (the call fit makes before training)."""
-    from nano8k.training.config import NanoCLI
-    from nano8k.data.pipeline.datamodule import TelephoneDataModule
     from nano8k.checks import FIXES, troubleshooting_table
+    from nano8k.data.pipeline.datamodule import TelephoneDataModule
+    from nano8k.training.config import NanoCLI
     from nano8k.training.module import NanoASRModule
 
     cli = NanoCLI(NanoASRModule, TelephoneDataModule, run=False, args=["--config", "configs/demo.yaml"],

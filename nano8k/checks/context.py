@@ -31,8 +31,6 @@ class CheckResult:
         return f"[{self.status.upper():4}] {self.name}: {self.message}"
 
 
-class CheckFailed(Exception):
-    """Raised inside a check to report a fail with its actionable message (turned into a CheckResult)."""
 
 
 @dataclass
@@ -97,7 +95,8 @@ class Context:
     @cached_property
     def feeding_or_error(self) -> tuple[Feeding, str | None]:
         """The model dir's feeding record, read once; the release's with the reason when unreadable or refused."""
-        from nano8k.model.checkpoint import CheckpointError, funasr_config_file, read_feeding
+        from nano8k.errors import CheckpointError
+        from nano8k.model.checkpoint import funasr_config_file, read_feeding
         from nano8k.model.feeding import Feeding
 
         if self.funasr_config is None:
@@ -131,7 +130,8 @@ class Context:
     @cached_property
     def model_configs(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(config.yaml, LLM config.json) of the model dir in either layout, read as the loader reads them."""
-        from nano8k.model.checkpoint import CheckpointError, read_model_configs
+        from nano8k.errors import CheckpointError
+        from nano8k.model.checkpoint import read_model_configs
 
         if self.model_dir is None:
             return None

@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nano8k.checks.context import CheckFailed, CheckResult, Context
+from nano8k.checks.context import CheckResult, Context
+from nano8k.errors import CheckFailed
 
 SPLITS = ("train", "val", "test")
 MAX_LISTED = 3
@@ -55,8 +56,8 @@ def reports(ctx: Context) -> dict[str, Any]:
 
 
 def _reports(ctx: Context) -> dict[str, Any]:
-    from nano8k.data.badsamples import DataError
     from nano8k.data.manifests.validate import validate
+    from nano8k.errors import DataError
 
     out = {}
     shards = ctx.data.train_shards
@@ -273,9 +274,9 @@ def check_sample_rates(ctx: Context) -> CheckResult:
 def check_channel(ctx: Context) -> CheckResult:
     """data.telephone and data.speed_perturb can be built here: known profiles, effects and codecs this machine
     runs, noise / RIR sources that exist; lists each profile's effects."""
-    from nano8k.data.badsamples import DataError
     from nano8k.data.channel.telephone import TelephoneChannel
     from nano8k.data.pipeline.speed import SpeedPerturb
+    from nano8k.errors import DataError
 
     lines = []
     for name, cls in (("telephone", TelephoneChannel), ("speed_perturb", SpeedPerturb)):

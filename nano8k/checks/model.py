@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nano8k.checks.context import CheckFailed, CheckResult, Context, Stage
+from nano8k.checks.context import CheckResult, Context, Stage
 from nano8k.checks.memory import ModelShape, model_shape
+from nano8k.errors import CheckFailed
 from nano8k.model.checkpoint import llm_dir, missing_tokenizer_files
 from nano8k.model.features import FRONTEND_RATES
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from nano8k.checks.context import CheckFailed, CheckResult, Context
+from nano8k.checks.context import CheckResult, Context
 from nano8k.checks.data import check_channel, check_data_settings, check_manifests, check_overlap, check_sample_rates
 from nano8k.checks.model import check_dims, check_frontend, check_model_dir, check_trainable
 from nano8k.checks.training import (
@@ -19,7 +19,7 @@ from nano8k.checks.training import (
     check_tuning_advice,
     check_wandb,
 )
-from nano8k.errors import ConfigError
+from nano8k.errors import CheckFailed, ConfigError, PreflightError
 from nano8k.training.config import named_sources, parse_config, parse_file
 
 __all__ = ["CHECKS", "CheckResult", "PreflightError", "enforce", "format_results", "run_preflight"]
@@ -64,15 +64,6 @@ FIXES: dict[str, str] = {
 }
 
 
-class PreflightError(SystemExit):
-    """Raised by ``enforce`` when a check fails; carries the formatted report (exit status 1)."""
-
-    def __init__(self, report: str) -> None:
-        super().__init__(1)
-        self.report = report
-
-    def __str__(self) -> str:
-        return self.report
 
 
 def parsed_config(config: Any) -> tuple[Any, str]:

@@ -7,10 +7,11 @@ import os
 from typing import Any
 
 from nano8k.atomic import unwritable_reason
-from nano8k.checks.context import CheckFailed, CheckResult, Context
+from nano8k.checks.context import CheckResult, Context
 from nano8k.checks.data import reports, train_hours
 from nano8k.checks.memory import GIB, estimate_memory
 from nano8k.checks.model import shape, stage_trainable
+from nano8k.errors import CheckFailed
 from nano8k.training.outputs import output_folders
 
 OFFICIAL_LLM_LR = 2e-4  # FA finetune.sh optim_conf.lr for LLM fine-tuning

@@ -10,8 +10,7 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 
 from nano8k.atomic import unwritable_reason
-from nano8k.data.badsamples import DataError
-from nano8k.errors import command, fail
+from nano8k.errors import DataError, command, fail
 from nano8k.inference.api import load_for_inference
 from nano8k.inference.arguments import add_decode_arguments, choice_of, decode_options, utterances_from_manifest
 from nano8k.inference.decode import decode_feeding, transcribe_utterances

@@ -16,8 +16,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from nano8k.checks import enforce
 from nano8k.data.pipeline.datamodule import TelephoneDataModule
-from nano8k.errors import TRACEBACK_ENV, UserError, report
-from nano8k.model.checkpoint import CheckpointError
+from nano8k.errors import TRACEBACK_ENV, CheckpointError, UserError, report
 from nano8k.paths import project_file, shipped_config
 from nano8k.training.checkpointing import (  # also registers config dataclasses as safe to unpickle
     LastCheckpoint,

@@ -7,17 +7,9 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from nano8k.errors import command, fail
+from nano8k.errors import SweepError, command, fail
 from nano8k.training.config import split_overrides
-from nano8k.training.sweeps import (
-    SweepError,
-    expand_grid,
-    load_sweep,
-    parse_grid,
-    run_local,
-    validate_sweep,
-    write_results,
-)
+from nano8k.training.sweeps import expand_grid, load_sweep, parse_grid, run_local, validate_sweep, write_results
 
 
 @command

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from nano8k.data.badsamples import DataError
+from nano8k.errors import AudioError
 from nano8k.model.features import resample
 
 __all__ = [
@@ -58,8 +58,6 @@ def clip_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(x, -1.0, INT16_PEAK)
 
 
-class AudioError(DataError):
-    """An audio file that cannot be used (missing, undecodable, empty, non-finite, out of range); names the file."""
 
 
 @dataclass(frozen=True)

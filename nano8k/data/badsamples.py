@@ -6,15 +6,13 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from nano8k.errors import UserError
+from nano8k.errors import DataError
 
 logger = logging.getLogger("nano8k.data")
 
 BadSamplePolicy = Literal["error", "skip"]
 
 
-class DataError(UserError):
-    """A data problem; the message names the manifest, line, key and audio file where known."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@
 - ``arguments``: the options ``transcribe`` and ``evaluate`` share (UserError kinds, never SystemExit)
 """
 
+from nano8k.errors import PromptError
 from nano8k.inference.api import (
     Model,
     Speech,
@@ -20,7 +21,6 @@ from nano8k.inference.api import (
 from nano8k.inference.decode import (
     DECODE_OVERRIDES,
     DecodeOptions,
-    PromptError,
     Transcript,
     decode_and_score,
     decode_feeding,

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from nano8k.data.audio import AudioError, MultichannelPolicy
-from nano8k.data.badsamples import DataError
+from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.manifests.io import Utterance
+from nano8k.errors import AudioError, DataError, PromptError
 from nano8k.inference.featurize import Featurizer, Request
 from nano8k.model.batch import SpeechItem, collate_sources
 from nano8k.model.feeding import PROMPT_FIELDS, Feeding
@@ -51,8 +51,6 @@ def decode_feeding(model: NanoASR, options: DecodeOptions) -> tuple[Feeding, lis
     return replace(own, **options.overrides, dither=options.dither), notices
 
 
-class PromptError(ValueError):
-    """An utterance whose prompt cannot be written; it gets its own error, the others are still decoded."""
 
 
 @dataclass

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from nano8k.data.audio import AudioError, MultichannelPolicy
+from nano8k.data.audio import MultichannelPolicy
 from nano8k.data.channel.telephone import utterance_rng
 from nano8k.data.manifests.io import Utterance
 from nano8k.data.pipeline.batching import estimated_lfr_frames
+from nano8k.errors import AudioError
 from nano8k.model.features import FrontendConfig, extract_features
 
 DITHER_SEED = 0  # dither, when asked for, is seeded per utterance key with this seed (as training's epoch 0)

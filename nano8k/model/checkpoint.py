@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForCondition
 from transformers.initialization import no_init_weights
 
 from nano8k.atomic import atomic_torch_save, follow_umask
-from nano8k.errors import UserError, one_line
+from nano8k.errors import CheckpointError, FeedingError, one_line
 from nano8k.model.convert import (
     EXTRA_PREFIXES,
     Layout,
@@ -32,7 +32,7 @@ from nano8k.model.convert import (
     to_funasr_state_dict,
 )
 from nano8k.model.features import FrontendConfig
-from nano8k.model.feeding import Feeding, FeedingError
+from nano8k.model.feeding import Feeding
 from nano8k.model.nano import NanoASR
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,6 @@ DTYPES = {
 }
 
 
-class CheckpointError(UserError):
-    """A model directory or checkpoint that nano8k refuses to load, with the file, key and fix in the message."""
 
 
 def _require(path: Path, what: str, fix: str) -> Path:

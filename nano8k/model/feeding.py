@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from nano8k.errors import UserError
+from nano8k.errors import FeedingError
 from nano8k.model.features import FrontendConfig
 from nano8k.model.prompt import AUDIO_TOKEN_MODES, DEFAULT_SYSTEM_PROMPT, PromptSettings, audio_token_count
 
@@ -20,8 +20,6 @@ CHECKPOINT_KEY = "nano8k_feeding"  # a Lightning checkpoint's Feeding (before: a
 PROMPT_FIELDS = tuple(f.name for f in fields(PromptSettings))
 
 
-class FeedingError(UserError):
-    """A feeding record that cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)

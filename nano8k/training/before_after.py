@@ -11,8 +11,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from nano8k.data.audio import MultichannelPolicy
-from nano8k.data.badsamples import DataError
 from nano8k.data.manifests.io import Utterance, read_utterances
+from nano8k.errors import DataError
 from nano8k.inference import DecodeOptions, decode_and_score
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.model.nano import NanoASR

@@ -16,12 +16,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nano8k.atomic import atomic_torch_save
+from nano8k.data.channel.telephone import TelephoneChannel
 from nano8k.data.pipeline.specaugment import SpecAugment
 from nano8k.data.pipeline.speed import SpeedPerturb
-from nano8k.data.channel.telephone import TelephoneChannel
-from nano8k.errors import ConfigError, UserError, one_line
+from nano8k.errors import CheckpointError, ConfigError, UserError, one_line
 from nano8k.model.checkpoint import (
-    CheckpointError,
     copy_release_extras,
     describe_checkpoint_file,
     export_funasr,

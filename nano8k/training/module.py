@@ -13,9 +13,9 @@ from nano8k.data.badsamples import BadSample
 from nano8k.errors import RESUME_ADVICE, ConfigError, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.checkpoint import load_pretrained
+from nano8k.model.feeding import CHECKPOINT_KEY, Feeding
 from nano8k.model.locate import resolve_model_dir
 from nano8k.model.nano import NanoASR, NanoOutput
-from nano8k.model.feeding import CHECKPOINT_KEY, Feeding
 from nano8k.training.bad_samples import BadSampleTally
 from nano8k.training.collectives import gather_objects
 from nano8k.training.freezing import (

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from nano8k.errors import UserError, one_line
+from nano8k.errors import SweepError, one_line
 from nano8k.scoring.plots import plot_sweep
 from nano8k.training.config import fold_classes, layered_config, parse_file, plain
 
@@ -35,8 +35,6 @@ MACROS = {"${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphen
 VAL_LINE = re.compile(r"^\[val\] step (\d+)\s+(.*)$")
 
 
-class SweepError(UserError):
-    """An invalid sweep file; the message names the file and key."""
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 
 from nano8k.data.channel.audio_pool import AudioPool
-from nano8k.data.badsamples import DataError
 from nano8k.data.channel.effects import Clipping, EffectContext, GainRamp, Noise, Reverb
 from nano8k.data.channel.telephone import TelephoneChannel
+from nano8k.errors import DataError
 
 from .conftest import SPEECH, speech_8k, write_noise_folder
 

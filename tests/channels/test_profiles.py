@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.data.channel.telephone import PROFILES, TelephoneChannel, utterance_rng
 from nano8k.commands.simulate import main as simulate_main
+from nano8k.data.channel.telephone import PROFILES, TelephoneChannel, utterance_rng
 
 from .conftest import SPEECH, write_noise_folder
 
@@ -116,8 +116,8 @@ def test_simulate_names_a_bad_channel_and_exits_2(tmp_path, capsys):
 
 def test_preflight_builds_the_channel_and_names_the_key(tmp_path):
     from nano8k.checks import make_context
-    from nano8k.checks.context import CheckFailed
     from nano8k.checks.data import check_channel
+    from nano8k.errors import CheckFailed
 
     def Context(config, source):  # noqa: N802 - the checks' view of a config as fit parses it, named source
         context = make_context(config)

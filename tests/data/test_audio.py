@@ -8,8 +8,9 @@ import scipy.signal
 import soundfile as sf
 import torch
 
-from nano8k.data.audio import AudioError, load_audio, probe_audio
+from nano8k.data.audio import load_audio, probe_audio
 from nano8k.data.pipeline.specaugment import kaldi_mel_centres
+from nano8k.errors import AudioError
 from nano8k.model.features import FrontendConfig, fbank, resample
 
 from .conftest import SPEECH, tone

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import soundfile as sf
 
-from nano8k.data.manifests.io import read_manifest
 from nano8k.commands.validate import main as validate_main
+from nano8k.data.manifests.io import read_manifest
 from nano8k.simulate import main as simulate_main
 
 from .conftest import DATA_FIXTURES, SPEECH, tone, write_jsonl

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.data.badsamples import DataError
 from nano8k.data.pipeline.datamodule import TelephoneDataModule
 from nano8k.data.pipeline.specaugment import SpecAugment
+from nano8k.errors import DataError
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.prompt import IGNORE_INDEX, SPEECH_PLACEHOLDER_ID

@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from nano8k.data.badsamples import DataError
-from nano8k.data.manifests.io import detect_format, read_manifest
 from nano8k.commands.validate import main as validate_main
+from nano8k.data.manifests.io import detect_format, read_manifest
+from nano8k.errors import DataError
 
 from .conftest import write_jsonl
 

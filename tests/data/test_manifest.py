@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from nano8k.data.badsamples import BadSampleLog, DataError
+from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.manifests.io import detect_format, load_utterances, read_manifest, speech_length, write_chatml
+from nano8k.errors import DataError
 
 from .conftest import DATA_FIXTURES, SPEECH, tone, write_jsonl
 

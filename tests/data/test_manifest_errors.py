@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from nano8k.data.badsamples import BadSampleLog, DataError
+from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.manifests.io import load_utterances, read_manifest
 from nano8k.data.manifests.validate import validate
+from nano8k.errors import DataError
 
 from .conftest import tone, write_jsonl
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.manifests import cache as manifest_cache
-from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.pipeline.batching import estimated_lfr_frames, estimated_lfr_frames_of
 from nano8k.data.manifests.io import load_utterances, read_manifest
 from nano8k.data.manifests.table import UtteranceTable
 from nano8k.data.manifests.utterance import Utterance
 from nano8k.data.manifests.validate import validate
+from nano8k.data.pipeline.batching import estimated_lfr_frames, estimated_lfr_frames_of
+from nano8k.errors import DataError
 from tests.data.conftest import DEMO, tone, write_jsonl
 
 

@@ -10,9 +10,10 @@ import soundfile as sf
 import torch
 
 from nano8k.data.audio import load_audio, probe_audio
-from nano8k.data.badsamples import BadSampleLog, DataError
-from nano8k.data.pipeline.dataset import SpeechDataset
+from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.manifests.io import load_utterances, read_manifest, write_chatml
+from nano8k.data.pipeline.dataset import SpeechDataset
+from nano8k.errors import DataError
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank, resample
 
 from .conftest import write_jsonl

@@ -9,8 +9,8 @@ import pytest
 import scipy.signal
 import torch
 
-from nano8k.data.channel import g711
 from nano8k.data.audio import load_audio, resample
+from nano8k.data.channel import g711
 from nano8k.data.channel.telephone import TelephoneChannel, stable_seed, utterance_rng
 
 from .conftest import SPEECH

@@ -11,9 +11,10 @@ import pytest
 import torch
 import yaml
 
-from nano8k.model.checkpoint import CheckpointError, build_network, export_funasr, export_hf, load_pretrained
-from nano8k.model.convert import Layout, build_config, key_plan, parameter_counts, to_funasr_state_dict
 from benchmarks.release_dims import release_funasr_config, release_qwen_config
+from nano8k.errors import CheckpointError
+from nano8k.model.checkpoint import build_network, export_funasr, export_hf, load_pretrained
+from nano8k.model.convert import Layout, build_config, key_plan, parameter_counts, to_funasr_state_dict
 from tests.conftest import TINY_DIR
 
 
@@ -203,10 +204,9 @@ def test_dtype_options(model_copy):
 
 
 def test_convert_script_round_trips_through_the_hf_layout(tmp_path):
+    import importlib.util
     import subprocess
     import sys
-
-    import importlib.util
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "convert_checkpoint.py"
     subprocess.run([sys.executable, str(script), str(TINY_DIR), str(tmp_path / "hf"), "--to", "hf"], check=True,

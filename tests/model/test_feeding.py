@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 
-from nano8k.model.checkpoint import CheckpointError, export_funasr, export_hf, load_pretrained, read_model_configs
-from nano8k.model.feeding import CHECKPOINT_KEY, Feeding, FeedingError
+from nano8k.errors import CheckpointError, FeedingError
+from nano8k.model.checkpoint import export_funasr, export_hf, load_pretrained, read_model_configs
+from nano8k.model.feeding import CHECKPOINT_KEY, Feeding
 from nano8k.model.prompt import PromptSettings
 from tests.conftest import TINY_DIR
 

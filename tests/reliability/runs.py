@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
+
 from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 
-
 from nano8k.commands import fit as fit_cli
 from tests.reliability.runs import demo_config, manifest_with_bad_audio, read_steps
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nano8k.commands import average, evaluate, transcribe
-from nano8k.commands import fit, sweep
+from nano8k.commands import average, evaluate, fit, sweep, transcribe
 from nano8k.training.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +40,9 @@ def copy_model(tmp_path: Path, name: str = "model") -> Path:
 
 
 def test_1_a_model_folder_without_tokenizer_is_refused_naming_the_files(tmp_path, capsys):
-    from nano8k.checks.context import CheckFailed
-    from nano8k.checks.model import check_model_dir
     from nano8k.checks import make_context
+    from nano8k.checks.model import check_model_dir
+    from nano8k.errors import CheckFailed
 
     model = copy_model(tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -158,7 +157,8 @@ def test_16_average_names_a_broken_checkpoint_as_fit_ckpt_path_and_the_export_do
 
     import torch
 
-    from nano8k.model.checkpoint import CheckpointError, describe_checkpoint_file
+    from nano8k.errors import CheckpointError
+    from nano8k.model.checkpoint import describe_checkpoint_file
     from nano8k.training.checkpointing import check_resume_checkpoint, load_checkpoint_file
 
     bad = tmp_path / "ckpt" / "step000004.ckpt"
@@ -182,8 +182,8 @@ def test_16_average_names_a_broken_checkpoint_as_fit_ckpt_path_and_the_export_do
 
 
 def test_17_help_names_types_and_programs_and_preflight_describes_speed_perturbation(tmp_path, capsys):
-    from nano8k.checks.data import check_channel
     from nano8k.checks import make_context
+    from nano8k.checks.data import check_channel
 
     for main in (transcribe.main, evaluate.main):
         assert exit_status(main, ["-h"]) == 0

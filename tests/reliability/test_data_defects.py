@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from nano8k.data.audio import AudioError, load_audio, probe_audio
-from nano8k.data.badsamples import DataError
+from nano8k.data.audio import load_audio, probe_audio
 from nano8k.data.manifests.io import Utterance, check_utterance, read_entries, read_manifest, read_utterances
+from nano8k.errors import AudioError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT_WAV = ROOT / "tests" / "fixtures" / "tiny-nano" / "s3_8k_1p05s.wav"

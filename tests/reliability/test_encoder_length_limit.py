@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
 from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def test_fit_skips_the_overlong_utterance_under_the_bad_sample_policy(tiny_model
 
 
 def test_fit_stops_naming_the_overlong_utterance_under_on_bad_sample_error(tiny_model, long_wav, tmp_path):
-    from nano8k.data.badsamples import DataError
+    from nano8k.errors import DataError
 
     manifest = _manifest(tmp_path / "train.jsonl", {"long": long_wav})
     dm = _datamodule(manifest, "error")

@@ -29,7 +29,8 @@ def huge(tmp_path) -> Path:
 
 
 def test_load_audio_refuses_out_of_range_samples_and_keeps_headroom(huge, tmp_path):
-    from nano8k.data.audio import AudioError, load_audio
+    from nano8k.data.audio import load_audio
+    from nano8k.errors import AudioError
 
     with pytest.raises(AudioError, match=r"out of range: peak \|sample\| 8e\+36 > 2\.0.*huge\.wav"):
         load_audio(huge)
@@ -71,8 +72,8 @@ def _dataset(utts, policy: str):
 
 
 def test_dataset_skips_out_of_range_audio_naming_the_file(huge):
-    from nano8k.data.pipeline.dataset import Skipped
     from nano8k.data.manifests.io import Utterance
+    from nano8k.data.pipeline.dataset import Skipped
 
     dataset, log = _dataset([Utterance("good", GOOD_WAV, "hi"), Utterance("huge", huge, "hi")], "skip")
     item = dataset[1]
@@ -89,9 +90,9 @@ class RawUtterance:
 
 
 def test_non_finite_features_are_a_bad_sample():
-    from nano8k.data.badsamples import DataError
-    from nano8k.data.pipeline.dataset import Skipped
     from nano8k.data.manifests.io import Utterance
+    from nano8k.data.pipeline.dataset import Skipped
+    from nano8k.errors import DataError
 
     Raw = type("Raw", (RawUtterance, Utterance), {})
     dataset, log = _dataset([Raw("raw", GOOD_WAV, "hi", line=7, manifest=Path("m.jsonl"))], "skip")

@@ -18,8 +18,8 @@ import torch
 
 import nano8k.atomic as atomic
 import nano8k.training.module as module_layer
-from nano8k.commands import fit as fit_cli
 from nano8k.checks import CHECKS, run_preflight
+from nano8k.commands import fit as fit_cli
 from nano8k.training.config import parse_file
 from tests.reliability.runs import FIT, REPO, demo_config, read_steps, script_env
 

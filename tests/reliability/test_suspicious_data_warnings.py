@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from nano8k.training.config import layered_config  # a shipped config with its base: one file
 
 ROOT = Path(__file__).resolve().parents[2]

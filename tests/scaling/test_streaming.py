@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from nano8k.data.manifests.io import read_manifest
 from nano8k.data.pipeline import shards as shards_module
 from nano8k.data.pipeline.datamodule import TelephoneDataModule, load_tokenizer
-from nano8k.data.manifests.io import read_manifest
 from nano8k.data.pipeline.shards import ShardIndex, read_shard, round_robin_taken, write_shards
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nano8k.data.badsamples import DataError
 from nano8k.data.manifests.fields import MISSING, entry_fields
 from nano8k.data.manifests.io import read_manifest
+from nano8k.errors import DataError
 from nano8k.scoring.metrics import error_counts
 from nano8k.scoring.plots import plot_groups, plot_sweep
 from nano8k.scoring.report import Scored, build_report, markdown

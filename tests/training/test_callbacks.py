@@ -16,10 +16,10 @@ from nano8k.data.audio import load_audio
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, extract_features
 from nano8k.model.prompt import PromptEncoder, audio_token_count
-from nano8k.training.callbacks import StageSwitch, WEREvaluation
-from nano8k.training.freezing import FreezeConfig
 from nano8k.scoring.metrics import text_language, tokenize_for_mer
 from nano8k.scoring.normalizers import basic_normalize as normalize_text
+from nano8k.training.callbacks import StageSwitch, WEREvaluation
+from nano8k.training.freezing import FreezeConfig
 from nano8k.training.module import NanoASRModule
 
 WAVS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "tiny-nano").glob("*.wav"))

@@ -11,8 +11,8 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nano8k.commands import average
-from nano8k.model.bundled import tiny_model_dir
 from nano8k.errors import OutputError
+from nano8k.model.bundled import tiny_model_dir
 from nano8k.model.checkpoint import load_pretrained
 from nano8k.training import checkpointing
 from nano8k.training.checkpointing import AtomicCheckpointIO, ExportOnFitEnd, average_state_dicts

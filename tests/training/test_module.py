@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import Callback
 
 from nano8k.errors import ConfigError
 from nano8k.model.convert import parameter_counts
-from nano8k.training.freezing import FreezeConfig, LoraConfig, frozen_submodules
 from nano8k.model.locate import MODEL_DIR_ENV, resolve_model_dir
+from nano8k.training.freezing import FreezeConfig, LoraConfig, frozen_submodules
 from nano8k.training.module import NanoASRModule
 from nano8k.training.optim import cosine_factor, warmuplr_factor
 from tests.training.scripts.synthetic import SyntheticDataModule, make_batch

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from nano8k.data.audio import NARROWBAND_RATE as RATE
-from nano8k.data.audio import AudioError, load_audio, probe_audio, resample
-from nano8k.data.badsamples import DataError
+from nano8k.data.audio import load_audio, probe_audio, resample
+from nano8k.errors import AudioError, DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".au", ".aiff", ".aif")
 logger = logging.getLogger("nano8k.data")

@@ -13,6 +13,7 @@ import soundfile as sf
 from nano8k.data.audio import NARROWBAND_RATE as RATE
 from nano8k.data.audio import clip_int16
 from nano8k.data.channel import g711
+from nano8k.errors import CodecError
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,6 @@ MP3_KBPS_AT_8K = (8, 16, 24, 32, 40, 48, 56, 64)  # MPEG-2.5 layer III bit rates
 OPUS_COMPLEXITY = 0
 
 
-class CodecError(ValueError):
-    """A codec name the machine cannot run, or a bit rate outside what the codec takes."""
 
 
 def _encode_decode(x: np.ndarray, codec: str, kbps: float | None) -> tuple[np.ndarray, int]:

@@ -25,10 +25,11 @@ from typing import ClassVar
 import numpy as np
 from filelock import FileLock
 
-from nano8k.data.audio import AudioError, AudioInfo, probe_audio
+from nano8k.data.audio import AudioInfo, probe_audio
 from nano8k.data.badsamples import BadSample
 from nano8k.data.manifests.table import UtteranceTable
 from nano8k.data.manifests.utterance import ManifestContents
+from nano8k.errors import AudioError
 from nano8k.paths import cache_root
 
 logger = logging.getLogger("nano8k.data")

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nano8k.data.badsamples import DataError
 from nano8k.data.manifests.io import detect_format
 from nano8k.data.manifests.kaldi import read_table
 from nano8k.data.manifests.textfile import json_line, read_lines
 from nano8k.data.manifests.utterance import Utterance
+from nano8k.errors import DataError
 
 MISSING = "(none)"
 

@@ -14,16 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nano8k.data.audio import (
-    MAX_OVERSHOOT,
-    AudioError,
-    AudioInfo,
-    MultichannelPolicy,
-    channel_problem,
-    file_problem,
-    probe_audio,
-)
-from nano8k.data.badsamples import BadSample, BadSampleLog, DataError, logger
+from nano8k.data.audio import MAX_OVERSHOOT, AudioInfo, MultichannelPolicy, channel_problem, file_problem, probe_audio
+from nano8k.data.badsamples import BadSample, BadSampleLog, logger
 from nano8k.data.manifests.cache import Headers, ManifestCache
 from nano8k.data.manifests.kaldi import read_kaldi
 from nano8k.data.manifests.table import TableBuilder, UtteranceTable
@@ -37,6 +29,7 @@ from nano8k.data.manifests.utterance import (
     parse_span,
     unread_span_fields,
 )
+from nano8k.errors import AudioError, DataError
 from nano8k.model.prompt import DEFAULT_SYSTEM_PROMPT, task_prompt
 
 __all__ = [

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nano8k.data.audio import file_problem
-from nano8k.data.badsamples import BadSample, DataError
+from nano8k.data.badsamples import BadSample
 from nano8k.data.manifests.textfile import read_lines
 from nano8k.data.manifests.utterance import ManifestContents, Utterance, resolve_audio, seconds
+from nano8k.errors import DataError
 
 
 @dataclass

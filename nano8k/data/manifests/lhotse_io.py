@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from nano8k.data.audio import channel_list, probe_audio
-from nano8k.data.badsamples import BadSample, DataError
+from nano8k.data.badsamples import BadSample
 from nano8k.data.manifests.textfile import first_json_object, json_line, read_lines
 from nano8k.data.manifests.utterance import Channel, ManifestContents, Utterance, parse_key
+from nano8k.errors import DataError
 
 INSTALL = "pip install -e '.[lhotse]'  (or pip install lhotse)"
 

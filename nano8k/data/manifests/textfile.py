@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from nano8k.data.badsamples import DataError
+from nano8k.errors import DataError
 
 
 def open_binary(path: Path) -> IO[bytes]:

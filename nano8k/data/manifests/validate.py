@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nano8k.data.audio import SILENCE_PEAK_DBFS, AudioError, AudioInfo, MultichannelPolicy, peak_dbfs
+from nano8k.data.audio import SILENCE_PEAK_DBFS, AudioInfo, MultichannelPolicy, peak_dbfs
 from nano8k.data.badsamples import BadSample
 from nano8k.data.manifests.io import Utterance, check_utterance, entries_headers, header_dict, read_unique, rows_to_open
+from nano8k.errors import AudioError
 
 LISTED_FILES = 20  # multi-channel files listed one by one in the report
 # Transcript length (characters) above which validate and preflight warn: 120 s of fast speech at ~8 characters/s

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from nano8k.data.audio import MultichannelPolicy
-from nano8k.data.badsamples import BadSample, BadSampleLog, BadSamplePolicy, DataError
+from nano8k.data.badsamples import BadSample, BadSampleLog, BadSamplePolicy
 from nano8k.data.channel.telephone import TelephoneChannel
 from nano8k.data.manifests.io import load_utterances
 from nano8k.data.pipeline.batching import BucketBatchSampler, estimated_lfr_frames, padded_lengths, plan_digest
@@ -24,7 +24,7 @@ from nano8k.data.pipeline.dataset import SpeechCollator, SpeechDataset
 from nano8k.data.pipeline.shards import ShardIndex, ShardStream
 from nano8k.data.pipeline.specaugment import SpecAugment
 from nano8k.data.pipeline.speed import SpeedPerturb
-from nano8k.errors import RESUME_ADVICE, ConfigError, ResumeConfigError, resume_changes, resume_refused
+from nano8k.errors import RESUME_ADVICE, ConfigError, DataError, ResumeConfigError, resume_changes, resume_refused
 from nano8k.model.batch import SpeechBatch
 from nano8k.model.features import FRONTEND_RATES, RELEASE_MAX_FRAMES, FrontendConfig
 from nano8k.model.feeding import Feeding
@@ -195,7 +195,8 @@ def check_data_settings(settings: Mapping[str, Any]) -> None:
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """``AutoTokenizer`` from a tokenizer folder or a model folder (the model's rule: ``checkpoint.tokenizer_dir``)."""
-    from nano8k.model.checkpoint import CheckpointError, load_tokenizer_files, tokenizer_dir
+    from nano8k.errors import CheckpointError
+    from nano8k.model.checkpoint import load_tokenizer_files, tokenizer_dir
 
     try:
         return load_tokenizer_files(tokenizer_dir(path))

@@ -10,14 +10,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nano8k.data.audio import AudioError, MultichannelPolicy, resample
+from nano8k.data.audio import MultichannelPolicy, resample
 from nano8k.data.badsamples import BadSample, BadSampleLog
-from nano8k.data.pipeline.batching import estimated_lfr_frames, estimated_lfr_frames_of
-from nano8k.data.manifests.io import Utterance
-from nano8k.data.pipeline.specaugment import SpecAugment
-from nano8k.data.manifests.table import UtteranceTable
-from nano8k.data.pipeline.speed import SpeedPerturb
 from nano8k.data.channel.telephone import TelephoneChannel, utterance_rng
+from nano8k.data.manifests.io import Utterance
+from nano8k.data.manifests.table import UtteranceTable
+from nano8k.data.pipeline.batching import estimated_lfr_frames, estimated_lfr_frames_of
+from nano8k.data.pipeline.specaugment import SpecAugment
+from nano8k.data.pipeline.speed import SpeedPerturb
+from nano8k.errors import AudioError
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
 from nano8k.model.features import FrontendConfig, apply_lfr, fbank
 from nano8k.model.prompt import END_OF_TURN, EncodedPrompt, PromptEncoder, audio_token_count

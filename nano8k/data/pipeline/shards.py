@@ -38,12 +38,13 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from nano8k.data.audio import AudioError, MultichannelPolicy
-from nano8k.data.badsamples import BadSampleLog, DataError
+from nano8k.data.audio import MultichannelPolicy
+from nano8k.data.badsamples import BadSampleLog
 from nano8k.data.manifests.io import read_manifest
 from nano8k.data.manifests.utterance import Utterance
 from nano8k.data.pipeline.batching import BucketBatchSampler, padded_lengths, split_to_count
 from nano8k.data.pipeline.dataset import Skipped
+from nano8k.errors import AudioError, DataError
 from nano8k.paths import cache_root
 
 logger = logging.getLogger("nano8k.data")

@@ -15,11 +15,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.reliability.runs import DEMO, manifest_with_bad_audio  # noqa: E402
-
 from nano8k.data.pipeline.datamodule import TelephoneDataModule  # noqa: E402
 from nano8k.training.freezing import FreezeConfig  # noqa: E402
 from nano8k.training.module import NanoASRModule  # noqa: E402
+from tests.reliability.runs import DEMO, manifest_with_bad_audio  # noqa: E402
 
 
 class Report(Callback):

@@ -17,11 +17,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.training.scripts.synthetic import SyntheticDataModule  # noqa: E402
-
 from nano8k.training.callbacks import StageSwitch  # noqa: E402
 from nano8k.training.freezing import FreezeConfig  # noqa: E402
 from nano8k.training.module import NanoASRModule  # noqa: E402
+from tests.training.scripts.synthetic import SyntheticDataModule  # noqa: E402
 
 
 class Report(Callback):

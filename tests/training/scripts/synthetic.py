@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from nano8k.model.bundled import TINY_TEMPLATE_DIR
 from nano8k.model.batch import SpeechBatch, SpeechItem, collate
+from nano8k.model.bundled import TINY_TEMPLATE_DIR
 from nano8k.model.prompt import PromptEncoder, audio_token_count, pad_token_id
 
 WORDS = ["hello", "world", "yes", "no", "call", "back", "today", "please"]
