@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 # config dataclasses that land in checkpoints' (datamodule_)hyper_parameters; allowed for torch.load(weights_only=True)
 torch.serialization.add_safe_globals([SpecAugment, SpeedPerturb, TelephoneChannel, FreezeConfig, LoraConfig])
+# the names checkpoints written before the data layer's sub-packages (nano8k 0.1, issue 26) give the same classes
+LEGACY_NAMES = {
+    "nano8k.data.specaugment.SpecAugment": SpecAugment,
+    "nano8k.data.speed.SpeedPerturb": SpeedPerturb,
+    "nano8k.data.telephone.TelephoneChannel": TelephoneChannel,
+}
+torch.serialization.add_safe_globals([(cls, name) for name, cls in LEGACY_NAMES.items()])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
