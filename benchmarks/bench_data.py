@@ -34,8 +34,14 @@ def cpu() -> float:
     return time.process_time()  # user + system CPU of this process, at a finer grain than os.times
 
 
-def bench_config_mix(audio: list, seconds: float, config: FrontendConfig, noise: str | None, rir: str | None,
-                     path: str = "configs/telephone.yaml") -> None:
+def bench_config_mix(
+    audio: list,
+    seconds: float,
+    config: FrontendConfig,
+    noise: str | None,
+    rir: str | None,
+    path: str = "configs/telephone.yaml",
+) -> None:
     """The training data path of ``path``: its profile mix with its ``telephone_prob``, then the features."""
     data = yaml.safe_load(open(path))["data"]
     channel = TelephoneChannel.from_config({**data["telephone"], "noise": noise, "rir": rir})
@@ -46,8 +52,10 @@ def bench_config_mix(audio: list, seconds: float, config: FrontendConfig, noise:
         if rng.uniform() < prob:
             w, r = channel.transmit(w, r, rng)
         apply_lfr(fbank(resample(w, r, 16000), config), config.lfr_m, config.lfr_n)
-    print(f"  {path} mix {data['telephone']['profiles']} at telephone_prob {prob}, with the features: "
-          f"{seconds / (cpu() - c0):.0f}x real time per CPU-second (one loader worker)")
+    print(
+        f"  {path} mix {data['telephone']['profiles']} at telephone_prob {prob}, with the features: "
+        f"{seconds / (cpu() - c0):.0f}x real time per CPU-second (one loader worker)"
+    )
 
 
 def bench_profiles(audio: list, seconds: float, config: FrontendConfig, noise: str | None, rir: str | None) -> None:
@@ -63,8 +71,10 @@ def bench_profiles(audio: list, seconds: float, config: FrontendConfig, noise: s
         for w, r in outputs:
             apply_lfr(fbank(resample(w, r, 16000), config), config.lfr_m, config.lfr_n)
         features = cpu() - c0
-        print(f"  {name:9s} {seconds / alone:6.0f}x real time per CPU-second; with resample->16k + fbank + LFR "
-              f"{seconds / (alone + features):5.0f}x; target >= 500x")
+        print(
+            f"  {name:9s} {seconds / alone:6.0f}x real time per CPU-second; with resample->16k + fbank + LFR "
+            f"{seconds / (alone + features):5.0f}x; target >= 500x"
+        )
         print(f"            {channel.describe()[0]}")
     bench_config_mix(audio, seconds, config, noise, rir)
     clip = np.concatenate([w.numpy() for w, _ in audio[:20]]).astype(np.float64)
@@ -77,8 +87,10 @@ def bench_profiles(audio: list, seconds: float, config: FrontendConfig, noise: s
         for _ in range(3):
             codecs.round_trip(clip, name, kbps)
         parts.append(f"{name} {3 * clip_seconds / (time.process_time() - c0):.0f}x")
-    print(f"codec round trips alone ({clip_seconds:.0f} s at 8 kHz; Opus and AMR-NB at 12 kbit/s, MP3 at 8, its "
-          "nearest rate): " + ", ".join(parts))
+    print(
+        f"codec round trips alone ({clip_seconds:.0f} s at 8 kHz; Opus and AMR-NB at 12 kbit/s, MP3 at 8, its "
+        "nearest rate): " + ", ".join(parts)
+    )
 
 
 def main() -> None:
@@ -86,7 +98,9 @@ def main() -> None:
     parser.add_argument("--manifest", default="data_manifests/demo/train.jsonl")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max_frames", type=int, default=1000, help="LFR frames per bucketed batch (the datamodule default)")
+    parser.add_argument(
+        "--max_frames", type=int, default=1000, help="LFR frames per bucketed batch (the datamodule default)"
+    )
     parser.add_argument("--noise", help="folder or manifest of recorded noise for the profiles (MUSAN noise/)")
     parser.add_argument("--rir", help="folder or manifest of room impulse responses for the profiles")
     args = parser.parse_args()
@@ -106,11 +120,15 @@ def main() -> None:
         for w, r in audio:
             apply_lfr(fbank(resample(w, r, 16000), config), config.lfr_m, config.lfr_n)
         best_cpu, best_wall = min(best_cpu, cpu() - c0), min(best_wall, time.perf_counter() - w0)
-    print(f"feature pipeline: {len(audio)} utterances, {seconds:.1f} s of audio at {rates} Hz, torch threads "
-          f"{args.threads}")
+    print(
+        f"feature pipeline: {len(audio)} utterances, {seconds:.1f} s of audio at {rates} Hz, torch threads "
+        f"{args.threads}"
+    )
     print(f"  resample->16k + fbank + LFR: cpu {best_cpu:.3f} s, wall {best_wall:.3f} s")
-    print(f"  throughput: {seconds / best_cpu:.0f}x real time per CPU-second "
-          f"({seconds / best_wall:.0f}x per wall-second); target >= 500x")
+    print(
+        f"  throughput: {seconds / best_cpu:.0f}x real time per CPU-second "
+        f"({seconds / best_wall:.0f}x per wall-second); target >= 500x"
+    )
 
     c0 = cpu()
     for u in utts:
@@ -126,9 +144,11 @@ def main() -> None:
     sizes = [len(b) for b in sampler.all_batches()]
     mean_size = max(1, round(sum(sizes) / len(sizes)))
     fixed = padding_waste(fixed_size_batches(len(lengths), mean_size, seed=0), lengths)
-    print(f"padding waste on {args.manifest} ({len(lengths)} utts): bucketed (max {args.max_frames} LFR frames, "
-          f"{len(sizes)} batches, mean size {sum(sizes) / len(sizes):.1f}) {bucketed:.1%}; fixed size "
-          f"{mean_size} shuffled {fixed:.1%}; target <= 10%")
+    print(
+        f"padding waste on {args.manifest} ({len(lengths)} utts): bucketed (max {args.max_frames} LFR frames, "
+        f"{len(sizes)} batches, mean size {sum(sizes) / len(sizes):.1f}) {bucketed:.1%}; fixed size "
+        f"{mean_size} shuffled {fixed:.1%}; target <= 10%"
+    )
 
 
 if __name__ == "__main__":

@@ -73,14 +73,17 @@ def main() -> None:
     items = build_items(model, args.utterances)
     decode(model, items[: args.batch_size], args.batch_size, args.max_new_tokens, args.device)  # warm-up
     t_batched, batched = timed(
-        lambda: decode(model, items, args.batch_size, args.max_new_tokens, args.device), args.repeats)
+        lambda: decode(model, items, args.batch_size, args.max_new_tokens, args.device), args.repeats
+    )
     t_single, single = timed(lambda: decode(model, items, 1, args.max_new_tokens, args.device), args.repeats)
     mismatches = [item.key for item, a, b in zip(items, batched, single) if a != b]
     if mismatches:
         raise SystemExit(f"batched and one-by-one outputs differ for {len(mismatches)} utterance(s): {mismatches[:5]}")
     lengths = [len(ids) for ids in batched]
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(items)} utterances, "
-          f"max_new_tokens {args.max_new_tokens}, mean generated {sum(lengths) / len(lengths):.1f} tokens")
+    print(
+        f"device {args.device}, torch threads {torch.get_num_threads()}, {len(items)} utterances, "
+        f"max_new_tokens {args.max_new_tokens}, mean generated {sum(lengths) / len(lengths):.1f} tokens"
+    )
     print(f"token ids identical: {len(items)}/{len(items)}")
     print(f"one-by-one      : {t_single:7.3f} s  ({len(items) / t_single:7.1f} utt/s)")
     print(f"batched ({args.batch_size:>3})   : {t_batched:7.3f} s  ({len(items) / t_batched:7.1f} utt/s)")

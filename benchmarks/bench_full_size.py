@@ -69,14 +69,18 @@ def main() -> None:
     model = build_model(device, DTYPES[args.llm_dtype])
     built = time.perf_counter() - start
     counts = parameter_counts(model.network)
-    print(f"built full-size random-init model on {device} in {built:.1f} s: "
-          + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items()))
+    print(
+        f"built full-size random-init model on {device} in {built:.1f} s: "
+        + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items())
+    )
     expected = {"encoder": 221_136_992, "adaptor": 12_604_928, "llm": 596_049_920}
     assert counts == expected, f"parameter counts {counts} differ from the release {expected}"
 
     batch = make_batch(model, args.batch, args.seconds, device)
-    print(f"batch: {args.batch} x {args.seconds:.1f} s of 8 kHz audio -> feats {tuple(batch.feats.shape)}, "
-          f"ids {tuple(batch.input_ids.shape)}, speech tokens {batch.audio_tokens.tolist()}")
+    print(
+        f"batch: {args.batch} x {args.seconds:.1f} s of 8 kHz audio -> feats {tuple(batch.feats.shape)}, "
+        f"ids {tuple(batch.input_ids.shape)}, speech tokens {batch.audio_tokens.tolist()}"
+    )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     model.eval()
@@ -111,9 +115,12 @@ def main() -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     grads_ok = all(p.grad is None for p in trainable)  # zeroed after the step
-    print(f"train step (encoder+adaptor, {sum(p.numel() for p in trainable) / 1e6:.1f}M trainable): "
-          f"loss {loss.item():.3f}, step times {[round(t, 2) for t in times]} s, "
-          f"peak memory {peak_memory_gib(device):.2f} GiB ({'CUDA allocated' if device.type == 'cuda' else 'process RSS'})")
+    print(
+        f"train step (encoder+adaptor, {sum(p.numel() for p in trainable) / 1e6:.1f}M trainable): "
+        f"loss {loss.item():.3f}, step times {[round(t, 2) for t in times]} s, "
+        f"peak memory {peak_memory_gib(device):.2f} GiB "
+        f"({'CUDA allocated' if device.type == 'cuda' else 'process RSS'})"
+    )
     assert torch.isfinite(loss) and grads_ok
 
 

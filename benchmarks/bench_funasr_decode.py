@@ -46,14 +46,17 @@ def nano8k_texts(export: str, manifest: str, max_new_tokens: int) -> tuple[list[
     utterances = read_utterances(manifest, "nano8k")
     spans = [u for u in utterances if u.offset is not None or u.channel is not None]
     if spans:
-        raise SystemExit(f"error: {manifest}: {len(spans)} utterances are spans or channels of a file (first "
-                         f"{spans[0].key}); FunASR's inference takes whole mono files")
+        raise SystemExit(
+            f"error: {manifest}: {len(spans)} utterances are spans or channels of a file (first "
+            f"{spans[0].key}); FunASR's inference takes whole mono files"
+        )
     model = load_pretrained(export).eval()
     results = transcribe_utterances(model, utterances, DecodeOptions(max_new_tokens=max_new_tokens))
     failed = [r for r in results if r.error]
     if failed:
-        raise SystemExit(f"error: nano8k could not decode {len(failed)} utterances (first {failed[0].utt.key}: "
-                         f"{failed[0].error})")
+        raise SystemExit(
+            f"error: nano8k could not decode {len(failed)} utterances (first {failed[0].utt.key}: {failed[0].error})"
+        )
     return [{"key": u.key, "audio": str(u.audio)} for u in utterances], [r.text for r in results]
 
 
@@ -78,30 +81,56 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     items, ours = nano8k_texts(args.export, args.manifest, args.max_new_tokens)
     nano_seconds = time.monotonic() - started
-    job = {"export": str(Path(args.export).resolve()), "items": items, "max_new_tokens": args.max_new_tokens,
-           "result": str((out / "reference_texts.json").resolve())}
+    job = {
+        "export": str(Path(args.export).resolve()),
+        "items": items,
+        "max_new_tokens": args.max_new_tokens,
+        "result": str((out / "reference_texts.json").resolve()),
+    }
     (out / "job.json").write_text(json.dumps(job), encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", MODELSCOPE_OFFLINE="1")
     started = time.monotonic()
-    done = subprocess.run([args.ref_python, __file__, "--export", args.export, "--manifest", args.manifest,
-                           "--worker", str(out / "job.json")], env=env)
+    done = subprocess.run(
+        [
+            args.ref_python,
+            __file__,
+            "--export",
+            args.export,
+            "--manifest",
+            args.manifest,
+            "--worker",
+            str(out / "job.json"),
+        ],
+        env=env,
+    )
     if done.returncode != 0:
-        print(f"error: the reference worker ({args.ref_python}) failed with exit status {done.returncode}",
-              file=sys.stderr)
+        print(
+            f"error: the reference worker ({args.ref_python}) failed with exit status {done.returncode}",
+            file=sys.stderr,
+        )
         return 2
     ref_seconds = time.monotonic() - started
     theirs = json.loads((out / "reference_texts.json").read_text(encoding="utf-8"))
-    pairs = [{"key": item["key"], "nano8k": a, "funasr": b, "identical": a.strip() == b.strip()}
-             for item, a, b in zip(items, ours, theirs)]
+    pairs = [
+        {"key": item["key"], "nano8k": a, "funasr": b, "identical": a.strip() == b.strip()}
+        for item, a, b in zip(items, ours, theirs)
+    ]
     same = sum(p["identical"] for p in pairs)
     fraction = same / len(pairs) if pairs else 0.0
-    (out / "funasr_decode.json").write_text(json.dumps({"export": args.export, "manifest": args.manifest,
-                                                        "identical": same, "total": len(pairs), "pairs": pairs},
-                                                       ensure_ascii=False, indent=1), encoding="utf-8")
+    (out / "funasr_decode.json").write_text(
+        json.dumps(
+            {"export": args.export, "manifest": args.manifest, "identical": same, "total": len(pairs), "pairs": pairs},
+            ensure_ascii=False,
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
     for pair in [p for p in pairs if not p["identical"]][:10]:
         print(f"  differs {pair['key']}: nano8k {pair['nano8k']!r} | funasr {pair['funasr']!r}")
-    print(f"identical text: {same} of {len(pairs)} ({fraction:.1%}); nano8k {nano_seconds:.0f} s, FunASR "
-          f"{ref_seconds:.0f} s; pairs in {out / 'funasr_decode.json'}")
+    print(
+        f"identical text: {same} of {len(pairs)} ({fraction:.1%}); nano8k {nano_seconds:.0f} s, FunASR "
+        f"{ref_seconds:.0f} s; pairs in {out / 'funasr_decode.json'}"
+    )
     return 0 if pairs and fraction >= args.min_identical else 1
 
 

@@ -64,9 +64,14 @@ def write_full_size_model(directory: Path) -> Path:
 
 def build_batches(model_dir: str, max_frames: int, count: int, seed: int = 0) -> list[Any]:
     """``count`` training batches of the demo corpus, telephone.yaml's augmentations, built once."""
-    data = TelephoneDataModule(train_manifests=str(ROOT / "data_manifests" / "demo" / "train.jsonl"),
-                               tokenizer_dir=str(resolve_model_dir(model_dir)), max_frames_per_batch=max_frames,
-                               num_workers=0, seed=seed, probe_audio=False)
+    data = TelephoneDataModule(
+        train_manifests=str(ROOT / "data_manifests" / "demo" / "train.jsonl"),
+        tokenizer_dir=str(resolve_model_dir(model_dir)),
+        max_frames_per_batch=max_frames,
+        num_workers=0,
+        seed=seed,
+        probe_audio=False,
+    )
     data.setup("fit")  # both models here are fed as the release is (ceil(L/8) speech tokens)
     batches: list[Any] = []
     while len(batches) < count:
@@ -130,41 +135,73 @@ def step_flops(module: NanoASRModule, batch: Any, device: torch.device) -> int:
 def run_recipe(name: str, model_dir: str, batches: list[Any], args: argparse.Namespace) -> dict[str, Any]:
     recipe = RECIPES[name]
     device = torch.device(args.device)
-    module = NanoASRModule(model_dir, freeze=recipe["freeze"], lora=recipe["lora"], lr=5e-5, warmup_steps=100,
-                           llm_dtype="bf16" if device.type == "cuda" else None, max_new_tokens=8)
+    module = NanoASRModule(
+        model_dir,
+        freeze=recipe["freeze"],
+        lora=recipe["lora"],
+        lr=5e-5,
+        warmup_steps=100,
+        llm_dtype="bf16" if device.type == "cuda" else None,
+        max_new_tokens=8,
+    )
     timer = StepTimer(args.warmup)
     precision = "bf16-mixed" if device.type == "cuda" else "32-true"
-    trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=precision,
-                        max_steps=args.warmup + args.steps, gradient_clip_val=5.0, logger=False,
-                        log_every_n_steps=50, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        max_steps=args.warmup + args.steps,
+        gradient_clip_val=5.0,
+        logger=False,
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     order = [batches[i % len(batches)] for i in range(args.warmup + args.steps)]
     trainer.fit(module, train_dataloaders=DataLoader(order, batch_size=None))
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
     flops = step_flops(module, order[-1], device)
     step = timer.seconds / max(1, timer.steps)
-    audio_s = statistics.mean(float(b.feat_lens.sum()) * LFR_SECONDS for b in order[args.warmup:])
+    audio_s = statistics.mean(float(b.feat_lens.sum()) * LFR_SECONDS for b in order[args.warmup :])
     frames = [float(b.feat_lens.float().mean()) for b in batches]
     chars = [statistics.mean(len(t) for t in b.targets) for b in batches]
     shape = model_shape(module.model.network, None if recipe["lora"] is None else vars(recipe["lora"]))
     trainable = trainable_counts(shape.parameter_sizes(), recipe["freeze"], recipe["lora"] is not None)
     llm_dtype = "bf16" if device.type == "cuda" else None
-    estimate = estimate_memory(shape, trainable, precision=precision, llm_dtype=llm_dtype,
-                               max_frames=args.max_frames, mean_frames=statistics.mean(frames),
-                               mean_target_chars=statistics.mean(chars))
+    estimate = estimate_memory(
+        shape,
+        trainable,
+        precision=precision,
+        llm_dtype=llm_dtype,
+        max_frames=args.max_frames,
+        mean_frames=statistics.mean(frames),
+        mean_target_chars=statistics.mean(chars),
+    )
     result = {
-        "recipe": name, "trainable": dict(module.trainable), "steps_timed": timer.steps, "step_s": step,
-        "audio_s_per_batch": audio_s, "audio_hours_per_gpu_hour": audio_s / step,
-        "tflops_per_step": flops / 1e12, "achieved_tflops": flops / step / 1e12,
+        "recipe": name,
+        "trainable": dict(module.trainable),
+        "steps_timed": timer.steps,
+        "step_s": step,
+        "audio_s_per_batch": audio_s,
+        "audio_hours_per_gpu_hour": audio_s / step,
+        "tflops_per_step": flops / 1e12,
+        "achieved_tflops": flops / step / 1e12,
         "mfu": flops / step / (args.peak_tflops * 1e12),
-        "peak_memory_gib": peak / 2**30, "preflight_estimate_gib": estimate.total / 2**30,
+        "peak_memory_gib": peak / 2**30,
+        "preflight_estimate_gib": estimate.total / 2**30,
         "estimate_vs_measured": estimate.total / peak if peak == peak else float("nan"),
         "host_syncs_per_step": timer.syncs / max(1, timer.steps) if device.type == "cuda" else None,
         "optimizer": "fused" if trainer.optimizers[0].param_groups[0].get("fused") else "foreach/for_loop",
     }
-    print(f"[{name}] step {step * 1e3:.1f} ms, {result['audio_hours_per_gpu_hour']:,.0f} audio h per GPU h, "
-          f"MFU {100 * result['mfu']:.1f} %, peak {result['peak_memory_gib']:.2f} GiB (preflight "
-          f"{result['preflight_estimate_gib']:.2f} GiB), host syncs/step {result['host_syncs_per_step']}", flush=True)
+    print(
+        f"[{name}] step {step * 1e3:.1f} ms, {result['audio_hours_per_gpu_hour']:,.0f} audio h per GPU h, "
+        f"MFU {100 * result['mfu']:.1f} %, peak {result['peak_memory_gib']:.2f} GiB (preflight "
+        f"{result['preflight_estimate_gib']:.2f} GiB), host syncs/step {result['host_syncs_per_step']}",
+        flush=True,
+    )
     del trainer, module
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -187,18 +224,26 @@ def hopper_check() -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# GPU benchmark ({report['device']})", "", f"`{report['command']}` on {report['date']}; torch "
-             f"{report['torch']}. Batches of {report['max_frames']} LFR frames of demo audio "
-             f"({report['batches']} distinct), bf16-mixed, gradient clip 5, {report['steps']} timed steps after "
-             f"{report['warmup']} warm-up.", "",
-             "| recipe | trainable M | step ms | audio h / GPU h | TFLOP/step | MFU | peak GiB | preflight GiB | "
-             "estimate / peak | host syncs / step |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# GPU benchmark ({report['device']})",
+        "",
+        f"`{report['command']}` on {report['date']}; torch "
+        f"{report['torch']}. Batches of {report['max_frames']} LFR frames of demo audio "
+        f"({report['batches']} distinct), bf16-mixed, gradient clip 5, {report['steps']} timed steps after "
+        f"{report['warmup']} warm-up.",
+        "",
+        "| recipe | trainable M | step ms | audio h / GPU h | TFLOP/step | MFU | peak GiB | preflight GiB | "
+        "estimate / peak | host syncs / step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         trainable = sum(r["trainable"].values()) / 1e6
-        lines.append(f"| {r['recipe']} | {trainable:.1f} | {r['step_s'] * 1e3:.1f} | "
-                     f"{r['audio_hours_per_gpu_hour']:,.0f} | {r['tflops_per_step']:.2f} | {100 * r['mfu']:.1f} % | "
-                     f"{r['peak_memory_gib']:.2f} | {r['preflight_estimate_gib']:.2f} | "
-                     f"{r['estimate_vs_measured']:.2f} | {r['host_syncs_per_step']} |")
+        lines.append(
+            f"| {r['recipe']} | {trainable:.1f} | {r['step_s'] * 1e3:.1f} | "
+            f"{r['audio_hours_per_gpu_hour']:,.0f} | {r['tflops_per_step']:.2f} | {100 * r['mfu']:.1f} % | "
+            f"{r['peak_memory_gib']:.2f} | {r['preflight_estimate_gib']:.2f} | "
+            f"{r['estimate_vs_measured']:.2f} | {r['host_syncs_per_step']} |"
+        )
     lines += ["", "Hopper cuDNN SDPA check:", "```", report["hopper_check"].rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -219,10 +264,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     L.seed_everything(0, verbose=False)
     report: dict[str, Any] = {
         "command": "python benchmarks/bench_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
-        "max_frames": args.max_frames, "batches": args.batches, "steps": args.steps, "warmup": args.warmup,
-        "peak_tflops": args.peak_tflops, "hopper_check": hopper_check(),
+        "max_frames": args.max_frames,
+        "batches": args.batches,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "peak_tflops": args.peak_tflops,
+        "hopper_check": hopper_check(),
     }
     print(report["hopper_check"], end="", flush=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -33,16 +33,26 @@ def wav_bytes(seconds: float) -> bytes:
     """A 16-bit mono 8 kHz WAV of low noise (soundfile would be slower for 100,000 files)."""
     samples = (np.random.default_rng(int(seconds * 1000)).normal(0, 300, int(seconds * RATE))).astype("<i2")
     data = samples.tobytes()
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16) + b"data" + struct.pack("<I", len(data))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", len(data))
+    )
     return header + data
 
 
 def chatml(key: str, audio: str, text: str, duration: float | None) -> str:
-    record = {"key": key, "messages": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": f"语音转写：<|startofspeech|>!{audio}<|endofspeech|>"},
-        {"role": "assistant", "content": text}]}
+    record = {
+        "key": key,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": f"语音转写：<|startofspeech|>!{audio}<|endofspeech|>"},
+            {"role": "assistant", "content": text},
+        ],
+    }
     if duration is not None:
         record["duration"] = duration
     return json.dumps(record, ensure_ascii=False)
@@ -60,8 +70,9 @@ def write_corpus(root: Path, lines: int, unmeasured: int) -> tuple[Path, Path]:
     with open(with_durations, "w", encoding="utf-8") as handle:
         for i in range(lines):
             text = " ".join(rng.choice(words, size=6))
-            handle.write(chatml(f"call{i:07d}", f"audio/clip{i % 1000:04d}.wav", text, float(durations[i % 1000]))
-                         + "\n")
+            handle.write(
+                chatml(f"call{i:07d}", f"audio/clip{i % 1000:04d}.wav", text, float(durations[i % 1000])) + "\n"
+            )
     distinct = root / "distinct"
     distinct.mkdir(exist_ok=True)
     clip = wav_bytes(1.5)
@@ -84,15 +95,29 @@ def one_start(manifest: str) -> None:
 
     tokenizer = load_tokenizer(mini_model_dir())
     imported = time.perf_counter()
-    data = TelephoneDataModule(train_manifests=manifest, telephone=None, num_workers=0, max_duration=30.0,
-                               on_bad_sample="skip", max_frames_per_batch=6000)
+    data = TelephoneDataModule(
+        train_manifests=manifest,
+        telephone=None,
+        num_workers=0,
+        max_duration=30.0,
+        on_bad_sample="skip",
+        max_frames_per_batch=6000,
+    )
     data.set_tokenizer(tokenizer)
     data.setup("fit")
     batches = len(data.train_dataloader())
     done = time.perf_counter()
-    print(json.dumps({"utterances": len(data.datasets["train"]), "batches": batches,
-                      "seconds": done - imported, "import_seconds": imported - start,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "utterances": len(data.datasets["train"]),
+                "batches": batches,
+                "seconds": done - imported,
+                "import_seconds": imported - start,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -111,19 +136,29 @@ def main() -> int:
         manifests = write_corpus(root, args.lines, args.unmeasured)
         print(f"wrote {args.lines:,} + {args.unmeasured:,} lines in {time.perf_counter() - started:.0f} s under {root}")
         rows = []
-        for manifest, label in zip(manifests, (f"{args.lines:,} lines, durations given",
-                                               f"{args.unmeasured:,} lines, no durations")):
+        for manifest, label in zip(
+            manifests, (f"{args.lines:,} lines, durations given", f"{args.unmeasured:,} lines, no durations")
+        ):
             for start in ("first", "second"):
-                out = subprocess.run([sys.executable, __file__, "--one_start", str(manifest)], cwd=REPO,
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--one_start", str(manifest)],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append((label, start, result))
         print("\n| manifest | start | utterances | batches | load s | peak RSS MB |\n|---|---|---|---|---|---|")
         for label, start, r in rows:
-            print(f"| {label} | {start} | {r['utterances']:,} | {r['batches']:,} | {r['seconds']:.1f} | "
-                  f"{r['peak_rss_mb']:,.0f} |")
-        print(f"\n(load s: setup('fit') + planning epoch 0, after imports and the tokenizer, "
-              f"{rows[0][2]['import_seconds']:.1f} s; one process, torch on 1 thread)")
+            print(
+                f"| {label} | {start} | {r['utterances']:,} | {r['batches']:,} | {r['seconds']:.1f} | "
+                f"{r['peak_rss_mb']:,.0f} |"
+            )
+        print(
+            f"\n(load s: setup('fit') + planning epoch 0, after imports and the tokenizer, "
+            f"{rows[0][2]['import_seconds']:.1f} s; one process, torch on 1 thread)"
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)

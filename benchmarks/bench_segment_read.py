@@ -69,8 +69,10 @@ def main() -> None:
             frames = sf.info(str(path)).frames
             offsets = np.linspace(30.0, seconds - args.segment - 30.0, args.reads)
             channel = channels - 1
-            reads = [_timed(lambda o=o: load_audio(path, offset=float(o), duration=args.segment, channel=channel), 3)
-                     for o in offsets]
+            reads = [
+                _timed(lambda o=o: load_audio(path, offset=float(o), duration=args.segment, channel=channel), 3)
+                for o in offsets
+            ]
             full_s = _timed(lambda: sf.read(str(path), dtype="float32", always_2d=True, frames=frames))
             full, _ = sf.read(str(path), dtype="float32", always_2d=True, frames=frames)
             last = float(offsets[-1])
@@ -79,8 +81,11 @@ def main() -> None:
             same = float(np.abs(segment - full[start : start + segment.size, channel]).max()) < 1e-5
             del full
             median_ms = statistics.median(reads) * 1000
-            print(f"| {name} | {path.stat().st_size / 2**20:.1f} | {write_s:.1f} | {median_ms:.2f} | "
-                  f"{full_s * 1000:.0f} | {full_s * 1000 / median_ms:.0f}x | {'yes' if same else 'NO'} |", flush=True)
+            print(
+                f"| {name} | {path.stat().st_size / 2**20:.1f} | {write_s:.1f} | {median_ms:.2f} | "
+                f"{full_s * 1000:.0f} | {full_s * 1000 / median_ms:.0f}x | {'yes' if same else 'NO'} |",
+                flush=True,
+            )
             path.unlink()
 
 

@@ -67,8 +67,10 @@ def patch(tool) -> None:
         with open("/proc/self/status") as handle:
             status = dict(line.split(":", 1) for line in handle if ":" in line)
         since = int(status["VmHWM"].split()[0]) / 1024
-        return {"peak_rss_mib": max(since, getattr(self, "loading_peak_mib", 0.0)),  # the process's, loading too
-                "peak_rss_since_reset_mib": since}
+        return {
+            "peak_rss_mib": max(since, getattr(self, "loading_peak_mib", 0.0)),  # the process's, loading too
+            "peak_rss_since_reset_mib": since,
+        }
 
     def make_batch(self, out_dir, model_dir, count):
         """``count`` utterances of 4 s (alternating en / zh), as the tool's own 2 x 4 s batch is made."""
@@ -79,6 +81,7 @@ def patch(tool) -> None:
         from nano8k.model.checkpoint import load_pretrained
         from nano8k.model.features import extract_features
         from nano8k.model.prompt import PromptEncoder, audio_token_count
+
         model = load_pretrained(model_dir, dither=0.0)
         rows = [json.loads(line) for line in open(os.path.join(tool.DEMO_DIR, "train.jsonl"), encoding="utf-8")]
         pools = {lang: iter([r for r in rows if r["lang"] == lang][4:]) for lang in ("en", "zh")}
@@ -99,11 +102,30 @@ def patch(tool) -> None:
             items.append(SpeechItem(f"cat{number}_{lang}", feats, prompt, target))
         batch = collate(items, model.pad_id)
         path = os.path.join(out_dir, f"batch_full{count}x4s.pt")
-        torch.save({name: getattr(batch, name) for name in ("feats", "feat_lens", "input_ids", "attention_mask",
-                                                            "labels", "audio_start", "audio_tokens", "source_lens",
-                                                            "keys", "targets")}, path)
-        return {"file": path, "feats": list(batch.feats.shape), "input_ids": list(batch.input_ids.shape),
-                "label_tokens": int((batch.labels != -100).sum())}
+        torch.save(
+            {
+                name: getattr(batch, name)
+                for name in (
+                    "feats",
+                    "feat_lens",
+                    "input_ids",
+                    "attention_mask",
+                    "labels",
+                    "audio_start",
+                    "audio_tokens",
+                    "source_lens",
+                    "keys",
+                    "targets",
+                )
+            },
+            path,
+        )
+        return {
+            "file": path,
+            "feats": list(batch.feats.shape),
+            "input_ids": list(batch.input_ids.shape),
+            "label_tokens": int((batch.labels != -100).sum()),
+        }
 
     original_prepare = tool.NanoWorker.prepare_batch
 
@@ -127,8 +149,10 @@ def patch(tool) -> None:
 
 def interleaved(tool, args, work: str, model_dir: str, batch_file: str, reps: int) -> dict:
     """Reference and nano8k loaded side by side, stepping in turn (ABBA): both see the same machine moments."""
-    workers = {"ref": tool.Worker("ref", args.ref_python, work, tag="ref_pair"),
-               "nano": tool.Worker("nano", args.nano_python, work, tag="nano_pair")}
+    workers = {
+        "ref": tool.Worker("ref", args.ref_python, work, tag="ref_pair"),
+        "nano": tool.Worker("nano", args.nano_python, work, tag="nano_pair"),
+    }
     try:
         for worker in workers.values():
             worker("threads", n=args.threads)
@@ -139,15 +163,19 @@ def interleaved(tool, args, work: str, model_dir: str, batch_file: str, reps: in
         losses = {kind: worker("loss_check")["loss"] for kind, worker in workers.items()}  # also the warm-up
         walls: dict[str, list[float]] = {"ref": [], "nano": []}
         for rep in range(reps):
-            for kind in (("ref", "nano") if rep % 2 == 0 else ("nano", "ref")):
+            for kind in ("ref", "nano") if rep % 2 == 0 else ("nano", "ref"):
                 walls[kind].append(workers[kind]("train_steps", n=1)["steps"][0]["wall"])
         peaks = {kind: worker("rss")["peak_rss_since_reset_mib"] for kind, worker in workers.items()}
     finally:
         for worker in workers.values():
             worker.close()
-    return {"walls": walls, "losses": losses, "peaks": peaks,
-            "ratio_median": tool.med(walls["nano"]) / tool.med(walls["ref"]),
-            "ratio_min": min(walls["nano"]) / min(walls["ref"])}
+    return {
+        "walls": walls,
+        "losses": losses,
+        "peaks": peaks,
+        "ratio_median": tool.med(walls["nano"]) / tool.med(walls["ref"]),
+        "ratio_min": min(walls["nano"]) / min(walls["ref"]),
+    }
 
 
 def full_size(tool, args) -> None:
@@ -155,8 +183,10 @@ def full_size(tool, args) -> None:
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
     report = tool.Report(os.path.join(work, "full_size.json"))
-    report(f"# full-size train step (encoder + adaptor trainable, LLM frozen, fp32, {args.threads} threads)  "
-           f"{time.strftime('%Y-%m-%d %H:%M:%S')}  loadavg {os.getloadavg()}")
+    report(
+        f"# full-size train step (encoder + adaptor trainable, LLM frozen, fp32, {args.threads} threads)  "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}  loadavg {os.getloadavg()}"
+    )
     full_dir = os.path.join(work, "models", "full")
     if not os.path.exists(os.path.join(full_dir, "model.pt")):
         maker = tool.Worker("ref", args.ref_python, work, tag="ref_makefull")
@@ -173,23 +203,32 @@ def full_size(tool, args) -> None:
             batch = maker("make_batch", out_dir=work, model_dir=tool.FIXTURE, count=count)
         finally:
             maker.close()
-        report(f"\n## batch {count} x {SECONDS:.0f} s: feats {batch['feats']}, ids {batch['input_ids']}, "
-               f"label tokens {batch['label_tokens']}")
+        report(
+            f"\n## batch {count} x {SECONDS:.0f} s: feats {batch['feats']}, ids {batch['input_ids']}, "
+            f"label tokens {batch['label_tokens']}"
+        )
         if args.interleave and count in {int(c) for c in args.interleave_batches.split(",")}:
             pair = interleaved(tool, args, work, full_dir, batch["file"], args.interleave)
             report.data.setdefault("interleaved", []).append(dict(pair, batch=count))
-            report(f"  interleaved (ABBA, {args.interleave} steps each): reference median {tool.med(pair['walls']['ref']):.2f}"
-                   f" s (min {min(pair['walls']['ref']):.2f}), nano8k median {tool.med(pair['walls']['nano']):.2f} s "
-                   f"(min {min(pair['walls']['nano']):.2f}); ratio median {pair['ratio_median']:.3f}, min "
-                   f"{pair['ratio_min']:.3f}; loss0 {pair['losses']}; training peak RSS {pair['peaks']} MiB")
+            report(
+                f"  interleaved (ABBA, {args.interleave} steps each): "
+                f"reference median {tool.med(pair['walls']['ref']):.2f}"
+                f" s (min {min(pair['walls']['ref']):.2f}), nano8k median {tool.med(pair['walls']['nano']):.2f} s "
+                f"(min {min(pair['walls']['nano']):.2f}); ratio median {pair['ratio_median']:.3f}, min "
+                f"{pair['ratio_min']:.3f}; loss0 {pair['losses']}; training peak RSS {pair['peaks']} MiB"
+            )
             report.dump()
             continue
         runs = []
         for kind in kinds:
             if kind == "base":
                 os.environ["PYTHONPATH"] = args.baseline_src  # the baseline checkout's nano8k, this venv
-            worker = tool.Worker("nano" if kind != "ref" else "ref", args.ref_python if kind == "ref"
-                                 else args.nano_python, work, tag=f"{kind}_full{count}")
+            worker = tool.Worker(
+                "nano" if kind != "ref" else "ref",
+                args.ref_python if kind == "ref" else args.nano_python,
+                work,
+                tag=f"{kind}_full{count}",
+            )
             os.environ.pop("PYTHONPATH", None)
             try:
                 worker("threads", n=args.threads)
@@ -201,35 +240,64 @@ def full_size(tool, args) -> None:
                 rss = worker("rss")
             finally:
                 worker.close()
-            runs.append(dict(kind=kind, loss0=check["loss"], steps=steps, peak_rss_mib=rss["peak_rss_mib"],
-                             train_rss_mib=rss["peak_rss_since_reset_mib"],
-                             optimizer=setup.get("optimizer", "torch default"), loadavg=os.getloadavg()[0]))
-            report(f"  {kind:4s}: loss0 {check['loss']:.6f}, steps {[round(s['wall'], 2) for s in steps]} s, "
-                   f"peak RSS training {rss['peak_rss_since_reset_mib']:,.0f} MiB (process, loading included, "
-                   f"{rss['peak_rss_mib']:,.0f} MiB), optimizer {runs[-1]['optimizer']}")
+            runs.append(
+                dict(
+                    kind=kind,
+                    loss0=check["loss"],
+                    steps=steps,
+                    peak_rss_mib=rss["peak_rss_mib"],
+                    train_rss_mib=rss["peak_rss_since_reset_mib"],
+                    optimizer=setup.get("optimizer", "torch default"),
+                    loadavg=os.getloadavg()[0],
+                )
+            )
+            report(
+                f"  {kind:4s}: loss0 {check['loss']:.6f}, steps {[round(s['wall'], 2) for s in steps]} s, "
+                f"peak RSS training {rss['peak_rss_since_reset_mib']:,.0f} MiB (process, loading included, "
+                f"{rss['peak_rss_mib']:,.0f} MiB), optimizer {runs[-1]['optimizer']}"
+            )
         walls = {k: tool.med([s["wall"] for r in runs if r["kind"] == k for s in r["steps"]]) for k in set(kinds)}
         peaks = {k: max(r["train_rss_mib"] for r in runs if r["kind"] == k) for k in set(kinds)}
         loading = {k: max(r["peak_rss_mib"] for r in runs if r["kind"] == k) for k in set(kinds)}
         losses = {k: [r["loss0"] for r in runs if r["kind"] == k] for k in set(kinds)}
-        row = dict(batch=count, walls=walls, peaks=peaks, loading_peaks=loading, losses=losses, ratio=walls["nano"] / walls["ref"],
-                   loss0_diff=abs(losses["nano"][0] - losses["ref"][0]), runs=runs)
+        row = dict(
+            batch=count,
+            walls=walls,
+            peaks=peaks,
+            loading_peaks=loading,
+            losses=losses,
+            ratio=walls["nano"] / walls["ref"],
+            loss0_diff=abs(losses["nano"][0] - losses["ref"][0]),
+            runs=runs,
+        )
         rows.append(row)
-        report(f"  step: reference {walls['ref']:.2f} s, nano8k {walls['nano']:.2f} s, ratio {row['ratio']:.3f}"
-               + (f", baseline nano8k {walls['base']:.2f} s (ratio {walls['base'] / walls['ref']:.3f})"
-                  if "base" in walls else "")
-               + f"; loss0 |diff| {row['loss0_diff']:.2e}; peak RSS training " + ", ".join(
-                   f"{k} {v:,.0f} MiB" for k, v in sorted(peaks.items())) + " (process: " + ", ".join(
-                   f"{k} {v:,.0f} MiB" for k, v in sorted(loading.items())) + ")")
+        report(
+            f"  step: reference {walls['ref']:.2f} s, nano8k {walls['nano']:.2f} s, ratio {row['ratio']:.3f}"
+            + (
+                f", baseline nano8k {walls['base']:.2f} s (ratio {walls['base'] / walls['ref']:.3f})"
+                if "base" in walls
+                else ""
+            )
+            + f"; loss0 |diff| {row['loss0_diff']:.2e}; peak RSS training "
+            + ", ".join(f"{k} {v:,.0f} MiB" for k, v in sorted(peaks.items()))
+            + " (process: "
+            + ", ".join(f"{k} {v:,.0f} MiB" for k, v in sorted(loading.items()))
+            + ")"
+        )
     report.data["rows"] = rows
-    report("\n| batch | reference s | nano8k s | nano8k / ref | baseline s | loss0 diff | peak RSS training, ref / "
-           "nano8k / baseline MiB | process peak (loading), ref / nano8k / baseline MiB |")
+    report(
+        "\n| batch | reference s | nano8k s | nano8k / ref | baseline s | loss0 diff | peak RSS training, ref / "
+        "nano8k / baseline MiB | process peak (loading), ref / nano8k / baseline MiB |"
+    )
     report("|---|---|---|---|---|---|---|---|")
     for row in rows:
         walls, peaks = row["walls"], row["peaks"]
-        report(f"| {row['batch']} x 4 s | {walls['ref']:.2f} | {walls['nano']:.2f} | {row['ratio']:.3f} | "
-               f"{walls.get('base', float('nan')):.2f} | {row['loss0_diff']:.1e} | {peaks['ref']:,.0f} / "
-               f"{peaks['nano']:,.0f} / {peaks.get('base', float('nan')):,.0f} | {row['loading_peaks']['ref']:,.0f} / "
-               f"{row['loading_peaks']['nano']:,.0f} / {row['loading_peaks'].get('base', float('nan')):,.0f} |")
+        report(
+            f"| {row['batch']} x 4 s | {walls['ref']:.2f} | {walls['nano']:.2f} | {row['ratio']:.3f} | "
+            f"{walls.get('base', float('nan')):.2f} | {row['loss0_diff']:.1e} | {peaks['ref']:,.0f} / "
+            f"{peaks['nano']:,.0f} / {peaks.get('base', float('nan')):,.0f} | {row['loading_peaks']['ref']:,.0f} / "
+            f"{row['loading_peaks']['nano']:,.0f} / {row['loading_peaks'].get('base', float('nan')):,.0f} |"
+        )
     report.dump()
 
 
@@ -244,8 +312,12 @@ def main() -> None:
     parser.add_argument("--batches", default="2,8", help="utterances of 4 s per batch, comma list")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--interleave", type=int, default=0,
-                        help="steps per side for a reference / nano8k pair loaded together and stepping in turn")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        help="steps per side for a reference / nano8k pair loaded together and stepping in turn",
+    )
     parser.add_argument("--interleave_batches", default="2", help="batch sizes timed as such a pair (memory: both)")
     parser.add_argument("--baseline_src", default=None, help="a nano8k checkout (e.g. git worktree) to time as well")
     parser.add_argument("--work", default="runs/refbench")

@@ -65,8 +65,9 @@ def main() -> int:
         return 0
     major, minor = torch.cuda.get_device_capability()
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    print(f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}), torch {torch.__version__}, "
-          f"cuDNN {cudnn}")
+    print(
+        f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}), torch {torch.__version__}, cuDNN {cudnn}"
+    )
     run("cuDNN forced", [SDPBackend.CUDNN_ATTENTION])
     print(guard_cudnn_sdpa(torch.device("cuda")))
     return 1 if run("guarded", None) else 0

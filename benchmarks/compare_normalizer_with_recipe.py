@@ -43,16 +43,18 @@ DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
 def chinese_number(n: int) -> str:
     """``n`` (1 … 99,999) in Chinese numerals, written the usual way (三万零五十, 十二)."""
     units = ["", "十", "百", "千"]
+
     def below_10000(m: int) -> str:
         out, zero = "", False
         for power in range(3, -1, -1):
-            digit = m // 10 ** power % 10
+            digit = m // 10**power % 10
             if digit:
                 out += ("零" if zero and out else "") + DIGIT_NAMES[digit] + units[power]
                 zero = False
             elif out:
                 zero = True
         return out
+
     high, low = divmod(n, 10000)
     text = (below_10000(high) + "万" + ("零" if 0 < low < 1000 else "") if high else "") + below_10000(low)
     return text[1:] if text.startswith("一十") else text
@@ -66,18 +68,25 @@ def generated(count: int, seed: int = 0) -> list[str]:
         return "".join(DIGIT_NAMES[d] for d in s) if zh else " ".join(DIGIT_WORDS[d] for d in s)
 
     templates = [
-        lambda n: f"您的话费余额为{chinese_number(n)}元", lambda n: f"您的话费余额为{n}元",
-        lambda n: f"我的手机号是{digits(11)}", lambda n: f"订单号是{digits(6)}",
+        lambda n: f"您的话费余额为{chinese_number(n)}元",
+        lambda n: f"您的话费余额为{n}元",
+        lambda n: f"我的手机号是{digits(11)}",
+        lambda n: f"订单号是{digits(6)}",
         lambda n: f"{chinese_number(rng.randint(1, 12))}月{chinese_number(rng.randint(1, 28))}号之前到账",
         lambda n: f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日之前到账",
         lambda n: f"优惠百分之{chinese_number(rng.randint(1, 99))}",
         lambda n: f"一共{chinese_number(n)}块{DIGIT_NAMES[rng.randint(1, 9)]}毛",
         lambda n: f"您好，工号{digits(4)}为您服务",
-        lambda n: f"My number is {digits(7, False)}.", lambda n: f"Your balance is {n % 1000} dollars.",
-        lambda n: f"我的 account 是 {n}", lambda n: f"查一下 {chinese_number(n)} 号订单",
+        lambda n: f"My number is {digits(7, False)}.",
+        lambda n: f"Your balance is {n % 1000} dollars.",
+        lambda n: f"我的 account 是 {n}",
+        lambda n: f"查一下 {chinese_number(n)} 号订单",
         lambda n: f"第{chinese_number(n)}期账单",
-        lambda n: f"利率{n % 10}.{n % 7}%", lambda n: f"{n % 100}.{n % 10}元", lambda n: f"{n % 20}.{n % 9}",
-        lambda n: f"订单{n % 1000:05d}", lambda n: f"分机{n % 100:03d}",
+        lambda n: f"利率{n % 10}.{n % 7}%",
+        lambda n: f"{n % 100}.{n % 10}元",
+        lambda n: f"{n % 20}.{n % 9}",
+        lambda n: f"订单{n % 1000:05d}",
+        lambda n: f"分机{n % 100:03d}",
         lambda n: f"The rate is {n % 10}.{n % 9} percent.",
         lambda n: f"好的 (笑) 您稍等 {n % 60} 秒",
     ]
@@ -127,14 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from nano8k.scoring.normalizers import funasr_normalize
 
-    lines = sorted({line for line in [*bundled_transcripts(), *test_cases(), *generated(args.generated)]
-                    if line.strip() and "\t" not in line and "\n" not in line})
+    lines = sorted(
+        {
+            line
+            for line in [*bundled_transcripts(), *test_cases(), *generated(args.generated)]
+            if line.strip() and "\t" not in line and "\n" not in line
+        }
+    )
     theirs = recipe_outputs(lines, args.recipe_python, args.recipe_tools)
     differ = [(line, ours, recipe) for line, recipe in zip(lines, theirs) if (ours := funasr_normalize(line)) != recipe]
     for line, ours, recipe in differ:
         print(f"differs: {line!r}\n  nano8k: {ours!r}\n  recipe: {recipe!r}")
-    print(f"{len(lines) - len(differ)} of {len(lines)} distinct lines normalized identically "
-          f"({len(differ)} differ)")
+    print(f"{len(lines) - len(differ)} of {len(lines)} distinct lines normalized identically ({len(differ)} differ)")
     return 0
 
 

@@ -21,9 +21,24 @@ from nano8k.training.module import NanoASRModule
 
 def epoch_shapes(config: str, frames: int, tokens: int, epoch: int = 0) -> dict[str, float]:
     """Distinct (B, frames), (B, tokens) and (B, frames, tokens) shapes of one training epoch, and the padding."""
-    cli = NanoCLI(NanoASRModule, TelephoneDataModule, subclass_mode_model=False, run=False, args=[
-        "--config", config, "--preflight", "false", "--trainer.logger", "false",
-        "--data.pad_frames_to_multiple", str(frames), "--data.pad_tokens_to_multiple", str(tokens)])
+    cli = NanoCLI(
+        NanoASRModule,
+        TelephoneDataModule,
+        subclass_mode_model=False,
+        run=False,
+        args=[
+            "--config",
+            config,
+            "--preflight",
+            "false",
+            "--trainer.logger",
+            "false",
+            "--data.pad_frames_to_multiple",
+            str(frames),
+            "--data.pad_tokens_to_multiple",
+            str(tokens),
+        ],
+    )
     data = cli.datamodule
     data.connect(cli.model.model)
     data.setup("fit")
@@ -41,8 +56,13 @@ def epoch_shapes(config: str, frames: int, tokens: int, epoch: int = 0) -> dict[
         real += int(batch.feat_lens.sum())
         padded += size * width
         batches += 1
-    return {"batches": batches, "encoder_shapes": len(encoder), "llm_shapes": len(llm), "shapes": len(both),
-            "frame_padding": 1 - real / max(1, padded)}
+    return {
+        "batches": batches,
+        "encoder_shapes": len(encoder),
+        "llm_shapes": len(llm),
+        "shapes": len(both),
+        "frame_padding": 1 - real / max(1, padded),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,14 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multiples", default="1:1,8:8,16:8,32:16,64:16", help="frames:tokens pairs, comma list")
     args = parser.parse_args(argv)
     print(f"one training epoch of {args.config}\n")
-    print("| frames multiple | tokens multiple | batches | (B, frames) shapes | (B, tokens) shapes | "
-          "(B, frames, tokens) shapes | frame padding |")
+    print(
+        "| frames multiple | tokens multiple | batches | (B, frames) shapes | (B, tokens) shapes | "
+        "(B, frames, tokens) shapes | frame padding |"
+    )
     print("|---|---|---|---|---|---|---|")
     for pair in args.multiples.split(","):
         frames, tokens = (int(v) for v in pair.split(":"))
         row = epoch_shapes(args.config, frames, tokens)
-        print(f"| {frames} | {tokens} | {row['batches']} | {row['encoder_shapes']} | {row['llm_shapes']} | "
-              f"{row['shapes']} | {100 * row['frame_padding']:.1f} % |", flush=True)
+        print(
+            f"| {frames} | {tokens} | {row['batches']} | {row['encoder_shapes']} | {row['llm_shapes']} | "
+            f"{row['shapes']} | {100 * row['frame_padding']:.1f} % |",
+            flush=True,
+        )
     return 0
 
 

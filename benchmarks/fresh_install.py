@@ -1,4 +1,4 @@
-"""A new user's install, timed: ``pip install .`` into a fresh venv, then the demo from an empty folder outside the repo.
+"""A new user's install, timed: ``pip install .`` into a fresh venv, then the demo from an empty folder elsewhere.
 
     python benchmarks/fresh_install.py                        # every dependency from PyPI (or pip's cache); the
                                                               # whole demo twice: `nano8k fit`, `python -m nano8k.fit`
@@ -57,8 +57,12 @@ def run_step(name: str, command: list[str], cwd: Path, env: dict[str, str] | Non
 
 def copy_project(dest: Path) -> Path:
     """The files a clean clone of the repository holds (plus new ones git does not ignore), copied to ``dest``."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for relative in filter(None, listed):
         source = REPO / relative
         if source.is_file():
@@ -78,8 +82,12 @@ def make_venv(root: Path, borrow_deps: bool) -> tuple[Path, Step]:
     """A fresh venv at ``root``; with ``borrow_deps`` it also sees this interpreter's site-packages (after its own)."""
     step = run_step("venv", [sys.executable, "-m", "venv", str(root)], root.parent, clean_env())
     if borrow_deps and step.returncode == 0:
-        done = subprocess.run([str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         borrowed = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
         Path(done.stdout.strip(), "borrowed_dependencies.pth").write_text("\n".join(sorted(borrowed)) + "\n")
     return root / "bin", step
@@ -103,14 +111,17 @@ def fresh_install(work: Path, *, borrow_deps: bool, max_steps: int | None) -> li
     steps.append(run_step("nano8k fit", [str(bin_dir / "nano8k"), "fit", *fit_args], empty, clean_env()))
     if max_steps is None:  # the whole path: the module form runs the demo too, from the same empty start
         shutil.rmtree(empty / "runs", ignore_errors=True)
-        steps.append(run_step("python -m nano8k.fit", [str(bin_dir / "python"), "-m", "nano8k.fit"], empty, clean_env()))
+        steps.append(
+            run_step("python -m nano8k.fit", [str(bin_dir / "python"), "-m", "nano8k.fit"], empty, clean_env())
+        )
     return steps
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/fresh_install.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--borrow_deps", action="store_true",
-                        help="install nano8k alone and borrow this interpreter's dependencies")
+    parser.add_argument(
+        "--borrow_deps", action="store_true", help="install nano8k alone and borrow this interpreter's dependencies"
+    )
     parser.add_argument("--max_steps", type=int, default=None, help="a short demo (default: the whole demo)")
     parser.add_argument("--keep", type=str, default=None, help="work in this folder and keep it")
     args = parser.parse_args(argv)

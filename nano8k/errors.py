@@ -1,4 +1,4 @@
-"""Every exception class nano8k raises, and the rule every command follows: one ``error:`` line, exit 2, no traceback."""
+"""Every exception class nano8k raises, and the rule of every command: one ``error:`` line, exit 2, no traceback."""
 
 from __future__ import annotations
 
@@ -79,7 +79,6 @@ class PreflightError(SystemExit):
 
 class SweepError(UserError):
     """An invalid sweep file; the message names the file and key."""
-
 
 
 def one_line(err: BaseException | str) -> str:

@@ -56,10 +56,12 @@ def moved(locked: dict[str, str], newest: dict[str, str]) -> list[str]:
 
 
 def lock_text(freeze: str) -> str:
-    header = ("# Every package version the whole suite passed with: pip freeze of a fresh venv made by\n"
-              f"# `python scripts/lock.py --write` on {time.strftime('%Y-%m-%d')} "
-              f"(CPython {platform.python_version()}, {platform.system()} {platform.machine()}).\n"
-              "# Installed as constraints: pip install -c requirements.lock -e '.[dev]' (README, Set-up).\n")
+    header = (
+        "# Every package version the whole suite passed with: pip freeze of a fresh venv made by\n"
+        f"# `python scripts/lock.py --write` on {time.strftime('%Y-%m-%d')} "
+        f"(CPython {platform.python_version()}, {platform.system()} {platform.machine()}).\n"
+        "# Installed as constraints: pip install -c requirements.lock -e '.[dev]' (README, Set-up).\n"
+    )
     body = [line for line in freeze.splitlines() if line and not line.startswith(("-e ", "nano8k"))]
     return header + "\n".join(body) + "\n"
 
@@ -68,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/lock.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="on a green suite, write requirements.lock")
     parser.add_argument("--venv", type=Path, default=None, help="where to make the venv (default: a new temp folder)")
-    parser.add_argument("--no_machine_constraints", action="store_true",
-                        help="lift a constraint file this machine's pip config names (PIP_CONSTRAINT=/dev/null)")
+    parser.add_argument(
+        "--no_machine_constraints",
+        action="store_true",
+        help="lift a constraint file this machine's pip config names (PIP_CONSTRAINT=/dev/null)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (default: the whole suite)")
     args = parser.parse_args(argv)
     if args.write and args.pytest_args:
@@ -81,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         env["PIP_CONSTRAINT"] = os.devnull
     if run([sys.executable, "-m", "venv", str(venv)]).returncode != 0:
         return 2
-    install = run([python, "-m", "pip", "install", "--upgrade", "--upgrade-strategy", "eager", "-e", f".[{EXTRAS}]"],
-                  env)
+    install = run(
+        [python, "-m", "pip", "install", "--upgrade", "--upgrade-strategy", "eager", "-e", f".[{EXTRAS}]"], env
+    )
     if install.returncode != 0:
         print("[lock] the newest allowed versions do not install together; see above", flush=True)
         return 2

@@ -2,7 +2,8 @@
 
 Sources (all offline, Debian/PyPI packages):
   * espeak-ng (Debian ``espeak-ng``): synthetic English (voice variants) and Mandarin (``cmn-latn-pinyin``) from
-    telephone-style templates; wideband output goes through nano8k's own telephone channel (``nano8k.data.channel.telephone``).
+    telephone-style templates; wideband output goes through nano8k's own telephone channel
+    (``nano8k.data.channel.telephone``).
   * Asterisk core sound prompts (Debian ``asterisk-core-sounds-en-wav`` + ``asterisk-core-sounds-en``): real native
     8 kHz English speech with transcripts, CC-BY-SA-3.0 (Allison Smith / Digium). Test split only (held-out voice).
   * gcin-voice (Debian ``gcin-voice``) ``5.ogg`` recordings: real Mandarin tonal syllables, CC-BY-3.0 (ChionMeilin,
@@ -46,24 +47,53 @@ ZH_TEST_VOICES = ["cmn-latn-pinyin+m6", "cmn-latn-pinyin+f5"]
 
 EN_DIGITS = "zero one two three four five six seven eight nine".split()
 EN_TEMPLATES = [
-    "My account number is {d4}.", "Please call me back at {d4}.", "I want to check my balance.",
-    "The amount is {n} dollars.", "Transfer me to billing please.", "My card ends in {d4}.",
-    "I lost my phone yesterday.", "Can I speak to an agent?", "My order number is {d3}.",
-    "I would like to pay {n} dollars.", "Please cancel my last order.", "Extension {d3} please.",
-    "The code is {d4}.", "I need to reset my password.", "Is the office open on {day}?",
-    "I will call again on {day}.", "My bill is too high this month.", "Press {d1} for sales.",
-    "Yes, that is correct.", "No, I did not make that call.", "The meeting is on {day} at {n}.",
+    "My account number is {d4}.",
+    "Please call me back at {d4}.",
+    "I want to check my balance.",
+    "The amount is {n} dollars.",
+    "Transfer me to billing please.",
+    "My card ends in {d4}.",
+    "I lost my phone yesterday.",
+    "Can I speak to an agent?",
+    "My order number is {d3}.",
+    "I would like to pay {n} dollars.",
+    "Please cancel my last order.",
+    "Extension {d3} please.",
+    "The code is {d4}.",
+    "I need to reset my password.",
+    "Is the office open on {day}?",
+    "I will call again on {day}.",
+    "My bill is too high this month.",
+    "Press {d1} for sales.",
+    "Yes, that is correct.",
+    "No, I did not make that call.",
+    "The meeting is on {day} at {n}.",
 ]
 EN_NUMBERS = ["ten", "twenty", "thirty", "forty", "fifty", "sixty", "eighty", "ninety", "two hundred", "fifteen"]
 EN_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
 ZH_DIGITS = "零一二三四五六七八九"
 ZH_TEMPLATES = [
-    "我想查询一下话费余额。", "请帮我转人工服务。", "我的账号是{d4}。", "我的手机号尾号是{d4}。",
-    "我要办理停机保号。", "请问营业厅几点开门？", "这个月的账单有问题。", "我想改一下套餐。",
-    "验证码是{d4}。", "我刚才交了{n}块钱。", "请帮我查一下快递。", "我的订单号是{d3}。",
-    "信号不好，听不清楚。", "我要投诉一下。", "请在{day}给我回电话。", "好的，谢谢你。",
-    "密码忘记了怎么办？", "我想开通国际漫游。", "宽带一直连不上。", "明天上午{n}点可以吗？",
+    "我想查询一下话费余额。",
+    "请帮我转人工服务。",
+    "我的账号是{d4}。",
+    "我的手机号尾号是{d4}。",
+    "我要办理停机保号。",
+    "请问营业厅几点开门？",
+    "这个月的账单有问题。",
+    "我想改一下套餐。",
+    "验证码是{d4}。",
+    "我刚才交了{n}块钱。",
+    "请帮我查一下快递。",
+    "我的订单号是{d3}。",
+    "信号不好，听不清楚。",
+    "我要投诉一下。",
+    "请在{day}给我回电话。",
+    "好的，谢谢你。",
+    "密码忘记了怎么办？",
+    "我想开通国际漫游。",
+    "宽带一直连不上。",
+    "明天上午{n}点可以吗？",
 ]
 ZH_NUMBERS = ["十", "二十", "三十", "五十", "一百", "两百", "八", "九", "十一", "六十"]
 ZH_DAYS = ["星期一", "星期二", "星期三", "星期四", "星期五", "明天", "后天"]
@@ -76,8 +106,9 @@ def fill(template: str, rng: np.random.Generator, lang: str) -> str:
     def d(k: int) -> str:
         return sep.join(digits[int(i)] for i in rng.integers(0, 10, k))
 
-    return template.format(d1=d(1), d3=d(3), d4=d(4), n=numbers[rng.integers(len(numbers))],
-                           day=days[rng.integers(len(days))])
+    return template.format(
+        d1=d(1), d3=d(3), d4=d(4), n=numbers[rng.integers(len(numbers))], day=days[rng.integers(len(days))]
+    )
 
 
 def sentences(lang: str, count: int, rng: np.random.Generator, exclude: set[str]) -> list[str]:
@@ -105,8 +136,11 @@ def trim_silence(wave: np.ndarray, rate: int, threshold_db: float = -40.0, pad_s
 def espeak(text: str, voice: str, rng: np.random.Generator, work: Path) -> tuple[np.ndarray, int]:
     wav = work / "espeak.wav"
     speed, pitch = int(rng.integers(150, 185)), int(rng.integers(30, 70))
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
+        check=True,
+        capture_output=True,
+    )
     data, rate = sf.read(str(wav), dtype="float32")
     return trim_silence(data, rate), rate
 
@@ -176,13 +210,15 @@ def main() -> None:
     shutil.rmtree(out / "wav", ignore_errors=True)
     (out / "wav").mkdir(parents=True)
     rng = np.random.default_rng(args.seed)
-    channel = TelephoneChannel(custom_profiles={"landline": landline(snr_db=(15.0, 25.0), hum_prob=0.1)},
-                               output_rate=RATE)
+    channel = TelephoneChannel(
+        custom_profiles={"landline": landline(snr_db=(15.0, 25.0), hum_prob=0.1)}, output_rate=RATE
+    )
     rows: dict[str, list[dict]] = defaultdict(list)
     used: dict[str, set[str]] = {"en": set(), "zh": set()}
 
-    def add(split: str, lang: str, voice: str, source: str, text: str, wave: np.ndarray, rate: int,
-            simulate: bool) -> None:
+    def add(
+        split: str, lang: str, voice: str, source: str, text: str, wave: np.ndarray, rate: int, simulate: bool
+    ) -> None:
         key = f"{split}_{lang}_{len(rows[split]):03d}"
         tensor = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
         params = {}
@@ -191,16 +227,26 @@ def main() -> None:
         assert rate == RATE
         path = out / "wav" / f"{key}.flac"  # lossless PCM16 (FLAC keeps the corpus ~half the size of WAV)
         sf.write(str(path), tensor.numpy(), RATE, format="FLAC", subtype="PCM_16")
-        rows[split].append({"key": key, "source": f"wav/{key}.flac", "target": text, "lang": lang,
-                            "duration": round(tensor.numel() / RATE, 3), "voice": voice, "origin": source,
-                            **({"codec": params["codec"], "snr_db": round(params["snr_db"], 1)}
-                               if "snr_db" in params else {})})
+        rows[split].append(
+            {
+                "key": key,
+                "source": f"wav/{key}.flac",
+                "target": text,
+                "lang": lang,
+                "duration": round(tensor.numel() / RATE, 3),
+                "voice": voice,
+                "origin": source,
+                **({"codec": params["codec"], "snr_db": round(params["snr_db"], 1)} if "snr_db" in params else {}),
+            }
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        plan = [("train", args.train_per_lang, EN_TRAIN_VOICES, ZH_TRAIN_VOICES),
-                ("val", args.val_per_lang, EN_TRAIN_VOICES, ZH_TRAIN_VOICES),
-                ("test", args.test_synth_per_lang, EN_TEST_VOICES, ZH_TEST_VOICES)]
+        plan = [
+            ("train", args.train_per_lang, EN_TRAIN_VOICES, ZH_TRAIN_VOICES),
+            ("val", args.val_per_lang, EN_TRAIN_VOICES, ZH_TRAIN_VOICES),
+            ("test", args.test_synth_per_lang, EN_TEST_VOICES, ZH_TEST_VOICES),
+        ]
         for split, count, en_voices, zh_voices in plan:
             for lang, voices in (("en", en_voices), ("zh", zh_voices)):
                 for i, text in enumerate(sentences(lang, count, rng, used[lang])):
@@ -214,8 +260,16 @@ def main() -> None:
     for idx in rng.choice(len(prompts), size=args.test_real_en, replace=False):
         name, path, text = prompts[int(idx)]
         wave, rate = load_audio(path)
-        add("test", "en", "asterisk:allison", f"asterisk-core-sounds-en:{name}", text, wave.numpy(), rate,
-            simulate=False)
+        add(
+            "test",
+            "en",
+            "asterisk:allison",
+            f"asterisk-core-sounds-en:{name}",
+            text,
+            wave.numpy(),
+            rate,
+            simulate=False,
+        )
     made = 0
     for text in sentences("zh", 200, rng, set()):
         if made == args.test_real_zh:
@@ -234,8 +288,10 @@ def main() -> None:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         voices = Counter(r["voice"] for r in items)
         secs = [r["duration"] for r in items]
-        print(f"{split}: {len(items)} utts, {sum(secs) / 60:.1f} min, {min(secs):.2f}-{max(secs):.2f} s, "
-              f"langs {dict(Counter(r['lang'] for r in items))}, voices {dict(voices)}")
+        print(
+            f"{split}: {len(items)} utts, {sum(secs) / 60:.1f} min, {min(secs):.2f}-{max(secs):.2f} s, "
+            f"langs {dict(Counter(r['lang'] for r in items))}, voices {dict(voices)}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,17 @@ def pretrain_config(work: Path, phase: str, model_dir: Path, train: Path, val: P
     """configs/mini_pretrain.yaml for one phase, with this build's paths (model, corpus, run folders)."""
     config = isolate(layered_config(CONFIG), work / phase)
     if phase == "phase1":
-        config["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {
-            "monitor": "val/cer", "mode": "min", "stopping_threshold": PHASE1_TARGET, "patience": 1000}})
+        config["trainer"]["callbacks"].append(
+            {
+                "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+                "init_args": {
+                    "monitor": "val/cer",
+                    "mode": "min",
+                    "stopping_threshold": PHASE1_TARGET,
+                    "patience": 1000,
+                },
+            }
+        )
     config["model"]["model_dir"] = str(model_dir)
     config["model"]["warmup_steps"] = warmup
     config["trainer"]["max_steps"] = steps
@@ -63,28 +72,29 @@ def pretrain_config(work: Path, phase: str, model_dir: Path, train: Path, val: P
 def readme(scores: dict) -> str:
     clean = scores["clean_test"]
     langs = ", ".join(f"{k} {v:.3f}" for k, v in clean["by_language"].items())
+    train = scores["corpus"]["train"]
     return f"""# mini-nano: our self-pretrained mini wideband Fun-ASR-Nano (the demo's starting model)
 
 A Fun-ASR-Nano of the tiny dimensions (encoder 64-d, 3+2 SAN-M blocks; adaptor 1 block; Qwen3 64-d, 2 layers,
-vocabulary 512; {scores['parameters']:,} parameters) **pretrained from scratch** by nano8k on clean 16 kHz espeak-ng
+vocabulary 512; {scores["parameters"]:,} parameters) **pretrained from scratch** by nano8k on clean 16 kHz espeak-ng
 digit strings (English and Mandarin, numerals as targets). It stands in for the released 0.8B model, which is never
 on our machines: a wideband model that has never heard a telephone line, for the demo to fine-tune.
 
 * Layout: the FunASR release layout (`model.pt` bf16 `{{"state_dict": ...}}`, `config.yaml`, `Qwen3-0.6B/`).
 * Feeding record (`config.yaml`, section `nano8k`): `audio_tokens: all_frames` (every adaptor frame goes to the
   LLM; at this scale the release's first-ceil(L/8) rule does not learn), `weights: self-pretrained`.
-* Pretraining, a two-phase curriculum of `configs/mini_pretrain.yaml` runs ({scores['minutes']:.0f} min in all on
-  {scores['machine']}, corpus rendering included):
-  1. {scores['steps']['phase1']} steps on {scores['corpus']['easy']['utterances']} English utterances at 150-200 wpm
-     ({scores['corpus']['easy']['minutes']:.0f} min of audio), where the model learns to align speech and digits (the
+* Pretraining, a two-phase curriculum of `configs/mini_pretrain.yaml` runs ({scores["minutes"]:.0f} min in all on
+  {scores["machine"]}, corpus rendering included):
+  1. {scores["steps"]["phase1"]} steps on {scores["corpus"]["easy"]["utterances"]} English utterances at 150-200 wpm
+     ({scores["corpus"]["easy"]["minutes"]:.0f} min of audio), where the model learns to align speech and digits (the
      phase ends once the CER of English val voices is <= {PHASE1_TARGET}, at most {PHASES[0][3]} steps);
-  2. {scores['steps']['phase2']} steps on {scores['corpus']['train']['utterances']} English and Mandarin utterances
-     ({scores['corpus']['train']['minutes']:.0f} min), {scores['corpus']['train']['voices']} voices, {scores['corpus']['train']['speed_wpm'][0]}-{scores['corpus']['train']['speed_wpm'][1]} wpm;
+  2. {scores["steps"]["phase2"]} steps on {scores["corpus"]["train"]["utterances"]} English and Mandarin utterances
+     ({train["minutes"]:.0f} min), {train["voices"]} voices, {train["speed_wpm"][0]}-{train["speed_wpm"][1]} wpm;
      the export is the checkpoint with the best validation CER.
 
 | held-out test set | utts | CER |
 |---|---|---|
-| clean 16 kHz, voices never heard in training | {clean['utterances']} | **{clean['cer']:.3f}** ({langs}) |
+| clean 16 kHz, voices never heard in training | {clean["utterances"]} | **{clean["cer"]:.3f}** ({langs}) |
 
 This is a mini-scale model: it recognises spoken digit strings from speech synthesis and claims nothing about the
 released model. Regenerate it (and check it scores within 0.05) with:
@@ -100,7 +110,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(MINI_MODEL_DIR), help="where the release folder goes")
     parser.add_argument("--work", default="runs/mini_release", help="corpus, random init and training run")
-    parser.add_argument("--compare", default=None, help="a shipped mini-nano folder whose clean CER must be within 0.05")
+    parser.add_argument(
+        "--compare", default=None, help="a shipped mini-nano folder whose clean CER must be within 0.05"
+    )
     parser.add_argument("--phase1_steps", type=int, default=PHASES[0][3], help="at most (ends at the target CER)")
     parser.add_argument("--phase2_steps", type=int, default=PHASES[1][3])
     args = parser.parse_args()
@@ -137,10 +149,16 @@ def main() -> int:
     (out / "config.yaml").write_text(yaml.safe_dump(funasr, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
     clean = score_model(out, corpus["test"])
-    scores = {"clean_test": clean, "corpus": stats, "steps": steps, "minutes": (time.time() - started) / 60,
-              "parameters": clean.pop("parameters"), "seed": PRETRAIN_SEED,
-              "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})",
-              "command": "python scripts/make_mini_release.py"}
+    scores = {
+        "clean_test": clean,
+        "corpus": stats,
+        "steps": steps,
+        "minutes": (time.time() - started) / 60,
+        "parameters": clean.pop("parameters"),
+        "seed": PRETRAIN_SEED,
+        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})",
+        "command": "python scripts/make_mini_release.py",
+    }
     (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(readme(scores), encoding="utf-8")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
@@ -148,8 +166,10 @@ def main() -> int:
     if args.compare:
         shipped = json.loads((Path(args.compare) / "scores.json").read_text(encoding="utf-8"))["clean_test"]["cer"]
         delta = abs(clean["cer"] - shipped)
-        print(f"[compare] regenerated {clean['cer']:.3f} vs shipped {shipped:.3f}: |diff| {delta:.3f} "
-              f"({'within' if delta <= 0.05 else 'NOT within'} 0.05)")
+        print(
+            f"[compare] regenerated {clean['cer']:.3f} vs shipped {shipped:.3f}: |diff| {delta:.3f} "
+            f"({'within' if delta <= 0.05 else 'NOT within'} 0.05)"
+        )
         return 0 if delta <= 0.05 else 1
     return 0
 

@@ -32,18 +32,24 @@ def main() -> None:
     parser.add_argument("--max_digits", type=int, default=7)
     args = parser.parse_args()
     counts = {"train": args.train_per_lang, "val": args.val_per_lang, "test": args.test_per_lang}
-    splits = {split: [u for lang in ("en", "zh") for u in plan_split(split, lang, n, SEED, max_len=args.max_digits,
-                                                                      prefix="tel_")]
-              for split, n in counts.items()}
-    channel = TelephoneChannel(custom_profiles={"landline": landline(snr_db=(15.0, 25.0), hum_prob=0.1)},
-                               output_rate=8000)
+    splits = {
+        split: [
+            u for lang in ("en", "zh") for u in plan_split(split, lang, n, SEED, max_len=args.max_digits, prefix="tel_")
+        ]
+        for split, n in counts.items()
+    }
+    channel = TelephoneChannel(
+        custom_profiles={"landline": landline(snr_db=(15.0, 25.0), hum_prob=0.1)}, output_rate=8000
+    )
     paths = write_corpus(args.out, splits, Rendering(channel=channel, seed=SEED))
     for split, path in paths.items():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         secs = [r["duration"] for r in rows]
-        print(f"{split}: {len(rows)} utts, {sum(secs) / 60:.1f} min, {min(secs):.2f}-{max(secs):.2f} s, "
-              f"langs {dict(Counter(r['lang'] for r in rows))}, {len({r['voice'] for r in rows})} voices, "
-              f"codecs {dict(Counter(r['codec'] for r in rows))}")
+        print(
+            f"{split}: {len(rows)} utts, {sum(secs) / 60:.1f} min, {min(secs):.2f}-{max(secs):.2f} s, "
+            f"langs {dict(Counter(r['lang'] for r in rows))}, {len({r['voice'] for r in rows})} voices, "
+            f"codecs {dict(Counter(r['codec'] for r in rows))}"
+        )
     size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
     print(f"{args.out}: {size / 1e6:.1f} MB")
 

@@ -21,11 +21,14 @@ def telephone():
     return align_files(CONFIGS / "telephone.yaml", CONFIGS / "pretrained.yaml")
 
 
-@pytest.mark.parametrize("key, before, after, tag", [
-    ("model.freeze.encoder", True, False, "CRITICAL"),
-    ("model.lr", 5e-6, 5e-5, "CRITICAL"),
-    ("model.weight_decay", 0.0, 0.01, "MODIFIED"),
-])
+@pytest.mark.parametrize(
+    "key, before, after, tag",
+    [
+        ("model.freeze.encoder", True, False, "CRITICAL"),
+        ("model.lr", 5e-6, 5e-5, "CRITICAL"),
+        ("model.weight_decay", 0.0, 0.01, "MODIFIED"),
+    ],
+)
 def test_telephone_vs_pretrained_changes(telephone, key, before, after, tag):
     row = telephone.row(key)
     assert (row.against, row.value, row.tag) == (before, after, tag)
@@ -76,11 +79,14 @@ def test_formats_and_cli(telephone, tmp_path, capsys):
     assert "no.such.Logger" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("doc, config, against", [
-    ("telephone_vs_pretrained.md", "telephone.yaml", "pretrained.yaml"),
-    ("stage1_vs_pretrained.md", "stage1_encoder_adapt.yaml", "pretrained.yaml"),
-    ("stage1_vs_telephone.md", "stage1_encoder_adapt.yaml", "telephone.yaml"),
-])
+@pytest.mark.parametrize(
+    "doc, config, against",
+    [
+        ("telephone_vs_pretrained.md", "telephone.yaml", "pretrained.yaml"),
+        ("stage1_vs_pretrained.md", "stage1_encoder_adapt.yaml", "pretrained.yaml"),
+        ("stage1_vs_telephone.md", "stage1_encoder_adapt.yaml", "telephone.yaml"),
+    ],
+)
 def test_committed_alignment_docs_are_regenerated_from_the_configs(doc, config, against):
     root = Path(__file__).resolve().parent.parent
     generated = to_markdown(align_files(root / "configs" / config, root / "configs" / against))

@@ -48,7 +48,7 @@ def test_every_listed_name_exists(module, name, member):
 
 
 def test_every_listed_signature_parameter_exists():
-    """Functions listed with arguments name parameters the function has (``def f(a, b)`` listed as ``f(a, c)`` fails)."""
+    """Functions listed with arguments name parameters the function has (``f(a, b)`` listed as ``f(a, c)`` fails)."""
     for module, body in BLOCKS:
         for line in body.splitlines():
             call = re.match(r"^([a-z_]\w*)\((.*?)\)\s*(->|#|$)", line)
@@ -58,7 +58,9 @@ def test_every_listed_signature_parameter_exists():
             listed = [re.split(r"[:=\s]", part.strip().lstrip("*"))[0] for part in call.group(2).split(",")]
             known = set(inspect.signature(function).parameters)
             missing = [p for p in listed if p and p not in known]
-            assert not missing, f"{module}.{call.group(1)}: the page lists {missing}, the function takes {sorted(known)}"
+            assert not missing, (
+                f"{module}.{call.group(1)}: the page lists {missing}, the function takes {sorted(known)}"
+            )
 
 
 SHARED = {"nano8k.errors", "nano8k.atomic", "nano8k.paths"}
@@ -81,14 +83,19 @@ def _is_entry_shim(module: str, root: Path) -> bool:
     path = root / (module.replace(".", "/") + ".py")
     if not path.is_file() or module.startswith("nano8k.commands"):
         return False
-    imports = [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nano8k")]
+    imports = [
+        node
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nano8k")
+    ]
     return len(imports) == 1 and imports[0].module.startswith("nano8k.commands.")
 
 
 def _module_names(root: Path) -> set[str]:
-    return {".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
-            for path in (root / "nano8k").rglob("*.py")}
+    return {
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for path in (root / "nano8k").rglob("*.py")
+    }
 
 
 def _imports(root: Path = ROOT) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -166,10 +173,13 @@ ALLOWED = {  # layer -> layers it may import
     "commands": {"commands", "checks", "mini", "training", "inference", "data", "model", "scoring", "shared"},
     "entry": {"commands", "inference", "shared"},
 }
-DATA_MAY_IMPORT_FROM_MODEL = {"nano8k.model.features": None, "nano8k.model.prompt": None, "nano8k.model.batch": None,
-                              "nano8k.model.feeding": {"Feeding"},  # how a model is fed: data.* overrides it
-                              "nano8k.model.checkpoint": {"tokenizer_dir", "load_tokenizer_files",
-                                                          "CheckpointError"}}  # the tokenizer rules
+DATA_MAY_IMPORT_FROM_MODEL = {
+    "nano8k.model.features": None,
+    "nano8k.model.prompt": None,
+    "nano8k.model.batch": None,
+    "nano8k.model.feeding": {"Feeding"},  # how a model is fed: data.* overrides it
+    "nano8k.model.checkpoint": {"tokenizer_dir", "load_tokenizer_files", "CheckpointError"},
+}  # the tokenizer rules
 
 
 def layer_violations(edges: list[tuple[str, str, tuple[str, ...]]], root: Path = ROOT) -> list[str]:
@@ -199,19 +209,21 @@ def test_no_import_cycle_anywhere_in_the_package():
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize(("module", "planted", "caught_by"), [
-    ("nano8k/data/audio.py", "from nano8k.data.manifests.io import read_utterances", "cycle"),  # same layer
-    ("nano8k/commands/average.py", "from nano8k.commands.validate import main", "layers"),  # command -> command
-    ("nano8k/model/locate.py", "from nano8k.training.module import NanoASRModule", "layers"),  # upward
-])
+@pytest.mark.parametrize(
+    ("module", "planted", "caught_by"),
+    [
+        ("nano8k/data/audio.py", "from nano8k.data.manifests.io import read_utterances", "cycle"),  # same layer
+        ("nano8k/commands/average.py", "from nano8k.commands.validate import main", "layers"),  # command -> command
+        ("nano8k/model/locate.py", "from nano8k.training.module import NanoASRModule", "layers"),  # upward
+    ],
+)
 def test_the_checks_catch_a_planted_import(tmp_path, module, planted, caught_by):
     """The rules above are not vacuous: the package copied with one planted import fails them."""
     import shutil
 
     shutil.copytree(ROOT / "nano8k", tmp_path / "nano8k", ignore=shutil.ignore_patterns("assets", "__pycache__"))
     target = tmp_path / module
-    target.write_text(target.read_text(encoding="utf-8") + f"\n\ndef _planted():\n    {planted}\n",
-                      encoding="utf-8")
+    target.write_text(target.read_text(encoding="utf-8") + f"\n\ndef _planted():\n    {planted}\n", encoding="utf-8")
     edges = _imports(tmp_path)
     if caught_by == "cycle":
         assert any(module.replace("/", ".").removesuffix(".py") in c for c in import_cycles(edges))
@@ -222,8 +234,16 @@ def test_the_checks_catch_a_planted_import(tmp_path, module, planted, caught_by)
 def test_inference_commands_do_not_import_the_lightning_layer():
     """Model folders are found by nano8k.model.locate; transcribe/evaluate/inference never need nano8k.training."""
     for importer, imported, _ in _imports():
-        if importer.startswith(("nano8k.transcribe", "nano8k.evaluate", "nano8k.commands.transcribe",
-                                "nano8k.commands.evaluate", "nano8k.inference", "nano8k.model.locate")):
+        if importer.startswith(
+            (
+                "nano8k.transcribe",
+                "nano8k.evaluate",
+                "nano8k.commands.transcribe",
+                "nano8k.commands.evaluate",
+                "nano8k.inference",
+                "nano8k.model.locate",
+            )
+        ):
             assert not imported.startswith("nano8k.training"), f"{importer} imports {imported}"
     from nano8k.model import locate
     from nano8k.training import module

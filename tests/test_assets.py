@@ -23,12 +23,16 @@ def test_the_package_ships_only_the_mini_models_weights():
     weights = [p for p in package.rglob("*") if p.suffix in WEIGHT_SUFFIXES]
     assert weights == [MINI_MODEL_DIR / "model.pt"]
     assert sum(p.stat().st_size for p in MINI_MODEL_DIR.rglob("*") if p.is_file()) <= 5e6
-    assert (TINY_TEMPLATE_DIR / "config.yaml").is_file() and (TINY_TEMPLATE_DIR / "Qwen3-0.6B" / "tokenizer.json").is_file()
+    assert (TINY_TEMPLATE_DIR / "config.yaml").is_file() and (
+        TINY_TEMPLATE_DIR / "Qwen3-0.6B" / "tokenizer.json"
+    ).is_file()
 
 
 def test_the_mini_model_carries_its_feeding_and_scores():
     assert mini_model_dir() == MINI_MODEL_DIR
-    assert Feeding.from_funasr(read_model_configs(MINI_MODEL_DIR)[0]) == Feeding("all_frames", "self-pretrained", dither=0.0)
+    assert Feeding.from_funasr(read_model_configs(MINI_MODEL_DIR)[0]) == Feeding(
+        "all_frames", "self-pretrained", dither=0.0
+    )
     config = yaml.safe_load((MINI_MODEL_DIR / "config.yaml").read_text())
     assert config["audio_adaptor_conf"]["use_low_frame_rate"] is False
     scores = json.loads((MINI_MODEL_DIR / "scores.json").read_text())

@@ -14,8 +14,23 @@ def test_gpu_benchmark_smoke_run_on_cpu(tmp_path, one_torch_thread):
     spec = importlib.util.spec_from_file_location("bench_gpu", REPO_ROOT / "benchmarks" / "bench_gpu.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    bench.main(["--tiny", "--device", "cpu", "--steps", "2", "--warmup", "1", "--batches", "2",
-                "--max_frames", "300", "--out_dir", str(tmp_path)])
+    bench.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--batches",
+            "2",
+            "--max_frames",
+            "300",
+            "--out_dir",
+            str(tmp_path),
+        ]
+    )
     report = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert [r["recipe"] for r in report["results"]] == ["adaptor", "encoder_adaptor", "lora"]
     for result in report["results"]:

@@ -16,10 +16,22 @@ from nano8k.training import checkpointing
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
-PARSER_SOURCES = sorted([*(REPO / "nano8k").rglob("*.py"), *(REPO / "scripts").glob("*.py"),
-                         *(REPO / "benchmarks").glob("*.py")])
-EXPECTED = ["fit", "transcribe", "evaluate", "preflight", "align", "simulate", "validate", "shards", "sweep",
-            "average", "reproduce"]
+PARSER_SOURCES = sorted(
+    [*(REPO / "nano8k").rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+)
+EXPECTED = [
+    "fit",
+    "transcribe",
+    "evaluate",
+    "preflight",
+    "align",
+    "simulate",
+    "validate",
+    "shards",
+    "sweep",
+    "average",
+    "reproduce",
+]
 
 
 def module_source(module: str) -> Path:
@@ -31,9 +43,14 @@ def hyphenated_long_options(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
-            found += [f"{path.relative_to(REPO)}:{node.lineno}: {arg.value}" for arg in node.args
-                      if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
-                      and arg.value.startswith("--") and "-" in arg.value[2:]]
+            found += [
+                f"{path.relative_to(REPO)}:{node.lineno}: {arg.value}"
+                for arg in node.args
+                if isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and arg.value.startswith("--")
+                and "-" in arg.value[2:]
+            ]
     return found
 
 
@@ -75,8 +92,10 @@ def test_subcommand_gets_the_rest_of_argv_and_its_status_is_returned_as_is(monke
 def test_subcommand_modules_are_imported_only_when_chosen():
     modules = ["torch", *(sub.module for sub in SUBCOMMANDS.values())]
     loaded = f"print('loaded', [m for m in {modules!r} if m in sys.modules])"
-    probe = (f"import sys; from nano8k.__main__ import main; main(['--help']); {loaded}; "
-             f"main(['sweep', 'sweeps/lr.yaml', '--config', 'configs/demo.yaml']); {loaded}")
+    probe = (
+        f"import sys; from nano8k.__main__ import main; main(['--help']); {loaded}; "
+        f"main(['sweep', 'sweeps/lr.yaml', '--config', 'configs/demo.yaml']); {loaded}"
+    )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     after_help, after_sweep = [line for line in done.stdout.splitlines() if line.startswith("loaded ")]
@@ -86,7 +105,9 @@ def test_subcommand_modules_are_imported_only_when_chosen():
 
 
 def test_console_script_is_the_front_door():
-    assert '[project.scripts]\nnano8k = "nano8k.__main__:main"\n' in (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert '[project.scripts]\nnano8k = "nano8k.__main__:main"\n' in (REPO / "pyproject.toml").read_text(
+        encoding="utf-8"
+    )
 
 
 @pytest.mark.parametrize("name", EXPECTED)

@@ -39,8 +39,10 @@ def flat(tree: dict, prefix: str = "") -> dict:
 def test_each_shipped_config_parses_as_before(name):
     before = flat(json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")))
     config = ROOT / "configs" / f"{name}.yaml"
-    for after in (flat(parsed(["--config", str(config)])),  # as fit reads it: its bases first
-                  flat(parsed(["--config", yaml.safe_dump(layered_config(config))]))):  # one file (sweep points)
+    for after in (
+        flat(parsed(["--config", str(config)])),  # as fit reads it: its bases first
+        flat(parsed(["--config", yaml.safe_dump(layered_config(config))])),
+    ):  # one file (sweep points)
         for key in sorted(set(before) | set(after)):
             assert after.get(key, "MISSING") == before.get(key, "MISSING"), key
 

@@ -1,4 +1,4 @@
-"""requirements.lock pins every dependency pyproject.toml names, each inside its range, so the lock installs as tested."""
+"""requirements.lock pins every dependency pyproject.toml names, each inside its range: the lock installs as tested."""
 
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ def locked() -> dict[str, str]:
 def test_the_lock_pins_every_dependency_inside_its_range():
     pins = locked()
     missing = [str(r) for r in requirements() if _name(r.name) not in pins]
-    outside = [f"{r} locked at {pins[_name(r.name)]}" for r in requirements()
-               if _name(r.name) in pins and not r.specifier.contains(pins[_name(r.name)], prereleases=True)]
+    outside = [
+        f"{r} locked at {pins[_name(r.name)]}"
+        for r in requirements()
+        if _name(r.name) in pins and not r.specifier.contains(pins[_name(r.name)], prereleases=True)
+    ]
     assert not missing and not outside, f"not locked: {missing}; outside the range: {outside}"
 
 

@@ -44,8 +44,14 @@ def test_nano8k_fit_runs_the_demo_from_an_empty_folder(installed):
 def test_the_installed_package_is_used_and_ships_the_project_files_unchanged(installed):
     work, _ = installed
     python = work / "venv" / "bin" / "python"
-    where = subprocess.run([str(python), "-c", "import nano8k.paths as s; print(s.INSTALLED_ROOT)"], cwd=work / "empty",
-                           env=clean_env(), capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import nano8k.paths as s; print(s.INSTALLED_ROOT)"],
+        cwd=work / "empty",
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     root = Path(where)
     assert REPO not in root.parents and root.is_dir()  # the wheel's copy, not this checkout
     for relative in SHIPPED:  # the repository holds one copy; the wheel's must be byte-identical to it
@@ -64,8 +70,13 @@ def assert_same_tree(comparison: filecmp.dircmp, where: str) -> None:
 
 def test_the_console_script_lists_every_subcommand(installed):
     work, _ = installed
-    listed = subprocess.run([str(work / "venv" / "bin" / "nano8k"), "--help"], cwd=work / "empty", env=clean_env(),
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        [str(work / "venv" / "bin" / "nano8k"), "--help"],
+        cwd=work / "empty",
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
     assert listed.returncode == 0, listed.stderr
     for command in ("fit", "transcribe", "evaluate", "preflight", "align", "simulate", "validate", "sweep", "average"):
         assert command in listed.stdout

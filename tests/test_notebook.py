@@ -23,8 +23,9 @@ def _generator():
 def test_notebook_matches_generator():
     committed = nbformat.read(NOTEBOOK, as_version=4)
     built = _generator().build()
-    assert [c.source for c in committed.cells] == [c.source for c in built.cells], \
+    assert [c.source for c in committed.cells] == [c.source for c in built.cells], (
         "run: python notebooks/make_notebook.py"
+    )
 
 
 def _images(nb) -> int:
@@ -35,8 +36,9 @@ def _images(nb) -> int:
 def test_committed_notebook_has_outputs_of_its_current_cells():
     committed = nbformat.read(NOTEBOOK, as_version=4)
     stamp = committed.metadata.get("nano8k", {}).get("outputs_from_sources_sha256")
-    assert stamp == _generator().sources_digest(committed), \
+    assert stamp == _generator().sources_digest(committed), (
         "the outputs were made from other cells: run python notebooks/make_notebook.py"
+    )
     code = [c for c in committed.cells if c.cell_type == "code"]
     assert all(c.outputs for c in code), [c.source.splitlines()[0] for c in code if not c.outputs]
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
@@ -50,8 +52,9 @@ def test_notebook_executes(monkeypatch):
     monkeypatch.setenv("NANO8K_NOTEBOOK_STEPS", "10")
     monkeypatch.delenv("NANO8K_MODEL_DIR", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
-                   ).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "CER before" in text and "-> after" in text and "10 steps" in text

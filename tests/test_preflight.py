@@ -1,4 +1,4 @@
-"""nano8k.preflight: the demo config passes; every check fails on a crafted bad config or manifest, saying what to fix."""
+"""nano8k.preflight: the demo config passes; every check fails on a crafted bad config or manifest, saying the fix."""
 
 from __future__ import annotations
 
@@ -121,7 +121,9 @@ def test_before_after_manifest_is_checked_as_the_test_split():
     callback = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("BeforeAfterEvaluation"))
     callback["init_args"]["manifest"] = DEMO["data"]["train_manifests"]  # "held-out" voices that train
     r = only("overlap", config)
-    assert r.status == "fail" and "test: " in r.message and "trainer.callbacks.BeforeAfterEvaluation.manifest" in r.message
+    assert (
+        r.status == "fail" and "test: " in r.message and "trainer.callbacks.BeforeAfterEvaluation.manifest" in r.message
+    )
     callback["init_args"]["manifest"] = "data_manifests/nope.jsonl"
     r = only("manifests", config)
     assert r.status == "fail" and "nope.jsonl" in r.message and "BeforeAfterEvaluation.manifest" in r.message
@@ -142,8 +144,9 @@ def test_sample_rate_wideband_without_channel_warns(tmp_path):
 def test_trainable_nothing():
     r = only("trainable", edit(model__freeze={"encoder": True, "adaptor": True, "llm": True}))
     assert r.status == "fail" and "freezes everything" in r.message and "model.lora" in r.message
-    r = only("trainable", edit(model__freeze={"encoder": False, "adaptor": True, "llm": True,
-                                              "encoder_frozen_layers": 99}))
+    r = only(
+        "trainable", edit(model__freeze={"encoder": False, "adaptor": True, "llm": True, "encoder_frozen_layers": 99})
+    )
     assert r.status == "fail" and "encoder_frozen_layers" in r.message
 
 
@@ -227,16 +230,19 @@ def test_memory_estimate_full_size_dims():
 
 def test_precision_strategy():
     cfg = edit(trainer__strategy="fsdp")
-    cfg["trainer"]["callbacks"].append({"class_path": "nano8k.training.callbacks.StageSwitch",
-                                        "init_args": {"stage1_steps": 5}})
+    cfg["trainer"]["callbacks"].append(
+        {"class_path": "nano8k.training.callbacks.StageSwitch", "init_args": {"stage1_steps": 5}}
+    )
     r = only("precision", cfg)
     assert r.status == "fail" and "StageSwitch" in r.message and "trainer.strategy" in r.message
     assert only("precision", edit(trainer__precision="16-mixed")).status == "warn"
 
 
 def test_wandb(monkeypatch):
-    wandb = {"class_path": "lightning.pytorch.loggers.WandbLogger",
-             "init_args": {"project": "nano8k", "offline": True, "log_model": True}}
+    wandb = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {"project": "nano8k", "offline": True, "log_model": True},
+    }
     r = only("wandb", edit(trainer__logger=wandb))
     assert r.status == "fail" and "log_model" in r.message
     wandb["init_args"]["log_model"] = False
@@ -253,9 +259,16 @@ def test_wandb(monkeypatch):
 
 def test_stage_switch_stages_are_checked():
     cfg = edit()
-    cfg["trainer"]["callbacks"].append({"class_path": "nano8k.training.callbacks.StageSwitch", "init_args": {
-        "stage1_steps": 5, "stage1_freeze": {"encoder": True, "adaptor": False, "llm": True},
-        "stage1_frontend_rate": 8000}})
+    cfg["trainer"]["callbacks"].append(
+        {
+            "class_path": "nano8k.training.callbacks.StageSwitch",
+            "init_args": {
+                "stage1_steps": 5,
+                "stage1_freeze": {"encoder": True, "adaptor": False, "llm": True},
+                "stage1_frontend_rate": 8000,
+            },
+        }
+    )
     r = only("frontend", cfg)
     assert r.status == "fail" and "stage1" in r.message and "StageSwitch.stage1_frontend_rate" in r.message
 
@@ -267,8 +280,13 @@ def test_lightning_cli_namespace_and_troubleshooting_table():
     from nano8k.training.config import NanoCLI
     from nano8k.training.module import NanoASRModule
 
-    cli = NanoCLI(NanoASRModule, TelephoneDataModule, run=False, args=["--config", "configs/demo.yaml"],
-                  save_config_kwargs={"overwrite": True})
+    cli = NanoCLI(
+        NanoASRModule,
+        TelephoneDataModule,
+        run=False,
+        args=["--config", "configs/demo.yaml"],
+        save_config_kwargs={"overwrite": True},
+    )
     lines = []
     results = enforce(cli.config, print_fn=lines.append)
     assert [r.name for r in results] == list(CHECKS) and "0 fail" in lines[0]
@@ -285,7 +303,9 @@ def test_model_checks_read_an_hf_export_and_a_remapped_llm_folder(tmp_path):
     remapped = tmp_path / "remapped"
     shutil.copytree(tiny_model_dir(), remapped)
     (remapped / "Qwen3-0.6B").rename(remapped / "llm")
-    (remapped / "configuration.json").write_text(json.dumps({"file_path_metas": {"llm_conf": {"init_param_path": "llm"}}}))
+    (remapped / "configuration.json").write_text(
+        json.dumps({"file_path_metas": {"llm_conf": {"init_param_path": "llm"}}})
+    )
     load_pretrained(remapped)  # the loader follows configuration.json
     for model_dir in (hf, remapped):
         config = edit(model__model_dir=str(model_dir))
@@ -298,10 +318,21 @@ def test_stereo_calls_segments_and_duplicates(tmp_path):
     t = np.arange(8000 * 6) / 8000
     call = tmp_path / "call.wav"
     sf.write(call, np.stack([0.1 * np.sin(900 * t), 0.1 * np.cos(700 * t)], 1).astype(np.float32), 8000)
-    seg = lambda key, off, ch: {"key": key, "source": str(call), "target": "hi", "offset": off, "duration": 1.0,  # noqa: E731
-                                "channel": ch}
-    train = manifest(tmp_path / "train.jsonl", [seg("a", 0.0, 0), seg("b", 2.0, 1),
-                                                {"key": "whole", "source": str(call), "target": "both sides"}])
+
+    def seg(key, off, ch):
+        return {
+            "key": key,
+            "source": str(call),
+            "target": "hi",
+            "offset": off,
+            "duration": 1.0,
+            "channel": ch,
+        }
+
+    train = manifest(
+        tmp_path / "train.jsonl",
+        [seg("a", 0.0, 0), seg("b", 2.0, 1), {"key": "whole", "source": str(call), "target": "both sides"}],
+    )
     r = only("manifests", edit(data__train_manifests=train))
     assert r.status == "fail" and "call.wav has 2 channels and the utterance names none" in r.message
     assert "data.multichannel" in r.message

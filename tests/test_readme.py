@@ -10,13 +10,14 @@ from nano8k.checks import troubleshooting_table
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 CI = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
 
+INSTALL = "python3 -m venv .venv && .venv/bin/pip install -c requirements.lock -e '.[dev]'"
+
 
 def test_two_setup_commands_and_ci_runs_the_test_one():
     setup = re.findall(r"^python3 -m venv \.venv && .*$", README, flags=re.MULTILINE)
     assert setup == [
-        "python3 -m venv .venv && .venv/bin/pip install -c requirements.lock -e '.[dev]' && .venv/bin/nano8k fit --config "
-        "configs/demo.yaml",
-        "python3 -m venv .venv && .venv/bin/pip install -c requirements.lock -e '.[dev]' && .venv/bin/python -m pytest -q",
+        f"{INSTALL} && .venv/bin/nano8k fit --config configs/demo.yaml",
+        f"{INSTALL} && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/python -m pytest -q",
     ]
     assert setup[1] in CI
 

@@ -51,8 +51,10 @@ def test_invalid_sweeps_are_reported():
 
 
 def test_log_range_is_log_spaced_and_args_render_like_the_agent():
-    sweep = {"method": "bayes", "parameters": {"model.lr": {"distribution": "log_uniform_values",
-                                                            "min": 1e-5, "max": 1e-3}}}
+    sweep = {
+        "method": "bayes",
+        "parameters": {"model.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-3}},
+    }
     lrs = [p["model.lr"] for p in expand_grid(sweep, points=3)]
     assert lrs == pytest.approx([1e-5, 1e-4, 1e-3])
     assert render_args({"model.lr": 1e-4}) == ["--model.lr=0.0001"]
@@ -62,9 +64,25 @@ def test_log_range_is_log_spaced_and_args_render_like_the_agent():
 
 def test_local_two_point_grid_on_demo(tmp_path, capsys):
     out = tmp_path / "sweep"
-    rc = main(["sweeps/lr.yaml", "--local", "--config", "configs/demo.yaml", "--grid", "model.lr=1e-3,3e-3",
-               "--max_steps", "2", "--limit_val_batches", "1", "--out", str(out), "--timeout", "120",
-               "--model.warmup_steps=1"])  # passed through to nano8k.fit (warm-up inside the run)
+    rc = main(
+        [
+            "sweeps/lr.yaml",
+            "--local",
+            "--config",
+            "configs/demo.yaml",
+            "--grid",
+            "model.lr=1e-3,3e-3",
+            "--max_steps",
+            "2",
+            "--limit_val_batches",
+            "1",
+            "--out",
+            str(out),
+            "--timeout",
+            "120",
+            "--model.warmup_steps=1",
+        ]
+    )  # passed through to nano8k.fit (warm-up inside the run)
     assert rc == 0, capsys.readouterr()
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -77,4 +95,6 @@ def test_local_two_point_grid_on_demo(tmp_path, capsys):
     assert best == sorted(best)  # best first
     table = (out / "results.md").read_text()
     assert "| point | model.lr | best val/cer |" in table and "![val/cer vs model.lr](results.png)" in table
-    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "results.png").stat().st_size > 5000
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (
+        out / "results.png"
+    ).stat().st_size > 5000

@@ -51,8 +51,15 @@ def _manifest(tmp_path: Path) -> Path:
     lines = []
     for i, entry in enumerate(entries):
         audio = next((FIXTURES / "speech").glob(f"{entry['key']}.*.wav"))
-        lines.append({"key": entry["key"], "source": str(audio), "target": entry["target"], "lang": entry["lang"],
-                      "domain": ["billing", "support"][i % 2]})
+        lines.append(
+            {
+                "key": entry["key"],
+                "source": str(audio),
+                "target": entry["target"],
+                "lang": entry["lang"],
+                "domain": ["billing", "support"][i % 2],
+            }
+        )
     lines.append({"key": "silent_ref", "source": TINY_WAVS[0], "target": "。"})  # empty after normalization
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
@@ -61,8 +68,19 @@ def _manifest(tmp_path: Path) -> Path:
 
 def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     manifest, out = _manifest(tmp_path), tmp_path / "report"
-    rc = evaluate.main(["--manifest", str(manifest), "--report_dir", str(out), "--group_by", "lang,domain",
-                        "--num_worst", "3", *COMMON])
+    rc = evaluate.main(
+        [
+            "--manifest",
+            str(manifest),
+            "--report_dir",
+            str(out),
+            "--group_by",
+            "lang,domain",
+            "--num_worst",
+            "3",
+            *COMMON,
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     rows = [json.loads(line) for line in (out / "utterances.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -78,7 +96,8 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     assert set(report["groups"]["domain"]) == {"billing", "support", "(none)"}  # the silent entry has no domain
     billing = [r for r in rows if r["fields"]["domain"] == "billing"]
     assert report["groups"]["domain"]["billing"]["mer"] == pytest.approx(
-        mer([r["ref"] for r in billing], [r["hyp"] for r in billing]))
+        mer([r["ref"] for r in billing], [r["hyp"] for r in billing])
+    )
     worst = report["worst"]
     assert len(worst) == 3 and [w["mer"] for w in worst] == sorted((w["mer"] for w in worst), reverse=True)
     assert "## By domain" in (out / "report.md").read_text(encoding="utf-8")
@@ -87,7 +106,9 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
     assert text.splitlines()[1].startswith("overall") and f"{overall['cer']:.4f}" in text
     assert "domain=billing" in text
     # the same decode scored with Fun-ASR's normalization: numbers written either way count as equal
-    assert evaluate.main(["--manifest", str(manifest), "--report_dir", str(out), "--normalizer", "funasr", *COMMON]) == 0
+    assert (
+        evaluate.main(["--manifest", str(manifest), "--report_dir", str(out), "--normalizer", "funasr", *COMMON]) == 0
+    )
     funasr = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert funasr["normalizer"] == "funasr" and funasr["settings"]["group_by"] == ["lang"]
     assert funasr["overall"]["mer"] == pytest.approx(mer(refs, hyps, normalizer="funasr"))
@@ -96,8 +117,10 @@ def test_evaluate_report_matches_metrics_on_the_decoded_text(tmp_path, capsys):
 
 def test_evaluate_names_a_missing_group_field_before_decoding(tmp_path, capsys):
     assert evaluate.main(["--manifest", str(_manifest(tmp_path)), "--group_by", "lang,domian", *COMMON]) == 2
-    assert re.search("^error: --group_by: no entry has a field 'domian': the first entry of .*eval.jsonl has domain, "
-                     "key", capsys.readouterr().err)
+    assert re.search(
+        "^error: --group_by: no entry has a field 'domian': the first entry of .*eval.jsonl has domain, key",
+        capsys.readouterr().err,
+    )
 
 
 DIGITS = FIXTURES / "digits" / "clean.jsonl"
@@ -164,8 +187,19 @@ def test_transcribe_a_stereo_call_by_channel_and_segment(tmp_path, capsys):
         assert transcribe.main([str(call), "--channel", str(channel), *COMMON]) == 0
         assert _lines(capsys.readouterr().out) == {"call": sides[channel]}
     manifest = tmp_path / "segments.jsonl"
-    manifest.write_text(json.dumps({"key": "cust", "source": str(call), "target": "", "offset": 0.0,
-                                    "duration": round(n / rate, 6), "channel": 1}) + "\n")
+    manifest.write_text(
+        json.dumps(
+            {
+                "key": "cust",
+                "source": str(call),
+                "target": "",
+                "offset": 0.0,
+                "duration": round(n / rate, 6),
+                "channel": 1,
+            }
+        )
+        + "\n"
+    )
     out = tmp_path / "out.jsonl"
     assert transcribe.main(["--manifest", str(manifest), "--output", str(out), *COMMON]) == 0
     assert _lines(capsys.readouterr().out) == {"cust": sides[1]}
@@ -197,14 +231,24 @@ def test_decoding_prompts_as_the_feeding_record_says(tmp_path, capsys):
     from nano8k.model.checkpoint import export_hf, load_pretrained
 
     model = load_pretrained(FIXTURES / "tiny-nano")
-    model.feeding = replace(model.feeding, system_prompt="Transcribe the call.", context_header=True, language="en",
-                            itn=False)
+    model.feeding = replace(
+        model.feeding, system_prompt="Transcribe the call.", context_header=True, language="en", itn=False
+    )
     export = export_hf(model, tmp_path / "hf")
     common = [*TINY_WAVS, "--max_new_tokens", "6", "--device", "cpu"]
     assert transcribe.main([*common, "--model_dir", str(export)]) == 0
     recorded = capsys.readouterr()
     assert "notice" not in recorded.err
-    flags = ["--system_prompt", "Transcribe the call.", "--context_header", "true", "--language", "en", "--itn", "false"]
+    flags = [
+        "--system_prompt",
+        "Transcribe the call.",
+        "--context_header",
+        "true",
+        "--language",
+        "en",
+        "--itn",
+        "false",
+    ]
     assert transcribe.main([*common, "--model_dir", str(FIXTURES / "tiny-nano"), *flags]) == 0
     given = capsys.readouterr()
     assert _lines(given.out) == _lines(recorded.out)
@@ -221,8 +265,13 @@ def test_a_line_whose_language_the_prompt_cannot_name_fails_alone(tmp_path, caps
     model.feeding = replace(model.feeding, language="manifest")
     export = export_funasr(model, tmp_path / "export")
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"key": key, "source": TINY_WAVS[0], "target": "1", "lang": lang}) + "\n"
-                                for key, lang in (("known", "en"), ("unknown", "yue"))), encoding="utf-8")
+    manifest.write_text(
+        "".join(
+            json.dumps({"key": key, "source": TINY_WAVS[0], "target": "1", "lang": lang}) + "\n"
+            for key, lang in (("known", "en"), ("unknown", "yue"))
+        ),
+        encoding="utf-8",
+    )
     args = ["--manifest", str(manifest), "--model_dir", str(export), "--max_new_tokens", "2", "--device", "cpu"]
     assert transcribe.main(args) == 1
     captured = capsys.readouterr()

@@ -31,8 +31,6 @@ class CheckResult:
         return f"[{self.status.upper():4}] {self.name}: {self.message}"
 
 
-
-
 @dataclass
 class Stage:
     """One training stage: freezing, peak lr and fbank rate (StageSwitch configs have two)."""
@@ -198,8 +196,15 @@ class Context:
         for name, default_freeze in (("stage1", asdict(default_stage1_freeze())), ("main", asdict(FreezeConfig()))):
             freeze = {**default_freeze, **self.plain(getattr(args, f"{name}_freeze") or {})}
             stage_lr = getattr(args, f"{name}_lr")
-            stages.append(Stage(name, freeze, float(lr if stage_lr is None else stage_lr),
-                                int(getattr(args, f"{name}_frontend_rate")),
-                                f"{prefix}.{name}_freeze", f"{prefix}.{name}_lr",
-                                f"{prefix}.{name}_frontend_rate"))
+            stages.append(
+                Stage(
+                    name,
+                    freeze,
+                    float(lr if stage_lr is None else stage_lr),
+                    int(getattr(args, f"{name}_frontend_rate")),
+                    f"{prefix}.{name}_freeze",
+                    f"{prefix}.{name}_lr",
+                    f"{prefix}.{name}_frontend_rate",
+                )
+            )
         return stages

@@ -77,14 +77,21 @@ def _reports(ctx: Context) -> dict[str, Any]:
             continue
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
-            raise CheckFailed(f"{_manifest_keys(ctx, split)}: {missing} not found (relative paths are resolved "
-                              f"from the current directory {Path.cwd()}; run from the repository root or use "
-                              "absolute paths)")
+            raise CheckFailed(
+                f"{_manifest_keys(ctx, split)}: {missing} not found (relative paths are resolved "
+                f"from the current directory {Path.cwd()}; run from the repository root or use "
+                "absolute paths)"
+            )
         try:
-            out[split] = validate(paths, decode=False, min_duration=float(ctx.data.min_duration),
-                                  max_duration=float(ctx.data.max_duration),
-                                  multichannel=ctx.data.multichannel,
-                                  sample=ctx.data.spot_check, seed=int(ctx.data.seed))
+            out[split] = validate(
+                paths,
+                decode=False,
+                min_duration=float(ctx.data.min_duration),
+                max_duration=float(ctx.data.max_duration),
+                multichannel=ctx.data.multichannel,
+                sample=ctx.data.spot_check,
+                seed=int(ctx.data.seed),
+            )
         except DataError as err:
             raise CheckFailed(f"{_manifest_keys(ctx, split)}: {err}") from err
     return out
@@ -118,10 +125,12 @@ def _max_duration_limit(ctx: Context) -> tuple[float, int, float, str]:
     max_duration = float("inf") if value is None else float(value)
     frames, seconds, whose = encoder_limit(ctx)
     if math.isfinite(max_duration) and estimated_lfr_frames(max_duration) > frames:
-        raise CheckFailed(f"{ctx.key('data.max_duration')}={max_duration:g} s is longer than {whose} takes: "
-                          f"{estimated_lfr_frames(max_duration)} LFR frames > {frames} ({seconds:.1f} s); longer "
-                          f"utterances would pass this check and then be bad samples in training. Set "
-                          f"data.max_duration to at most {seconds:.1f} and split longer recordings")
+        raise CheckFailed(
+            f"{ctx.key('data.max_duration')}={max_duration:g} s is longer than {whose} takes: "
+            f"{estimated_lfr_frames(max_duration)} LFR frames > {frames} ({seconds:.1f} s); longer "
+            f"utterances would pass this check and then be bad samples in training. Set "
+            f"data.max_duration to at most {seconds:.1f} and split longer recordings"
+        )
     return max_duration, frames, seconds, whose
 
 
@@ -135,8 +144,10 @@ def check_manifests(ctx: Context) -> CheckResult:
 
     name = "manifests"
     if not _manifests(ctx, "train") and not ctx.data.train_shards:
-        raise CheckFailed(f"{ctx.key('data.train_manifests')} is not set: give the training manifest(s) (jsonl, "
-                          "ChatML jsonl or a Kaldi dir)")
+        raise CheckFailed(
+            f"{ctx.key('data.train_manifests')} is not set: give the training manifest(s) (jsonl, "
+            "ChatML jsonl or a Kaldi dir)"
+        )
     max_duration, frames, seconds, whose = _max_duration_limit(ctx)
     reps = reports(ctx)
     policy = ctx.data.on_bad_sample
@@ -150,11 +161,16 @@ def check_manifests(ctx: Context) -> CheckResult:
             continue
         first = "; ".join(b.describe() for b in rep.problems[:MAX_LISTED])
         fraction = bad / max(rep.total, 1)
-        fix = (f"fix or drop them (python -m nano8k.data.validate {' '.join(_manifests(ctx, split))} --convert "
-               "clean.jsonl), or set data.on_bad_sample skip")
+        fix = (
+            f"fix or drop them (python -m nano8k.data.validate {' '.join(_manifests(ctx, split))} --convert "
+            "clean.jsonl), or set data.on_bad_sample skip"
+        )
         if policy == "error" or fraction > limit:
-            why = ("data.on_bad_sample is 'error'" if policy == "error"
-                   else f"{fraction:.1%} > data.max_bad_fraction {limit}")
+            why = (
+                "data.on_bad_sample is 'error'"
+                if policy == "error"
+                else f"{fraction:.1%} > data.max_bad_fraction {limit}"
+            )
             raise CheckFailed(f"{split}: {bad} bad entries ({why}), first: {first}. {fix}")
         status = "warn"
         lines.append(f"{split}: {bad} bad entries will be skipped, first: {first}")
@@ -162,21 +178,29 @@ def check_manifests(ctx: Context) -> CheckResult:
         long_text = [u.bad(w).describe() for u in rep.good if (w := transcript_warning(u))]
         if long_text:
             status = "warn"
-            lines.append(f"{split}: {len(long_text)} long transcripts (warning), first: "
-                         + "; ".join(long_text[:MAX_LISTED]))
-        too_long = [u for u in rep.good if not math.isfinite(max_duration) and u.duration is not None
-                    and estimated_lfr_frames(u.duration) > frames]
+            lines.append(
+                f"{split}: {len(long_text)} long transcripts (warning), first: " + "; ".join(long_text[:MAX_LISTED])
+            )
+        too_long = [
+            u
+            for u in rep.good
+            if not math.isfinite(max_duration) and u.duration is not None and estimated_lfr_frames(u.duration) > frames
+        ]
         if too_long:
             status = "warn"
             first = "; ".join(u.bad(f"{u.duration:.1f} s").describe() for u in too_long[:MAX_LISTED])
-            lines.append(f"{split}: {len(too_long)} utterances are longer than {whose} takes ({frames} LFR frames, "
-                         f"{seconds:.1f} s) and {ctx.key('data.max_duration')} is unlimited: training will treat them "
-                         f"as bad samples (data.on_bad_sample), first: {first}; set data.max_duration {seconds:.1f} "
-                         "or split them")
+            lines.append(
+                f"{split}: {len(too_long)} utterances are longer than {whose} takes ({frames} LFR frames, "
+                f"{seconds:.1f} s) and {ctx.key('data.max_duration')} is unlimited: training will treat them "
+                f"as bad samples (data.on_bad_sample), first: {first}; set data.max_duration {seconds:.1f} "
+                "or split them"
+            )
     if "val" not in reps:
         status = "warn"
-        lines.append(f"no validation manifest ({ctx.key('data.val_manifests')}): no val/cer, checkpoints cannot be "
-                     "chosen by it; set data.val_manifests")
+        lines.append(
+            f"no validation manifest ({ctx.key('data.val_manifests')}): no val/cer, checkpoints cannot be "
+            "chosen by it; set data.val_manifests"
+        )
     return CheckResult(name, status, "; ".join(lines))
 
 
@@ -199,8 +223,9 @@ def _shares_audio(utt, train_spans: dict) -> tuple[bool, bool]:
     from nano8k.data.audio import channel_list
 
     mine = None if utt.channel is None else set(channel_list(utt.channel))
-    overlap = any((c is None or mine is None or mine & set(channel_list(c))) and s < end and start < e
-                  for c, s, e in spans)
+    overlap = any(
+        (c is None or mine is None or mine & set(channel_list(c))) and s < end and start < e for c, s, e in spans
+    )
     return overlap, not overlap
 
 
@@ -222,16 +247,22 @@ def check_overlap(ctx: Context) -> CheckResult:
         same_audio = [k for k, (overlap, _) in shared if overlap]
         same_call = [k for k, (_, recording) in shared if recording]
         if same_key or same_audio:
-            found.append(f"{split}: {len(same_key)} keys and {len(same_audio)} utterances of the same audio also in "
-                         f"train (e.g. {(same_key or same_audio)[:MAX_LISTED]})")
+            found.append(
+                f"{split}: {len(same_key)} keys and {len(same_audio)} utterances of the same audio also in "
+                f"train (e.g. {(same_key or same_audio)[:MAX_LISTED]})"
+            )
         if same_call:
-            warns.append(f"{split}: {len(same_call)} utterances are other spans or channels of recordings also in "
-                         f"train (e.g. {same_call[:MAX_LISTED]}); the same calls and speakers in both splits make "
-                         f"{split} scores optimistic: split by recording")
+            warns.append(
+                f"{split}: {len(same_call)} utterances are other spans or channels of recordings also in "
+                f"train (e.g. {same_call[:MAX_LISTED]}); the same calls and speakers in both splits make "
+                f"{split} scores optimistic: split by recording"
+            )
     if found:
-        raise CheckFailed("; ".join(found) + f". Remove them from {ctx.key('data.val_manifests')} / "
-                          f"{_manifest_keys(ctx, 'test')} or from train: overlapping data makes val/test scores "
-                          "optimistic")
+        raise CheckFailed(
+            "; ".join(found) + f". Remove them from {ctx.key('data.val_manifests')} / "
+            f"{_manifest_keys(ctx, 'test')} or from train: overlapping data makes val/test scores "
+            "optimistic"
+        )
     checked = [s for s in ("val", "test") if s in reps]
     message = f"no key or audio shared between train and {', '.join(checked) or '-'}"
     return CheckResult(name, "warn" if warns else "pass", "; ".join([message, *warns]))
@@ -249,25 +280,39 @@ def check_sample_rates(ctx: Context) -> CheckResult:
         lines.append(f"{split} " + (", ".join(f"{r} Hz x{n}" for r, n in rates.items()) or "-"))
         low = [r for r in rates if r < 8000]
         if low:
-            raise CheckFailed(f"{split}: audio at {low} Hz is below the 8 kHz telephone band; resample it to 8000 Hz "
-                              f"or drop it from {ctx.key(f'data.{split}_manifests')}")
+            raise CheckFailed(
+                f"{split}: audio at {low} Hz is below the 8 kHz telephone band; resample it to 8000 Hz "
+                f"or drop it from {ctx.key(f'data.{split}_manifests')}"
+            )
         wide = sum(n for r, n in rates.items() if r > 8000)
-        if (split == "train" and telephone is not None and max_rate is not None and rates
-                and ctx.data.telephone_prob > 0 and not any(r > max_rate for r in rates)):
-            warns.append(f"data.telephone is set but no train audio is above data.telephone_max_input_rate "
-                         f"({max_rate} Hz), so the channel never runs: set telephone_max_input_rate null to send "
-                         "8 kHz audio through the profiles too")
+        if (
+            split == "train"
+            and telephone is not None
+            and max_rate is not None
+            and rates
+            and ctx.data.telephone_prob > 0
+            and not any(r > max_rate for r in rates)
+        ):
+            warns.append(
+                f"data.telephone is set but no train audio is above data.telephone_max_input_rate "
+                f"({max_rate} Hz), so the channel never runs: set telephone_max_input_rate null to send "
+                "8 kHz audio through the profiles too"
+            )
         if not wide:
             continue
         if split == "train" and telephone is None:
-            warns.append(f"{wide} wideband train files will train as wideband (data.telephone is null): set "
-                         "data.telephone to simulate the channel, or pre-simulate with python -m nano8k.simulate")
+            warns.append(
+                f"{wide} wideband train files will train as wideband (data.telephone is null): set "
+                "data.telephone to simulate the channel, or pre-simulate with python -m nano8k.simulate"
+            )
         elif split == "train" and max_rate is not None:
             prob = ctx.data.telephone_prob
             lines.append(f"wideband train audio goes through the telephone channel with p={prob}")
         elif split != "train":
-            warns.append(f"{split} has {wide} wideband files; the channel is simulated on train only, so {split} "
-                         "scores do not reflect telephone audio (pre-simulate with python -m nano8k.simulate)")
+            warns.append(
+                f"{split} has {wide} wideband files; the channel is simulated on train only, so {split} "
+                "scores do not reflect telephone audio (pre-simulate with python -m nano8k.simulate)"
+            )
     return CheckResult(name, "warn" if warns else "pass", "; ".join(lines + warns))
 
 

@@ -60,8 +60,13 @@ class ModelShape:
     def parameter_sizes(self) -> list[tuple[str, int | None, int]]:
         """(group, encoder layer index or None, parameter count) per part: ``freezing.trainable_counts``'s input."""
         layers = [("encoder", i, n) for i, n in enumerate(self.encoder_layer_params)]
-        return [*layers, ("encoder", None, self.encoder_other_params), ("adaptor", None, self.adaptor_params),
-                ("llm", None, self.llm_params), ("lora", None, self.lora_params)]
+        return [
+            *layers,
+            ("encoder", None, self.encoder_other_params),
+            ("adaptor", None, self.adaptor_params),
+            ("llm", None, self.llm_params),
+            ("lora", None, self.lora_params),
+        ]
 
 
 def model_shape(network: Any, lora: Mapping[str, Any] | None = None) -> ModelShape:
@@ -112,8 +117,10 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {v / GIB:.2f}" for k, v in self.parts.items())
-        return (f"~{self.total / GIB:.1f} GiB per GPU ({parts} GiB; {self.utterances} utts / {self.llm_tokens} LLM "
-                f"tokens per batch)")
+        return (
+            f"~{self.total / GIB:.1f} GiB per GPU ({parts} GiB; {self.utterances} utts / {self.llm_tokens} LLM "
+            f"tokens per batch)"
+        )
 
 
 def _act_bytes(precision: str) -> int:
@@ -168,11 +175,13 @@ def estimate_memory(
 
     activations = 0.0
     if trainable["encoder"]:
-        activations += blocks(max_frames, len(shape.encoder_layer_params), shape.enc_dim,
-                              16 * shape.enc_dim + 2 * shape.enc_ffn)
+        activations += blocks(
+            max_frames, len(shape.encoder_layer_params), shape.enc_dim, 16 * shape.enc_dim + 2 * shape.enc_ffn
+        )
     if trainable["encoder"] or trainable["adaptor"]:
-        activations += blocks(max_frames, shape.adaptor_layers, shape.adaptor_dim,
-                              16 * shape.adaptor_dim + 2 * shape.adaptor_ffn)
+        activations += blocks(
+            max_frames, shape.adaptor_layers, shape.adaptor_dim, 16 * shape.adaptor_dim + 2 * shape.adaptor_ffn
+        )
     activations += blocks(tokens, shape.llm_layers, shape.llm_dim, 16 * shape.llm_dim + 3 * shape.llm_ffn)
     est.parts["activations"] = activations
     labelled = min(tokens, utts * int(mean_target_chars + 1))

@@ -13,12 +13,16 @@ def check_model_dir(ctx: Context) -> CheckResult:
     """Model dir set, files present, config.yaml + LLM config.json build a network config."""
     name = "model_dir"
     if ctx.model_dir_value is None:
-        raise CheckFailed(f"model.model_dir is not set in {ctx.source} and NANO8K_MODEL_DIR is unset: set "
-                          "model.model_dir to the Fun-ASR-Nano-2512 download (or 'mini' for the bundled demo model)")
+        raise CheckFailed(
+            f"model.model_dir is not set in {ctx.source} and NANO8K_MODEL_DIR is unset: set "
+            "model.model_dir to the Fun-ASR-Nano-2512 download (or 'mini' for the bundled demo model)"
+        )
     d = ctx.model_dir
     if not d.is_dir():
-        raise CheckFailed(f"{ctx.key('model.model_dir')}={ctx.model_dir_value!r}: directory not found; download "
-                          "Fun-ASR-Nano-2512 (model.pt, config.yaml, Qwen3-0.6B/) and point model.model_dir at it")
+        raise CheckFailed(
+            f"{ctx.key('model.model_dir')}={ctx.model_dir_value!r}: directory not found; download "
+            "Fun-ASR-Nano-2512 (model.pt, config.yaml, Qwen3-0.6B/) and point model.model_dir at it"
+        )
     if (d / "config.yaml").is_file():
         needed = ["config.yaml", "model.pt"]
         llm = llm_dir(d, ctx.funasr_config or {}).relative_to(d)
@@ -28,9 +32,13 @@ def check_model_dir(ctx: Context) -> CheckResult:
         needed, layout, tokenizer = ["config.json", "nano8k_funasr_config.yaml", "model.safetensors"], "HF export", d
         needed = [n for n in needed if n != "model.safetensors" or not list(d.glob("model*.safetensors"))] or needed
     else:
-        raise CheckFailed(f"{d}: neither config.yaml (FunASR release layout) nor config.json (HF export) found; "
-                          "point model.model_dir at the folder that holds model.pt and config.yaml")
-    missing = [n for n in needed if not (d / n).exists() and not (n == "model.safetensors" and list(d.glob("*.safetensors")))]
+        raise CheckFailed(
+            f"{d}: neither config.yaml (FunASR release layout) nor config.json (HF export) found; "
+            "point model.model_dir at the folder that holds model.pt and config.yaml"
+        )
+    missing = [
+        n for n in needed if not (d / n).exists() and not (n == "model.safetensors" and list(d.glob("*.safetensors")))
+    ]
     missing += [str((tokenizer / name).relative_to(d)) for name in missing_tokenizer_files(tokenizer)]
     if missing:
         raise CheckFailed(f"{d}: {layout} layout is missing {missing}; re-download the model or fix model.model_dir")
@@ -43,7 +51,7 @@ def check_model_dir(ctx: Context) -> CheckResult:
     if layout == "HF export":
         return CheckResult(name, "pass", f"{d} ({layout}; {fed})")
     try:
-        ctx.network_config
+        _ = ctx.network_config  # builds it: a config it cannot build fails here
     except ValueError as err:
         raise CheckFailed(f"{err}") from err
     size = (d / "model.pt").stat().st_size / 1e9
@@ -59,29 +67,39 @@ def check_frontend(ctx: Context) -> CheckResult:
     switch = ctx.stage_switch() is not None
     for stage in ctx.stages:
         if stage.frontend_rate not in FRONTEND_RATES:
-            raise CheckFailed(f"{stage.name} stage fbank rate {stage.frontend_rate} Hz ({ctx.source}: {stage.rate_key}) "
-                              f"is not supported: use 16000 (8 kHz audio resampled, release features) or 8000 "
-                              "(native narrowband encoder adaptation)")
+            raise CheckFailed(
+                f"{stage.name} stage fbank rate {stage.frontend_rate} Hz ({ctx.source}: {stage.rate_key}) "
+                f"is not supported: use 16000 (8 kHz audio resampled, release features) or 8000 "
+                "(native narrowband encoder adaptation)"
+            )
         if stage.frontend_rate != model_rate and stage.freeze.get("encoder", True):
             raise CheckFailed(
                 f"{stage.name} stage computes {stage.frontend_rate} Hz fbank but the model was trained on "
                 f"{model_rate} Hz (frontend_conf.fs) and the encoder is frozen: every mel bin moves and nothing can "
                 f"adapt. Set {stage.rate_key} to {model_rate} or let the encoder train "
-                f"({stage.freeze_key}.encoder false)")
+                f"({stage.freeze_key}.encoder false)"
+            )
         kind = "native 8 kHz (encoder adaptation)" if stage.frontend_rate == 8000 else "16 kHz from resampled audio"
         lines.append(f"{stage.name}: {stage.frontend_rate} Hz, {kind}")
         if switch and stage.name == "stage1" and stage.frontend_rate == model_rate:
-            warns.append(f"stage1 uses {model_rate} Hz features: the encoder-adaptation stage is meant to run on native "
-                         "8 kHz fbank (stage1_frontend_rate 8000)")
+            warns.append(
+                f"stage1 uses {model_rate} Hz features: the encoder-adaptation stage is meant to run on native "
+                "8 kHz fbank (stage1_frontend_rate 8000)"
+            )
         if switch and stage.name == "main" and stage.frontend_rate != model_rate:
-            warns.append(f"main stage runs at {stage.frontend_rate} Hz, not the release's {model_rate} Hz "
-                         "(main_frontend_rate)")
+            warns.append(
+                f"main stage runs at {stage.frontend_rate} Hz, not the release's {model_rate} Hz (main_frontend_rate)"
+            )
         if not switch and stage.frontend_rate != model_rate and stage.frontend_rate == 8000:
-            warns.append(f"the whole run uses native {stage.frontend_rate} Hz fbank (a stage-1 run): follow it with the "
-                         f"main stage at {model_rate} Hz (configs/telephone.yaml)")
+            warns.append(
+                f"the whole run uses native {stage.frontend_rate} Hz fbank (a stage-1 run): follow it with the "
+                f"main stage at {model_rate} Hz (configs/telephone.yaml)"
+            )
         elif not switch and stage.frontend_rate != model_rate:
-            lines.append(f"the model dir records {model_rate} Hz (a stage-1 export): its encoder moves to "
-                         f"{stage.frontend_rate} Hz features here, the two-stage recipe's main stage")
+            lines.append(
+                f"the model dir records {model_rate} Hz (a stage-1 export): its encoder moves to "
+                f"{stage.frontend_rate} Hz features here, the two-stage recipe's main stage"
+            )
     message = "; ".join(lines + warns)
     return CheckResult(name, "warn" if warns else "pass", message)
 
@@ -99,15 +117,20 @@ def check_dims(ctx: Context) -> CheckResult:
     hidden = int(ctx.qwen_config.get("hidden_size", -1))
     problems = []
     if "encoder_dim" in ada and int(ada["encoder_dim"]) != int(enc.get("output_size", -1)):
-        problems.append(f"audio_adaptor_conf.encoder_dim={ada['encoder_dim']} != audio_encoder_conf.output_size="
-                        f"{enc.get('output_size')}")
+        problems.append(
+            f"audio_adaptor_conf.encoder_dim={ada['encoder_dim']} != audio_encoder_conf.output_size="
+            f"{enc.get('output_size')}"
+        )
     if "llm_dim" in ada and int(ada["llm_dim"]) != hidden:
-        problems.append(f"audio_adaptor_conf.llm_dim={ada['llm_dim']} != LLM hidden_size={hidden} "
-                        "(config.yaml describes another LLM)")
+        problems.append(
+            f"audio_adaptor_conf.llm_dim={ada['llm_dim']} != LLM hidden_size={hidden} "
+            "(config.yaml describes another LLM)"
+        )
     heads = int(enc.get("attention_heads", 1) or 1)
     if int(enc.get("output_size", 0)) % heads:
-        problems.append(f"audio_encoder_conf.output_size={enc.get('output_size')} is not divisible by "
-                        f"attention_heads={heads}")
+        problems.append(
+            f"audio_encoder_conf.output_size={enc.get('output_size')} is not divisible by attention_heads={heads}"
+        )
     from nano8k.model.features import FrontendConfig
 
     data_front = FrontendConfig()
@@ -117,12 +140,16 @@ def check_dims(ctx: Context) -> CheckResult:
     if problems:
         raise CheckFailed(f"{src}: " + "; ".join(problems) + ". Fix config.yaml so it describes this checkpoint")
     try:
-        ctx.network_config
+        _ = ctx.network_config  # builds it: a config it cannot build fails here
     except ValueError as err:
         raise CheckFailed(str(err)) from err
-    return CheckResult(name, "pass", f"features {data_front.feature_dim} -> encoder {enc.get('output_size')} x "
-                       f"{int(enc.get('num_blocks', 0)) + int(enc.get('tp_blocks', 0))} layers -> adaptor "
-                       f"{ada.get('ffn_dim')} -> LLM {hidden} (vocab {ctx.qwen_config.get('vocab_size')})")
+    return CheckResult(
+        name,
+        "pass",
+        f"features {data_front.feature_dim} -> encoder {enc.get('output_size')} x "
+        f"{int(enc.get('num_blocks', 0)) + int(enc.get('tp_blocks', 0))} layers -> adaptor "
+        f"{ada.get('ffn_dim')} -> LLM {hidden} (vocab {ctx.qwen_config.get('vocab_size')})",
+    )
 
 
 def shape(ctx: Context) -> ModelShape:
@@ -159,9 +186,14 @@ def check_trainable(ctx: Context) -> CheckResult:
         except ValueError as err:
             raise CheckFailed(f"{stage.name} stage ({ctx.source}: {stage.freeze_key}): {err}") from err
         if not any(counts.values()):
-            raise CheckFailed(f"{stage.name} stage freezes everything ({ctx.source}: {stage.freeze_key} = {stage.freeze}): "
-                              "unfreeze the adaptor (freeze.adaptor false) or enable LoRA (model.lora)")
+            raise CheckFailed(
+                f"{stage.name} stage freezes everything ({ctx.source}: {stage.freeze_key} = {stage.freeze}): "
+                "unfreeze the adaptor (freeze.adaptor false) or enable LoRA (model.lora)"
+            )
         total = sum(counts.values())
-        parts.append(f"{stage.name}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "lora" or lora)
-                     + f" (total {total:,} of {s.encoder_params + s.adaptor_params + s.llm_params:,})")
+        parts.append(
+            f"{stage.name}: "
+            + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "lora" or lora)
+            + f" (total {total:,} of {s.encoder_params + s.adaptor_params + s.llm_params:,})"
+        )
     return CheckResult(name, "pass", "; ".join(parts))

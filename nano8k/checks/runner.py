@@ -49,10 +49,11 @@ FIXES: dict[str, str] = {
     "dims": "the model dir's config.yaml must describe its checkpoint (encoder_dim/llm_dim/n_mels/lfr_m)",
     "data_settings": "the message names the data.* key and the values it accepts",
     "manifests": "fix or drop bad lines (python -m nano8k.data.validate ... --convert clean.jsonl) or "
-                 "data.on_bad_sample skip",
+    "data.on_bad_sample skip",
     "overlap": "remove the shared keys/audio from the val/test manifests",
     "sample_rates": "resample < 8 kHz audio to 8 kHz; set data.telephone for wideband training audio",
-    "channel": "the message names the profile, effect and field; codecs this machine lacks are listed with the ones it has",
+    "channel": "the message names the profile, effect and field; a codec this machine lacks is listed with the ones "
+    "it has",
     "trainable": "unfreeze a part (model.freeze.adaptor false) or enable model.lora",
     "schedule": "model.warmup_steps ~5-10% of the run; model.lr within 1e-5..2e-4",
     "tuning_advice": "freeze the LLM below 10,000 h (model.freeze.llm true or model.lora); adaptor-only below 1,000 h",
@@ -60,10 +61,8 @@ FIXES: dict[str, str] = {
     "precision": "trainer.strategy ddp (pip install deepspeed for deepspeed_*); bf16-mixed rather than 16-mixed",
     "wandb": "wandb login / WANDB_API_KEY, or WANDB_MODE=offline; log_model false when offline",
     "outputs": "make the folder writable, or set trainer.default_root_dir / the checkpoint dirpath / "
-               "ExportOnFitEnd.out_dir to one you can write",
+    "ExportOnFitEnd.out_dir to one you can write",
 }
-
-
 
 
 def parsed_config(config: Any) -> tuple[Any, str]:
@@ -117,15 +116,22 @@ def format_results(results: Sequence[CheckResult]) -> str:
     return "\n".join([*(r.line() for r in results), tail])
 
 
-def enforce(config: Any, *, skip: Iterable[str] = (), gpu_memory_gb: float | None = None,
-            print_fn: Callable[[str], None] = print) -> list[CheckResult]:
+def enforce(
+    config: Any,
+    *,
+    skip: Iterable[str] = (),
+    gpu_memory_gb: float | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> list[CheckResult]:
     """Run the checks, print them, raise ``PreflightError`` (exit 1) when any fails; for ``nano8k.fit``."""
     results = run_preflight(config, skip=skip, gpu_memory_gb=gpu_memory_gb)
     report = format_results(results)
     print_fn(report)
     if failed(results):
-        raise PreflightError(report + "\nfix the failures above, skip a check (--preflight_skip '[NAME]') "
-                             "or skip them all (--preflight false)")
+        raise PreflightError(
+            report + "\nfix the failures above, skip a check (--preflight_skip '[NAME]') "
+            "or skip them all (--preflight false)"
+        )
     return results
 
 
@@ -136,5 +142,3 @@ def troubleshooting_table() -> str:
         doc = " ".join((check.__doc__ or "").split())
         lines.append(f"| `{name}` | {doc} | {FIXES[name]} |")
     return "\n".join(lines) + "\n"
-
-

@@ -1,4 +1,4 @@
-"""``python -m nano8k.align CONFIG [--against configs/pretrained.yaml] [--format md|table|json]``: config alignment table."""
+"""``python -m nano8k.align CONFIG [--against OTHER] [--format md|table|json]``: a config's alignment table."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print (or write with -o) the alignment table of a config against the reference."""
     parser = ArgumentParser(prog="python -m nano8k.align", description=__doc__)
     parser.add_argument("config", help="LightningCLI YAML config (e.g. configs/telephone.yaml)")
-    parser.add_argument("--against", default=None,
-                        help=f"reference config (default {DEFAULT_AGAINST}, as nano8k ships it; any other config "
-                             "compares directly)")
+    parser.add_argument(
+        "--against",
+        default=None,
+        help=f"reference config (default {DEFAULT_AGAINST}, as nano8k ships it; any other config compares directly)",
+    )
     parser.add_argument("--format", choices=sorted(FORMATTERS), default="md")
     parser.add_argument("--all", action="store_true", help="also list trainer/callback keys at default in both")
     parser.add_argument("--only", nargs="*", choices=TAGS, help="keep only rows with these tags")

@@ -36,8 +36,11 @@ warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is i
 def preflight(config: Any) -> None:
     """The checks on the parsed config before anything is built (``--preflight false`` skips them); a failure
     raises ``PreflightError`` (exit 1). Only global rank 0 prints the report."""
-    enforce(config, skip=config.get("preflight_skip") or [],
-            print_fn=print if rank_zero_only.rank == 0 else (lambda _: None))
+    enforce(
+        config,
+        skip=config.get("preflight_skip") or [],
+        print_fn=print if rank_zero_only.rank == 0 else (lambda _: None),
+    )
 
 
 def _fit(cli: NanoCLI) -> None:
@@ -46,8 +49,9 @@ def _fit(cli: NanoCLI) -> None:
     folders = output_folders(cli.config.as_dict()) if rank_zero_only.rank == 0 else []
     with RunLock(folders) as lock:
         for folder in lock.empty:  # the lock file alone is no old checkpoint to warn about
-            warnings.filterwarnings("ignore", message=f"Checkpoint directory {re.escape(str(folder))} exists and "
-                                    "is not empty")
+            warnings.filterwarnings(
+                "ignore", message=f"Checkpoint directory {re.escape(str(folder))} exists and is not empty"
+            )
         _fit_unlocked(cli)
 
 
@@ -57,12 +61,17 @@ def _fit_unlocked(cli: NanoCLI) -> None:
     ckpt_path = cli.config.get("ckpt_path")
     resume = resume_file(cli.trainer, ckpt_path)
     if ckpt_path == "last" and resume is None and cli.trainer.is_global_zero:
-        print("[resume] --ckpt_path last: no last.ckpt in the checkpoint folders yet; training starts at step 0",
-              file=sys.stderr, flush=True)
+        print(
+            "[resume] --ckpt_path last: no last.ckpt in the checkpoint folders yet; training starts at step 0",
+            file=sys.stderr,
+            flush=True,
+        )
     if resume is not None and os.path.isdir(resume) and not (Path(resume) / "latest").is_file():
         inside = sorted(p.name for p in Path(resume).glob("*.ckpt"))  # a DeepSpeed checkpoint folder has 'latest'
-        raise CheckpointError(f"--ckpt_path {ckpt_path}: {resume} is a folder, not a checkpoint; "
-                              + (f"name one of its checkpoints: {', '.join(inside)}" if inside else "it holds none"))
+        raise CheckpointError(
+            f"--ckpt_path {ckpt_path}: {resume} is a folder, not a checkpoint; "
+            + (f"name one of its checkpoints: {', '.join(inside)}" if inside else "it holds none")
+        )
     if resume is not None and not os.path.isdir(resume):
         check_resume_checkpoint(resume, ckpt_path)  # missing, empty, truncated, not a checkpoint: named, with siblings
     try:
@@ -70,8 +79,11 @@ def _fit_unlocked(cli: NanoCLI) -> None:
     except SIGTERMException:
         keepers = [cb for cb in cli.trainer.callbacks if isinstance(cb, LastCheckpoint)]
         if cli.trainer.is_global_zero and not any(cb.sigterm_step is not None for cb in keepers):
-            why = ("before the first training step, or during validation under DDP" if keepers
-                   else "the config has no LastCheckpoint callback")
+            why = (
+                "before the first training step, or during validation under DDP"
+                if keepers
+                else "the config has no LastCheckpoint callback"
+            )
             print(f"[preempt] SIGTERM: no checkpoint written ({why})", file=sys.stderr)
         raise SystemExit(PREEMPTED_EXIT) from None
     finally:
@@ -89,8 +101,12 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
     default_wandb_offline()
     given = list(sys.argv[1:] if args is None else args)
     if not any(a == "--config" or a.startswith("--config=") or a in ("-h", "--help") for a in given):
-        print(f"[fit] no --config given: the demo, configs/{DEMO_CONFIG} as nano8k ships it "
-              f"({project_file('configs/' + DEMO_CONFIG)}); outputs go to ./runs/demo", file=sys.stderr, flush=True)
+        print(
+            f"[fit] no --config given: the demo, configs/{DEMO_CONFIG} as nano8k ships it "
+            f"({project_file('configs/' + DEMO_CONFIG)}); outputs go to ./runs/demo",
+            file=sys.stderr,
+            flush=True,
+        )
         args = ["--config", shipped_config(DEMO_CONFIG), *given]
     try:
         check_config_files(list(sys.argv[1:] if args is None else args))
@@ -106,7 +122,7 @@ def run(args: Sequence[str] | None = None) -> NanoCLI:
         )
         _fit(cli)
     except (UserError, MisconfigurationException) as err:  # ConfigError, DataError, ...; Lightning's refusals of
-        if os.environ.get(TRACEBACK_ENV) == "1":          # trainer.* values (an accelerator this machine lacks)
+        if os.environ.get(TRACEBACK_ENV) == "1":  # trainer.* values (an accelerator this machine lacks)
             raise
         raise SystemExit(report(err)) from None
     return cli

@@ -18,13 +18,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m nano8k.preflight", description=__doc__)
     parser.add_argument("config", nargs="?", help="LightningCLI YAML config (e.g. configs/telephone.yaml)")
     parser.add_argument("--troubleshooting", action="store_true", help="print the checks as a markdown table")
-    parser.add_argument("--skip", nargs="*", default=[], choices=list(CHECKS), metavar="NAME",
-                        help=f"checks to skip: {', '.join(CHECKS)}")
-    parser.add_argument("--gpu_memory", type=float, default=None, metavar="GIB",
-                        help="compare the memory estimate with a GPU of this size instead of the local one")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=list(CHECKS),
+        metavar="NAME",
+        help=f"checks to skip: {', '.join(CHECKS)}",
+    )
+    parser.add_argument(
+        "--gpu_memory",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="compare the memory estimate with a GPU of this size instead of the local one",
+    )
     parser.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
-    parser.epilog = ("Any nano8k.fit override may follow (--model.lr 1e-4, --data.max_frames_per_batch 4000, ...): the "
-                     "config is checked as fit would train it.")
+    parser.epilog = (
+        "Any nano8k.fit override may follow (--model.lr 1e-4, --data.max_frames_per_batch 4000, ...): the "
+        "config is checked as fit would train it."
+    )
     own, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(own)
     if args.troubleshooting:

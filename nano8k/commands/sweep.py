@@ -1,4 +1,4 @@
-"""``python -m nano8k.sweep sweeps/lr.yaml --local``: validate a W&B sweep file and run its grid offline into a table."""
+"""``python -m nano8k.sweep sweeps/lr.yaml --local``: check a W&B sweep file and run its grid offline into a table."""
 
 from __future__ import annotations
 
@@ -35,13 +35,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if not args.local:
             grid = expand_grid(sweep, args.points, parse_grid(args.grid))
-            print(f"{args.sweep}: valid ({sweep['method']}, metric {sweep['metric']['name']} "
-                  f"{sweep['metric']['goal']}); local grid has {len(grid)} point(s): {grid}")
+            print(
+                f"{args.sweep}: valid ({sweep['method']}, metric {sweep['metric']['name']} "
+                f"{sweep['metric']['goal']}); local grid has {len(grid)} point(s): {grid}"
+            )
             print(f"run with W&B: wandb sweep {args.sweep} && wandb agent <entity/project/sweep_id>")
             return 0
-        results = run_local(args.sweep, config=args.config, out_dir=args.out, points=args.points,
-                            override=parse_grid(args.grid), max_steps=args.max_steps,
-                            limit_val_batches=args.limit_val_batches, extra_args=extra, timeout=args.timeout)
+        results = run_local(
+            args.sweep,
+            config=args.config,
+            out_dir=args.out,
+            points=args.points,
+            override=parse_grid(args.grid),
+            max_steps=args.max_steps,
+            limit_val_batches=args.limit_val_batches,
+            extra_args=extra,
+            timeout=args.timeout,
+        )
     except (SweepError, OSError) as err:
         fail(str(err))
     written = write_results(results, sweep["metric"]["name"], sweep["metric"]["goal"], args.out)

@@ -58,8 +58,6 @@ def clip_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(x, -1.0, INT16_PEAK)
 
 
-
-
 @dataclass(frozen=True)
 class AudioInfo:
     """Header facts of an audio file."""

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from nano8k.errors import DataError
 
 logger = logging.getLogger("nano8k.data")
 
 BadSamplePolicy = Literal["error", "skip"]
-
-
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,4 @@ class BadSampleLog:
             )
 
     def summary(self) -> str:
-        return f"[{self.name}] {self.count} bad sample(s) skipped" + "".join(
-            f"\n  {b.describe()}" for b in self.items
-        )
+        return f"[{self.name}] {self.count} bad sample(s) skipped" + "".join(f"\n  {b.describe()}" for b in self.items)

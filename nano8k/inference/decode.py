@@ -51,8 +51,6 @@ def decode_feeding(model: NanoASR, options: DecodeOptions) -> tuple[Feeding, lis
     return replace(own, **options.overrides, dither=options.dither), notices
 
 
-
-
 @dataclass
 class Transcript:
     """One decoded utterance (``error`` set, ``text`` empty, when its audio or prompt could not be used)."""

@@ -6,7 +6,8 @@ telephone (``data_manifests/telephone-digits/test.jsonl``) and a real 8 kHz voic
 the online telephone channel simulates with ``telephone_prob``; (3) the mini model alone, then each ``variants()``
 row fine-tuned with ``python -m nano8k.fit`` and scored from its export. Every row shares the recipe config
 (``configs/demo.yaml`` with this run's data, online channel at ``telephone_prob`` 0.5, ``STEPS`` steps, no
-before/after callback) and changes one thing; (4) ``docs/results/mini_reproduction.md`` (table per test set and language, what each
+before/after callback) and changes one thing; (4) ``docs/results/mini_reproduction.md`` (table per test set and
+language, what each
 claim came to, the command, versions) and a CER-vs-step PNG. Every number comes from this run.
 
 Needs espeak-ng and the Asterisk digit recordings (``apt-get install espeak-ng asterisk-core-sounds-en-wav``).
@@ -43,8 +44,11 @@ SEED = 8080
 RECIPE_CONFIG = "configs/demo.yaml"
 STEPS = 1200  # per fine-tune: six of them fit the 30-minute budget on 2 CPU cores
 TEST_SETS = ("clean", "telephone", "real")
-TEST_LABELS = {"clean": "clean 16 kHz (held-out voices)", "telephone": "simulated 8 kHz telephone (held-out voices)",
-               "real": "real 8 kHz voice (Asterisk digits)"}
+TEST_LABELS = {
+    "clean": "clean 16 kHz (held-out voices)",
+    "telephone": "simulated 8 kHz telephone (held-out voices)",
+    "real": "real 8 kHz voice (Asterisk digits)",
+}
 
 
 @dataclass(frozen=True)
@@ -58,26 +62,37 @@ class Variant:
 
 
 def variants(lr: float, steps: int) -> list[Variant]:
-    """The recipe and one variant per claim; ``lr`` is the recipe's (demo) fine-tuning lr, "x10" in the recipe's terms."""
+    """The recipe and one variant per claim; ``lr`` is the recipe's (demo) fine-tuning lr, "x10" in its terms."""
     return [
-        Variant("recipe", f"recipe: encoder + adaptor, lr {lr:g} (x10), SpecAugment, 16 kHz main stage, "
-                          "telephone_prob 0.5"),
+        Variant(
+            "recipe", f"recipe: encoder + adaptor, lr {lr:g} (x10), SpecAugment, 16 kHz main stage, telephone_prob 0.5"
+        ),
         Variant("adaptor_only", "adaptor only (encoder frozen)", {"model.freeze.encoder": True}),
         Variant("lr_x1", f"lr {lr / 10:g} (x1: the release config's lr, scaled)", {"model.lr": lr / 10}),
         Variant("no_specaugment", "SpecAugment off", {"data.specaugment": None}),
-        Variant("stage1_main", f"native 8 kHz stage 1 ({steps // 3} steps, encoder only) → 16 kHz main stage",
-                stage1_steps=steps // 3),
-        Variant("telephone_prob_1", "telephone_prob 1.0 (every wideband utterance through the channel)",
-                {"data.telephone_prob": 1.0}),
+        Variant(
+            "stage1_main",
+            f"native 8 kHz stage 1 ({steps // 3} steps, encoder only) → 16 kHz main stage",
+            stage1_steps=steps // 3,
+        ),
+        Variant(
+            "telephone_prob_1",
+            "telephone_prob 1.0 (every wideband utterance through the channel)",
+            {"data.telephone_prob": 1.0},
+        ),
     ]
 
 
 # -- (1) + (2) data -----------------------------------------------------------------------------------------------
 def prepare_data(work: Path, telephone_dir: Path, wideband_per_lang: int, real_count: int) -> dict[str, Path]:
-    """Render what is not bundled; returns manifests: clean/telephone/real tests, telephone train/val, wideband train."""
+    """Render what is not bundled; returns manifests: clean/telephone/real tests, telephone train/val, wideband
+    train."""
     telephone_dir = telephone_dir.resolve()
-    data = {"telephone": telephone_dir / "test.jsonl", "telephone_train": telephone_dir / "train.jsonl",
-            "telephone_val": telephone_dir / "val.jsonl"}
+    data = {
+        "telephone": telephone_dir / "test.jsonl",
+        "telephone_train": telephone_dir / "train.jsonl",
+        "telephone_val": telephone_dir / "val.jsonl",
+    }
     for key, path in data.items():
         if not path.is_file():
             raise FileNotFoundError(f"{path}: bundled telephone corpus missing ({key}); run from the repository root")
@@ -98,23 +113,37 @@ def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def variant_config(base: dict[str, Any], variant: Variant, run_dir: Path, data: dict[str, Path], steps: int,
-                   val_every: int) -> dict[str, Any]:
+def variant_config(
+    base: dict[str, Any], variant: Variant, run_dir: Path, data: dict[str, Path], steps: int, val_every: int
+) -> dict[str, Any]:
     """The recipe config for one variant, every output inside ``run_dir``."""
     config = isolate(base, run_dir)
     trainer = config["trainer"]
     trainer["callbacks"] = [cb for cb in trainer["callbacks"] if not cb["class_path"].endswith("BeforeAfterEvaluation")]
     trainer.update(max_steps=steps, val_check_interval=val_every)
-    config["data"].update(train_manifests=[str(data["telephone_train"]), str(data["wideband_train"])],
-                          val_manifests=str(data["telephone_val"]), telephone_prob=0.5, telephone_max_input_rate=8000)
+    config["data"].update(
+        train_manifests=[str(data["telephone_train"]), str(data["wideband_train"])],
+        val_manifests=str(data["telephone_val"]),
+        telephone_prob=0.5,
+        telephone_max_input_rate=8000,
+    )
     config["data"].pop("telephone", None)  # the default TelephoneChannel, online, on the wideband utterances
     for dotted, value in variant.overrides.items():
         set_dotted(config, dotted, value)
     if variant.stage1_steps:
         freeze = config["model"]["freeze"]
-        trainer["callbacks"].append({"class_path": "nano8k.training.callbacks.StageSwitch", "init_args": {
-            "stage1_steps": variant.stage1_steps, "stage1_frontend_rate": 8000, "main_frontend_rate": 16000,
-            "stage1_freeze": {**freeze, "encoder": False, "adaptor": True, "llm": True}, "main_freeze": dict(freeze)}})
+        trainer["callbacks"].append(
+            {
+                "class_path": "nano8k.training.callbacks.StageSwitch",
+                "init_args": {
+                    "stage1_steps": variant.stage1_steps,
+                    "stage1_frontend_rate": 8000,
+                    "main_frontend_rate": 16000,
+                    "stage1_freeze": {**freeze, "encoder": False, "adaptor": True, "llm": True},
+                    "main_freeze": dict(freeze),
+                },
+            }
+        )
     return config
 
 
@@ -152,17 +181,21 @@ def _cell(scores: dict[str, Any], lang: str | None = None) -> str:
 
 
 def table(base: dict[str, dict[str, Any]], results: Sequence[RunResult]) -> list[str]:
-    lines = ["| fine-tune | clean en | clean zh | **clean** | tel en | tel zh | **tel** | real en | min |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| fine-tune | clean en | clean zh | **clean** | tel en | tel zh | **tel** | real en | min |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     rows = [("mini model, no fine-tuning", base, None)] + [(r.variant.label, r.scores, r.seconds) for r in results]
     for label, scores, seconds in rows:
         if not scores:
             lines.append(f"| {label} | failed (see its run folder) ||||||| |")
             continue
         c, t, real = scores["clean"], scores["telephone"], scores["real"]
-        lines.append(f"| {label} | {_cell(c, 'en')} | {_cell(c, 'zh')} | **{_cell(c)}** | {_cell(t, 'en')} | "
-                     f"{_cell(t, 'zh')} | **{_cell(t)}** | {_cell(real)} | "
-                     f"{'' if seconds is None else f'{seconds / 60:.1f}'} |")
+        lines.append(
+            f"| {label} | {_cell(c, 'en')} | {_cell(c, 'zh')} | **{_cell(c)}** | {_cell(t, 'en')} | "
+            f"{_cell(t, 'zh')} | **{_cell(t)}** | {_cell(real)} | "
+            f"{'' if seconds is None else f'{seconds / 60:.1f}'} |"
+        )
     return lines
 
 
@@ -179,24 +212,38 @@ def claims(base: dict[str, dict[str, Any]], results: Sequence[RunResult]) -> lis
     def verdict(better: bool) -> str:
         return "**holds**" if better else "**does not hold**"
 
-    out = [f"- Fine-tuning helps on telephone speech: {base['telephone']['cer']:.3f} → {tel('recipe'):.3f} "
-           f"({verdict(tel('recipe') < base['telephone']['cer'])})."]
-    checks = [("adaptor_only", "Training the encoder too beats adaptor-only"),
-              ("lr_x1", "The x10 learning rate beats the release config's x1"),
-              ("no_specaugment", "SpecAugment helps (a regulariser: a short run may be too short for it to pay)"),
-              ("stage1_main", "A native 8 kHz stage 1 before the 16 kHz main stage helps")]
+    out = [
+        f"- Fine-tuning helps on telephone speech: {base['telephone']['cer']:.3f} → {tel('recipe'):.3f} "
+        f"({verdict(tel('recipe') < base['telephone']['cer'])})."
+    ]
+    checks = [
+        ("adaptor_only", "Training the encoder too beats adaptor-only"),
+        ("lr_x1", "The x10 learning rate beats the release config's x1"),
+        ("no_specaugment", "SpecAugment helps (a regulariser: a short run may be too short for it to pay)"),
+        ("stage1_main", "A native 8 kHz stage 1 before the 16 kHz main stage helps"),
+    ]
     for name, claim in checks:
         if name in by:
-            out.append(f"- {claim}: telephone CER {tel('recipe'):.3f} (recipe) vs {tel(name):.3f} ({name}) "
-                       f"({verdict(tel('recipe') < tel(name)) if name != 'stage1_main' else verdict(tel(name) < tel('recipe'))}).")
+            out.append(
+                f"- {claim}: telephone CER {tel('recipe'):.3f} (recipe) vs {tel(name):.3f} ({name}) "
+                f"({verdict(tel('recipe') < tel(name)) if name != 'stage1_main' else verdict(tel(name) < tel('recipe'))})."  # noqa: E501
+            )
     if "telephone_prob_1" in by:
-        clean0, clean_half, clean_all = base["clean"]["cer"], recipe["clean"]["cer"], by["telephone_prob_1"]["clean"]["cer"]
-        out.append(f"- telephone_prob 0.5 keeps wideband accuracy better than 1.0: clean CER {clean0:.3f} before, "
-                   f"{clean_half:.3f} at 0.5, {clean_all:.3f} at 1.0 ({verdict(clean_half < clean_all)}); "
-                   f"telephone CER {tel('recipe'):.3f} at 0.5 vs {tel('telephone_prob_1'):.3f} at 1.0.")
+        clean0, clean_half, clean_all = (
+            base["clean"]["cer"],
+            recipe["clean"]["cer"],
+            by["telephone_prob_1"]["clean"]["cer"],
+        )
+        out.append(
+            f"- telephone_prob 0.5 keeps wideband accuracy better than 1.0: clean CER {clean0:.3f} before, "
+            f"{clean_half:.3f} at 0.5, {clean_all:.3f} at 1.0 ({verdict(clean_half < clean_all)}); "
+            f"telephone CER {tel('recipe'):.3f} at 0.5 vs {tel('telephone_prob_1'):.3f} at 1.0."
+        )
     real0, real1 = base["real"]["cer"], recipe["real"]["cer"]
-    out.append(f"- Telephone fine-tuning on synthetic speech carries over to the real 8 kHz voice: {real0:.3f} → "
-               f"{real1:.3f} with the recipe ({verdict(real1 < real0)}).")
+    out.append(
+        f"- Telephone fine-tuning on synthetic speech carries over to the real 8 kHz voice: {real0:.3f} → "
+        f"{real1:.3f} with the recipe ({verdict(real1 < real0)})."
+    )
     return out
 
 
@@ -228,35 +275,51 @@ def versions() -> str:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nano8k", "configs", "scripts", "pyproject.toml"],
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "nano8k", "configs", "scripts", "pyproject.toml"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         parts.append(f"nano8k {commit or 'unknown commit'}{' + uncommitted changes' if dirty else ''}")
     except OSError:
         pass
     return ", ".join(parts) + f"; Python {platform.python_version()}, {os.cpu_count()} CPU cores"
 
 
-def write_report(path: Path, png: Path, command: str, base: dict, results: Sequence[RunResult], steps: int,
-                 data: dict[str, Path], minutes: float) -> None:
-    sizes = {name: sum(1 for _ in open(data[name], encoding="utf-8")) for name in (*TEST_SETS, "telephone_train",
-                                                                                    "wideband_train")}
+def write_report(
+    path: Path,
+    png: Path,
+    command: str,
+    base: dict,
+    results: Sequence[RunResult],
+    steps: int,
+    data: dict[str, Path],
+    minutes: float,
+) -> None:
+    sizes = {
+        name: sum(1 for _ in open(data[name], encoding="utf-8"))
+        for name in (*TEST_SETS, "telephone_train", "wideband_train")
+    }
     text = [
         "# Mini reproduction of the telephone recipe",
         "",
         "**A mini-scale result.** The model is nano8k's own 0.4 M-parameter Fun-ASR-Nano pretrained from scratch on",
-        "clean 16 kHz espeak-ng digit strings (`nano8k/assets/mini-nano`); the speech is synthetic digit strings plus one",
+        "clean 16 kHz espeak-ng digit strings (`nano8k/assets/mini-nano`); the speech is synthetic digit strings "
+        "plus one",
         "real voice. It shows what the recipe's choices do to such a model. It claims nothing about the released 0.8B",
         "Fun-ASR-Nano, whose weights were never on the machine that made this page.",
         "",
-        f"Made by `{command}` in {minutes:.0f} min ({versions()}). Every number below comes from that run; the run folders",
+        f"Made by `{command}` in {minutes:.0f} min ({versions()}). Every number below comes from that run; "
+        "the run folders",
         "(config, logs, exports) are under `runs/reproduce/`.",
         "",
         "## Setup",
         f"- Fine-tuning data: {sizes['telephone_train']} bundled 8 kHz G.711 telephone utterances "
-        f"(`data_manifests/telephone-digits/train.jsonl`) + {sizes['wideband_train']} 16 kHz wideband utterances of the",
+        f"(`data_manifests/telephone-digits/train.jsonl`) + {sizes['wideband_train']} 16 kHz wideband utterances "
+        "of the",
         "  training voices, which the online telephone channel simulates with probability `telephone_prob`.",
         f"- Each fine-tune: `{RECIPE_CONFIG}` (the demo's recipe) with one change, {steps} optimizer steps (the demo",
-        "  runs more), scored from its export (`export/hf`, loaded back with its recipe record).",
+        "  runs more), scored from its export (`export/hf`, loaded back with its feeding record).",
         f"- Test sets (voices never heard in any training): {TEST_LABELS['clean']}, {sizes['clean']} utts; "
         f"{TEST_LABELS['telephone']}, {sizes['telephone']} utts; {TEST_LABELS['real']}, {sizes['real']} utts.",
         "- CER: pooled character error rate of the numerals (`nano8k.scoring.metrics`), text normalized by "
@@ -276,9 +339,18 @@ def write_report(path: Path, png: Path, command: str, base: dict, results: Seque
     path.write_text("\n".join(text), encoding="utf-8")
 
 
-def reproduce(work: str | Path, out: str | Path, telephone_dir: str | None = None, steps: int = STEPS,
-              val_every: int = 150, wideband_per_lang: int = 400, real: int = 100, only: Sequence[str] | None = None,
-              normalizer: str = "basic", command: str = "python -m nano8k.reproduce") -> int:
+def reproduce(
+    work: str | Path,
+    out: str | Path,
+    telephone_dir: str | None = None,
+    steps: int = STEPS,
+    val_every: int = 150,
+    wideband_per_lang: int = 400,
+    real: int = 100,
+    only: Sequence[str] | None = None,
+    normalizer: str = "basic",
+    command: str = "python -m nano8k.reproduce",
+) -> int:
     """The whole reproduction (see the module docstring); 0 when every fine-tune finished, else 1."""
     started = time.monotonic()
     work, out = Path(work).resolve(), Path(out)
@@ -312,11 +384,28 @@ def reproduce(work: str | Path, out: str | Path, telephone_dir: str | None = Non
     minutes = (time.monotonic() - started) / 60
     md = out / "mini_reproduction.md"
     write_report(md, png, command, base, results, steps, data, minutes)
-    (out / "mini_reproduction.json").write_text(json.dumps({
-        "command": command, "minutes": minutes, "steps": steps, "base": base,
-        "runs": {r.variant.name: {"label": r.variant.label, "seconds": r.seconds, "returncode": r.returncode,
-                                  "scores": r.scores, "curve": r.curve} for r in results}}, indent=2) + "\n",
-        encoding="utf-8")
+    (out / "mini_reproduction.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "minutes": minutes,
+                "steps": steps,
+                "base": base,
+                "runs": {
+                    r.variant.name: {
+                        "label": r.variant.label,
+                        "seconds": r.seconds,
+                        "returncode": r.returncode,
+                        "scores": r.scores,
+                        "curve": r.curve,
+                    }
+                    for r in results
+                },
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(f"[reproduce] wrote {md} and {png} in {minutes:.1f} min", flush=True)
     return 0 if all(r.returncode == 0 for r in results) else 1
-

@@ -57,8 +57,6 @@ DTYPES = {
 }
 
 
-
-
 def _require(path: Path, what: str, fix: str) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: {what} not found. {fix}")

@@ -20,8 +20,6 @@ CHECKPOINT_KEY = "nano8k_feeding"  # a Lightning checkpoint's Feeding (before: a
 PROMPT_FIELDS = tuple(f.name for f in fields(PromptSettings))
 
 
-
-
 @dataclass(frozen=True)
 class Feeding:
     """How a trained model must be fed; config.yaml keeps it (``from_funasr`` / ``written_into``).

@@ -56,9 +56,17 @@ class Row:
         def plain(v: Any) -> Any:
             return None if v is MISSING else v
 
-        return {"key": self.key, "against": plain(self.against), "value": plain(self.value),
-                "default": plain(self.default), "against_set": self.against_set, "value_set": self.value_set,
-                "change": self.change, "tag": self.tag, "reason": self.reason}
+        return {
+            "key": self.key,
+            "against": plain(self.against),
+            "value": plain(self.value),
+            "default": plain(self.default),
+            "against_set": self.against_set,
+            "value_set": self.value_set,
+            "change": self.change,
+            "tag": self.tag,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -187,8 +195,14 @@ def _classify(against: Any, value: Any, value_set: bool) -> str:
     return "modified"
 
 
-def compare(config: Mapping[str, Any], against: Mapping[str, Any], *, config_name: str = "config",
-            against_name: str = "against", include_all: bool = False) -> Alignment:
+def compare(
+    config: Mapping[str, Any],
+    against: Mapping[str, Any],
+    *,
+    config_name: str = "config",
+    against_name: str = "against",
+    include_all: bool = False,
+) -> Alignment:
     """Row per parameter of ``config`` vs ``against`` (both configs as written, bases layered in), parsed as fit
     parses them, tagged by the rule table."""
     eff_c, eff_a = Parsed.of(config), Parsed.of(against)
@@ -229,8 +243,13 @@ def compare(config: Mapping[str, Any], against: Mapping[str, Any], *, config_nam
 def align_files(config: str | Path, against: str | Path | None = None, include_all: bool = False) -> Alignment:
     """``compare`` for two config files (each with its bases), named by their file names."""
     against = against if against is not None else project_file(DEFAULT_AGAINST)
-    return compare(layered_config(config), layered_config(against), config_name=Path(config).name,
-                   against_name=Path(against).name, include_all=include_all)
+    return compare(
+        layered_config(config),
+        layered_config(against),
+        config_name=Path(config).name,
+        against_name=Path(against).name,
+        include_all=include_all,
+    )
 
 
 # -- output ---------------------------------------------------------------------------------------------------
@@ -274,20 +293,32 @@ def to_markdown(alignment: Alignment) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in alignment.rows:
-        lines.append(f"| `{r.key}` | {esc(_cell(r.against, r.against_set))} | {esc(_cell(r.value, r.value_set))} | "
-                     f"{esc(fmt(r.default))} | {'**' + r.tag + '**' if r.tag == 'CRITICAL' else r.tag} | "
-                     f"{esc(r.reason)} |")
+        lines.append(
+            f"| `{r.key}` | {esc(_cell(r.against, r.against_set))} | {esc(_cell(r.value, r.value_set))} | "
+            f"{esc(fmt(r.default))} | {'**' + r.tag + '**' if r.tag == 'CRITICAL' else r.tag} | "
+            f"{esc(r.reason)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def to_table(alignment: Alignment, width: int = 28) -> str:
     """Plain fixed-width text."""
+
     def clip(s: str) -> str:
         return s if len(s) <= width else s[: width - 1] + "…"
 
     header = ("key", alignment.against, alignment.config, "default", "tag")
-    rows = [(r.key, clip(_cell(r.against, r.against_set)), clip(_cell(r.value, r.value_set)), clip(fmt(r.default)),
-             r.tag, r.reason) for r in alignment.rows]
+    rows = [
+        (
+            r.key,
+            clip(_cell(r.against, r.against_set)),
+            clip(_cell(r.value, r.value_set)),
+            clip(fmt(r.default)),
+            r.tag,
+            r.reason,
+        )
+        for r in alignment.rows
+    ]
     widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(5)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  reason"]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
@@ -296,8 +327,19 @@ def to_table(alignment: Alignment, width: int = 28) -> str:
 
 
 def to_json(alignment: Alignment) -> str:
-    return json.dumps({"config": alignment.config, "against": alignment.against, "summary": alignment.summary,
-                       "rows": [r.to_json() for r in alignment.rows]}, indent=2, default=str) + "\n"
+    return (
+        json.dumps(
+            {
+                "config": alignment.config,
+                "against": alignment.against,
+                "summary": alignment.summary,
+                "rows": [r.to_json() for r in alignment.rows],
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
 
 
 FORMATTERS = {"md": to_markdown, "table": to_table, "json": to_json}

@@ -19,17 +19,26 @@ class Rule:
 # init_args folded away (trainer.logger.project, trainer.callbacks.StageSwitch.stage1_lr, ...).
 RULES: tuple[Rule, ...] = (
     # -- freezing: what trains (official advice: adaptor < 1,000 h; + encoder < 5,000 h; all > 10,000 h) --------
-    Rule("model.freeze.encoder", True,
-         "encoder trainable (false) or frozen; official advice: train the encoder only with 1,000-5,000 h"),
+    Rule(
+        "model.freeze.encoder",
+        True,
+        "encoder trainable (false) or frozen; official advice: train the encoder only with 1,000-5,000 h",
+    ),
     Rule("model.freeze.encoder_frozen_layers", True, "first N encoder layers stay frozen; changes the trainable set"),
     Rule("model.freeze.adaptor", True, "the adaptor is what the official advice trains first (< 1,000 h)"),
-    Rule("model.freeze.llm", True,
-         "LLM trainable adds ~9.6 GB optimizer state; official advice: all parameters only with > 10,000 h"),
+    Rule(
+        "model.freeze.llm",
+        True,
+        "LLM trainable adds ~9.6 GB optimizer state; official advice: all parameters only with > 10,000 h",
+    ),
     Rule("model.freeze*", True, "freezing decides the trainable set and the memory budget"),
     Rule("model.lora*", True, "LoRA on the LLM changes the trainable set (release: use_lora false)"),
     Rule("trainer.callbacks.StageSwitch.*freeze*", True, "freezing of a stage run by StageSwitch"),
-    Rule("trainer.callbacks.StageSwitch.*frontend_rate", True,
-         "fbank rate of a stage: 16000 = resampled 8 kHz (release features), 8000 = native narrowband remap"),
+    Rule(
+        "trainer.callbacks.StageSwitch.*frontend_rate",
+        True,
+        "fbank rate of a stage: 16000 = resampled 8 kHz (release features), 8000 = native narrowband remap",
+    ),
     Rule("trainer.callbacks.StageSwitch.*lr", True, "learning rate of a stage"),
     Rule("trainer.callbacks.StageSwitch*", False, "encoder-adaptation stage length / switch point"),
     # -- optimisation ---------------------------------------------------------------------------------------------
@@ -55,14 +64,24 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.num_nodes", False, "nodes; the effective batch scales with it"),
     Rule("trainer.plugins*", False, "checkpoint I/O and precision plugins"),
     # -- data / features --------------------------------------------------------------------------------------
-    Rule("data.frontend_sample_rate", True,
-         "fbank rate: 16000 = 8 kHz resampled (release features); 8000 = native, every mel bin moves"),
-    Rule("data.specaugment*", False,
-         "SpecAugment: the release applies none (FunASRNano.forward); nano8k masks fbank before LFR"),
+    Rule(
+        "data.frontend_sample_rate",
+        True,
+        "fbank rate: 16000 = 8 kHz resampled (release features); 8000 = native, every mel bin moves",
+    ),
+    Rule(
+        "data.specaugment*",
+        False,
+        "SpecAugment: the release applies none (FunASRNano.forward); nano8k masks fbank before LFR",
+    ),
     Rule("data.telephone_prob", False, "share of wideband training audio sent through the telephone channel"),
     Rule("data.telephone_max_input_rate", False, "audio above this rate is eligible for channel simulation"),
-    Rule("data.telephone*", False, "telephone channel profiles (landline, mobile, VoIP, archive: codecs, noise, "
-                                   "reverb, packet loss) for wideband audio"),
+    Rule(
+        "data.telephone*",
+        False,
+        "telephone channel profiles (landline, mobile, VoIP, archive: codecs, noise, "
+        "reverb, packet loss) for wideband audio",
+    ),
     Rule("data.speed_perturb*", False, "speed/tempo perturbation factors (the release config sets none)"),
     Rule("data.dither", False, "fbank dither (release runtime default 1.0; 0.0 is deterministic)"),
     Rule("data.max_frames_per_batch", False, "batch size in LFR frames (release batch_size 6000 tokens)"),
@@ -89,8 +108,11 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.val_check_interval", False, "validation frequency (release validate_interval 2000 steps)"),
     Rule("trainer.check_val_every_n_epoch", False, "validation frequency in epochs"),
     Rule("trainer.logger*", False, "experiment logging (W&B: offline without an API key)"),
-    Rule("trainer.callbacks.ModelCheckpoint*", False,
-         "checkpoint selection (release keep_nbest_models 200 by acc; nano8k by val/cer)"),
+    Rule(
+        "trainer.callbacks.ModelCheckpoint*",
+        False,
+        "checkpoint selection (release keep_nbest_models 200 by acc; nano8k by val/cer)",
+    ),
     Rule("trainer.callbacks.WEREvaluation*", False, "generated CER/WER at validation"),
     Rule("trainer.callbacks*", False, "training callback"),
     Rule("trainer.*", False, "Lightning Trainer setting"),

@@ -6,8 +6,9 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -67,8 +68,9 @@ class LastCheckpoint(ModelCheckpoint):
     every rank saves, and stops, at the same step.
     """
 
-    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int | None = 500,
-                 every_n_minutes: float | None = 30.0) -> None:
+    def __init__(
+        self, dirpath: str | os.PathLike, every_n_steps: int | None = 500, every_n_minutes: float | None = 30.0
+    ) -> None:
         if every_n_steps is None and every_n_minutes is None:
             raise ConfigError("LastCheckpoint: give every_n_steps, every_n_minutes or both")
         if every_n_steps is not None and every_n_steps < 1:
@@ -94,14 +96,22 @@ class LastCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
         ranked = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.save_top_k != 0]
         if ranked and trainer.checkpoint_callback is self:
-            raise ConfigError("LastCheckpoint is listed before the top-k ModelCheckpoint in trainer.callbacks: put it "
-                              "after, so 'best' and ExportOnFitEnd use the ranked checkpoints")
+            raise ConfigError(
+                "LastCheckpoint is listed before the top-k ModelCheckpoint in trainer.callbacks: put it "
+                "after, so 'best' and ExportOnFitEnd use the ranked checkpoints"
+            )
         for other in trainer.checkpoint_callbacks:
-            if (other is not self and isinstance(other, ModelCheckpoint) and other.save_last and other.dirpath
-                    and Path(other.dirpath).resolve() == Path(self.dirpath).resolve()):
+            if (
+                other is not self
+                and isinstance(other, ModelCheckpoint)
+                and other.save_last
+                and other.dirpath
+                and Path(other.dirpath).resolve() == Path(self.dirpath).resolve()
+            ):
                 raise ConfigError(
                     f"{type(other).__name__}(save_last=True) and LastCheckpoint both write last.ckpt in {self.dirpath}:"
-                    f" set save_last: false on the {type(other).__name__} (LastCheckpoint keeps last.ckpt fresh)")
+                    f" set save_last: false on the {type(other).__name__} (LastCheckpoint keeps last.ckpt fresh)"
+                )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -133,8 +143,11 @@ class LastCheckpoint(ModelCheckpoint):
         step = int(trainer.global_step)
         accumulating = getattr(trainer.fit_loop.epoch_loop, "_should_accumulate", lambda: False)()
         due = self.every_n_steps is not None and step - self._saved_step >= self.every_n_steps and not accumulating
-        late = (self.every_n_minutes is not None and not accumulating
-                and time.monotonic() - self._saved_time >= 60 * self.every_n_minutes)
+        late = (
+            self.every_n_minutes is not None
+            and not accumulating
+            and time.monotonic() - self._saved_time >= 60 * self.every_n_minutes
+        )
         sigterm, late = self._any_rank(trainer, pl_module, bool(trainer.received_sigterm), late)
         if sigterm:
             # every rank stops after this step (Lightning checks its own rank's flag), whichever rank was signalled
@@ -142,9 +155,16 @@ class LastCheckpoint(ModelCheckpoint):
             self.write_last(trainer, "SIGTERM")
             self.sigterm_step = step
             if trainer.is_global_zero:
-                print(f"[preempt] SIGTERM: wrote {self.last_path} at step {step}"
-                      + (" (inside a gradient-accumulation window: its partial gradient is not kept)"
-                         if accumulating else "") + "; resume with --ckpt_path last", flush=True)
+                print(
+                    f"[preempt] SIGTERM: wrote {self.last_path} at step {step}"
+                    + (
+                        " (inside a gradient-accumulation window: its partial gradient is not kept)"
+                        if accumulating
+                        else ""
+                    )
+                    + "; resume with --ckpt_path last",
+                    flush=True,
+                )
         elif due or late:
             self.write_last(trainer, "every_n_steps" if due else "every_n_minutes")
 
@@ -163,12 +183,21 @@ class LastCheckpoint(ModelCheckpoint):
         """SIGTERM outside a training step (during validation, say), single process: write ``last.ckpt`` before the
         run stops. Under DDP the ranks may be in different places then, so nothing is written (a save would wait in
         a barrier); ``last.ckpt`` is at most ``every_n_steps`` / ``every_n_minutes`` old anyway."""
-        if (isinstance(exception, SIGTERMException) and self.sigterm_step is None and trainer.world_size == 1
-                and not trainer.fast_dev_run and not trainer.sanity_checking and trainer.global_step > 0):
+        if (
+            isinstance(exception, SIGTERMException)
+            and self.sigterm_step is None
+            and trainer.world_size == 1
+            and not trainer.fast_dev_run
+            and not trainer.sanity_checking
+            and trainer.global_step > 0
+        ):
             self.write_last(trainer, "SIGTERM", phase="exception")
             self.sigterm_step = int(trainer.global_step)
-            print(f"[preempt] SIGTERM: wrote {self.last_path} at step {trainer.global_step}; resume with "
-                  "--ckpt_path last", flush=True)
+            print(
+                f"[preempt] SIGTERM: wrote {self.last_path} at step {trainer.global_step}; resume with "
+                "--ckpt_path last",
+                flush=True,
+            )
 
 
 def check_resume_checkpoint(path: str | os.PathLike, given: str) -> None:
@@ -179,12 +208,18 @@ def check_resume_checkpoint(path: str | os.PathLike, given: str) -> None:
     why = describe_checkpoint_file(path, lightning=True)
     if why is None:
         return
-    siblings = sorted((p for p in path.parent.glob("*.ckpt") if p.resolve() != path.resolve() and p.is_file()),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
+    siblings = sorted(
+        (p for p in path.parent.glob("*.ckpt") if p.resolve() != path.resolve() and p.is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     intact = [p for p in siblings if describe_checkpoint_file(p, lightning=True) is None]
-    instead = (f"intact checkpoints beside it, newest first: {', '.join(p.name for p in intact)}; resume with "
-               f"--ckpt_path {intact[0]}" if intact else "no other checkpoint beside it; fit without --ckpt_path "
-               "to start over")
+    instead = (
+        f"intact checkpoints beside it, newest first: {', '.join(p.name for p in intact)}; resume with "
+        f"--ckpt_path {intact[0]}"
+        if intact
+        else "no other checkpoint beside it; fit without --ckpt_path to start over"
+    )
     raise CheckpointError(f"--ckpt_path {given}: {path}: {why}; {instead}")
 
 
@@ -202,13 +237,14 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
             try:
                 convert_zero_checkpoint_to_fp32_state_dict(str(path), str(single))
             except Exception as err:  # DeepSpeed raises several types for an incomplete folder
-                raise CheckpointError(f"{path}: cannot consolidate the DeepSpeed checkpoint folder "
-                                      f"({one_line(err)})") from err
+                raise CheckpointError(
+                    f"{path}: cannot consolidate the DeepSpeed checkpoint folder ({one_line(err)})"
+                ) from err
         path = single
     return load_torch_file(path, lightning=True)
 
 
-def average_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> "OrderedDict[str, torch.Tensor]":
+def average_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> OrderedDict[str, torch.Tensor]:
     """Element-wise mean of floating-point tensors (in fp32, cast back); other tensors come from the last one."""
     if not state_dicts:
         raise CheckpointError("nothing to average: no checkpoints given")
@@ -219,8 +255,10 @@ def average_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> "Orde
             raise CheckpointError(f"checkpoint #{index} has other parameters than #0 (e.g. {diff}); cannot average")
         shapes = [key for key in keys if state[key].shape != state_dicts[0][key].shape]
         if shapes:
-            raise CheckpointError(f"checkpoint #{index} has other shapes than #0 for {shapes[:5]} (another model "
-                                  "configuration); cannot average")
+            raise CheckpointError(
+                f"checkpoint #{index} has other shapes than #0 for {shapes[:5]} (another model "
+                "configuration); cannot average"
+            )
     out = OrderedDict()
     for key in keys:
         tensors = [state[key] for state in state_dicts]
@@ -242,7 +280,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     return merged
 
 
-def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = None) -> "NanoASRModule":
+def module_from_checkpoint(checkpoint: dict[str, Any], model_dir: str | None = None) -> NanoASRModule:
     """A fresh CPU ``NanoASRModule`` with the checkpoint's hyperparameters, weights and feeding (``model_dir``
     overrides the folder)."""
     from nano8k.model.feeding import Feeding
@@ -277,8 +315,9 @@ def export_module(module: Any, out_dir: str | os.PathLike, feeding: Any = None) 
     return {"funasr": funasr_dir, "hf": hf_dir}
 
 
-def average_and_export(checkpoints: Sequence[str], out: Path, model_dir: str | None = None,
-                       write_ckpt: bool = True) -> dict[str, Path]:
+def average_and_export(
+    checkpoints: Sequence[str], out: Path, model_dir: str | None = None, write_ckpt: bool = True
+) -> dict[str, Path]:
     """Average ``checkpoints``, write ``<out>/averaged.ckpt`` (if ``write_ckpt``) and both export layouts.
 
     A checkpoint that is missing, unreadable, not a Lightning checkpoint of nano8k, or whose weights do not fit its
@@ -321,8 +360,11 @@ class ExportOnFitEnd(Callback):
         ranked = sorted(callback.best_k_models.items(), key=lambda kv: float(kv[1]), reverse=callback.mode == "max")
         paths = [p for p, _ in ranked if Path(p).exists()][: self.average_top_k]
         if not paths:  # no ranked file: the newest last.ckpt (LastCheckpoint's, or a save_last ModelCheckpoint's)
-            lasts = [cb.last_model_path for cb in trainer.checkpoint_callbacks
-                     if isinstance(cb, ModelCheckpoint) and cb.last_model_path and Path(cb.last_model_path).exists()]
+            lasts = [
+                cb.last_model_path
+                for cb in trainer.checkpoint_callbacks
+                if isinstance(cb, ModelCheckpoint) and cb.last_model_path and Path(cb.last_model_path).exists()
+            ]
             paths = sorted(lasts, key=lambda p: Path(p).stat().st_mtime)[-1:]
         return paths
 
@@ -333,8 +375,11 @@ class ExportOnFitEnd(Callback):
         if trainer.is_global_zero:
             out = Path(self.out_dir or Path(trainer.default_root_dir) / "export")
             if self.sources:
-                checkpoint = (average_checkpoints(self.sources) if len(self.sources) > 1
-                              else load_checkpoint_file(self.sources[0]))
+                checkpoint = (
+                    average_checkpoints(self.sources)
+                    if len(self.sources) > 1
+                    else load_checkpoint_file(self.sources[0])
+                )
                 self.exported = export_module(module_from_checkpoint(checkpoint), out)
                 what = f"mean of {len(self.sources)} best" if len(self.sources) > 1 else self.sources[0]
             else:

@@ -27,9 +27,18 @@ CONFIG_FLAGS = ("--config", "-c")
 # LightningCLI's own optimizer options: nano8k leaves them out of its parser (NanoASRModule.configure_optimizers builds
 # the AdamW groups and the schedule from model.*), and names the model.* keys to anyone who gives them
 LIGHTNING_OPTIMIZER_OPTIONS = ("--optimizer", "--lr_scheduler")
-OPTIMIZER_KEYS = ("model.lr", "model.weight_decay", "model.lr_multipliers", "model.weight_decay_overrides",
-                  "model.decay_norm_and_bias", "model.betas", "model.optimizer_impl", "model.scheduler",
-                  "model.warmup_steps", "model.min_lr_ratio")
+OPTIMIZER_KEYS = (
+    "model.lr",
+    "model.weight_decay",
+    "model.lr_multipliers",
+    "model.weight_decay_overrides",
+    "model.decay_norm_and_bias",
+    "model.betas",
+    "model.optimizer_impl",
+    "model.scheduler",
+    "model.warmup_steps",
+    "model.min_lr_ratio",
+)
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 # a parse from Python (parse_config, the fit command's run(args)) is what this module does on purpose
@@ -176,9 +185,11 @@ def refuse_optimizer_options(args: Sequence[str]) -> None:
     configure nano8k's optimizer: they would replace its AdamW groups, weight decay rules and warm-up."""
     given = sorted({arg.split("=", 1)[0].split(".", 1)[0] for arg in args} & set(LIGHTNING_OPTIMIZER_OPTIONS))
     if given:
-        raise ConfigError(f"{' and '.join(given)}: not an option of nano8k fit, which builds AdamW (one group per "
-                          "module, no weight decay on biases and norms) and its learning-rate schedule itself; "
-                          f"configure them with {', '.join(OPTIMIZER_KEYS)}")
+        raise ConfigError(
+            f"{' and '.join(given)}: not an option of nano8k fit, which builds AdamW (one group per "
+            "module, no weight decay on biases and norms) and its learning-rate schedule itself; "
+            f"configure them with {', '.join(OPTIMIZER_KEYS)}"
+        )
 
 
 class NanoCLI(LightningCLI):
@@ -202,8 +213,12 @@ class NanoCLI(LightningCLI):
         )
         parser.add_argument("--preflight", type=bool, default=True, help="run nano8k.preflight checks before fit")
         parser.add_argument("--preflight_skip", type=list[str], default=[], help="preflight checks to skip")
-        parser.add_argument(f"--{BASE_KEY}", type=str | None, default=None,
-                            help="a config file's base config (read first; see nano8k.training.config)")
+        parser.add_argument(
+            f"--{BASE_KEY}",
+            type=str | None,
+            default=None,
+            help="a config file's base config (read first; see nano8k.training.config)",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then drop the ``base:`` entry: it was read (``expand_bases``), and a saved run config stands alone."""
@@ -249,8 +264,9 @@ def parse_config(args: Sequence[str]) -> Any:
     from nano8k.data.pipeline.datamodule import TelephoneDataModule
     from nano8k.training.module import NanoASRModule
 
-    return ConfigOnlyCLI(NanoASRModule, TelephoneDataModule, subclass_mode_model=False, run=False,
-                         args=list(args)).config
+    return ConfigOnlyCLI(
+        NanoASRModule, TelephoneDataModule, subclass_mode_model=False, run=False, args=list(args)
+    ).config
 
 
 def parse_file(path: str | Path, overrides: Sequence[str] = ()) -> Any:
@@ -271,8 +287,11 @@ def callback_args(config: Any, class_name: str) -> list[tuple[str, Any]]:
     """(config key, init_args Namespace) of each ``trainer.callbacks`` entry of class ``class_name`` (short name),
     keyed as the checks' messages name it (``trainer.callbacks.StageSwitch``)."""
     callbacks = config.trainer.callbacks or []
-    return [(f"trainer.callbacks.{class_name}", callback.init_args) for callback in callbacks
-            if short_class(callback.class_path) == class_name]
+    return [
+        (f"trainer.callbacks.{class_name}", callback.init_args)
+        for callback in callbacks
+        if short_class(callback.class_path) == class_name
+    ]
 
 
 def plain(value: Any) -> Any:
@@ -307,8 +326,10 @@ def fold_classes(node: Any, path: tuple[str, ...] = (), class_nodes: dict[tuple[
             if class_nodes is not None:
                 class_nodes[path] = str(node["class_path"])
             args = {**(node.get("init_args") or {}), **(node.get("dict_kwargs") or {})}
-            return {"class_path": short_class(node["class_path"]),
-                    **{k: fold_classes(v, (*path, k), class_nodes) for k, v in args.items()}}
+            return {
+                "class_path": short_class(node["class_path"]),
+                **{k: fold_classes(v, (*path, k), class_nodes) for k, v in args.items()},
+            }
         return {str(k): fold_classes(v, (*path, str(k)), class_nodes) for k, v in node.items()}
     if isinstance(node, list) and node and all(isinstance(v, Mapping) and "class_path" in v for v in node):
         out: dict[str, Any] = {}
@@ -331,7 +352,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         arg = argv[i]
         if arg.startswith("--") and "." in arg.split("=", 1)[0]:
             takes_next = "=" not in arg and i + 1 < len(argv)
-            overrides += argv[i:i + 2] if takes_next else [arg]
+            overrides += argv[i : i + 2] if takes_next else [arg]
             i += 2 if takes_next else 1
         else:
             own.append(arg)

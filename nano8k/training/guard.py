@@ -105,8 +105,11 @@ class StepGuard:
         new, new_empty = total - self.nonfinite_steps, empty - self.empty_skips
         self.nonfinite_steps, self.consecutive_nonfinite, self.empty_skips = total, consecutive, empty
         if new_empty:
-            log.warning("%d micro-batch(es) before step %d skipped on every rank: a rank had a batch of bad samples "
-                        "only", new_empty, step)
+            log.warning(
+                "%d micro-batch(es) before step %d skipped on every rank: a rank had a batch of bad samples only",
+                new_empty,
+                step,
+            )
         if new:
             log.warning("%d non-finite loss(es) before step %d: skipped (%d so far)", new, step, total)
         limit = self.settings.max_consecutive_nonfinite

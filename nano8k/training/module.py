@@ -79,9 +79,14 @@ class NanoASRModule(L.LightningModule):
         lora = LoraConfig(**lora) if isinstance(lora, dict) else lora
         # the model.* keys stay flat (configs, --model.lr in sweeps); inside, each group checks its own values
         self.optimizer_settings = OptimizerSettings(
-            lr=lr, weight_decay=weight_decay, lr_multipliers=dict(lr_multipliers or {}),
-            weight_decay_overrides=dict(weight_decay_overrides or {}), decay_norm_and_bias=decay_norm_and_bias,
-            betas=tuple(betas), impl=optimizer_impl)
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_multipliers=dict(lr_multipliers or {}),
+            weight_decay_overrides=dict(weight_decay_overrides or {}),
+            decay_norm_and_bias=decay_norm_and_bias,
+            betas=tuple(betas),
+            impl=optimizer_impl,
+        )
         self.schedule_settings = ScheduleSettings(name=scheduler, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
         self.guard = StepGuard(GuardSettings(max_consecutive_nonfinite=max_consecutive_nonfinite))
         if max_new_tokens < 1:
@@ -120,8 +125,11 @@ class NanoASRModule(L.LightningModule):
                 param.data = param.data.float()
                 upcast.add(group)
         if upcast:
-            log.warning("trainable %s weights were not fp32 (llm_dtype=%s): upcast to fp32 master weights",
-                        sorted(upcast), self.hparams.llm_dtype)
+            log.warning(
+                "trainable %s weights were not fp32 (llm_dtype=%s): upcast to fp32 master weights",
+                sorted(upcast),
+                self.hparams.llm_dtype,
+            )
         self.freeze_cfg, self.stage_lr, self.trainable = freeze, float(lr), counts
         return counts
 
@@ -153,11 +161,14 @@ class NanoASRModule(L.LightningModule):
         return self.optimizer_settings.param_groups(named_group_parameters(self.model), self.stage_lr)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_adamw(self.param_groups(), self.stage_lr, self.optimizer_settings.betas,
-                                self._optimizer_impl())
+        optimizer = build_adamw(
+            self.param_groups(), self.stage_lr, self.optimizer_settings.betas, self._optimizer_impl()
+        )
         if adamw_impl(optimizer) != "fused" and "deepspeed" in type(self.trainer.strategy).__name__.lower():
-            raise ConfigError("under DeepSpeed a skipped step needs the fused AdamW (DeepSpeed keeps its own "
-                              "gradients): set model.optimizer_impl auto or fused")
+            raise ConfigError(
+                "under DeepSpeed a skipped step needs the fused AdamW (DeepSpeed keeps its own "
+                "gradients): set model.optimizer_impl auto or fused"
+            )
         total = None
         if self.schedule_settings.name == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches) - self.schedule_start)
@@ -171,12 +182,18 @@ class NanoASRModule(L.LightningModule):
         if self._scaler() is not None and impl == "auto":
             return "foreach"
         if self._scaler() is not None and impl == "fused" and self.trainer.gradient_clip_val:
-            raise ConfigError("model.optimizer_impl fused with trainer.precision 16-mixed cannot clip gradients "
-                              "(they are still scaled when clipped): use optimizer_impl auto or foreach, or bf16-mixed")
+            raise ConfigError(
+                "model.optimizer_impl fused with trainer.precision 16-mixed cannot clip gradients "
+                "(they are still scaled when clipped): use optimizer_impl auto or foreach, or bf16-mixed"
+            )
         return impl
 
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
-                                    gradient_clip_algorithm: str | None = None) -> None:
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
         """Lightning refuses to clip for a fused optimizer under mixed precision, though without a GradScaler the
         gradients are not scaled: there (single device, DDP) they are clipped here, with no host sync."""
         from lightning.pytorch.plugins.precision import MixedPrecision
@@ -266,8 +283,9 @@ class NanoASRModule(L.LightningModule):
         out = self.model(batch)
         size = len(batch)
         accuracy = out.token_accuracy()
-        self._val_sums += torch.stack([out.loss.detach() * size, accuracy * size,
-                                       torch.tensor(float(size), device=self.device)]).double()
+        self._val_sums += torch.stack(
+            [out.loss.detach() * size, accuracy * size, torch.tensor(float(size), device=self.device)]
+        ).double()
 
     def on_validation_epoch_end(self) -> None:
         # summed here rather than logged per batch with sync_dist: a rank whose batches were all bad logs nothing,
@@ -351,8 +369,9 @@ class NanoASRModule(L.LightningModule):
         source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
         self.resume.check_config(checkpoint.get("hyper_parameters") or {}, self.hparams, source, global_zero)
         if self._trainer is not None:
-            self.resume.take_rng_states(checkpoint.get(RNG_KEY), int(self.trainer.global_rank),
-                                        int(self.trainer.world_size), global_zero)
+            self.resume.take_rng_states(
+                checkpoint.get(RNG_KEY), int(self.trainer.global_rank), int(self.trainer.world_size), global_zero
+            )
         state = checkpoint.get(STATE_KEY)
         if state is not None:  # runs before configure_optimizers on resume: optimizer groups match the checkpoint
             self._apply_stage(FreezeConfig(**state["freeze"]), state["lr"])
@@ -364,10 +383,18 @@ class NanoASRModule(L.LightningModule):
         """Refuse a resume whose model folder says another audio token rule or weight lineage than the checkpoint's
         feeding: the run would be fed another way, and its exports would record the folder's lineage for these
         weights. (The prompt settings, fbank rate and dither are the data module's, checked there.)"""
-        differ = {f"model_dir's feeding {name}": (getattr(saved, name), getattr(self.model.feeding, name))
-                  for name in FEEDING_FIELDS_ON_RESUME if getattr(saved, name) != getattr(self.model.feeding, name)}
+        differ = {
+            f"model_dir's feeding {name}": (getattr(saved, name), getattr(self.model.feeding, name))
+            for name in FEEDING_FIELDS_ON_RESUME
+            if getattr(saved, name) != getattr(self.model.feeding, name)
+        }
         if differ:
             source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
-            raise resume_refused(source, differ, "model.", f"model.model_dir {self.hparams.model_dir!r} is another "
-                                 f"model than the checkpoint's ({saved_model_dir!r}): resume with that folder (a copy "
-                                 "or move of it is fine). " + RESUME_ADVICE)
+            raise resume_refused(
+                source,
+                differ,
+                "model.",
+                f"model.model_dir {self.hparams.model_dir!r} is another "
+                f"model than the checkpoint's ({saved_model_dir!r}): resume with that folder (a copy "
+                "or move of it is fine). " + RESUME_ADVICE,
+            )

@@ -52,8 +52,14 @@ class OptimizerSettings:
                 params = buckets.get((group, decay))
                 if params:
                     wd = self.weight_decay_overrides.get(group, self.weight_decay) if decay else 0.0
-                    groups.append({"params": params, "lr": lr * self.lr_multipliers.get(group, 1.0),
-                                   "weight_decay": wd, "name": group if decay else f"{group}_no_decay"})
+                    groups.append(
+                        {
+                            "params": params,
+                            "lr": lr * self.lr_multipliers.get(group, 1.0),
+                            "weight_decay": wd,
+                            "name": group if decay else f"{group}_no_decay",
+                        }
+                    )
         return groups
 
 
@@ -73,12 +79,14 @@ class ScheduleSettings:
         return build_scheduler(optimizer, self.name, self.warmup_steps, total_steps, self.min_lr_ratio)
 
 
-def build_adamw(param_groups: Sequence[dict[str, Any]], lr: float, betas: tuple[float, float],
-                impl: OptimizerImpl = "auto") -> torch.optim.AdamW:
+def build_adamw(
+    param_groups: Sequence[dict[str, Any]], lr: float, betas: tuple[float, float], impl: OptimizerImpl = "auto"
+) -> torch.optim.AdamW:
     """``torch.optim.AdamW`` over ``param_groups`` with the named implementation (the same update in each)."""
     if impl not in get_args(OptimizerImpl):
-        raise ValueError(f"optimizer implementation must be {', '.join(get_args(OptimizerImpl)[:-1])} or for_loop, "
-                         f"got {impl!r}")
+        raise ValueError(
+            f"optimizer implementation must be {', '.join(get_args(OptimizerImpl)[:-1])} or for_loop, got {impl!r}"
+        )
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
     if impl != "auto":
         return torch.optim.AdamW(param_groups, lr=lr, betas=betas, **flags[impl])
@@ -107,8 +115,11 @@ def use_adamw_impl(optimizers: Iterable[torch.optim.Optimizer], impl: OptimizerI
             for param in group["params"]:
                 state = optimizer.state.get(param, {})
                 if "step" in state:
-                    state["step"] = (state["step"].to(param.device, torch.float32) if wanted == "fused"
-                                     else state["step"].to("cpu", torch.float32))
+                    state["step"] = (
+                        state["step"].to(param.device, torch.float32)
+                        if wanted == "fused"
+                        else state["step"].to("cpu", torch.float32)
+                    )
 
 
 def warmuplr_factor(warmup_steps: int) -> Callable[[int], float]:

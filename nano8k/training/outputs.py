@@ -209,8 +209,12 @@ def resume_file(trainer: Any, ckpt_path: str | None) -> str | None:
         return None
     if ckpt_path != "last":
         return ckpt_path
-    found = {path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
-             for path in _last_checkpoints(callback, trainer)}
+    found = {
+        path
+        for callback in trainer.checkpoint_callbacks
+        if isinstance(callback, ModelCheckpoint)
+        for path in _last_checkpoints(callback, trainer)
+    }
     return max(found, key=os.path.getmtime) if found else None
 
 

@@ -22,7 +22,7 @@ APPLIED_ON_RESUME = {
     "gradient_checkpointing": "memory only; the same gradients",
     "optimizer_impl": "the AdamW kernel only; the same update (the restored state is moved to it)",
     "model_dir": "the weights come from the checkpoint; the folder gives config and tokenizer (its audio token rule "
-                 "and weight lineage must be the checkpoint's)",
+    "and weight lineage must be the checkpoint's)",
 }
 
 
@@ -40,8 +40,12 @@ class ResumePolicy:
         changes = resume_changes(saved, dict(now))
         refused = {key: pair for key, pair in changes.items() if key not in APPLIED_ON_RESUME}
         if refused:
-            raise resume_refused(source, refused, "model.", RESUME_ADVICE + " A resume may change only: "
-                                 + ", ".join(f"model.{k}" for k in APPLIED_ON_RESUME))
+            raise resume_refused(
+                source,
+                refused,
+                "model.",
+                RESUME_ADVICE + " A resume may change only: " + ", ".join(f"model.{k}" for k in APPLIED_ON_RESUME),
+            )
         for key, (old, new) in changes.items():
             if key == "lr":
                 self.lr_change = (float(old), float(new))
@@ -56,8 +60,12 @@ class ResumePolicy:
         if len(saved) == world:
             self.rng = saved[rank]
         elif announce:
-            log.warning("the checkpoint holds random states of %d ranks, this run has %d: dropout draws other masks "
-                        "than the interrupted run would have", len(saved), world)
+            log.warning(
+                "the checkpoint holds random states of %d ranks, this run has %d: dropout draws other masks "
+                "than the interrupted run would have",
+                len(saved),
+                world,
+            )
 
     def restore_rng(self) -> None:
         """After the loaders started, before the first dropout mask is drawn."""
@@ -73,8 +81,11 @@ class ResumePolicy:
         (old, new), self.lr_change = self.lr_change, None
         if not math.isclose(stage_lr, old):  # the current stage's lr is StageSwitch's own, not model.lr
             if trainer.is_global_zero:
-                print(f"[resume] model.lr {old:g} -> {new:g}: the current stage runs at its own lr {stage_lr:g}; "
-                      "the new value applies from the next stage that uses model.lr", flush=True)
+                print(
+                    f"[resume] model.lr {old:g} -> {new:g}: the current stage runs at its own lr {stage_lr:g}; "
+                    "the new value applies from the next stage that uses model.lr",
+                    flush=True,
+                )
             return stage_lr
         scale = new / old
         for optimizer in trainer.optimizers:
@@ -85,6 +96,9 @@ class ResumePolicy:
         for config in trainer.lr_scheduler_configs:
             config.scheduler.base_lrs = [base * scale for base in config.scheduler.base_lrs]
         if trainer.is_global_zero:
-            print(f"[resume] model.lr {old:g} -> {new:g}: the schedule continues from step {trainer.global_step} with "
-                  f"the new value (lr now {trainer.optimizers[0].param_groups[0]['lr']:.3g})", flush=True)
+            print(
+                f"[resume] model.lr {old:g} -> {new:g}: the schedule continues from step {trainer.global_step} with "
+                f"the new value (lr now {trainer.optimizers[0].param_groups[0]['lr']:.3g})",
+                flush=True,
+            )
         return float(new)

@@ -31,9 +31,12 @@ def set_rng_states(states: dict[str, Any]) -> None:
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     elif cuda or torch.cuda.is_available():
-        log.warning("the checkpoint's CUDA random states (%d devices) do not fit this process (%d): CUDA draws "
-                    "(dropout on the GPU) differ from the interrupted run's", len(cuda),
-                    torch.cuda.device_count() if torch.cuda.is_available() else 0)
+        log.warning(
+            "the checkpoint's CUDA random states (%d devices) do not fit this process (%d): CUDA draws "
+            "(dropout on the GPU) differ from the interrupted run's",
+            len(cuda),
+            torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        )
     kind, keys, position, has_gauss, gauss = states["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), int(position), int(has_gauss), float(gauss)))
     version, state, python_gauss = states["python"]

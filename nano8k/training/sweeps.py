@@ -21,20 +21,52 @@ from nano8k.errors import SweepError, one_line
 from nano8k.scoring.plots import plot_sweep
 from nano8k.training.config import fold_classes, layered_config, parse_file, plain
 
-TOP_KEYS = {"program", "command", "method", "metric", "parameters", "name", "description", "project", "entity",
-            "early_terminate", "run_cap"}
+TOP_KEYS = {
+    "program",
+    "command",
+    "method",
+    "metric",
+    "parameters",
+    "name",
+    "description",
+    "project",
+    "entity",
+    "early_terminate",
+    "run_cap",
+}
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
 DISTRIBUTIONS = {
-    "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform", "log_uniform_values",
-    "q_log_uniform", "q_log_uniform_values", "inv_log_uniform", "inv_log_uniform_values", "normal", "q_normal",
-    "log_normal", "q_log_normal", "beta", "q_beta",
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_log_uniform",
+    "q_log_uniform_values",
+    "inv_log_uniform",
+    "inv_log_uniform_values",
+    "normal",
+    "q_normal",
+    "log_normal",
+    "q_log_normal",
+    "beta",
+    "q_beta",
 }
-MACROS = {"${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphens}", "${args_no_boolean_flags}",
-          "${args_json}", "${args_json_file}", "${args_no_equals}"}
+MACROS = {
+    "${env}",
+    "${interpreter}",
+    "${program}",
+    "${args}",
+    "${args_no_hyphens}",
+    "${args_no_boolean_flags}",
+    "${args_json}",
+    "${args_json_file}",
+    "${args_no_equals}",
+}
 VAL_LINE = re.compile(r"^\[val\] step (\d+)\s+(.*)$")
-
-
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -62,8 +94,7 @@ def base_config(sweep: Mapping[str, Any]) -> str | None:
     return None
 
 
-def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *,
-                   config: str | None = None) -> list[str]:
+def validate_sweep(sweep: Mapping[str, Any], source: str = "sweep", *, config: str | None = None) -> list[str]:
     """Problems with a W&B sweep config (empty list = valid); parameter names are checked against ``config`` (a
     ``--config`` given instead of the command's), else the config the sweep's command names."""
     errors = []
@@ -128,8 +159,11 @@ def _check_parameter_keys(sweep: Mapping[str, Any], source: str, config: str | N
         config = parse_file(config_path)
     except ValueError as err:  # not valid YAML, not a mapping: named by load_config
         return [f"{source}: {one_line(err)}"]
-    return [f"{source}: parameters.{name} is not a key of {config_path} (LightningCLI keys look like model.lr)"
-            for name in sweep["parameters"] if not has_key(config, name)]
+    return [
+        f"{source}: parameters.{name} is not a key of {config_path} (LightningCLI keys look like model.lr)"
+        for name in sweep["parameters"]
+        if not has_key(config, name)
+    ]
 
 
 def has_key(config: Any, dotted: str) -> bool:
@@ -163,16 +197,18 @@ def _points(spec: Mapping[str, Any], n: int) -> list[Any]:
     return [float(f"{p:.3g}") if isinstance(p, float) else p for p in pts]
 
 
-def expand_grid(sweep: Mapping[str, Any], points: int = 3, override: Mapping[str, list[Any]] | None = None
-                ) -> list[dict[str, Any]]:
+def expand_grid(
+    sweep: Mapping[str, Any], points: int = 3, override: Mapping[str, list[Any]] | None = None
+) -> list[dict[str, Any]]:
     """Cartesian product of every parameter's local values (``override`` replaces a parameter's values; naming one
     the sweep does not have is a ``SweepError``, not a silently unused value)."""
     override = override or {}
     names = list(sweep["parameters"])
     unknown = [name for name in override if name not in names]
     if unknown:
-        raise SweepError(f"--grid {', '.join(unknown)}: not a parameter of the sweep (its parameters: "
-                         f"{', '.join(names)})")
+        raise SweepError(
+            f"--grid {', '.join(unknown)}: not a parameter of the sweep (its parameters: {', '.join(names)})"
+        )
     values = [override.get(name) or _points(sweep["parameters"][name], points) for name in names]
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
@@ -192,7 +228,7 @@ def command_for(sweep: Mapping[str, Any], params: Mapping[str, Any], config: str
     command = list(sweep.get("command") or ["${env}", "${interpreter}", "${program}", "${args}"])
     out: list[str] = []
     skip = False
-    for i, chunk in enumerate(command):
+    for chunk in command:
         if skip:
             skip = False
             continue
@@ -223,7 +259,7 @@ def isolate(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     trainer = config.setdefault("trainer", {})
     trainer["default_root_dir"] = str(run_dir)
     logger = trainer.get("logger")
-    for item in (logger if isinstance(logger, list) else [logger]):
+    for item in logger if isinstance(logger, list) else [logger]:
         if isinstance(item, dict) and "class_path" in item:
             args = item.setdefault("init_args", {})
             args["save_dir"] = str(run_dir)
@@ -272,10 +308,19 @@ class PointResult:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, metric) at each validation
 
 
-def run_local(sweep_path: str | Path, *, config: str | None = None, out_dir: str | Path = "runs/sweep",
-              points: int = 3, override: Mapping[str, list[Any]] | None = None, max_steps: int | None = None,
-              limit_val_batches: int | None = None, extra_args: Sequence[str] = (), timeout: float | None = None,
-              echo: bool = True) -> list[PointResult]:
+def run_local(
+    sweep_path: str | Path,
+    *,
+    config: str | None = None,
+    out_dir: str | Path = "runs/sweep",
+    points: int = 3,
+    override: Mapping[str, list[Any]] | None = None,
+    max_steps: int | None = None,
+    limit_val_batches: int | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float | None = None,
+    echo: bool = True,
+) -> list[PointResult]:
     """Run every grid point as ``python -m nano8k.fit`` subprocess (WANDB_MODE=offline) and collect the metric."""
     sweep = load_sweep(sweep_path)
     errors = validate_sweep(sweep, str(sweep_path), config=config)
@@ -290,8 +335,12 @@ def run_local(sweep_path: str | Path, *, config: str | None = None, out_dir: str
     out.mkdir(parents=True, exist_ok=True)
     extra = list(extra_args)
     if max_steps is not None:
-        extra += [f"--trainer.max_steps={max_steps}", f"--trainer.val_check_interval={max_steps}",
-                  "--trainer.check_val_every_n_epoch=null", "--trainer.max_epochs=-1"]
+        extra += [
+            f"--trainer.max_steps={max_steps}",
+            f"--trainer.val_check_interval={max_steps}",
+            "--trainer.check_val_every_n_epoch=null",
+            "--trainer.max_epochs=-1",
+        ]
     if limit_val_batches is not None:
         extra.append(f"--trainer.limit_val_batches={limit_val_batches}")
     results = []
@@ -318,8 +367,11 @@ def run_local(sweep_path: str | Path, *, config: str | None = None, out_dir: str
         pick = min if goal == "minimize" else max
         best = pick(v for _, v in values) if values else None
         last = values[-1][1] if values else None
-        results.append(PointResult(index, dict(params), rc, best, last, values[-1][0] if values else None, seconds,
-                                   str(run_dir), values))
+        results.append(
+            PointResult(
+                index, dict(params), rc, best, last, values[-1][0] if values else None, seconds, str(run_dir), values
+            )
+        )
         if echo:
             status = "ok" if rc == 0 else f"exit {rc} (see {run_dir}/stderr.log)"
             print(f"[sweep] point {index}: {metric} best {best} last {last}, {seconds:.0f} s, {status}", flush=True)
@@ -339,8 +391,10 @@ def write_results(results: Sequence[PointResult], metric: str, goal: str, out_di
     sign = 1 if goal == "minimize" else -1
     ordered = sorted(results, key=lambda r: (r.best is None, sign * (r.best or 0.0)))
     header = ["point", *names, f"best {metric}", f"last {metric}", "last step", "exit", "seconds", "run_dir"]
-    rows = [[r.index, *(r.params[n] for n in names), r.best, r.last, r.step, r.returncode, f"{r.seconds:.1f}",
-             r.run_dir] for r in ordered]
+    rows = [
+        [r.index, *(r.params[n] for n in names), r.best, r.last, r.step, r.returncode, f"{r.seconds:.1f}", r.run_dir]
+        for r in ordered
+    ]
     csv_path, md_path = out / "results.csv", out / "results.md"
     with csv_path.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -355,8 +409,9 @@ def write_results(results: Sequence[PointResult], metric: str, goal: str, out_di
     if plotted:
         png = plot_sweep([vars(r) for r in plotted], parameter, metric, out / "results.png")
         lines += ["", f"![{metric} vs {parameter}]({png.name})"]
-    md_path.write_text(f"Local sweep, metric {metric} ({goal}); best first.\n\n" + "\n".join(lines) + "\n",
-                       encoding="utf-8")
+    md_path.write_text(
+        f"Local sweep, metric {metric} ({goal}); best first.\n\n" + "\n".join(lines) + "\n", encoding="utf-8"
+    )
     return (csv_path, md_path, png) if plotted else (csv_path, md_path)
 
 
@@ -369,6 +424,3 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         key, _, values = item.partition("=")
         grid[key] = [plain(yaml.safe_load(v)) for v in values.split(",") if v]
     return grid
-
-
-

@@ -26,9 +26,11 @@ def speech_8k(seconds: float = 8.0) -> np.ndarray:
 def write_noise_folder(root: Path, rate: int = 16000) -> Path:
     """A MUSAN-style ``noise/`` tree: two free-sound clips, one sound-bible clip, and MUSAN's non-audio files."""
     rng = np.random.default_rng(0)
-    for sub, name, seconds in (("free-sound", "noise-free-sound-0000.wav", 3.0),
-                               ("free-sound", "noise-free-sound-0001.wav", 0.7),
-                               ("sound-bible", "noise-sound-bible-0000.wav", 2.0)):
+    for sub, name, seconds in (
+        ("free-sound", "noise-free-sound-0000.wav", 3.0),
+        ("free-sound", "noise-free-sound-0001.wav", 0.7),
+        ("sound-bible", "noise-sound-bible-0000.wav", 2.0),
+    ):
         (root / "noise" / sub).mkdir(parents=True, exist_ok=True)
         t = np.arange(int(seconds * rate)) / rate
         babble = 0.1 * rng.standard_normal(t.size) * (1 + np.sin(2 * np.pi * 2 * t))

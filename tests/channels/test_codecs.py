@@ -70,9 +70,12 @@ def test_unknown_or_unavailable_codec_is_named_with_what_the_machine_supports(mo
     with pytest.raises(codecs.CodecError, match=r"unknown codec 'amr'; this machine supports: none, ulaw, alaw, gsm"):
         Codec(codecs=("amr",))
     monkeypatch.setattr(codecs, "supported_codecs", lambda: ("none", "ulaw", "alaw", "gsm"))
-    with pytest.raises(codecs.CodecError, match=r"'amr_nb' does not run on this machine \(PyAV [\d.]+ has no "
-                                                r"libopencore_amrnb encoder; .*requirements.lock.*'av>=14,<18'\); it "
-                                                r"supports: none, ulaw, alaw, gsm"):
+    with pytest.raises(
+        codecs.CodecError,
+        match=r"'amr_nb' does not run on this machine \(PyAV [\d.]+ has no "
+        r"libopencore_amrnb encoder; .*requirements.lock.*'av>=14,<18'\); it "
+        r"supports: none, ulaw, alaw, gsm",
+    ):
         Codec(codecs=("amr_nb",))
     with pytest.raises(codecs.CodecError, match=r"'opus' does not run.*lacks OPUS|'opus' does not run.*PyAV"):
         Codec(codecs=("opus",))

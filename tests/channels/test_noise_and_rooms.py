@@ -26,7 +26,8 @@ def test_noise_lands_within_1_db_of_the_drawn_snr(tmp_path, kind, snr):
     for band_limited in (False, True):
         params: dict = {}
         y = Noise(kinds=(kind,), snr_db=(snr, snr + 5.0), band_limited=band_limited).apply(
-            x, np.random.default_rng(int(snr)), EffectContext(noise=pool, params=params))
+            x, np.random.default_rng(int(snr)), EffectContext(noise=pool, params=params)
+        )
         assert snr <= params["snr_db"] <= snr + 5.0 and params["noise"] == kind
         assert abs(_snr(x, y) - params["snr_db"]) <= 1.0
         if kind == "recorded":
@@ -43,8 +44,9 @@ def test_musan_folder_and_manifests_are_sources(tmp_path):
         assert segment.shape == (16000,) and np.abs(segment).max() > 0
     assert short.duration == pytest.approx(0.7)
     manifest = tmp_path / "noise.jsonl"
-    manifest.write_text("".join(f'{{"key": "n{i}", "source": "{c.audio}", "target": "-"}}\n'
-                                for i, c in enumerate(pool.clips)))
+    manifest.write_text(
+        "".join(f'{{"key": "n{i}", "source": "{c.audio}", "target": "-"}}\n' for i, c in enumerate(pool.clips))
+    )
     assert len(AudioPool(manifest)) == 3
 
 
@@ -66,8 +68,9 @@ def test_reverb_keeps_length_timing_and_level(tmp_path):
     sf.write(str(tmp_path / "rirs" / "room1.wav"), rir, rate, subtype="FLOAT")
     x = speech_8k(3.0) * 0.3
     params: dict = {}
-    y = Reverb().apply(x, np.random.default_rng(0), EffectContext(rir=AudioPool(tmp_path / "rirs", "rir"),
-                                                                 params=params))
+    y = Reverb().apply(
+        x, np.random.default_rng(0), EffectContext(rir=AudioPool(tmp_path / "rirs", "rir"), params=params)
+    )
     assert y.shape == x.shape and params["rir_source"].endswith("room1.wav")
     corr = np.correlate(y, x[400:-400], mode="valid")
     assert int(np.argmax(corr)) - 400 == 0  # aligned on the direct path
@@ -81,8 +84,9 @@ def test_clipping_and_gain_ramps():
     y = Clipping(fraction=(0.01, 0.01)).apply(x, np.random.default_rng(0), EffectContext(params=params))
     peak = np.abs(y).max()
     assert abs(np.mean(np.abs(y) >= peak - 1e-12) - 0.01) < 0.002 and peak < np.abs(x).max()
-    y = GainRamp(depth_db=(6.0, 6.0), period_s=(0.5, 0.5)).apply(x, np.random.default_rng(0),
-                                                                  EffectContext(params=params))
+    y = GainRamp(depth_db=(6.0, 6.0), period_s=(0.5, 0.5)).apply(
+        x, np.random.default_rng(0), EffectContext(params=params)
+    )
     gain_db = 20 * np.log10(np.abs(y[np.abs(x) > 1e-3] / x[np.abs(x) > 1e-3]))
     assert gain_db.max() <= 6.0 + 1e-9 and gain_db.min() >= -6.0 - 1e-9 and gain_db.std() > 1.0
 
@@ -109,27 +113,51 @@ def test_level_leaves_headroom_so_only_the_clipping_effect_clips():
     wave, rate = sf.read(str(SPEECH / "en_real_03.16k.wav"), dtype="float32")
     import torch
 
-    loud = TelephoneChannel(custom_profiles={"landline": [{"effect": "level", "level_dbfs": [-12.0, -12.0]},
-                                                          {"effect": "gain_ramp", "depth_db": [10.0, 10.0]},
-                                                          {"effect": "level", "level_dbfs": [-12.0, -12.0]},
-                                                          {"effect": "codec", "codecs": ["ulaw"]}]})
+    loud = TelephoneChannel(
+        custom_profiles={
+            "landline": [
+                {"effect": "level", "level_dbfs": [-12.0, -12.0]},
+                {"effect": "gain_ramp", "depth_db": [10.0, 10.0]},
+                {"effect": "level", "level_dbfs": [-12.0, -12.0]},
+                {"effect": "codec", "codecs": ["ulaw"]},
+            ]
+        }
+    )
     for i in range(20):
         params = loud.simulate(torch.from_numpy(wave), rate, utterance_rng(0, f"u{i}"))[2]
         assert params["clipped_fraction"] == 0.0  # the peak cap (-1 dBFS) keeps the codec's input unclipped
         assert params["level_dbfs"] <= -12.0 + 1e-9
-    clipping = TelephoneChannel(custom_profiles={"landline": [{"effect": "level"}, {"effect": "clipping"},
-                                                              {"effect": "level", "level_dbfs": [-3.0, -3.0],
-                                                               "max_peak_dbfs": 3.0},
-                                                              {"effect": "codec", "codecs": ["ulaw"]}]})
+    clipping = TelephoneChannel(
+        custom_profiles={
+            "landline": [
+                {"effect": "level"},
+                {"effect": "clipping"},
+                {"effect": "level", "level_dbfs": [-3.0, -3.0], "max_peak_dbfs": 3.0},
+                {"effect": "codec", "codecs": ["ulaw"]},
+            ]
+        }
+    )
     assert clipping.simulate(torch.from_numpy(wave), rate, utterance_rng(0, "u"))[2]["clipped_fraction"] > 0
 
 
-@pytest.mark.parametrize("effect, field, value", [
-    ("gain_ramp", "period_s", [0.0, 0.0]), ("gain_ramp", "depth_db", 5), ("hum", "hum_db", -20),
-    ("hum", "freqs_hz", []), ("noise", "snr_db", 10), ("noise", "snr_db", ["a", "b"]), ("reverb", "max_seconds", -1),
-    ("packet_loss", "frame_ms", 0), ("level", "level_dbfs", [-10.0, 5.0]), ("clipping", "fraction", [0.5, 2.0]),
-    ("codec", "codecs", "gsm"), ("noise", "kinds", "white"), ("packet_loss", "concealment", []),
-])
+@pytest.mark.parametrize(
+    "effect, field, value",
+    [
+        ("gain_ramp", "period_s", [0.0, 0.0]),
+        ("gain_ramp", "depth_db", 5),
+        ("hum", "hum_db", -20),
+        ("hum", "freqs_hz", []),
+        ("noise", "snr_db", 10),
+        ("noise", "snr_db", ["a", "b"]),
+        ("reverb", "max_seconds", -1),
+        ("packet_loss", "frame_ms", 0),
+        ("level", "level_dbfs", [-10.0, 5.0]),
+        ("clipping", "fraction", [0.5, 2.0]),
+        ("codec", "codecs", "gsm"),
+        ("noise", "kinds", "white"),
+        ("packet_loss", "concealment", []),
+    ],
+)
 def test_every_effect_setting_is_checked_at_start_up_naming_the_field(effect, field, value):
     from nano8k.data.channel.telephone import TelephoneChannel
 

@@ -19,8 +19,9 @@ def _run(effect: PacketLoss, x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, 
 
 def _lost_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     frames = x.size // FRAME
-    return np.array([not np.array_equal(x[i * FRAME:(i + 1) * FRAME], y[i * FRAME:(i + 1) * FRAME])
-                     for i in range(frames)])
+    return np.array(
+        [not np.array_equal(x[i * FRAME : (i + 1) * FRAME], y[i * FRAME : (i + 1) * FRAME]) for i in range(frames)]
+    )
 
 
 @pytest.mark.parametrize("rate", [0.02, 0.1, 0.3])
@@ -31,7 +32,7 @@ def test_drops_the_configured_fraction_and_silences_it(rate):
     assert params["lost_frames"] == lost.sum() and params["frames"] == 6000
     assert abs(lost.mean() - rate) < 0.25 * rate + 0.005, lost.mean()
     for i in np.flatnonzero(lost):
-        assert not y[i * FRAME:(i + 1) * FRAME].any()  # silence
+        assert not y[i * FRAME : (i + 1) * FRAME].any()  # silence
     assert y.shape == x.shape
 
 
@@ -61,9 +62,9 @@ def test_repeat_and_fade_conceal_with_the_last_frame_received():
             run = 1
             while lost[i - run] if i - run >= 0 else False:
                 run += 1
-            last_good = x[(i - run) * FRAME:(i - run + 1) * FRAME]
+            last_good = x[(i - run) * FRAME : (i - run + 1) * FRAME]
             gain = 1.0 if mode == "repeat" else 0.5**run
-            np.testing.assert_allclose(y[i * FRAME:(i + 1) * FRAME], last_good * gain)
+            np.testing.assert_allclose(y[i * FRAME : (i + 1) * FRAME], last_good * gain)
 
 
 def test_reproducible_and_validated():

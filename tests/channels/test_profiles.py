@@ -68,16 +68,27 @@ def test_source_effects_are_off_until_a_source_is_named(tmp_path):
 
 
 def test_custom_profiles_and_start_up_errors():
-    custom = TelephoneChannel({"trunk": 1.0}, custom_profiles={"trunk": [
-        {"effect": "bandpass"}, {"effect": "codec", "codecs": ["g723_24"]},
-        {"effect": "packet_loss", "loss_rate": [0.05, 0.05], "concealment": ["repeat"]}]})
+    custom = TelephoneChannel(
+        {"trunk": 1.0},
+        custom_profiles={
+            "trunk": [
+                {"effect": "bandpass"},
+                {"effect": "codec", "codecs": ["g723_24"]},
+                {"effect": "packet_loss", "loss_rate": [0.05, 0.05], "concealment": ["repeat"]},
+            ]
+        },
+    )
     wave, rate = _wave()
     params = custom.simulate(wave, rate, utterance_rng(0, "k"))[2]
     assert params["codecs"] == ["g723_24"] and params["concealment"] == "repeat"
-    with pytest.raises(ValueError, match=r"profile 'trunk' effect 1 \(codec\): unknown codec 'g729'; this machine "
-                                         r"supports: none, ulaw, alaw, gsm, g721"):
-        TelephoneChannel({"trunk": 1.0}, custom_profiles={"trunk": [{"effect": "bandpass"},
-                                                                    {"effect": "codec", "codecs": ["g729"]}]})
+    with pytest.raises(
+        ValueError,
+        match=r"profile 'trunk' effect 1 \(codec\): unknown codec 'g729'; this machine "
+        r"supports: none, ulaw, alaw, gsm, g721",
+    ):
+        TelephoneChannel(
+            {"trunk": 1.0}, custom_profiles={"trunk": [{"effect": "bandpass"}, {"effect": "codec", "codecs": ["g729"]}]}
+        )
     with pytest.raises(ValueError, match="profile weights"):
         TelephoneChannel({"landline": -1.0})
 
@@ -90,8 +101,9 @@ def test_the_channel_travels_as_settings_only():
     copy = pickle.loads(pickle.dumps(channel))
     assert copy == channel and set(vars(copy)) == {"profiles", "custom_profiles", "noise", "rir", "output_rate"}
     wave, rate = _wave()
-    assert torch.equal(copy.simulate(wave, rate, utterance_rng(0, "k"))[0],
-                       channel.simulate(wave, rate, utterance_rng(0, "k"))[0])
+    assert torch.equal(
+        copy.simulate(wave, rate, utterance_rng(0, "k"))[0], channel.simulate(wave, rate, utterance_rng(0, "k"))[0]
+    )
 
 
 def test_simulate_preview_writes_examples_and_spectrograms(tmp_path, capsys):
@@ -107,8 +119,12 @@ def test_simulate_preview_writes_examples_and_spectrograms(tmp_path, capsys):
 
 
 def test_simulate_names_a_bad_channel_and_exits_2(tmp_path, capsys):
-    assert simulate_main(["--preview", "1", str(tmp_path / "p"), "--profile", "mobile", "--noise",
-                          str(tmp_path / "missing")]) == 2
+    assert (
+        simulate_main(
+            ["--preview", "1", str(tmp_path / "p"), "--profile", "mobile", "--noise", str(tmp_path / "missing")]
+        )
+        == 2
+    )
     assert "noise source not found" in capsys.readouterr().err
     assert simulate_main(["--preview", "1", str(tmp_path / "p"), "--profile", "satellite"]) == 2
     assert "unknown telephone profile 'satellite'" in capsys.readouterr().err
@@ -124,13 +140,27 @@ def test_preflight_builds_the_channel_and_names_the_key(tmp_path):
         context.source = source
         return context
 
-    good = check_channel(Context({"data": {"telephone": {"profiles": {"voip": 1.0}},
-                                           "speed_perturb": {"factors": [0.9, 1.0, 1.1]}}}, "c.yaml"))
+    good = check_channel(
+        Context(
+            {"data": {"telephone": {"profiles": {"voip": 1.0}}, "speed_perturb": {"factors": [0.9, 1.0, 1.1]}}},
+            "c.yaml",
+        )
+    )
     assert good.status == "pass" and "voip" in good.message and "speed perturbation" in good.message
     with pytest.raises(CheckFailed, match=r"c.yaml: data.telephone: profile 'x' effect 0 \(codec\): unknown codec"):
-        check_channel(Context({"data": {"telephone": {"profiles": {"x": 1.0},
-                                                      "custom_profiles": {"x": [{"effect": "codec",
-                                                                                 "codecs": ["silk"]}]}}}}, "c.yaml"))
+        check_channel(
+            Context(
+                {
+                    "data": {
+                        "telephone": {
+                            "profiles": {"x": 1.0},
+                            "custom_profiles": {"x": [{"effect": "codec", "codecs": ["silk"]}]},
+                        }
+                    }
+                },
+                "c.yaml",
+            )
+        )
     with pytest.raises(CheckFailed, match=r"c.yaml: data.telephone: rir source not found"):
         check_channel(Context({"data": {"telephone": {"rir": str(tmp_path / "none")}}}, "c.yaml"))
 
@@ -141,10 +171,16 @@ def test_training_items_go_through_the_profiles():
     root = Path(__file__).resolve().parents[1]
 
     def train_set(telephone):
-        dm = TelephoneDataModule(train_manifests=str(root / "fixtures" / "data" / "simple.jsonl"),
-                                 tokenizer_dir=str(root / "fixtures" / "tiny-nano"), num_workers=0, dither=0.0,
-                                 specaugment=None, telephone_prob=1.0, telephone_max_input_rate=None,
-                                 telephone=telephone)
+        dm = TelephoneDataModule(
+            train_manifests=str(root / "fixtures" / "data" / "simple.jsonl"),
+            tokenizer_dir=str(root / "fixtures" / "tiny-nano"),
+            num_workers=0,
+            dither=0.0,
+            specaugment=None,
+            telephone_prob=1.0,
+            telephone_max_input_rate=None,
+            telephone=telephone,
+        )
         dm.setup("fit")
         return dm.datasets["train"]
 
@@ -174,12 +210,15 @@ def test_simulate_reads_the_channel_of_a_fit_config(tmp_path, capsys):
     assert "custom_profiles {landline: [...]}" in err
 
 
-@pytest.mark.parametrize("telephone, message", [
-    ({"custom_profiles": {"v": None}, "profiles": {"v": 1.0}}, "custom profile 'v' must be a list of effects"),
-    ({"profiles": ["landline", "mobile"]}, "profiles must map profile names to weights"),
-    ({"profiles": {"landline": "high"}}, "profiles must map profile names to weights"),
-    ({"profile": {"mobile": 1.0}}, r"unknown field\(s\) \['profile'\]; known: \['profiles'"),
-])
+@pytest.mark.parametrize(
+    "telephone, message",
+    [
+        ({"custom_profiles": {"v": None}, "profiles": {"v": 1.0}}, "custom profile 'v' must be a list of effects"),
+        ({"profiles": ["landline", "mobile"]}, "profiles must map profile names to weights"),
+        ({"profiles": {"landline": "high"}}, "profiles must map profile names to weights"),
+        ({"profile": {"mobile": 1.0}}, r"unknown field\(s\) \['profile'\]; known: \['profiles'"),
+    ],
+)
 def test_malformed_channel_settings_are_named(telephone, message):
     with pytest.raises(ValueError, match=message):
         TelephoneChannel.from_config(telephone)
@@ -194,12 +233,17 @@ def test_preflight_shows_the_mix_the_config_asks_for():
     assert "100% mobile" in message and "landline" not in message
 
 
-@pytest.mark.parametrize("speed, message", [
-    ([0.9, 1.0, 1.1], "expected a mapping"), ({"factors": 1.1}, "factors must be a list"),
-    ({"factors": [0.9, "fast"]}, "factors must be a list"), ({"factors": []}, "factors must be a list"),
-    ({"factor": [1.1]}, r"unknown field\(s\) \['factor'\]; known: \['factors'"),
-    ({"factor_range": [0.9, 1.0, 1.1]}, r"factor_range must be a \[low, high\] pair"),
-])
+@pytest.mark.parametrize(
+    "speed, message",
+    [
+        ([0.9, 1.0, 1.1], "expected a mapping"),
+        ({"factors": 1.1}, "factors must be a list"),
+        ({"factors": [0.9, "fast"]}, "factors must be a list"),
+        ({"factors": []}, "factors must be a list"),
+        ({"factor": [1.1]}, r"unknown field\(s\) \['factor'\]; known: \['factors'"),
+        ({"factor_range": [0.9, 1.0, 1.1]}, r"factor_range must be a \[low, high\] pair"),
+    ],
+)
 def test_speed_settings_are_named(speed, message):
     from nano8k.data.pipeline.speed import SpeedPerturb
 

@@ -47,9 +47,16 @@ def test_factors_are_drawn_per_key_and_epoch():
 
 
 def test_batches_are_planned_on_the_perturbed_lengths_and_labels_stay():
-    dm = TelephoneDataModule(train_manifests=str(DEMO_TRAIN), tokenizer_dir=str(TOKENIZER_DIR), telephone=None,
-                             specaugment=None, dither=0.0, num_workers=0, max_tokens_per_batch=4000,
-                             speed_perturb=SpeedPerturb(factors=(0.9, 1.1)))
+    dm = TelephoneDataModule(
+        train_manifests=str(DEMO_TRAIN),
+        tokenizer_dir=str(TOKENIZER_DIR),
+        telephone=None,
+        specaugment=None,
+        dither=0.0,
+        num_workers=0,
+        max_tokens_per_batch=4000,
+        speed_perturb=SpeedPerturb(factors=(0.9, 1.1)),
+    )
     dm.setup("fit")
     dataset, sampler = dm.datasets["train"], dm._sampler("train")
     plain = sampler.lengths
@@ -104,8 +111,10 @@ def test_every_epoch_has_the_same_number_of_batches_and_every_utterance():
         return [estimated_lfr_frames(d / f) for d, f in zip(durations, factors)], None
 
     for world in (1, 4):
-        samplers = [BucketBatchSampler(lengths(0)[0], 2000, seed=1, rank=r, world_size=world, epoch_lengths=lengths)
-                    for r in range(world)]
+        samplers = [
+            BucketBatchSampler(lengths(0)[0], 2000, seed=1, rank=r, world_size=world, epoch_lengths=lengths)
+            for r in range(world)
+        ]
         plain = [len(samplers[0]._plan(e)) for e in range(6)]
         assert len(set(plain)) > 1  # the plans themselves differ in size from epoch to epoch
         counts = set()

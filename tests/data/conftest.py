@@ -23,8 +23,9 @@ def tokenizer():
     return load_tokenizer(TOKENIZER_DIR)
 
 
-def tone(path: Path, seconds: float, rate: int = 8000, freq: float = 440.0, channels: int = 1,
-         subtype: str = "PCM_16") -> Path:
+def tone(
+    path: Path, seconds: float, rate: int = 8000, freq: float = 440.0, channels: int = 1, subtype: str = "PCM_16"
+) -> Path:
     t = np.arange(int(seconds * rate)) / rate
     wave = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
     if channels > 1:
@@ -48,6 +49,7 @@ def fixture_rows(tmp_path: Path, n: int = 6) -> list[dict]:
     for i in range(n):
         entry = meta[i % len(meta)]
         wav = sorted(SPEECH.glob(f"{entry['key']}.*.wav"))[0]
-        rows.append({"key": f"u{i:02d}_{entry['key']}", "source": str(wav), "target": entry["target"],
-                     "lang": entry["lang"]})
+        rows.append(
+            {"key": f"u{i:02d}_{entry['key']}", "source": str(wav), "target": entry["target"], "lang": entry["lang"]}
+        )
     return rows

@@ -85,8 +85,14 @@ def test_8_16_44k_inputs_give_consistent_features(tmp_path):
     # the comparison is sensitive: the 8 kHz copy has nothing above 4 kHz while the others do
     eight = fbank(resample(load_audio(tmp_path / "s8000.wav")[0], 8000, 16000), FrontendConfig())
     high = torch.from_numpy(kaldi_mel_centres(80, 16000) > 4500)
-    assert float((eight - fbank(resample(load_audio(tmp_path / "s44100.wav")[0], 44100, 16000),
-                                FrontendConfig()))[:, high].abs().mean()) > 1.0
+    assert (
+        float(
+            (eight - fbank(resample(load_audio(tmp_path / "s44100.wav")[0], 44100, 16000), FrontendConfig()))[:, high]
+            .abs()
+            .mean()
+        )
+        > 1.0
+    )
 
 
 def test_probe_reports_header(tmp_path):

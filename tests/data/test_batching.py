@@ -24,7 +24,7 @@ def test_budget_and_coverage():
 
 
 def test_token_budget():
-    tokens = [l * 2 for l in LENGTHS]
+    tokens = [length * 2 for length in LENGTHS]
     batches = list(make(max_frames=10_000, token_lengths=tokens, max_tokens=500))
     assert all(len(b) * max(tokens[i] for i in b) <= 500 for b in batches)
 

@@ -18,20 +18,27 @@ def test_validate_reports_every_bad_line_and_exits_nonzero(tmp_path, capsys):
     tone(tmp_path / "ok.wav", 1.0)
     tone(tmp_path / "stereo44.wav", 1.0, rate=44100, channels=2)
     (tmp_path / "corrupt.wav").write_bytes(b"not audio at all")
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": "ok", "source": "ok.wav", "target": "fine"},
-        "{broken",
-        {"key": "c", "source": "corrupt.wav", "target": "x"},
-        {"key": "s", "source": "stereo44.wav", "target": "two channels"},
-        {"key": "d", "source": "ok.wav", "target": "declared wrong", "duration": 3.0},
-        {"key": "ok", "source": "ok.wav", "target": "dup"},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"key": "ok", "source": "ok.wav", "target": "fine"},
+            "{broken",
+            {"key": "c", "source": "corrupt.wav", "target": "x"},
+            {"key": "s", "source": "stereo44.wav", "target": "two channels"},
+            {"key": "d", "source": "ok.wav", "target": "declared wrong", "duration": 3.0},
+            {"key": "ok", "source": "ok.wav", "target": "dup"},
+        ],
+    )
     assert validate_main([str(manifest)]) == 1
     out = capsys.readouterr().out
-    for line, reason in [(1, "duplicate key 'ok' (2 entries: "), (2, "bad JSON: Expecting property name enclosed in "
-                         "double quotes (column 2)"), (3, "cannot read audio header"),
-                         (4, f"{tmp_path / 'stereo44.wav'} has 2 channels and the utterance names none"),
-                         (5, "declared duration"), (6, "duplicate key 'ok'")]:
+    for line, reason in [
+        (1, "duplicate key 'ok' (2 entries: "),
+        (2, "bad JSON: Expecting property name enclosed in double quotes (column 2)"),
+        (3, "cannot read audio header"),
+        (4, f"{tmp_path / 'stereo44.wav'} has 2 channels and the utterance names none"),
+        (5, "declared duration"),
+        (6, "duplicate key 'ok'"),
+    ]:
         assert f"m.jsonl:{line}: {reason}" in out
     assert f"{manifest}:1, {manifest}:6)" in out  # each copy names both lines
     assert "summary: 6 entries, 0 ok, 6 with errors" in out
@@ -58,15 +65,16 @@ def test_simulate_cli_writes_8k_audio_and_manifest(tmp_path, capsys):
     assert simulate_main(args) == 0
     utts = read_manifest(out_manifest).utterances
     assert len(utts) == 3 and all(sf.info(str(u.audio)).samplerate == 8000 for u in utts)
-    params = [json.loads(l) for l in (out_dir / "channel_params.jsonl").read_text().splitlines()]
-    assert all(p["profile"] == "landline" and p["codec"] in ("ulaw", "alaw") and 15 <= p["snr_db"] <= 25
-               for p in params)
+    params = [json.loads(line) for line in (out_dir / "channel_params.jsonl").read_text().splitlines()]
+    assert all(
+        p["profile"] == "landline" and p["codec"] in ("ulaw", "alaw") and 15 <= p["snr_db"] <= 25 for p in params
+    )
     first = sf.read(str(utts[0].audio))[0]
     assert simulate_main(args) == 0  # seeded: a second run reproduces the audio
     np.testing.assert_array_equal(sf.read(str(utts[0].audio))[0], first)
     assert simulate_main(args + ["--output_rate", "16000", "--profile", "mobile"]) == 0
     assert sf.info(str(utts[0].audio)).samplerate == 16000
-    params = [json.loads(l) for l in (out_dir / "channel_params.jsonl").read_text().splitlines()]
+    params = [json.loads(line) for line in (out_dir / "channel_params.jsonl").read_text().splitlines()]
     assert all(p["profile"] == "mobile" and p["codecs"] == ["gsm", p["codec"]] for p in params)
 
 

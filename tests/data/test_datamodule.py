@@ -64,8 +64,12 @@ def test_batches_hold_what_the_model_consumes(tmp_path):
 
 def test_specaugment_changes_train_batches_only(tmp_path):
     manifest = write_jsonl(tmp_path / "m.jsonl", fixture_rows(tmp_path, 4))
-    dm = module(manifest, telephone=None, dither=0.0,
-                specaugment=SpecAugment(num_freq_masks=2, freq_mask_max_width=8, num_time_masks=2))
+    dm = module(
+        manifest,
+        telephone=None,
+        dither=0.0,
+        specaugment=SpecAugment(num_freq_masks=2, freq_mask_max_width=8, num_time_masks=2),
+    )
     dm.setup("fit")
     train = {k: f[: int(n)] for b in dm.train_dataloader() for k, f, n in zip(b.keys, b.feats, b.feat_lens)}
     val = {k: f[: int(n)] for b in dm.val_dataloader() for k, f, n in zip(b.keys, b.feats, b.feat_lens)}
@@ -149,8 +153,17 @@ def _bad_case(tmp_path, case: str) -> dict | str:
     return {"key": case, "source": str(path), "target": "some words"}  # "missing": path never written
 
 
-BAD_CASES = ["corrupt", "empty_file", "zero_length", "nan", "too_short", "too_long", "missing", "bad_json",
-             "empty_transcript"]
+BAD_CASES = [
+    "corrupt",
+    "empty_file",
+    "zero_length",
+    "nan",
+    "too_short",
+    "too_long",
+    "missing",
+    "bad_json",
+    "empty_transcript",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -186,8 +199,14 @@ def test_load_time_skip_reaches_the_batch_and_the_module_log(tmp_path):
     rows = fixture_rows(tmp_path, 3)
     rows.insert(0, _bad_case(tmp_path, "nan"))  # header is fine: only decoding finds it
     manifest = write_jsonl(tmp_path / "m.jsonl", rows)
-    dm = module(manifest, on_bad_sample="skip", max_bad_fraction=0.5, telephone=None, specaugment=None,
-                max_frames_per_batch=10_000)
+    dm = module(
+        manifest,
+        on_bad_sample="skip",
+        max_bad_fraction=0.5,
+        telephone=None,
+        specaugment=None,
+        max_frames_per_batch=10_000,
+    )
     dm.setup("fit")
     assert dm.bad_samples["val"].count == 0
     (batch,) = list(dm.val_dataloader())
@@ -236,14 +255,21 @@ def test_resume_state_round_trip(tmp_path):
 def test_demo_corpus_loads_with_held_out_test_voices():
     import json
 
-    rows = {s: [json.loads(l) for l in (DEMO / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()]
-            for s in ("train", "val", "test")}
+    rows = {
+        s: [json.loads(line) for line in (DEMO / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()]
+        for s in ("train", "val", "test")
+    }
     assert {r["lang"] for r in rows["train"]} == {"zh", "en"} == {r["lang"] for r in rows["test"]}
     train_voices = {r["voice"] for r in rows["train"]}
     assert train_voices.isdisjoint({r["voice"] for r in rows["test"]})
     assert {r["voice"] for r in rows["val"]} <= train_voices
-    dm = TelephoneDataModule(str(DEMO / "train.jsonl"), str(DEMO / "val.jsonl"), str(DEMO / "test.jsonl"),
-                             tokenizer_dir=str(TOKENIZER_DIR), num_workers=0)
+    dm = TelephoneDataModule(
+        str(DEMO / "train.jsonl"),
+        str(DEMO / "val.jsonl"),
+        str(DEMO / "test.jsonl"),
+        tokenizer_dir=str(TOKENIZER_DIR),
+        num_workers=0,
+    )
     dm.setup("test")
     ds = dm.datasets["test"]
     assert len(ds) == len(rows["test"]) and all(u.duration and 1.0 < u.duration < 4.5 for u in ds.utterances)
@@ -303,8 +329,9 @@ def test_the_models_token_rule_sets_the_speech_slots(tmp_path):
     model = load_pretrained(TOKENIZER_DIR)
     for rule, count in (("low_frame_rate", lambda n: -(-n // 8)), ("all_frames", lambda n: n)):
         model.feeding = replace(model.feeding, audio_tokens=rule)
-        dm = TelephoneDataModule(str(manifest), str(manifest), num_workers=0, telephone=None, specaugment=None,
-                                 dither=0.0)
+        dm = TelephoneDataModule(
+            str(manifest), str(manifest), num_workers=0, telephone=None, specaugment=None, dither=0.0
+        )
         dm.connect(model)
         assert dm.feeding.audio_tokens == rule and dm.feeding.dither == 0.0  # the model's rule, the data's dither
         assert dm.tokenizer is model.tokenizer
@@ -316,9 +343,15 @@ def test_the_models_token_rule_sets_the_speech_slots(tmp_path):
 
 def test_padding_multiples_shape_the_batches_and_the_budget_counts_them():
     """Widths are multiples; the sampler plans on the padded lengths, so no batch is over its frame budget."""
-    dm = TelephoneDataModule(str(DEMO / "val.jsonl"), str(DEMO / "val.jsonl"), tokenizer_dir=str(TOKENIZER_DIR),
-                             num_workers=0, max_frames_per_batch=300, pad_frames_to_multiple=16,
-                             pad_tokens_to_multiple=8)
+    dm = TelephoneDataModule(
+        str(DEMO / "val.jsonl"),
+        str(DEMO / "val.jsonl"),
+        tokenizer_dir=str(TOKENIZER_DIR),
+        num_workers=0,
+        max_frames_per_batch=300,
+        pad_frames_to_multiple=16,
+        pad_tokens_to_multiple=8,
+    )
     batches = list(dm.val_dataloader())
     assert batches and sum(len(b) for b in batches) == 30
     for batch in batches:
@@ -341,7 +374,9 @@ def test_tokenizer_dir_follows_the_model_folder_rule(tmp_path):
     shutil.copytree(TOKENIZER_DIR / "Qwen3-0.6B", release / "llm")
     shutil.copytree(TOKENIZER_DIR / "Qwen3-0.6B", release / "a_decoy")  # what a glob of subfolders would pick
     shutil.copy(TOKENIZER_DIR / "config.yaml", release / "config.yaml")
-    (release / "configuration.json").write_text(json.dumps({"file_path_metas": {"llm_conf": {"init_param_path": "llm"}}}))
+    (release / "configuration.json").write_text(
+        json.dumps({"file_path_metas": {"llm_conf": {"init_param_path": "llm"}}})
+    )
     assert tokenizer_dir(release) == release / "llm"
     assert tokenizer_dir(release / "llm") == release / "llm"  # a tokenizer folder (or an HF-layout model) is itself
     assert load_tokenizer(release).pad_token_id == _tokenizer().pad_token_id
@@ -360,8 +395,9 @@ def test_data_keys_are_grouped_into_settings_that_preflight_checks_the_same_way(
         check_data_settings,
     )
 
-    dm = TelephoneDataModule(max_frames_per_batch=500, pad_tokens_to_multiple=8, telephone_prob=0.25,
-                             on_bad_sample="skip", num_workers=0)
+    dm = TelephoneDataModule(
+        max_frames_per_batch=500, pad_tokens_to_multiple=8, telephone_prob=0.25, on_bad_sample="skip", num_workers=0
+    )
     assert dm.batching == BatchingSettings(max_frames_per_batch=500, pad_tokens_to_multiple=8)
     assert dm.batching.pad_multiples == (1, 8)
     assert dm.augment.telephone_prob == 0.25 and isinstance(dm.augment, AugmentSettings)
@@ -370,8 +406,26 @@ def test_data_keys_are_grouped_into_settings_that_preflight_checks_the_same_way(
     with pytest.raises(AttributeError):
         dm.batching.sort_window = 5  # frozen: one place sets them
     # preflight: a config's data section, keys it does not give take the defaults
-    check_data_settings({"frontend_sample_rate": 8000, "dither": 0.0, "system_prompt": None, "context_header": False,
-                         "language": None, "itn": True, "max_frames_per_batch": 2000})
+    check_data_settings(
+        {
+            "frontend_sample_rate": 8000,
+            "dither": 0.0,
+            "system_prompt": None,
+            "context_header": False,
+            "language": None,
+            "itn": True,
+            "max_frames_per_batch": 2000,
+        }
+    )
     with pytest.raises(ValueError, match=r"data.pad_frames_to_multiple must be >= 1, got 0"):
-        check_data_settings({"frontend_sample_rate": 16000, "dither": 1.0, "system_prompt": None,
-                             "context_header": False, "language": None, "itn": True, "pad_frames_to_multiple": 0})
+        check_data_settings(
+            {
+                "frontend_sample_rate": 16000,
+                "dither": 1.0,
+                "system_prompt": None,
+                "context_header": False,
+                "language": None,
+                "itn": True,
+                "pad_frames_to_multiple": 0,
+            }
+        )

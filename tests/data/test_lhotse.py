@@ -29,15 +29,22 @@ def call(tmp_path):
 
 def _lhotse_manifests(call, folder):
     recording = lhotse.Recording.from_file(call, recording_id="call")
-    sups = [lhotse.SupervisionSegment("agent-1", "call", 0.5, 1.5, channel=0, text="您好", language="zh"),
-            lhotse.SupervisionSegment("cust-1", "call", 2.25, 2.0, channel=1, text="I want my bill",
-                                      language="English"),  # recipes' names become codes
-            lhotse.SupervisionSegment("agent-2", "call", 5.0, 1.25, channel=0, text="好的", language="Mandarin")]
-    recordings, supervisions = lhotse.RecordingSet.from_recordings([recording]), lhotse.SupervisionSet.from_segments(sups)
+    sups = [
+        lhotse.SupervisionSegment("agent-1", "call", 0.5, 1.5, channel=0, text="您好", language="zh"),
+        lhotse.SupervisionSegment(
+            "cust-1", "call", 2.25, 2.0, channel=1, text="I want my bill", language="English"
+        ),  # recipes' names become codes
+        lhotse.SupervisionSegment("agent-2", "call", 5.0, 1.25, channel=0, text="好的", language="Mandarin"),
+    ]
+    recordings, supervisions = (
+        lhotse.RecordingSet.from_recordings([recording]),
+        lhotse.SupervisionSet.from_segments(sups),
+    )
     recordings.to_file(folder / "calls_recordings_train.jsonl.gz")
     supervisions.to_file(folder / "calls_supervisions_train.jsonl.gz")
     cuts = lhotse.CutSet.from_manifests(recordings=recordings, supervisions=supervisions).trim_to_supervisions(
-        keep_overlapping=False)
+        keep_overlapping=False
+    )
     cuts.to_file(folder / "calls_cuts_train.jsonl.gz")
     return cuts
 
@@ -76,12 +83,22 @@ def test_supervisions_with_their_recordings_beside_them(tmp_path, call):
 def test_round_trip_ours_to_cutset_and_back(tmp_path, call, capsys):
     mono = tmp_path / "mono.wav"
     sf.write(str(mono), np.zeros(RATE * 2, dtype=np.float32) + 0.1, RATE)
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": "agent", "source": "call.wav", "target": "您好", "offset": 0.25, "duration": 1.5, "channel": 0,
-         "lang": "zh"},
-        {"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 0.75, "channel": 1},
-        {"key": "whole", "source": "mono.wav", "target": "one file", "lang": "en"},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "key": "agent",
+                "source": "call.wav",
+                "target": "您好",
+                "offset": 0.25,
+                "duration": 1.5,
+                "channel": 0,
+                "lang": "zh",
+            },
+            {"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 0.75, "channel": 1},
+            {"key": "whole", "source": "mono.wav", "target": "one file", "lang": "en"},
+        ],
+    )
     out = tmp_path / "out" / "cuts.jsonl.gz"
     assert validate_main([str(manifest), "--convert", str(out), "--convert_format", "lhotse"]) == 0
     assert "wrote 3 Lhotse cuts" in capsys.readouterr().out
@@ -102,8 +119,10 @@ def test_round_trip_ours_to_cutset_and_back(tmp_path, call, capsys):
 def test_unsupported_cut_content_is_named(tmp_path, call):
     recording = lhotse.Recording.from_file(call, recording_id="call").perturb_speed(1.1)
     sup = lhotse.SupervisionSegment("s", recording.id, 0.0, 1.0, channel=0, text="x")
-    cuts = lhotse.CutSet.from_manifests(recordings=lhotse.RecordingSet.from_recordings([recording]),
-                                        supervisions=lhotse.SupervisionSet.from_segments([sup]))
+    cuts = lhotse.CutSet.from_manifests(
+        recordings=lhotse.RecordingSet.from_recordings([recording]),
+        supervisions=lhotse.SupervisionSet.from_segments([sup]),
+    )
     cuts.to_file(tmp_path / "sp_cuts.jsonl")
     bad = read_manifest(tmp_path / "sp_cuts.jsonl").bad
     assert len(bad) == 1 and "has transforms (speed, resampling, …) that nano8k does not apply" in bad[0].reason
@@ -137,12 +156,21 @@ def test_a_recording_stored_as_one_file_per_channel(tmp_path, call):
     data, _ = sf.read(str(call), dtype="float32")
     for i in (0, 1):
         sf.write(str(tmp_path / f"side{i}.wav"), data[:, i], RATE, subtype="FLOAT")
-    recording = lhotse.Recording(id="call", sampling_rate=RATE, num_samples=len(data), duration=len(data) / RATE,
-                                 sources=[AudioSource("file", [i], str(tmp_path / f"side{i}.wav")) for i in (0, 1)])
-    sups = [lhotse.SupervisionSegment("cust", "call", 1.0, 2.0, channel=1, text="customer"),
-            lhotse.SupervisionSegment("both", "call", 1.0, 2.0, channel=[0, 1], text="crosstalk")]
-    lhotse.CutSet.from_manifests(recordings=lhotse.RecordingSet.from_recordings([recording]),
-                                 supervisions=lhotse.SupervisionSet.from_segments(sups)).to_file(tmp_path / "c.jsonl")
+    recording = lhotse.Recording(
+        id="call",
+        sampling_rate=RATE,
+        num_samples=len(data),
+        duration=len(data) / RATE,
+        sources=[AudioSource("file", [i], str(tmp_path / f"side{i}.wav")) for i in (0, 1)],
+    )
+    sups = [
+        lhotse.SupervisionSegment("cust", "call", 1.0, 2.0, channel=1, text="customer"),
+        lhotse.SupervisionSegment("both", "call", 1.0, 2.0, channel=[0, 1], text="crosstalk"),
+    ]
+    lhotse.CutSet.from_manifests(
+        recordings=lhotse.RecordingSet.from_recordings([recording]),
+        supervisions=lhotse.SupervisionSet.from_segments(sups),
+    ).to_file(tmp_path / "c.jsonl")
     contents = read_manifest(tmp_path / "c.jsonl")
     cust = next(u for u in contents.utterances if u.key == "cust")
     assert (cust.audio.name, cust.channel, cust.offset) == ("side1.wav", None, 1.0)
@@ -152,21 +180,29 @@ def test_a_recording_stored_as_one_file_per_channel(tmp_path, call):
 
 def test_lhotse_default_trims_and_windows_give_each_supervision_once(tmp_path, call):
     recording = lhotse.Recording.from_file(call, recording_id="call")
-    sups = [lhotse.SupervisionSegment("a", "call", 0.5, 2.0, channel=0, text="one"),
-            lhotse.SupervisionSegment("b", "call", 2.0, 1.5, channel=1, text="two"),  # overlaps a
-            lhotse.SupervisionSegment("c", "call", 6.0, 1.0, channel=0, text="three")]
-    cuts = lhotse.CutSet.from_manifests(recordings=lhotse.RecordingSet.from_recordings([recording]),
-                                        supervisions=lhotse.SupervisionSet.from_segments(sups))
-    for name, made in (("trim", cuts.trim_to_supervisions(keep_all_channels=True)),
-                       ("windows", cuts.cut_into_windows(2.0))):
+    sups = [
+        lhotse.SupervisionSegment("a", "call", 0.5, 2.0, channel=0, text="one"),
+        lhotse.SupervisionSegment("b", "call", 2.0, 1.5, channel=1, text="two"),  # overlaps a
+        lhotse.SupervisionSegment("c", "call", 6.0, 1.0, channel=0, text="three"),
+    ]
+    cuts = lhotse.CutSet.from_manifests(
+        recordings=lhotse.RecordingSet.from_recordings([recording]),
+        supervisions=lhotse.SupervisionSet.from_segments(sups),
+    )
+    for name, made in (
+        ("trim", cuts.trim_to_supervisions(keep_all_channels=True)),
+        ("windows", cuts.cut_into_windows(2.0)),
+    ):
         made.to_file(tmp_path / f"{name}.jsonl.gz")
         contents = read_manifest(tmp_path / f"{name}.jsonl.gz")
         spans = sorted((u.key, u.offset, u.duration, u.channel) for u in contents.utterances)
         # whole supervisions (lhotse keeps a supervision whole in every cut it reaches), each once
         assert spans == [("a", 0.5, 2.0, 0), ("b", 2.0, 1.5, 1), ("c", 6.0, 1.0, 0)], name
         assert contents.bad == [] and contents.ignored, name
-        assert {b.reason for b in contents.ignored} <= {"the same supervision again (overlapping cuts)",
-                                                        "cut has no supervision (nothing to transcribe)"}
+        assert {b.reason for b in contents.ignored} <= {
+            "the same supervision again (overlapping cuts)",
+            "cut has no supervision (nothing to transcribe)",
+        }
 
 
 def test_a_bad_lhotse_line_is_one_bad_entry(tmp_path, call):

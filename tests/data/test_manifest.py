@@ -12,13 +12,17 @@ from nano8k.errors import DataError
 
 from .conftest import DATA_FIXTURES, SPEECH, tone, write_jsonl
 
-TARGETS = ["Your call cannot be completed as dialed.", "请帮我转人工服务。",
-           "my account number is four five seven two nine one"]
+TARGETS = [
+    "Your call cannot be completed as dialed.",
+    "请帮我转人工服务。",
+    "my account number is four five seven two nine one",
+]
 AUDIO = [SPEECH / "en_real_01.8k.wav", SPEECH / "zh_syl_01.16k.wav", SPEECH / "en_tts_01.8k.wav"]
 
 
-@pytest.mark.parametrize("name,fmt", [("simple.jsonl", "jsonl"), ("chatml.jsonl", "chatml"), ("kaldi", "kaldi"),
-                                      ("kaldi/wav.scp", "kaldi")])
+@pytest.mark.parametrize(
+    "name,fmt", [("simple.jsonl", "jsonl"), ("chatml.jsonl", "chatml"), ("kaldi", "kaldi"), ("kaldi/wav.scp", "kaldi")]
+)
 def test_three_formats_read_the_same_utterances(name, fmt):
     path = DATA_FIXTURES / name
     assert detect_format(path) == fmt
@@ -59,14 +63,17 @@ def test_speech_length_matches_funasr_formula():
 
 def test_bad_lines_are_named_with_line_numbers(tmp_path):
     good = tone(tmp_path / "good.wav", 1.0)
-    path = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": "a", "source": "good.wav", "target": "hello"},
-        "{not json",
-        {"key": "b", "source": "good.wav"},
-        {"key": "c", "source": "good.wav", "target": "  "},
-        {"key": "d", "source": "missing.wav", "target": "hi"},
-        '["a list"]',
-    ])
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"key": "a", "source": "good.wav", "target": "hello"},
+            "{not json",
+            {"key": "b", "source": "good.wav"},
+            {"key": "c", "source": "good.wav", "target": "  "},
+            {"key": "d", "source": "missing.wav", "target": "hi"},
+            '["a list"]',
+        ],
+    )
     contents = read_manifest(path)
     assert [b.line for b in contents.bad] == [2, 3, 6]
     assert "bad JSON" in contents.bad[0].reason and "target" in contents.bad[1].reason

@@ -15,8 +15,13 @@ from .conftest import tone, write_jsonl
 
 
 def _chatml(key: str, audio: str, text: str) -> dict:
-    return {"key": key, "messages": [{"role": "user", "content": f"语音转写：<|startofspeech|>!{audio}<|endofspeech|>"},
-                                     {"role": "assistant", "content": text}]}
+    return {
+        "key": key,
+        "messages": [
+            {"role": "user", "content": f"语音转写：<|startofspeech|>!{audio}<|endofspeech|>"},
+            {"role": "assistant", "content": text},
+        ],
+    }
 
 
 def _kaldi(folder, scp: str, text: str):
@@ -35,13 +40,30 @@ def audio(tmp_path):
 
 def _duplicate_manifests(tmp_path):
     """The same duplicate in each format: key 'x' on lines 1 and 3, key 'y' once."""
-    yield "jsonl", write_jsonl(tmp_path / "simple.jsonl", [
-        {"key": "x", "source": "a.wav", "target": "first"}, {"key": "y", "source": "a.wav", "target": "other"},
-        {"key": "x", "source": "b.wav", "target": "second"}])
-    yield "chatml", write_jsonl(tmp_path / "chat.jsonl", [
-        _chatml("x", "a.wav", "first"), _chatml("y", "a.wav", "other"), _chatml("x", "b.wav", "second")])
-    yield "kaldi", _kaldi(tmp_path / "kaldi", f"x {tmp_path}/a.wav\ny {tmp_path}/a.wav\nx {tmp_path}/b.wav\n",
-                          "x first\ny other\n")
+    yield (
+        "jsonl",
+        write_jsonl(
+            tmp_path / "simple.jsonl",
+            [
+                {"key": "x", "source": "a.wav", "target": "first"},
+                {"key": "y", "source": "a.wav", "target": "other"},
+                {"key": "x", "source": "b.wav", "target": "second"},
+            ],
+        ),
+    )
+    yield (
+        "chatml",
+        write_jsonl(
+            tmp_path / "chat.jsonl",
+            [_chatml("x", "a.wav", "first"), _chatml("y", "a.wav", "other"), _chatml("x", "b.wav", "second")],
+        ),
+    )
+    yield (
+        "kaldi",
+        _kaldi(
+            tmp_path / "kaldi", f"x {tmp_path}/a.wav\ny {tmp_path}/a.wav\nx {tmp_path}/b.wav\n", "x first\ny other\n"
+        ),
+    )
 
 
 def test_duplicate_keys_are_errors_or_double_skips_in_every_format(audio):
@@ -60,8 +82,10 @@ def test_duplicate_keys_are_errors_or_double_skips_in_every_format(audio):
 
 def test_duplicate_keys_across_manifests_name_both_files(audio):
     one = write_jsonl(audio / "one.jsonl", [{"key": "x", "source": "a.wav", "target": "first"}])
-    two = write_jsonl(audio / "two.jsonl", [{"key": "z", "source": "a.wav", "target": "fine"},
-                                            {"key": "x", "source": "b.wav", "target": "second"}])
+    two = write_jsonl(
+        audio / "two.jsonl",
+        [{"key": "z", "source": "a.wav", "target": "fine"}, {"key": "x", "source": "b.wav", "target": "second"}],
+    )
     with pytest.raises(DataError, match=rf"duplicate key 'x' \(2 entries: {one}:1, {two}:2\)"):
         load_utterances([one, two], BadSampleLog("error"))
 
@@ -78,7 +102,9 @@ def test_tab_separated_kaldi_files(audio):
     contents = read_manifest(folder)
     assert contents.bad == []
     assert [(u.key, u.audio.name, u.target) for u in contents.utterances] == [
-        ("x", "a.wav", "你好 世界"), ("y", "b.wav", "hello there")]
+        ("x", "a.wav", "你好 世界"),
+        ("y", "b.wav", "hello there"),
+    ]
 
 
 def test_non_utf8_lines_name_file_line_and_byte_column(audio):
@@ -96,16 +122,25 @@ def test_non_utf8_lines_name_file_line_and_byte_column(audio):
     assert [(b.line, b.key, b.reason) for b in bad] == [(1, "x", f"{folder}/text:1: not UTF-8 (byte 0xff at column 3)")]
     (folder / "wav.scp").write_bytes(b"x " + str(audio).encode() + b"/a\xe9.wav\n")
     bad = read_manifest(folder).bad
-    assert [(b.manifest, b.line, b.reason) for b in bad] == [(str(folder / "wav.scp"), 1,
-                                                               "not UTF-8 (byte 0xe9 at column %d)" % (len(str(audio)) + 5))]
+    assert [(b.manifest, b.line, b.reason) for b in bad] == [
+        (str(folder / "wav.scp"), 1, f"not UTF-8 (byte 0xe9 at column {len(str(audio)) + 5})")
+    ]
 
 
 def test_json_errors_report_the_real_column(audio):
-    path = write_jsonl(audio / "m.jsonl", [{"key": "ok", "source": "a.wav", "target": "t"},
-                                           '{"key": "x", "source": "a.wav"', '{"key": "y",, "target": "t"}'])
+    path = write_jsonl(
+        audio / "m.jsonl",
+        [
+            {"key": "ok", "source": "a.wav", "target": "t"},
+            '{"key": "x", "source": "a.wav"',
+            '{"key": "y",, "target": "t"}',
+        ],
+    )
     reasons = [b.reason for b in read_manifest(path).bad]
-    assert reasons == ["bad JSON: Expecting ',' delimiter (column 31)",
-                       "bad JSON: Expecting property name enclosed in double quotes (column 13)"]
+    assert reasons == [
+        "bad JSON: Expecting ',' delimiter (column 31)",
+        "bad JSON: Expecting property name enclosed in double quotes (column 13)",
+    ]
 
 
 def test_a_directory_is_not_an_audio_file(audio):
@@ -134,12 +169,17 @@ def test_corrupt_gzip_manifests_name_the_file(audio):
 
 def test_non_finite_and_malformed_spans_are_bad_entries(audio):
     path = audio / "m.jsonl"
-    path.write_text("\n".join([
-        '{"key": "nan", "source": "a.wav", "target": "t", "offset": NaN, "duration": 0.5}',
-        '{"key": "inf", "source": "a.wav", "target": "t", "offset": 0, "duration": Infinity}',
-        '{"key": "str", "source": "a.wav", "target": "t", "offset": "0.25", "duration": "0.5"}',
-        '{"key": "chan", "source": "a.wav", "target": "t", "channel": "left"}',
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                '{"key": "nan", "source": "a.wav", "target": "t", "offset": NaN, "duration": 0.5}',
+                '{"key": "inf", "source": "a.wav", "target": "t", "offset": 0, "duration": Infinity}',
+                '{"key": "str", "source": "a.wav", "target": "t", "offset": "0.25", "duration": "0.5"}',
+                '{"key": "chan", "source": "a.wav", "target": "t", "channel": "left"}',
+            ]
+        )
+        + "\n"
+    )
     contents = read_manifest(path)
     assert [u.key for u in contents.utterances] == ["str"] and contents.utterances[0].offset == 0.25
     reasons = [b.reason for b in contents.bad]
@@ -164,14 +204,20 @@ def test_chatml_segments_need_a_key_and_take_their_length_from_speech_length(aud
 
 
 def test_span_fields_under_other_names_are_refused_not_ignored(audio):
-    path = write_jsonl(audio / "m.jsonl", [
-        {"key": "x", "source": "a.wav", "target": "t", "start": 0.2, "end": 0.6, "channel": 0},
-        {"key": "y", "source": "a.wav", "target": "t", "offset": 0.2, "duration": 0.4, "channels": [1]},
-        {"key": "z", "source": "a.wav", "target": "t", "speaker": "agent", "domain": "billing"}])  # other fields: fine
+    path = write_jsonl(
+        audio / "m.jsonl",
+        [
+            {"key": "x", "source": "a.wav", "target": "t", "start": 0.2, "end": 0.6, "channel": 0},
+            {"key": "y", "source": "a.wav", "target": "t", "offset": 0.2, "duration": 0.4, "channels": [1]},
+            {"key": "z", "source": "a.wav", "target": "t", "speaker": "agent", "domain": "billing"},
+        ],
+    )  # other fields: fine
     contents = read_manifest(path)
     assert [u.key for u in contents.utterances] == ["z"]
-    assert contents.bad[0].reason == ("bad jsonl entry: field(s) 'start', 'end' are not read: a span is 'offset' + "
-                                      "'duration' (seconds) and a channel is 'channel' (0-based)")
+    assert contents.bad[0].reason == (
+        "bad jsonl entry: field(s) 'start', 'end' are not read: a span is 'offset' + "
+        "'duration' (seconds) and a channel is 'channel' (0-based)"
+    )
     assert "'channels'" in contents.bad[1].reason
 
 
@@ -185,4 +231,6 @@ def test_kaldi_transcripts_without_an_entry_are_reported(audio):
     folder = _kaldi(audio / "k", f"x {audio}/a.wav\n", "x first\norphan second\n")
     contents = read_manifest(folder)
     assert [u.key for u in contents.utterances] == ["x"] and contents.bad == []
-    assert [(b.key, b.line, b.reason) for b in contents.ignored] == [("orphan", 2, "transcript with no entry in wav.scp")]
+    assert [(b.key, b.line, b.reason) for b in contents.ignored] == [
+        ("orphan", 2, "transcript with no entry in wav.scp")
+    ]

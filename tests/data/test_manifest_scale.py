@@ -45,9 +45,11 @@ def clips(tmp_path: Path, count: int, seconds: float = 0.5) -> list[Path]:
 
 
 def test_table_round_trip_through_memory_mapped_files(tmp_path):
-    utts = [Utterance("a", tmp_path / "a.wav", "hello", 1.5, "en", None, 3, tmp_path / "m.jsonl"),
-            Utterance("b", tmp_path / "b.wav", "你好", None, None, "语音转写：", 4, None, 2.0, 1),
-            Utterance("c", tmp_path / "c.wav", "", 0.25, "zh", "", 5, tmp_path / "m.jsonl", 0.0, (0, 1))]
+    utts = [
+        Utterance("a", tmp_path / "a.wav", "hello", 1.5, "en", None, 3, tmp_path / "m.jsonl"),
+        Utterance("b", tmp_path / "b.wav", "你好", None, None, "语音转写：", 4, None, 2.0, 1),
+        Utterance("c", tmp_path / "c.wav", "", 0.25, "zh", "", 5, tmp_path / "m.jsonl", 0.0, (0, 1)),
+    ]
     table = UtteranceTable.from_utterances(utts)
     assert list(table) == utts
     table.save(tmp_path / "t")
@@ -59,8 +61,9 @@ def test_table_round_trip_through_memory_mapped_files(tmp_path):
 
 def test_vectorised_lfr_frames_match_the_scalar_rule():
     durations = np.array([0.0, 0.024, 0.025, 0.1, 1.234, 7.77, 30.0, np.nan])
-    assert estimated_lfr_frames_of(durations).tolist() == [estimated_lfr_frames(d if d == d else 0.0)
-                                                           for d in durations]
+    assert estimated_lfr_frames_of(durations).tolist() == [
+        estimated_lfr_frames(d if d == d else 0.0) for d in durations
+    ]
 
 
 def test_manifest_durations_are_trusted_and_spot_checked(tmp_path, counted_probes, caplog):
@@ -84,11 +87,11 @@ def test_manifest_durations_are_trusted_and_spot_checked(tmp_path, counted_probe
     assert "with another duration than the audio's" in caplog.text and "u7" in caplog.text
 
 
-def test_missing_durations_are_measured_once_and_cached_beside_the_manifest(tmp_path, counted_probes,
-                                                                           always_cached):
+def test_missing_durations_are_measured_once_and_cached_beside_the_manifest(tmp_path, counted_probes, always_cached):
     files = clips(tmp_path, 12)
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"key": f"u{i}", "source": str(f), "target": "x"}
-                                                  for i, f in enumerate(files)])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl", [{"key": f"u{i}", "source": str(f), "target": "x"} for i, f in enumerate(files)]
+    )
     first = load_utterances(manifest, BadSampleLog("error"), spot_check=0)
     assert len(counted_probes) == 12 and (tmp_path / ".m.jsonl.nano8k" / "current" / "headers.npz").is_file()
     counted_probes.clear()
@@ -109,8 +112,14 @@ def test_missing_durations_are_measured_once_and_cached_beside_the_manifest(tmp_
 
 def test_cached_bad_lines_are_still_reported(tmp_path, always_cached):
     files = clips(tmp_path, 3)
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"key": "a", "source": str(files[0]), "target": "x"}, "{oops",
-                                                  {"key": "a", "source": str(files[1]), "target": "y"}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"key": "a", "source": str(files[0]), "target": "x"},
+            "{oops",
+            {"key": "a", "source": str(files[1]), "target": "y"},
+        ],
+    )
     for _ in range(2):  # parsed, then from the cache
         contents = read_manifest(manifest)
         assert [b.line for b in contents.bad] == [2]
@@ -138,5 +147,6 @@ def test_prompt_lengths_match_each_encoded_prompt(tokenizer):
     for settings in (PromptSettings(), PromptSettings(language="manifest", context_header=True)):
         dataset = SpeechDataset(utts, PromptEncoder(tokenizer, settings), FrontendConfig())
         audio = [3 + i % 17 for i in range(len(utts))]
-        assert dataset.prompt_lengths(audio).tolist() == [len(dataset.prompt_for(u, n).input_ids)
-                                                          for u, n in zip(utts, audio)]
+        assert dataset.prompt_lengths(audio).tolist() == [
+            len(dataset.prompt_for(u, n).input_ids) for u, n in zip(utts, audio)
+        ]

@@ -50,8 +50,11 @@ def test_kaldi_segments_give_each_side_its_own_channel(tmp_path, call):
     utts = {u.key: u for u in contents.utterances}
     assert (utts["agent-1"].offset, utts["agent-1"].duration, utts["agent-1"].channel) == (0.5, 1.75, 0)
     assert (utts["cust-1"].channel, utts["cust-1"].line, utts["cust-1"].manifest.name) == (1, 2, "segments")
-    for key, (start, end, channel) in {"agent-1": (0.5, 2.25, 0), "cust-1": (1.0, 3.1, 1),
-                                        "agent-2": (4.0, 6.0, 0)}.items():
+    for key, (start, end, channel) in {
+        "agent-1": (0.5, 2.25, 0),
+        "cust-1": (1.0, 3.1, 1),
+        "agent-2": (4.0, 6.0, 0),
+    }.items():
         wave, rate = utts[key].load()
         assert rate == RATE and torch.equal(wave, _expected(call, start, end, channel)), key
     # the customer's span really is the customer's channel, not a mix
@@ -74,11 +77,14 @@ def test_wav_scp_keyed_by_file_id_and_numeric_sides(tmp_path, call):
 
 
 def test_jsonl_and_chatml_offsets_and_channels(tmp_path, call):
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": "agent", "source": "call.wav", "target": "您好", "offset": 0.25, "duration": 1.5, "channel": 0},
-        {"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 0.75, "channel": 1},
-        {"key": "tail", "source": "call.wav", "target": "再见", "offset": 5.5, "duration": 0.5, "channel": [1]},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"key": "agent", "source": "call.wav", "target": "您好", "offset": 0.25, "duration": 1.5, "channel": 0},
+            {"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 0.75, "channel": 1},
+            {"key": "tail", "source": "call.wav", "target": "再见", "offset": 5.5, "duration": 0.5, "channel": [1]},
+        ],
+    )
     utts = {u.key: u for u in load_utterances(manifest, BadSampleLog("error"))}
     assert torch.equal(utts["agent"].load()[0], _expected(call, 0.25, 1.75, 0))
     assert torch.equal(utts["cust"].load()[0], _expected(call, 2.0, 2.75, 1))
@@ -87,17 +93,30 @@ def test_jsonl_and_chatml_offsets_and_channels(tmp_path, call):
     out = tmp_path / "conv" / "chat.jsonl"
     write_chatml(utts.values(), out)
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {k: records[1][k] for k in ("offset", "duration", "channel")} == {"offset": 2.0, "duration": 0.75,
-                                                                             "channel": 1}
+    assert {k: records[1][k] for k in ("offset", "duration", "channel")} == {
+        "offset": 2.0,
+        "duration": 0.75,
+        "channel": 1,
+    }
     back = {u.key: u for u in read_manifest(out).utterances}
     for key, utt in utts.items():
         assert (back[key].offset, back[key].duration, back[key].channel) == (utt.offset, utt.duration, utt.channel)
         assert torch.equal(back[key].load()[0], utt.load()[0])
 
 
-@pytest.mark.parametrize("subtype,ext,exact", [
-    ("PCM_16", "wav", True), ("ULAW", "wav", True), ("ALAW", "wav", True), ("GSM610", "wav", True),
-    ("PCM_16", "flac", True), ("OPUS", "opus", False), ("VORBIS", "ogg", False), ("MPEG_LAYER_III", "mp3", False)])
+@pytest.mark.parametrize(
+    "subtype,ext,exact",
+    [
+        ("PCM_16", "wav", True),
+        ("ULAW", "wav", True),
+        ("ALAW", "wav", True),
+        ("GSM610", "wav", True),
+        ("PCM_16", "flac", True),
+        ("OPUS", "opus", False),
+        ("VORBIS", "ogg", False),
+        ("MPEG_LAYER_III", "mp3", False),
+    ],
+)
 def test_a_span_is_the_slice_of_the_decoded_file_in_every_format(tmp_path, subtype, ext, exact):
     fmt = {"wav": "WAV", "flac": "FLAC", "opus": "OGG", "ogg": "OGG", "mp3": "MP3"}[ext]
     channels = 1 if subtype == "GSM610" else 2  # libsndfile writes GSM 6.10 mono only
@@ -108,8 +127,9 @@ def test_a_span_is_the_slice_of_the_decoded_file_in_every_format(tmp_path, subty
     with sf.SoundFile(str(path)) as handle:  # what validate's "cannot seek" warning relies on
         assert probe_audio(path).seekable == handle.seekable()
     got, rate = load_audio(path, offset=12.3, duration=3.0, channel=channel)
-    full, _ = sf.read(str(path), dtype="float32", always_2d=True,
-                      frames=sf.info(str(path)).frames)  # frames: GSM 6.10 cannot seek, so give the count
+    full, _ = sf.read(
+        str(path), dtype="float32", always_2d=True, frames=sf.info(str(path)).frames
+    )  # frames: GSM 6.10 cannot seek, so give the count
     expected = torch.from_numpy(np.ascontiguousarray(full[int(12.3 * RATE) : int(15.3 * RATE), channel]))
     assert rate == RATE and got.shape == expected.shape == (3 * RATE,)
     if exact:
@@ -119,14 +139,17 @@ def test_a_span_is_the_slice_of_the_decoded_file_in_every_format(tmp_path, subty
 
 
 def test_spans_outside_the_file_are_bad_and_named(tmp_path, call):
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": "late", "source": "call.wav", "target": "x", "offset": 6.5, "duration": 1.0, "channel": 0},
-        {"key": "long", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.6, "channel": 0},
-        {"key": "edge", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.4, "channel": 0},
-        {"key": "neg", "source": "call.wav", "target": "x", "offset": -1, "duration": 1.0, "channel": 0},
-        {"key": "ch", "source": "call.wav", "target": "x", "offset": 1, "duration": 1.0, "channel": 2},
-        {"key": "bool", "source": "call.wav", "target": "x", "channel": True},
-    ])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"key": "late", "source": "call.wav", "target": "x", "offset": 6.5, "duration": 1.0, "channel": 0},
+            {"key": "long", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.6, "channel": 0},
+            {"key": "edge", "source": "call.wav", "target": "x", "offset": 5.0, "duration": 1.4, "channel": 0},
+            {"key": "neg", "source": "call.wav", "target": "x", "offset": -1, "duration": 1.0, "channel": 0},
+            {"key": "ch", "source": "call.wav", "target": "x", "offset": 1, "duration": 1.0, "channel": 2},
+            {"key": "bool", "source": "call.wav", "target": "x", "channel": True},
+        ],
+    )
     log = BadSampleLog("skip", max_bad_fraction=1.0)
     good = load_utterances(manifest, log)
     # Kaldi's extract-segments rule: up to 0.5 s past the end is cut at the end, more is refused
@@ -142,8 +165,11 @@ def test_spans_outside_the_file_are_bad_and_named(tmp_path, call):
 
 def test_multichannel_without_a_channel_follows_the_policy(tmp_path, call, tokenizer):
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"key": "whole", "source": "call.wav", "target": "整通电话"}])
-    with pytest.raises(DataError, match=r"m\.jsonl:1: .*call\.wav has 2 channels and the utterance names none: give "
-                                        r"its channel \(manifests: 'channel' in jsonl.*transcribe: --channel N\).*data\.multichannel"):
+    with pytest.raises(
+        DataError,
+        match=r"m\.jsonl:1: .*call\.wav has 2 channels and the utterance names none: give "
+        r"its channel \(manifests: 'channel' in jsonl.*transcribe: --channel N\).*data\.multichannel",
+    ):
         load_utterances(manifest, BadSampleLog("error"))
     for policy, channel in (("first", 0), ("mix", None)):
         utts = load_utterances(manifest, BadSampleLog("error"), multichannel=policy)
@@ -155,8 +181,10 @@ def test_multichannel_without_a_channel_follows_the_policy(tmp_path, call, token
 def test_the_dataset_computes_features_from_the_span(tmp_path, call, tokenizer):
     from nano8k.model.prompt import PromptEncoder
 
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 1.5, "channel": 1}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"key": "cust", "source": "call.wav", "target": "查话费", "offset": 2.0, "duration": 1.5, "channel": 1}],
+    )
     utts = load_utterances(manifest, BadSampleLog("error"))
     frontend = FrontendConfig(sample_rate=16000, dither=0.0)
     dataset = SpeechDataset(utts, PromptEncoder(tokenizer), frontend)
@@ -170,8 +198,10 @@ def test_validate_warns_when_segments_sit_in_a_file_that_cannot_seek(tmp_path):
     wave = (0.3 * np.sin(np.arange(4 * RATE) * 0.3)).astype(np.float32)  # not silent: validate warns about silence
     sf.write(str(tmp_path / "gsm.wav"), wave, RATE, subtype="GSM610")
     sf.write(str(tmp_path / "pcm.wav"), wave, RATE, subtype="PCM_16")
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"key": k, "source": f"{k}.wav", "target": "x", "offset": 1.0, "duration": 1.0} for k in ("gsm", "pcm")])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"key": k, "source": f"{k}.wav", "target": "x", "offset": 1.0, "duration": 1.0} for k in ("gsm", "pcm")],
+    )
     report = validate([manifest])
     assert len(report.good) == 2
     assert [(w.key, w.reason.split(":")[0]) for w in report.warnings] == [("gsm", "GSM610 in WAV cannot seek")]

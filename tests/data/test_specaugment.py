@@ -20,8 +20,9 @@ def test_band_bins_follow_mel_centres():
 
 def test_masks_change_values_with_the_utterance_mean():
     feats = torch.arange(200 * 80, dtype=torch.float32).reshape(200, 80) / 1000
-    aug = SpecAugment(num_freq_masks=2, freq_mask_max_width=10, num_time_masks=2, time_mask_max_width=20,
-                      time_mask_max_ratio=0.2)
+    aug = SpecAugment(
+        num_freq_masks=2, freq_mask_max_width=10, num_time_masks=2, time_mask_max_width=20, time_mask_max_ratio=0.2
+    )
     out = aug(feats, np.random.default_rng(0))
     assert out.shape == feats.shape and not torch.equal(out, feats)
     changed = out != feats

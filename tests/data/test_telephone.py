@@ -49,13 +49,22 @@ def _band_ratio_db(x: np.ndarray, rate: int = 8000) -> float:
     return 10 * np.log10(psd[~inside].sum() / psd[inside].sum())
 
 
-def _landline(codec: str = "ulaw", snr=(15.0, 25.0), noise_prob: float = 1.0, kinds=("white", "pink"),
-              hum_prob: float = 0.0, **channel) -> TelephoneChannel:
+def _landline(
+    codec: str = "ulaw",
+    snr=(15.0, 25.0),
+    noise_prob: float = 1.0,
+    kinds=("white", "pink"),
+    hum_prob: float = 0.0,
+    **channel,
+) -> TelephoneChannel:
     """The landline chain with chosen settings (the built-in one draws codec, noise kind and hum per utterance)."""
-    effects = [{"effect": "bandpass"}, {"effect": "level", "level_dbfs": [-30.0, -15.0]},
-               {"effect": "noise", "kinds": list(kinds), "snr_db": list(snr), "band_limited": True,
-                "prob": noise_prob},
-               {"effect": "hum", "prob": hum_prob}, {"effect": "codec", "codecs": [codec]}]
+    effects = [
+        {"effect": "bandpass"},
+        {"effect": "level", "level_dbfs": [-30.0, -15.0]},
+        {"effect": "noise", "kinds": list(kinds), "snr_db": list(snr), "band_limited": True, "prob": noise_prob},
+        {"effect": "hum", "prob": hum_prob},
+        {"effect": "codec", "codecs": [codec]},
+    ]
     return TelephoneChannel(custom_profiles={"landline": effects}, **channel)
 
 
@@ -88,8 +97,7 @@ def test_sampled_snr_and_level_are_in_range_and_reported():
     wave, rate = load_audio(SPEECH / "zh_syl_01.16k.wav")
     for i in range(3):
         noisy, _, params = _landline("none", kinds=("pink",)).simulate(wave, rate, np.random.default_rng(i))
-        clean, _, _ = _landline("none", kinds=("pink",), noise_prob=0.0).simulate(wave, rate,
-                                                                                 np.random.default_rng(i))
+        clean, _, _ = _landline("none", kinds=("pink",), noise_prob=0.0).simulate(wave, rate, np.random.default_rng(i))
         assert 15.0 <= params["snr_db"] <= 25.0 and -30.0 <= params["level_dbfs"] <= -15.0
         assert abs(_snr(clean, noisy) - params["snr_db"]) < 0.05
         rms_db = 20 * np.log10(float(clean.pow(2).mean().sqrt()))

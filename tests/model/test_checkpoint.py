@@ -33,7 +33,7 @@ def model_copy(tmp_path) -> Path:
     return target
 
 
-def _state(path: Path) -> "OrderedDict[str, torch.Tensor]":
+def _state(path: Path) -> OrderedDict[str, torch.Tensor]:
     return torch.load(path / "model.pt", weights_only=True)["state_dict"]
 
 
@@ -52,9 +52,16 @@ def test_full_size_build_reports_release_parameter_counts():
 def test_full_size_key_names_order_and_shapes_equal_the_release():
     config = build_config(official_config(), release_qwen_config())
     network = build_network(config, device="meta")
-    ours = [(k, tuple(v.shape)) for k, v in to_funasr_state_dict(key_plan(Layout.from_config(config)), network.state_dict()).items()]
+    ours = [
+        (k, tuple(v.shape))
+        for k, v in to_funasr_state_dict(key_plan(Layout.from_config(config)), network.state_dict()).items()
+    ]
     fixture_tsv = Path(__file__).resolve().parent.parent / "fixtures" / "fun-asr-nano-state-dict.tsv"
-    rows = [line.rstrip("\n").split("\t") for line in fixture_tsv.read_text().splitlines(True) if line.strip() and not line.startswith("#")][1:]
+    rows = [
+        line.rstrip("\n").split("\t")
+        for line in fixture_tsv.read_text().splitlines(True)
+        if line.strip() and not line.startswith("#")
+    ][1:]
     release = [(r[0], tuple(int(x) for x in r[1].split("x"))) for r in rows if not r[0].startswith("ctc")]
     assert len(release) == 1261
     assert ours == release
@@ -136,7 +143,9 @@ def test_missing_unexpected_and_misshaped_keys_are_named(model_copy):
     state = _state(model_copy)
     removed = state.pop("audio_adaptor.linear2.bias")
     _rewrite(model_copy, {"state_dict": state})
-    with pytest.raises(CheckpointError, match=r"model.pt: 1 tensor\(s\) missing.*audio_adaptor.linear2.bias.*num_blocks"):
+    with pytest.raises(
+        CheckpointError, match=r"model.pt: 1 tensor\(s\) missing.*audio_adaptor.linear2.bias.*num_blocks"
+    ):
         load_pretrained(model_copy)
     state["audio_adaptor.linear2.bias"] = removed
     state["audio_adaptor.blocks.7.norm1.weight"] = torch.zeros(64)
@@ -172,11 +181,20 @@ def test_funasr_export_round_trip_is_bit_exact(tiny_model, tmp_path, golden):
         assert exported[key].dtype == torch.bfloat16
         assert torch.equal(exported[key], original[key]), key
     written = yaml.safe_load((out / "config.yaml").read_text())
-    assert written.pop("nano8k") == {"audio_tokens": "low_frame_rate", "weights": "release",  # the recipe record
-                                     "prompt": {"system_prompt": "You are a helpful assistant.",
-                                                "context_header": False, "language": None, "itn": True}}
+    assert written.pop("nano8k") == {
+        "audio_tokens": "low_frame_rate",
+        "weights": "release",  # the recipe record
+        "prompt": {
+            "system_prompt": "You are a helpful assistant.",
+            "context_header": False,
+            "language": None,
+            "itn": True,
+        },
+    }
     assert written == yaml.safe_load((TINY_DIR / "config.yaml").read_text())
-    assert json.loads((out / "Qwen3-0.6B" / "config.json").read_text()) == json.loads((TINY_DIR / "Qwen3-0.6B" / "config.json").read_text())
+    assert json.loads((out / "Qwen3-0.6B" / "config.json").read_text()) == json.loads(
+        (TINY_DIR / "Qwen3-0.6B" / "config.json").read_text()
+    )
     reloaded = load_pretrained(out)
     feats = torch.from_numpy(golden["s1_16k_1p30s/inputs_embeds"])[None]
     with torch.no_grad():
@@ -209,8 +227,11 @@ def test_convert_script_round_trips_through_the_hf_layout(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "convert_checkpoint.py"
-    subprocess.run([sys.executable, str(script), str(TINY_DIR), str(tmp_path / "hf"), "--to", "hf"], check=True,
-                   capture_output=True)  # the command line once; the other two conversions in this process
+    subprocess.run(
+        [sys.executable, str(script), str(TINY_DIR), str(tmp_path / "hf"), "--to", "hf"],
+        check=True,
+        capture_output=True,
+    )  # the command line once; the other two conversions in this process
     spec = importlib.util.spec_from_file_location("convert_checkpoint", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -219,7 +240,9 @@ def test_convert_script_round_trips_through_the_hf_layout(tmp_path):
     original, converted = _state(TINY_DIR), _state(tmp_path / "funasr")
     assert list(original) == list(converted)
     assert all(torch.equal(original[k], converted[k]) for k in original)
-    assert (tmp_path / "copy" / "configuration.json").exists() and (tmp_path / "copy" / "multilingual.tiktoken").exists()
+    assert (tmp_path / "copy" / "configuration.json").exists() and (
+        tmp_path / "copy" / "multilingual.tiktoken"
+    ).exists()
 
 
 # the tokenizer classes transformers 4.57 (FunASR 1.4's own inference) can load by name; 5.x names it may not know
@@ -234,8 +257,11 @@ def test_exported_and_shipped_tokenizers_name_a_class_transformers_4_and_5_both_
     from nano8k.model.bundled import mini_model_dir
 
     mini = load_pretrained(mini_model_dir())
-    folders = {"shipped": mini_model_dir() / "Qwen3-0.6B", "funasr": export_funasr(mini, tmp_path / "f") / "Qwen3-0.6B",
-               "hf": export_hf(mini, tmp_path / "hf")}
+    folders = {
+        "shipped": mini_model_dir() / "Qwen3-0.6B",
+        "funasr": export_funasr(mini, tmp_path / "f") / "Qwen3-0.6B",
+        "hf": export_hf(mini, tmp_path / "hf"),
+    }
     for layout, folder in folders.items():
         named = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))["tokenizer_class"]
         assert named in TRANSFORMERS_4_TOKENIZER_CLASSES, f"{layout}: {named}"

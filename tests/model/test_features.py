@@ -56,7 +56,9 @@ def test_scaling_by_32768_is_applied():
     ours = fbank(wave)
     import torchaudio
 
-    unscaled = torchaudio.compliance.kaldi.fbank(wave[None], num_mel_bins=80, dither=0.0, energy_floor=0.0, window_type="hamming")
+    unscaled = torchaudio.compliance.kaldi.fbank(
+        wave[None], num_mel_bins=80, dither=0.0, energy_floor=0.0, window_type="hamming"
+    )
     assert torch.allclose(ours - unscaled, torch.full_like(ours, 2 * math.log(32768)), atol=1e-3)
 
 

@@ -44,7 +44,9 @@ def test_each_stage_matches_reference(tiny_model, golden, name):
         mask = torch.ones(1, feats.shape[1], dtype=torch.long)
         encoder_out = tiny_model.encoder(input_features=feats, input_features_mask=mask).last_hidden_state
         adaptor_out = tiny_model.adaptor(g("encoder_out")[None], mask)
-        embeds = tiny_model.splice(g("input_ids")[None], g("fbank_beg").long(), g("fake_token_len").long(), g("adaptor_out")[None])
+        embeds = tiny_model.splice(
+            g("input_ids")[None], g("fbank_beg").long(), g("fake_token_len").long(), g("adaptor_out")[None]
+        )
         logits = tiny_model.network(inputs_embeds=g("inputs_embeds")[None], use_cache=False).logits
     assert (encoder_out[0] - g("encoder_out")).abs().max() <= 1e-5
     assert (adaptor_out[0] - g("adaptor_out")).abs().max() <= 1e-5
@@ -70,7 +72,10 @@ def test_from_wav_matches_reference(tiny_model, golden, golden_meta, name):
     assert (embeds[0] - _t(golden[f"{name}/inputs_embeds"])).abs().max() <= CHAINED_HIDDEN_TOLERANCE
     assert (out.logits[0] - _t(golden[f"{name}/logits"])).abs().max() <= 1e-4
     assert abs(out.loss.item() - float(golden[f"{name}/loss"])) <= 1e-5
-    assert tiny_model.generate_ids(batch.sources(tiny_model.pad_id), max_new_tokens=8)[0] == golden[f"{name}/generated_ids"].tolist()
+    assert (
+        tiny_model.generate_ids(batch.sources(tiny_model.pad_id), max_new_tokens=8)[0]
+        == golden[f"{name}/generated_ids"].tolist()
+    )
 
 
 def test_train_batch_loss_matches_reference_dataset_path(tiny_model, golden, golden_meta):
@@ -114,7 +119,12 @@ def test_all_frames_mode_changes_what_the_llm_sees(tiny_model, golden_meta):
     name = "s1_16k_1p30s"
     item = _item(tiny_model, name, _targets(golden_meta)[name])
     frames = item.feats.shape[0]
-    full = SpeechItem(name, item.feats, PromptEncoder(tiny_model.tokenizer).encode(audio_token_count(frames, "all_frames"), item.target), item.target)
+    full = SpeechItem(
+        name,
+        item.feats,
+        PromptEncoder(tiny_model.tokenizer).encode(audio_token_count(frames, "all_frames"), item.target),
+        item.target,
+    )
     with torch.no_grad():
         low = tiny_model(collate([item], tiny_model.pad_id)).loss
         high = tiny_model(collate([full], tiny_model.pad_id)).loss
@@ -130,7 +140,7 @@ def test_audio_longer_than_the_encoder_table_is_a_clear_error(tiny_model):
             tiny_model.encode_audio(torch.zeros(1, longest + 1, 560), torch.tensor([longest + 1]))
 
 
-def _golden_train_batch(model, golden_meta, **pad) -> "SpeechBatch":  # noqa: F821
+def _golden_train_batch(model, golden_meta, **pad) -> SpeechBatch:  # noqa: F821
     targets = _targets(golden_meta)
     return collate([_item(model, n, targets[n]) for n in SAMPLES], model.pad_id, **pad)
 
@@ -139,8 +149,9 @@ def test_label_only_loss_equals_the_full_vocabulary_loss_and_its_gradients(tiny_
     """The LM head on labelled positions only: the same loss and the same gradients as logits everywhere."""
     batch = _golden_train_batch(tiny_model, golden_meta)
     params = [p for p in tiny_model.parameters()]
-    full = tiny_model.network(inputs_embeds=tiny_model.embed(batch), attention_mask=batch.attention_mask,
-                              labels=batch.labels, use_cache=False)
+    full = tiny_model.network(
+        inputs_embeds=tiny_model.embed(batch), attention_mask=batch.attention_mask, labels=batch.labels, use_cache=False
+    )
     full_grads = torch.autograd.grad(full.loss, params, allow_unused=True)
     rows: list[int] = []
     hook = tiny_model.network.lm_head.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
@@ -181,14 +192,17 @@ def test_collate_refuses_slots_that_exceed_the_frames(tiny_model, golden_meta):
     name = SAMPLES[0]
     item = _item(tiny_model, name, _targets(golden_meta)[name])
     frames = item.feats.shape[0]
-    wrong = SpeechItem(name, item.feats, PromptEncoder(tiny_model.tokenizer).encode(frames + 1, item.target), item.target)
+    wrong = SpeechItem(
+        name, item.feats, PromptEncoder(tiny_model.tokenizer).encode(frames + 1, item.target), item.target
+    )
     with pytest.raises(ValueError, match=f"utterance '{name}': {frames + 1} speech slots exceed its {frames} feature"):
         collate([item, wrong], tiny_model.pad_id)
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
-def test_frozen_llm_skips_the_text_prefix_backward_with_the_same_loss_and_gradients(tiny_model, golden_meta,
-                                                                                 checkpointing):
+def test_frozen_llm_skips_the_text_prefix_backward_with_the_same_loss_and_gradients(
+    tiny_model, golden_meta, checkpointing
+):
     """LLM frozen: the text before the speech runs without autograd (cached keys and values), nothing changes; with
     checkpointed layers in train mode (which drop a cache) the plain path is taken."""
     batch = _golden_train_batch(tiny_model, golden_meta)
@@ -203,7 +217,8 @@ def test_frozen_llm_skips_the_text_prefix_backward_with_the_same_loss_and_gradie
     widths: list[int] = []  # the sequence lengths the LLM was run on
     language_model = tiny_model.network.model.language_model
     hook = language_model.register_forward_pre_hook(
-        lambda m, args, kwargs: widths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True)
+        lambda m, args, kwargs: widths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
     tiny_model.forget_prefix_states()
     try:
         torch.manual_seed(0)  # the same dropout masks in train mode
@@ -242,8 +257,9 @@ def test_a_shared_prefix_is_computed_once_and_again_after_a_weight_change(tiny_m
     weight = language_model.layers[0].self_attn.q_proj.weight
 
     def hidden(prefix_ids: tuple[int, ...]) -> torch.Tensor:
-        return tiny_model.llm_hidden(tiny_model.embed(batch), batch.attention_mask, batch.text_prefix,
-                                     prefix_ids).detach()
+        return tiny_model.llm_hidden(
+            tiny_model.embed(batch), batch.attention_mask, batch.text_prefix, prefix_ids
+        ).detach()
 
     for param in llm:
         param.requires_grad_(False)

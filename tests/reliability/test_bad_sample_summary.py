@@ -21,10 +21,18 @@ def test_bad_samples_are_summarized_logged_and_kept_across_resume(tmp_path, caps
     steps = tmp_path / "steps.jsonl"
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "logs")}}
     config = demo_config(
-        tmp_path, recorder={"path": str(steps)}, last_every_n_steps=5,
-        trainer={"max_epochs": 1, "max_steps": -1, "val_check_interval": None, "check_val_every_n_epoch": 1,
-                 "logger": logger},
-        data={"train_manifests": str(train), "on_bad_sample": "skip", "max_bad_fraction": 0.1, "probe_audio": False})
+        tmp_path,
+        recorder={"path": str(steps)},
+        last_every_n_steps=5,
+        trainer={
+            "max_epochs": 1,
+            "max_steps": -1,
+            "val_check_interval": None,
+            "check_val_every_n_epoch": 1,
+            "logger": logger,
+        },
+        data={"train_manifests": str(train), "on_bad_sample": "skip", "max_bad_fraction": 0.1, "probe_audio": False},
+    )
     first = fit_cli.run(["--config", str(config), "--preflight", "false"])
     out = capsys.readouterr().out
     assert f"[data] bad samples skipped: train {len(bad_keys)}, val 0" in out
@@ -33,8 +41,20 @@ def test_bad_samples_are_summarized_logged_and_kept_across_resume(tmp_path, caps
 
     seen_before = len(read_steps(steps))
     per_epoch = first.trainer.global_step
-    fit_cli.main(["--config", str(config), "--preflight", "false", "--trainer.max_epochs", "2",
-                  "--trainer.max_steps", str(per_epoch + 2), "--ckpt_path", "last"])
+    fit_cli.main(
+        [
+            "--config",
+            str(config),
+            "--preflight",
+            "false",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.max_steps",
+            str(per_epoch + 2),
+            "--ckpt_path",
+            "last",
+        ]
+    )
     out = capsys.readouterr().out
     seen_again = {key for row in read_steps(steps)[seen_before:] for key in row["skipped"]}
     assert set(bad_keys) - seen_again, "every bad sample was met again: the test cannot tell kept from re-found"

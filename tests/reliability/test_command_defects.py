@@ -51,8 +51,7 @@ def test_1_a_model_folder_without_tokenizer_is_refused_naming_the_files(tmp_path
     captured = capsys.readouterr()
     assert_one_error_line(status, captured.err, str(model / "Qwen3-0.6B"), "tokenizer.json", "tokenizer_config.json")
     assert captured.out == ""  # no empty transcript printed as if it were one
-    ctx = make_context(parse_config(["--config", str(ROOT / "configs" / "demo.yaml"),
-                                         "--model.model_dir", str(model)]))
+    ctx = make_context(parse_config(["--config", str(ROOT / "configs" / "demo.yaml"), "--model.model_dir", str(model)]))
     with pytest.raises(CheckFailed, match="Qwen3-0.6B/tokenizer.json"):
         check_model_dir(ctx)
 
@@ -102,8 +101,9 @@ def test_8_transcribe_takes_a_lhotse_supervision_set_without_text(tmp_path, caps
     lhotse = pytest.importorskip("lhotse")
     recording = lhotse.Recording.from_file(WAVS[0], recording_id="call1")
     lhotse.RecordingSet.from_recordings([recording]).to_file(tmp_path / "calls_recordings_all.jsonl.gz")
-    segments = [lhotse.SupervisionSegment(id=f"call1-{n}", recording_id="call1", start=0.5 * n, duration=0.5)
-                for n in range(2)]
+    segments = [
+        lhotse.SupervisionSegment(id=f"call1-{n}", recording_id="call1", start=0.5 * n, duration=0.5) for n in range(2)
+    ]
     supervisions = tmp_path / "calls_supervisions_all.jsonl.gz"
     lhotse.SupervisionSet.from_segments(segments).to_file(supervisions)
     assert transcribe.main(["--manifest", str(supervisions), *COMMON]) == 0
@@ -120,18 +120,31 @@ def test_10_a_symlink_loop_fails_alone(tmp_path, capsys):
     assert "a.wav" in captured.err and "Traceback" not in captured.err
 
 
-@pytest.mark.parametrize(("argv", "needles"), [
-    (["--max_new_tokens", "0"], ["--max_new_tokens", ">= 1"]),
-    (["--llm_dtype", "int3"], ["--llm_dtype", "int3", "bf16"]),
-    (["--dither", "-5"], ["--dither", ">= 0"]),
-    (["--device", "cuda"], ["--device cuda", "no CUDA GPU"]),
-    (["--model_dir", "{damaged}"], ["{damaged}/model.pt", "not a torch checkpoint"]),
-    (["--model_dir", "{hf}"], ["{hf}", "cannot be loaded"]),
-    (["average", "{damaged}/model.pt"], ["{damaged}/model.pt", "cannot be read"]),
-    (["average", "{hf}/model.safetensors"], ["{hf}/model.safetensors", "cannot be read"]),
-    (["average", "{missing}"], ["{missing}", "not found"]),
-], ids=["max_new_tokens", "llm_dtype", "dither", "device", "model_pt", "hf_weights", "avg_pt", "avg_other",
-        "avg_missing"])
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--max_new_tokens", "0"], ["--max_new_tokens", ">= 1"]),
+        (["--llm_dtype", "int3"], ["--llm_dtype", "int3", "bf16"]),
+        (["--dither", "-5"], ["--dither", ">= 0"]),
+        (["--device", "cuda"], ["--device cuda", "no CUDA GPU"]),
+        (["--model_dir", "{damaged}"], ["{damaged}/model.pt", "not a torch checkpoint"]),
+        (["--model_dir", "{hf}"], ["{hf}", "cannot be loaded"]),
+        (["average", "{damaged}/model.pt"], ["{damaged}/model.pt", "cannot be read"]),
+        (["average", "{hf}/model.safetensors"], ["{hf}/model.safetensors", "cannot be read"]),
+        (["average", "{missing}"], ["{missing}", "not found"]),
+    ],
+    ids=[
+        "max_new_tokens",
+        "llm_dtype",
+        "dither",
+        "device",
+        "model_pt",
+        "hf_weights",
+        "avg_pt",
+        "avg_other",
+        "avg_missing",
+    ],
+)
 def test_16_refused_arguments_and_models_are_one_error_line(tmp_path, capsys, monkeypatch, argv, needles):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     damaged = copy_model(tmp_path, "damaged")
@@ -195,16 +208,20 @@ def test_17_help_names_types_and_programs_and_preflight_describes_speed_perturba
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  lr: [1\n", encoding="utf-8")
     assert_one_error_line(exit_status(fit.main, ["--config", str(bad)]), capsys.readouterr().err, str(bad), "line 2")
-    ctx = make_context(parse_config(["--config", str(ROOT / "configs" / "demo.yaml"),
-                                         "--data.speed_perturb", '{"factors": [0.9, 1.1]}']))
+    ctx = make_context(
+        parse_config(
+            ["--config", str(ROOT / "configs" / "demo.yaml"), "--data.speed_perturb", '{"factors": [0.9, 1.1]}']
+        )
+    )
     message = check_channel(ctx).message
     assert "SpeedPerturb(" not in message and "factors 0.9, 1.1" in message
 
 
 def test_18_evaluate_fails_when_nothing_was_scored(tmp_path, capsys):
     manifest = tmp_path / "empty_refs.jsonl"
-    manifest.write_text("".join(json.dumps({"key": Path(w).stem, "source": w, "target": "。"}) + "\n" for w in WAVS),
-                        encoding="utf-8")
+    manifest.write_text(
+        "".join(json.dumps({"key": Path(w).stem, "source": w, "target": "。"}) + "\n" for w in WAVS), encoding="utf-8"
+    )
     status = evaluate.main(["--manifest", str(manifest), *COMMON])
     assert_one_error_line(status, capsys.readouterr().err, str(manifest), "nothing was scored", f"{len(WAVS)} have")
 
@@ -214,9 +231,14 @@ def test_19_sweep_with_a_config_still_checks_the_parameters(tmp_path, capsys):
     misspelt = tmp_path / "lrr.yaml"
     misspelt.write_text(lr_sweep.replace("model.lr:", "model.lrr:"), encoding="utf-8")
     config = str(ROOT / "configs" / "demo.yaml")
-    assert_one_error_line(sweep.main([str(misspelt), "--config", config]), capsys.readouterr().err,
-                          "parameters.model.lrr", config)
+    assert_one_error_line(
+        sweep.main([str(misspelt), "--config", config]), capsys.readouterr().err, "parameters.model.lrr", config
+    )
     assert sweep.main([str(ROOT / "sweeps" / "lr.yaml"), "--config", config]) == 0
     capsys.readouterr()
-    assert_one_error_line(sweep.main([str(ROOT / "sweeps" / "lr.yaml"), "--grid", "model.lrr=1e-3"]),
-                          capsys.readouterr().err, "--grid model.lrr", "model.lr")
+    assert_one_error_line(
+        sweep.main([str(ROOT / "sweeps" / "lr.yaml"), "--grid", "model.lrr=1e-3"]),
+        capsys.readouterr().err,
+        "--grid model.lrr",
+        "model.lr",
+    )

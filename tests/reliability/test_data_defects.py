@@ -47,8 +47,15 @@ def test_validate_names_control_characters_as_errors_and_invisible_ones_as_warni
     from nano8k.commands import validate as validate_command
     from nano8k.data.manifests import validate
 
-    manifest = _jsonl(tmp_path / "m.jsonl", [_row("clean", "您好请问"), _row("zwsp", "您好\u200b请问"),
-                                             _row("bom", "\ufeff您好请问"), _row("nul", "您好\x00请\x07问")])
+    manifest = _jsonl(
+        tmp_path / "m.jsonl",
+        [
+            _row("clean", "您好请问"),
+            _row("zwsp", "您好\u200b请问"),
+            _row("bom", "\ufeff您好请问"),
+            _row("nul", "您好\x00请\x07问"),
+        ],
+    )
     report = validate.validate([manifest], decode=False)
     assert [(b.line, b.key) for b in report.problems] == [(4, "nul")]
     assert "U+0000 at column 3" in report.problems[0].reason and "U+0007 at column 5" in report.problems[0].reason
@@ -105,8 +112,9 @@ def test_a_json_array_manifest_is_named_as_one_with_the_conversion(tmp_path, cap
 
     rows = [_row("a"), _row("b")]
     path = tmp_path / "m.json"
-    path.write_text(json.dumps(rows) if layout == "compact" else
-                    "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+    path.write_text(
+        json.dumps(rows) if layout == "compact" else "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n"
+    )
     for read in (lambda: read_manifest(path), lambda: read_manifest(path, "jsonl"), lambda: read_utterances(path, "x")):
         with pytest.raises(DataError, match=r"is a JSON array \(it starts with '\['\), not JSON Lines") as caught:
             read()
@@ -172,8 +180,13 @@ def test_a_manifest_that_is_a_symlink_loop_or_fifo_is_named_by_what_it_is(tmp_pa
 
 
 def test_an_empty_or_blank_key_is_a_bad_entry_in_every_reader(tmp_path):
-    chatml = {"key": "", "messages": [{"role": "user", "content": f"<|startofspeech|>!{SHORT_WAV}<|endofspeech|>"},
-                                      {"role": "assistant", "content": "hello"}]}
+    chatml = {
+        "key": "",
+        "messages": [
+            {"role": "user", "content": f"<|startofspeech|>!{SHORT_WAV}<|endofspeech|>"},
+            {"role": "assistant", "content": "hello"},
+        ],
+    }
     manifest = _jsonl(tmp_path / "m.jsonl", [_row("good"), _row(""), _row("  \t"), chatml, {**_row("x"), "key": None}])
     entries, bad, _ = read_entries(manifest)
     assert [u.key for u in entries] == ["good"]
@@ -186,8 +199,12 @@ def test_an_empty_or_blank_key_is_a_bad_entry_in_every_reader(tmp_path):
     import lhotse
 
     recording = lhotse.Recording.from_file(str(SHORT_WAV))
-    sups = [lhotse.SupervisionSegment(id=key, recording_id=recording.id, start=0.0, duration=recording.duration,
-                                      text="hello") for key in ("good", "", " ")]
+    sups = [
+        lhotse.SupervisionSegment(
+            id=key, recording_id=recording.id, start=0.0, duration=recording.duration, text="hello"
+        )
+        for key in ("good", "", " ")
+    ]
     lhotse.SupervisionSet.from_segments(sups).to_file(str(tmp_path / "supervisions.jsonl"))
     lhotse.RecordingSet.from_recordings([recording]).to_file(str(tmp_path / "recordings.jsonl"))
     entries, bad, _ = read_entries(tmp_path / "supervisions.jsonl")

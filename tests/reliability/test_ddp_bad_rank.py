@@ -15,8 +15,14 @@ SCRIPT = Path(__file__).resolve().parent / "scripts" / "ddp_bad_rank.py"
 
 def test_two_processes_one_rank_with_only_bad_audio(tmp_path):
     try:
-        done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], cwd=REPO, env=script_env(),
-                              capture_output=True, text=True, timeout=240)
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), str(tmp_path)],
+            cwd=REPO,
+            env=script_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
     except subprocess.TimeoutExpired as stop:
         raise AssertionError(f"DDP run hung (no result in 240 s): {str(stop.stderr)[-2000:]}") from None
     assert done.returncode == 0, done.stderr[-3000:]

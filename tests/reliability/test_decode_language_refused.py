@@ -38,8 +38,9 @@ def test_evaluate_refuses_unknown_language_at_parsing(tmp_path, capsys):
     assert_language_refused(refused, capsys.readouterr().err)
 
 
-@pytest.mark.parametrize(("given", "parsed"), [("zh", "zh"), ("en", "en"), ("日文", "日文"), ("null", None),
-                                               ("manifest", "manifest")])
+@pytest.mark.parametrize(
+    ("given", "parsed"), [("zh", "zh"), ("en", "en"), ("日文", "日文"), ("null", None), ("manifest", "manifest")]
+)
 def test_known_languages_and_null_are_accepted(given, parsed):
     parser = ArgumentParser(prog="decode")
     arguments.add_decode_arguments(parser)
@@ -47,8 +48,12 @@ def test_known_languages_and_null_are_accepted(given, parsed):
     assert arguments.decode_options(parser.parse_args([])).overrides == {}  # the model's feeding decides
 
 
-@pytest.mark.parametrize(("given", "parsed"), [("null", None), ("none", None), ("Transcribe calls.", "Transcribe calls.")])
+@pytest.mark.parametrize(
+    ("given", "parsed"), [("null", None), ("none", None), ("Transcribe calls.", "Transcribe calls.")]
+)
 def test_system_prompt_null_means_no_system_turn(given, parsed):
     parser = ArgumentParser(prog="decode")
     arguments.add_decode_arguments(parser)
-    assert arguments.decode_options(parser.parse_args(["--system_prompt", given])).overrides == {"system_prompt": parsed}
+    assert arguments.decode_options(parser.parse_args(["--system_prompt", given])).overrides == {
+        "system_prompt": parsed
+    }

@@ -29,8 +29,9 @@ def long_wav(tmp_path_factory) -> Path:
 
 
 def _manifest(path: Path, wavs: dict[str, Path]) -> str:
-    path.write_text("".join(json.dumps({"key": k, "source": str(w), "target": "hello"}) + "\n"
-                            for k, w in wavs.items()))
+    path.write_text(
+        "".join(json.dumps({"key": k, "source": str(w), "target": "hello"}) + "\n" for k, w in wavs.items())
+    )
     return str(path)
 
 
@@ -51,9 +52,17 @@ def test_transcribe_reports_the_overlong_file_and_keeps_the_others(long_wav, tmp
 def _datamodule(manifest: str, policy: str):
     from nano8k.data.pipeline.datamodule import TelephoneDataModule
 
-    return TelephoneDataModule(train_manifests=manifest, telephone=None, specaugment=None, dither=0.0,
-                               num_workers=0, max_duration=200.0, on_bad_sample=policy, max_bad_fraction=0.6,
-                               max_frames_per_batch=4000)
+    return TelephoneDataModule(
+        train_manifests=manifest,
+        telephone=None,
+        specaugment=None,
+        dither=0.0,
+        num_workers=0,
+        max_duration=200.0,
+        on_bad_sample=policy,
+        max_bad_fraction=0.6,
+        max_frames_per_batch=4000,
+    )
 
 
 def test_fit_skips_the_overlong_utterance_under_the_bad_sample_policy(tiny_model, long_wav, tmp_path):

@@ -41,8 +41,21 @@ def test_wrong_model_dir_without_preflight_is_one_line(no_model_built, capsys):
 
 
 def test_data_error_without_preflight_is_one_line(no_model_built, capsys):
-    assert _stop(["--config", DEMO, "--data.train_manifests", "/no/such/train.jsonl", "--preflight", "false",
-                  "--trainer.max_steps", "1"]) == 2
+    assert (
+        _stop(
+            [
+                "--config",
+                DEMO,
+                "--data.train_manifests",
+                "/no/such/train.jsonl",
+                "--preflight",
+                "false",
+                "--trainer.max_steps",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "error: manifest not found: /no/such/train.jsonl" in capsys.readouterr().err
 
 

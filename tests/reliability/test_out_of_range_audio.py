@@ -42,8 +42,12 @@ def test_validate_reports_out_of_range_audio_as_a_bad_entry(huge, tmp_path, caps
     from nano8k.commands.validate import main
 
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"key": k, "source": str(w), "target": "hi"}) + "\n"
-                                for k, w in (("good", GOOD_WAV), ("huge", huge))))
+    manifest.write_text(
+        "".join(
+            json.dumps({"key": k, "source": str(w), "target": "hi"}) + "\n"
+            for k, w in (("good", GOOD_WAV), ("huge", huge))
+        )
+    )
     assert main([str(manifest)]) == 1
     errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "m.jsonl:2" in errors[0] and "key=huge" in errors[0] and "8e+36" in errors[0]
@@ -52,8 +56,9 @@ def test_validate_reports_out_of_range_audio_as_a_bad_entry(huge, tmp_path, caps
 def test_transcribe_reports_the_out_of_range_file_and_exits_1(huge, capsys):
     from nano8k.commands import transcribe
 
-    rc = transcribe.main([str(GOOD_WAV), str(huge), "--model_dir", str(TINY_DIR), "--max_new_tokens", "4",
-                          "--device", "cpu"])
+    rc = transcribe.main(
+        [str(GOOD_WAV), str(huge), "--model_dir", str(TINY_DIR), "--max_new_tokens", "4", "--device", "cpu"]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     assert [line.split("\t")[0] for line in captured.out.strip().splitlines()] == [GOOD_WAV.stem]

@@ -47,13 +47,23 @@ def models_built(monkeypatch) -> list:
 
 # -- 3: one run per output folder --------------------------------------------------------------------------------
 def test_a_second_fit_into_a_folder_in_use_is_refused_and_the_folder_is_free_once_the_first_ends(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(REPO)
     steps = tmp_path / "steps.jsonl"
-    first = demo_config(tmp_path, recorder={"path": str(steps), "delay": 0.5},
-                        trainer={"max_steps": 500, "val_check_interval": 1000, "limit_val_batches": 0})
-    running = subprocess.Popen([*FIT, "--config", str(first), "--preflight", "false"], cwd=REPO, env=script_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = demo_config(
+        tmp_path,
+        recorder={"path": str(steps), "delay": 0.5},
+        trainer={"max_steps": 500, "val_check_interval": 1000, "limit_val_batches": 0},
+    )
+    running = subprocess.Popen(
+        [*FIT, "--config", str(first), "--preflight", "false"],
+        cwd=REPO,
+        env=script_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and running.poll() is None and not read_steps(steps):
@@ -102,28 +112,45 @@ def _break(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize(("how", "why"), [("empty", "the file is empty"), ("truncated", "truncated")])
-def test_a_broken_last_ckpt_is_named_with_the_intact_checkpoints_beside_it(trained_run, tmp_path, monkeypatch,
-                                                                             capsys, how, why):
+def test_a_broken_last_ckpt_is_named_with_the_intact_checkpoints_beside_it(
+    trained_run, tmp_path, monkeypatch, capsys, how, why
+):
     monkeypatch.chdir(REPO)
     run = tmp_path / "run"
     (run / "ckpt").mkdir(parents=True)
     for name in ("last.ckpt", "step000004.ckpt"):
         (run / "ckpt" / name).write_bytes((trained_run / "ckpt" / name).read_bytes())
     _break(run / "ckpt" / "last.ckpt", how)
-    assert _fit(["--config", str(demo_config(run, trainer={"max_steps": 6})), "--preflight", "false",
-                 "--ckpt_path", "last"]) == 2
+    assert (
+        _fit(
+            ["--config", str(demo_config(run, trainer={"max_steps": 6})), "--preflight", "false", "--ckpt_path", "last"]
+        )
+        == 2
+    )
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f"{run / 'ckpt' / 'last.ckpt'}: {why}" in lines[0]
     assert f"--ckpt_path {run / 'ckpt' / 'step000004.ckpt'}" in lines[0]
 
 
-def test_a_checkpoint_holding_a_pickled_object_is_refused_without_torchs_advice(trained_run, tmp_path, monkeypatch,
-                                                                                capsys):
+def test_a_checkpoint_holding_a_pickled_object_is_refused_without_torchs_advice(
+    trained_run, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(REPO)
     bad = tmp_path / "given.ckpt"
     _break(bad, "pickled")
-    assert _fit(["--config", str(demo_config(tmp_path, trainer={"max_steps": 6})), "--preflight", "false",
-                 "--ckpt_path", str(bad)]) == 2
+    assert (
+        _fit(
+            [
+                "--config",
+                str(demo_config(tmp_path, trainer={"max_steps": 6})),
+                "--preflight",
+                "false",
+                "--ckpt_path",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f"{bad}: holds a pickled argparse.Namespace" in lines[0]
     assert "weights_only=False" not in lines[0]
@@ -140,8 +167,7 @@ def _unwritable_folder(tmp_path: Path) -> Path:
     return Path("/sys/nano8k-no-such-folder/run")
 
 
-def test_an_unwritable_output_folder_is_refused_before_the_model_is_built(tmp_path, monkeypatch, capsys,
-                                                                         models_built):
+def test_an_unwritable_output_folder_is_refused_before_the_model_is_built(tmp_path, monkeypatch, capsys, models_built):
     monkeypatch.chdir(REPO)
     folder = _unwritable_folder(tmp_path)
     args = ["--config", str(demo_config(tmp_path)), "--trainer.default_root_dir", str(folder)]
@@ -164,8 +190,9 @@ class _FullDisk(io.FileIO):
         return super().write(data)
 
 
-def test_a_full_disk_while_checkpointing_is_one_error_and_the_previous_last_ckpt_survives(tmp_path, monkeypatch,
-                                                                                          capsys):
+def test_a_full_disk_while_checkpointing_is_one_error_and_the_previous_last_ckpt_survives(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(REPO)
     last = tmp_path / "ckpt" / "last.ckpt"
     writes = []
@@ -178,8 +205,9 @@ def test_a_full_disk_while_checkpointing_is_one_error_and_the_previous_last_ckpt
         return open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(atomic, "open", disk_fills_after_the_first_last_ckpt, raising=False)
-    config = demo_config(tmp_path, last_every_n_steps=3,
-                         trainer={"max_steps": 8, "val_check_interval": 1000, "limit_val_batches": 0})
+    config = demo_config(
+        tmp_path, last_every_n_steps=3, trainer={"max_steps": 8, "val_check_interval": 1000, "limit_val_batches": 0}
+    )
     assert _fit(["--config", str(config), "--preflight", "false"]) == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f"{last}: the disk is full (" in lines[0] and " MiB free in " in lines[0]

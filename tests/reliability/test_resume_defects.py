@@ -45,10 +45,13 @@ def trained(tmp_path_factory) -> Path:
     return Path(shutil.copy(config, root / "base.yaml"))  # each fit saves its own config as root/config.yaml
 
 
-@pytest.mark.parametrize(("key", "value", "listed"), [
-    ("frontend_sample_rate", "8000", "data.frontend_sample_rate: checkpoint 16000 -> now 8000"),
-    ("system_prompt", "null", "data.system_prompt: checkpoint 'You are a helpful assistant.' -> now None"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "listed"),
+    [
+        ("frontend_sample_rate", "8000", "data.frontend_sample_rate: checkpoint 16000 -> now 8000"),
+        ("system_prompt", "null", "data.system_prompt: checkpoint 'You are a helpful assistant.' -> now None"),
+    ],
+)
 def test_4_a_changed_feeding_setting_is_refused_naming_old_and_new(trained, capsys, key, value, listed):
     err = _refusal(trained, capsys, f"--data.{key}", value)
     assert "cannot resume from" in err and "last.ckpt" in err
@@ -119,6 +122,7 @@ def test_24_a_resume_with_dropout_reaches_the_uninterrupted_weights_exactly(resu
     assert straight["global_step"] == resumed["global_step"] == 2 * FIRST_STEPS
     interrupted = torch.load(resumed_root / "interrupted.ckpt", map_location="cpu", weights_only=True)
     assert any(not torch.equal(interrupted["state_dict"][k], v) for k, v in straight["state_dict"].items())
-    differing = [key for key, value in straight["state_dict"].items()
-                 if not torch.equal(value, resumed["state_dict"][key])]
+    differing = [
+        key for key, value in straight["state_dict"].items() if not torch.equal(value, resumed["state_dict"][key])
+    ]
     assert not differing, differing[:5]

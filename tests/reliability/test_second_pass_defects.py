@@ -1,4 +1,4 @@
-"""Issue #25, a second black-box pass: the same refusals through other commands and nearby inputs, one error line each."""
+"""Issue #25, a second black-box pass: the same refusals through other commands and inputs, one error line each."""
 
 from __future__ import annotations
 
@@ -42,10 +42,13 @@ def test_an_output_path_through_a_file_is_one_error_in_every_command(tmp_path, c
     assert_one_error_line(status, capsys.readouterr().err, "--convert", ".jsonl.gz")
 
 
-@pytest.mark.parametrize(("argv", "needles"), [
-    (["--dither", "inf"], ["--dither", "finite"]),
-    (["--device", "mps"], ["--device mps", "cannot use it"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--dither", "inf"], ["--dither", "finite"]),
+        (["--device", "mps"], ["--device mps", "cannot use it"]),
+    ],
+)
 def test_transcribe_refuses_an_infinite_dither_and_a_device_torch_lacks(argv, needles, capsys):
     if argv[-1] == "mps" and _mps_usable():
         pytest.skip("this torch build runs on mps")
@@ -67,14 +70,18 @@ def test_sweep_names_a_sweep_file_or_config_that_is_not_yaml(tmp_path, capsys):
     assert_one_error_line(status, capsys.readouterr().err, str(bad), "not valid YAML")
 
 
-@pytest.mark.parametrize(("argv", "needles"), [
-    (["--ckpt_path", "{run}/ckpt/nope.ckpt"], ["nope.ckpt: not found"]),
-    (["--ckpt_path", "{run}/ckpt"], ["is a folder, not a checkpoint"]),
-    (["--model.max_new_tokens", "0"], ["model.max_new_tokens must be >= 1"]),
-    (["--trainer.accelerator", "cuda"], ["CUDAAccelerator", "not available"]),
-])
-def test_fit_refuses_a_missing_resume_file_a_folder_and_impossible_settings(argv, needles, tmp_path, monkeypatch,
-                                                                           capsys):
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--ckpt_path", "{run}/ckpt/nope.ckpt"], ["nope.ckpt: not found"]),
+        (["--ckpt_path", "{run}/ckpt"], ["is a folder, not a checkpoint"]),
+        (["--model.max_new_tokens", "0"], ["model.max_new_tokens must be >= 1"]),
+        (["--trainer.accelerator", "cuda"], ["CUDAAccelerator", "not available"]),
+    ],
+)
+def test_fit_refuses_a_missing_resume_file_a_folder_and_impossible_settings(
+    argv, needles, tmp_path, monkeypatch, capsys
+):
     if "cuda" in argv:
         import torch
 

@@ -24,11 +24,13 @@ def wav(path: Path, peak: float, seconds: float = 2.0) -> Path:
 
 @pytest.fixture
 def manifest(tmp_path) -> Path:
-    rows = [("good", wav(tmp_path / "good.wav", 0.3), NORMAL_TEXT),
-            ("silent", wav(tmp_path / "silent.wav", 0.0), "hello"),  # digital silence
-            ("quiet", wav(tmp_path / "quiet.wav", 1e-4), "hello"),  # -80 dBFS: a muted leg of the call
-            ("soft", wav(tmp_path / "soft.wav", 0.003), "hello"),  # -50 dBFS: quiet, but speech can be that quiet
-            ("long", wav(tmp_path / "long.wav", 0.3), LONG_TEXT)]
+    rows = [
+        ("good", wav(tmp_path / "good.wav", 0.3), NORMAL_TEXT),
+        ("silent", wav(tmp_path / "silent.wav", 0.0), "hello"),  # digital silence
+        ("quiet", wav(tmp_path / "quiet.wav", 1e-4), "hello"),  # -80 dBFS: a muted leg of the call
+        ("soft", wav(tmp_path / "soft.wav", 0.003), "hello"),  # -50 dBFS: quiet, but speech can be that quiet
+        ("long", wav(tmp_path / "long.wav", 0.3), LONG_TEXT),
+    ]
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps({"key": k, "source": str(w), "target": t}) + "\n" for k, w, t in rows))
     return path

@@ -31,8 +31,17 @@ class Steps(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         with open(self.root / f"steps-rank{trainer.global_rank}.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": trainer.global_step, "epoch": trainer.current_epoch,
-                                     "keys": batch.keys, "loss": float(loss)}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "step": trainer.global_step,
+                        "epoch": trainer.current_epoch,
+                        "keys": batch.keys,
+                        "loss": float(loss),
+                    }
+                )
+                + "\n"
+            )
         time.sleep(self.delay)
 
 
@@ -40,18 +49,40 @@ def main(shards: str, root: Path, max_steps: int, workers: int, resume: bool) ->
     torch.set_num_threads(1)
     L.seed_everything(0)
     nodes = int(os.environ.get("NANO8K_TEST_NODES", "1"))
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=False, adaptor=False, llm=True), lr=1e-3,
-                           scheduler="constant", warmup_steps=0)
-    data = TelephoneDataModule(train_shards=shards, telephone=None, specaugment=None, dither=0.0,
-                               max_frames_per_batch=300, num_workers=workers, seed=3)
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=False, adaptor=False, llm=True),
+        lr=1e-3,
+        scheduler="constant",
+        warmup_steps=0,
+    )
+    data = TelephoneDataModule(
+        train_shards=shards,
+        telephone=None,
+        specaugment=None,
+        dither=0.0,
+        max_frames_per_batch=300,
+        num_workers=workers,
+        seed=3,
+    )
     data.set_tokenizer(module.model.tokenizer)
     trainer = L.Trainer(
-        accelerator="cpu", devices=2 // nodes, num_nodes=nodes, strategy="ddp", max_steps=max_steps, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
-        plugins=[AtomicCheckpointIO()], default_root_dir=str(root),
-        callbacks=[Steps(root, 0.0 if resume else 0.3),
-                   ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=2, save_top_k=-1,
-                                   save_last=True)],
+        accelerator="cpu",
+        devices=2 // nodes,
+        num_nodes=nodes,
+        strategy="ddp",
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(root),
+        callbacks=[
+            Steps(root, 0.0 if resume else 0.3),
+            ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=2, save_top_k=-1, save_last=True),
+        ],
     )
     trainer.fit(module, datamodule=data, ckpt_path="last" if resume else None)
     if torch.distributed.is_initialized():

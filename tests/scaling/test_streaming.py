@@ -33,8 +33,15 @@ def demo_shards(tmp_path_factory) -> Path:
 
 
 def stream(shards: Path, rank: int, world: int, workers: int):
-    data = TelephoneDataModule(train_shards=str(shards), telephone=None, specaugment=None, dither=0.0,
-                               max_frames_per_batch=300, num_workers=workers, seed=3)
+    data = TelephoneDataModule(
+        train_shards=str(shards),
+        telephone=None,
+        specaugment=None,
+        dither=0.0,
+        max_frames_per_batch=300,
+        num_workers=workers,
+        seed=3,
+    )
     data.set_tokenizer(load_tokenizer(REPO / "tests/fixtures/tiny-nano"))
     data._rank_world = lambda: (rank, world)
     data.setup("fit")
@@ -45,8 +52,9 @@ def test_shards_are_webdataset_tars_holding_every_utterance(demo_shards):
     summary = json.loads((demo_shards / "shards.json").read_text())
     assert summary["utterances"] == 160 and [s["count"] for s in summary["shards"]] == [16] * 10
     index = ShardIndex.open(demo_shards)
-    names = subprocess.run(["tar", "tf", str(demo_shards / "shard-000003.tar")], capture_output=True, text=True,
-                           check=True).stdout.split()
+    names = subprocess.run(
+        ["tar", "tf", str(demo_shards / "shard-000003.tar")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert names[:4] == ["000000.json", "000000.flac", "000001.json", "000001.flac"] and len(names) == 32
     read = [meta["key"] for s in range(10) for meta, _ in read_shard(index.url(s))]
     assert read == index.utterances.strings("key") and sorted(read) == sorted(TRAIN_KEYS)
@@ -83,13 +91,14 @@ def test_resume_skips_finished_shards_and_rereads_at_most_one(demo_shards, monke
     monkeypatch.setattr(shards_module, "read_shard", lambda url: opened.append(url) or real(url))
     for consumed in (0, 5, 13, len(everything) - 1):
         _, resumed = stream(demo_shards, 0, 1, 0)
-        resumed.load_state_dict({"epoch": 1, "batches_consumed": consumed, "seed": 3, "world_size": 1,
-                                 "num_workers": 1})
+        resumed.load_state_dict(
+            {"epoch": 1, "batches_consumed": consumed, "seed": 3, "world_size": 1, "num_workers": 1}
+        )
         opened.clear()
         rest = [[item.key for item in batch] for batch in resumed]
         assert rest == everything[consumed:]
         plan = resumed.plan(1)[0]
-        finished = next(i for i in range(len(plan) + 1) if sum(len(b) for _, b in plan[:i + 1]) > consumed)
+        finished = next(i for i in range(len(plan) + 1) if sum(len(b) for _, b in plan[: i + 1]) > consumed)
         assert len(opened) == len(plan) - finished  # finished shards are not opened; only the current is re-read
 
 
@@ -112,11 +121,18 @@ def steps(root: Path, rank: int) -> list[dict]:
 
 def run_two_nodes(shards: Path, root: Path, max_steps: int, workers: int, *extra: str) -> list[subprocess.Popen]:
     port = str(free_port())
-    return [subprocess.Popen([sys.executable, str(SCRIPT), str(shards), str(root), str(max_steps), str(workers),
-                              *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=env(NANO8K_TEST_NODES="2", NODE_RANK=str(node), MASTER_ADDR="127.0.0.1",
-                                     MASTER_PORT=port, LOCAL_RANK="0"))
-            for node in (0, 1)]
+    return [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(shards), str(root), str(max_steps), str(workers), *extra],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env(
+                NANO8K_TEST_NODES="2", NODE_RANK=str(node), MASTER_ADDR="127.0.0.1", MASTER_PORT=port, LOCAL_RANK="0"
+            ),
+        )
+        for node in (0, 1)
+    ]
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 240) -> None:
@@ -128,8 +144,13 @@ def finish(procs: list[subprocess.Popen], timeout: float = 240) -> None:
 def test_two_nodes_by_environment_match_one_node_of_two_processes(demo_shards, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    single = subprocess.Popen([sys.executable, str(SCRIPT), str(demo_shards), str(one), "5", "0"], cwd=REPO,
-                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    single = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(demo_shards), str(one), "5", "0"],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     finish([single, *run_two_nodes(demo_shards, two, 5, 0)])  # both layouts at once: each is mostly start-up
     for rank in (0, 1):
         a, b = steps(one, rank), steps(two, rank)
@@ -194,6 +215,7 @@ def test_preflight_judges_a_shard_set(demo_shards, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert code == 0, out[-2000:]
     assert "[PASS] manifests: train 160 ok / 160" in out and "0 fail" in out
-    code = main(["configs/demo.yaml", "--data.train_manifests", "null", "--data.train_shards",
-                 str(demo_shards / "missing")])
+    code = main(
+        ["configs/demo.yaml", "--data.train_manifests", "null", "--data.train_shards", str(demo_shards / "missing")]
+    )
     assert code != 0 and "not a nano8k shard set" in capsys.readouterr().out

@@ -31,7 +31,16 @@ def test_normalize_nfkc_case_punctuation_and_cjk_spaces():
 
 def test_tokenize_for_mer_mixes_characters_and_words():
     assert tokenize_for_mer("查一下 credit card 的 4572 账单") == [
-        "查", "一", "下", "credit", "card", "的", "4572", "账", "单"]
+        "查",
+        "一",
+        "下",
+        "credit",
+        "card",
+        "的",
+        "4572",
+        "账",
+        "单",
+    ]
     assert tokenize_for_mer("ok好的ok") == ["ok", "好", "的", "ok"]
 
 

@@ -36,9 +36,13 @@ def test_groups_sum_to_the_total_and_the_total_is_the_pooled_rate(normalizer):
     for unit, rate in (("char", "cer"), ("word", "wer"), ("mixed", "mer")):
         pooled = error_counts([i.ref for i in ITEMS], [i.hyp for i in ITEMS], unit, normalizer=normalizer)
         counts = overall[f"{rate}_counts"]
-        assert (counts["edits"], counts["ref_units"], counts["substitutions"], counts["deletions"],
-                counts["insertions"]) == (pooled.edits, pooled.ref_units, pooled.substitutions, pooled.deletions,
-                                          pooled.insertions)
+        assert (
+            counts["edits"],
+            counts["ref_units"],
+            counts["substitutions"],
+            counts["deletions"],
+            counts["insertions"],
+        ) == (pooled.edits, pooled.ref_units, pooled.substitutions, pooled.deletions, pooled.insertions)
         assert overall[rate] == pytest.approx(pooled.rate)
         for field in ("lang", "network"):
             groups = report["groups"][field].values()
@@ -69,8 +73,10 @@ def test_charts_are_written(tmp_path):
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
     no_groups = plot_groups(build_report(ITEMS, [], "basic"), tmp_path / "overall.png")
     assert no_groups.read_bytes()[:8] == PNG
-    points = [{"params": {"model.lr": lr}, "best": best, "curve": [(2, best + 0.1), (4, best)]}
-              for lr, best in ((1e-5, 0.4), (1e-4, 0.3), (1e-3, 0.5))]
+    points = [
+        {"params": {"model.lr": lr}, "best": best, "curve": [(2, best + 0.1), (4, best)]}
+        for lr, best in ((1e-5, 0.4), (1e-4, 0.3), (1e-3, 0.5))
+    ]
     sweep = plot_sweep(points, "model.lr", "val/cer", tmp_path / "sweep.png")
     assert sweep.read_bytes()[:8] == PNG and sweep.stat().st_size > 10_000
 
@@ -82,26 +88,41 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 def test_fields_of_jsonl_entries_and_a_misspelt_field(tmp_path):
     wav = str(next((FIXTURES / "speech").glob("en_real_01.*.wav")))
-    manifest = _jsonl(tmp_path / "m.jsonl", [
-        {"key": "u1", "source": wav, "target": "a", "speaker": "agent7", "channel": 0, "domain": "billing"},
-        {"key": "u2", "source": wav, "target": "b", "speaker": "cust3", "channel": 1},
-        {"key": "u3", "source": wav, "target": "c", "messages": None},  # a bad line: not an utterance
-        {"key": "u4", "messages": [{"role": "user", "content": f"<|startofspeech|>!{wav}<|endofspeech|>"},
-                                   {"role": "assistant", "content": "d"}], "domain": "sales"},
-    ])
+    manifest = _jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"key": "u1", "source": wav, "target": "a", "speaker": "agent7", "channel": 0, "domain": "billing"},
+            {"key": "u2", "source": wav, "target": "b", "speaker": "cust3", "channel": 1},
+            {"key": "u3", "source": wav, "target": "c", "messages": None},  # a bad line: not an utterance
+            {
+                "key": "u4",
+                "messages": [
+                    {"role": "user", "content": f"<|startofspeech|>!{wav}<|endofspeech|>"},
+                    {"role": "assistant", "content": "d"},
+                ],
+                "domain": "sales",
+            },
+        ],
+    )
     utts = list(read_manifest(manifest).utterances)
     assert [u.key for u in utts] == ["u1", "u2", "u4"]
     assert entry_fields(utts, ["speaker", "channel", "domain"]) == [
         {"speaker": "agent7", "channel": "0", "domain": "billing"},
         {"speaker": "cust3", "channel": "1", "domain": MISSING},
-        {"speaker": MISSING, "channel": MISSING, "domain": "sales"}]
-    with pytest.raises(DataError, match=r"no entry has a field 'domian': the first entry of .*m.jsonl has channel, "
-                                        r"domain, key, "):
+        {"speaker": MISSING, "channel": MISSING, "domain": "sales"},
+    ]
+    with pytest.raises(
+        DataError,
+        match=r"no entry has a field 'domian': the first entry of .*m.jsonl has channel, "
+        r"domain, key, ",
+    ):
         entry_fields(utts, ["domian"])
     other = _jsonl(tmp_path / "n.jsonl", [{"key": "v1", "source": wav, "target": "e", "domain": None, "speaker": 7}])
     both = utts + list(read_manifest(other).utterances)  # two manifests at once; null is no value
-    assert entry_fields(both, ["domain", "speaker"])[2:] == [{"domain": "sales", "speaker": MISSING},
-                                                             {"domain": MISSING, "speaker": "7"}]
+    assert entry_fields(both, ["domain", "speaker"])[2:] == [
+        {"domain": "sales", "speaker": MISSING},
+        {"domain": MISSING, "speaker": "7"},
+    ]
 
 
 def test_fields_of_a_kaldi_folder(tmp_path):
@@ -109,8 +130,12 @@ def test_fields_of_a_kaldi_folder(tmp_path):
     shutil.copytree(FIXTURES / "data" / "kaldi", folder)
     for name in ("wav.scp",):  # keep the audio paths valid from the copy
         lines = (folder / name).read_text().splitlines()
-        (folder / name).write_text("".join(f"{k} {(FIXTURES / 'data' / 'kaldi' / p).resolve()}\n"
-                                           for k, p in (line.split(maxsplit=1) for line in lines)))
+        (folder / name).write_text(
+            "".join(
+                f"{k} {(FIXTURES / 'data' / 'kaldi' / p).resolve()}\n"
+                for k, p in (line.split(maxsplit=1) for line in lines)
+            )
+        )
     keys = [line.split()[0] for line in (folder / "text").read_text().splitlines()]
     (folder / "utt2spk").write_text("".join(f"{k} spk{i % 2}\n" for i, k in enumerate(keys)))
     (folder / "utt2domain").write_text(f"{keys[0]} billing\n")
@@ -119,8 +144,11 @@ def test_fields_of_a_kaldi_folder(tmp_path):
     by_key = {u.key: f for u, f in zip(utts, fields)}
     assert by_key[keys[0]] == {"speaker": "spk0", "domain": "billing"}
     assert by_key[keys[1]] == {"speaker": "spk1", "domain": MISSING}
-    with pytest.raises(DataError, match=r"no entry has a field 'network': .*kaldi has utt2domain, utt2spk \(a field "
-                                        r"is read from utt2<field>"):
+    with pytest.raises(
+        DataError,
+        match=r"no entry has a field 'network': .*kaldi has utt2domain, utt2spk \(a field "
+        r"is read from utt2<field>",
+    ):
         entry_fields(utts, ["network"])
     (folder / "utt2domain").write_text(f"{keys[0]} billing\n{keys[0]} sales\n")
     with pytest.raises(DataError, match=r"duplicate key .* in utt2domain \(lines .*utt2domain:1, .*utt2domain:2\)"):
@@ -143,4 +171,5 @@ def test_fields_of_lhotse_supervisions_and_cuts(tmp_path):
     _jsonl(cuts, rows)
     utts = list(read_manifest(cuts).utterances)
     assert entry_fields(utts, ["speaker", "domain", "campaign"]) == [
-        {"speaker": "agent7", "domain": "billing", "campaign": "spring"}]
+        {"speaker": "agent7", "domain": "billing", "campaign": "spring"}
+    ]

@@ -43,17 +43,37 @@ def _subset(tmp_path: Path, split: str, n: int) -> str:
 
 
 def test_before_after_in_a_fit_with_frozen_parts(tmp_path):
-    module = NanoASRModule(model_dir="mini", freeze={"encoder": True, "adaptor": False, "llm": True}, lr=1e-3,
-                           scheduler="constant", warmup_steps=1, max_new_tokens=10)
-    data = TelephoneDataModule(_subset(tmp_path, "train", 8), _subset(tmp_path, "val", 4), telephone=None,
-                               specaugment=None, dither=0.0, num_workers=0, max_frames_per_batch=400)
+    module = NanoASRModule(
+        model_dir="mini",
+        freeze={"encoder": True, "adaptor": False, "llm": True},
+        lr=1e-3,
+        scheduler="constant",
+        warmup_steps=1,
+        max_new_tokens=10,
+    )
+    data = TelephoneDataModule(
+        _subset(tmp_path, "train", 8),
+        _subset(tmp_path, "val", 4),
+        telephone=None,
+        specaugment=None,
+        dither=0.0,
+        num_workers=0,
+        max_frames_per_batch=400,
+    )
     data.set_tokenizer(module.model.tokenizer)  # no connect(): the module's setup connects them
     check = BeforeAfterEvaluation(manifest=_subset(tmp_path, "test", 6), label="subset", max_new_tokens=10)
     modes, slots = ModeSpy(), SlotSpy()
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
-                        default_root_dir=str(tmp_path), callbacks=[ExportOnFitEnd(str(tmp_path / "export")), check,
-                                                                 modes, slots])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[ExportOnFitEnd(str(tmp_path / "export")), check, modes, slots],
+    )
     trainer.fit(module, datamodule=data)
     assert modes.batches == 3 and modes.offenders == []  # scoring "before" left the frozen encoder in eval mode
     assert slots.checked == 3 and slots.wrong == 0 and module.model.feeding.audio_tokens == "all_frames"

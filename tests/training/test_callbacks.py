@@ -31,7 +31,7 @@ MAIN = FreezeConfig(encoder=True, adaptor=False, llm=True)
 class _RateDataset(Dataset):
     """Features at the data module's *current* rate, computed per item (so a rate switch shows in the keys)."""
 
-    def __init__(self, dm: "RecordingDataModule", targets: list[str]):
+    def __init__(self, dm: RecordingDataModule, targets: list[str]):
         self.dm, self.targets = dm, targets
 
     def __len__(self) -> int:
@@ -63,8 +63,12 @@ class RecordingDataModule(L.LightningDataModule):
         self.rate = rate
 
     def _loader(self, targets: list[str], batch_size: int) -> DataLoader:
-        return DataLoader(_RateDataset(self, targets), batch_size=batch_size, shuffle=False,
-                          collate_fn=lambda items: collate(items, self.pad_id))
+        return DataLoader(
+            _RateDataset(self, targets),
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=lambda items: collate(items, self.pad_id),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_targets, 1)
@@ -81,26 +85,37 @@ class Probe(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         opt = trainer.optimizers[0]
-        self.rows.append({
-            "step": trainer.global_step,
-            "groups": sorted(g["name"] for g in opt.param_groups),
-            "optimizer": id(opt),
-            "has_state": len(opt.state) > 0,
-            "rate": int(batch.keys[0].split("@")[1]),
-            "trainable": dict(pl_module.trainable),
-        })
+        self.rows.append(
+            {
+                "step": trainer.global_step,
+                "groups": sorted(g["name"] for g in opt.param_groups),
+                "optimizer": id(opt),
+                "has_state": len(opt.state) > 0,
+                "rate": int(batch.keys[0].split("@")[1]),
+                "trainable": dict(pl_module.trainable),
+            }
+        )
 
 
 def _fit(tmp_path: Path, max_steps: int, ckpt_path: str | None = None, **length: int):
     torch.manual_seed(0)
     module = NanoASRModule(model_dir="tiny", lr=1e-3, warmup_steps=1, scheduler="constant")
     dm = RecordingDataModule(module)
-    switch = StageSwitch(**(length or {"stage1_steps": 4}), stage1_freeze=STAGE1, stage1_lr=1e-3, main_freeze=MAIN,
-                         main_lr=5e-4)
+    switch = StageSwitch(
+        **(length or {"stage1_steps": 4}), stage1_freeze=STAGE1, stage1_lr=1e-3, main_freeze=MAIN, main_lr=5e-4
+    )
     probe = Probe()
     ckpt = ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=1, save_top_k=-1)
-    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, limit_val_batches=0,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[switch, probe, ckpt])
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[switch, probe, ckpt],
+    )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return module, dm, switch, probe
 
@@ -169,8 +184,16 @@ def test_wer_callback_matches_jiwer_and_feeds_model_checkpoint(tmp_path, capsys)
     dm = RecordingDataModule(module, train_size=2, val_targets=TARGETS)
     wer_cb = WEREvaluation(max_new_tokens=12, num_examples=2)
     ckpt = ModelCheckpoint(dirpath=tmp_path, monitor="val/cer", mode="min")
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False, num_sanity_val_steps=0,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[wer_cb, ckpt])
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[wer_cb, ckpt],
+    )
     trainer.fit(module, datamodule=dm)
 
     # decode the same validation batches again with the final weights (validation ran after the last step)
@@ -185,8 +208,9 @@ def test_wer_callback_matches_jiwer_and_feeds_model_checkpoint(tmp_path, capsys)
     expected = {
         "cer": jiwer.cer([r.replace(" ", "") for r in r_norm], [h.replace(" ", "") for h in h_norm]),
         "wer": jiwer.wer(r_norm, h_norm),
-        "mer": jiwer.wer([" ".join(tokenize_for_mer(r)) for r in r_norm],
-                         [" ".join(tokenize_for_mer(h)) for h in h_norm]),
+        "mer": jiwer.wer(
+            [" ".join(tokenize_for_mer(r)) for r in r_norm], [" ".join(tokenize_for_mer(h)) for h in h_norm]
+        ),
     }
     for name, value in expected.items():
         assert float(trainer.callback_metrics[f"val/{name}"]) == pytest.approx(value, rel=1e-6), name
@@ -208,10 +232,14 @@ def test_wer_callback_scores_with_its_normalizer(normalizer, cer_zh, cer_en):
     hyps = ["分机880", "extension 8 8 0"]
     logged = {}
     trainer = SimpleNamespace(sanity_checking=False, global_step=1, is_global_zero=False)
-    module = SimpleNamespace(device=torch.device("cpu"), transcribe_batch=lambda batch, n: hyps,
-                             log=lambda name, value, sync_dist: logged.__setitem__(name, value))
-    batch = SpeechBatch(*(torch.zeros(2, 1) for _ in range(8)), targets=["分机八八零", "extension eight eight zero"],
-                        keys=["a", "b"])
+    module = SimpleNamespace(
+        device=torch.device("cpu"),
+        transcribe_batch=lambda batch, n: hyps,
+        log=lambda name, value, sync_dist: logged.__setitem__(name, value),
+    )
+    batch = SpeechBatch(
+        *(torch.zeros(2, 1) for _ in range(8)), targets=["分机八八零", "extension eight eight zero"], keys=["a", "b"]
+    )
     cb.on_validation_epoch_start(trainer, module)
     cb.on_validation_batch_end(trainer, module, None, batch, 0)
     cb.on_validation_epoch_end(trainer, module)

@@ -22,12 +22,28 @@ from tests.training.scripts.synthetic import SyntheticDataModule
 
 
 def fit(tmp_path: Path, steps: int, module: NanoASRModule, *callbacks) -> tuple[L.Trainer, ModelCheckpoint]:
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss", save_top_k=2, save_last=True,
-                           every_n_train_steps=2, filename="s{step}")
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, val_check_interval=2, check_val_every_n_epoch=None,
-                        num_sanity_val_steps=0, limit_val_batches=1, plugins=[AtomicCheckpointIO()],
-                        callbacks=[ckpt, *callbacks], default_root_dir=tmp_path)
+    ckpt = ModelCheckpoint(
+        dirpath=tmp_path / "ckpt",
+        monitor="val/loss",
+        save_top_k=2,
+        save_last=True,
+        every_n_train_steps=2,
+        filename="s{step}",
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        val_check_interval=2,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        plugins=[AtomicCheckpointIO()],
+        callbacks=[ckpt, *callbacks],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=SyntheticDataModule(n_train=8, n_val=2, batch_size=2))
     return trainer, ckpt
 
@@ -108,8 +124,10 @@ def test_export_on_fit_end_merges_lora_to_release_keys(tmp_path):
     reloaded = load_pretrained(export.exported["hf"])
     assert all("lora" not in k for k in reloaded.network.state_dict())
     q = "model.network.model.language_model.layers.0.self_attn.q_proj"
-    merged = averaged[f"{q}.base_layer.weight"] + (4 / 2) * averaged[f"{q}.lora_B.default.weight"] @ averaged[
-        f"{q}.lora_A.default.weight"]
+    merged = (
+        averaged[f"{q}.base_layer.weight"]
+        + (4 / 2) * averaged[f"{q}.lora_B.default.weight"] @ averaged[f"{q}.lora_A.default.weight"]
+    )
     torch.testing.assert_close(reloaded.llm.layers[0].self_attn.q_proj.weight, merged)
 
 
@@ -122,8 +140,9 @@ def test_checkpoints_and_exports_record_how_training_fed_the_model(tmp_path):
     from nano8k.training.checkpointing import export_module, module_from_checkpoint
 
     module = NanoASRModule("tiny")
-    data = SimpleNamespace(feeding=replace(module.model.feeding, frontend_rate=8000, dither=0.5, context_header=True,
-                                           language="manifest"))
+    data = SimpleNamespace(
+        feeding=replace(module.model.feeding, frontend_rate=8000, dither=0.5, context_header=True, language="manifest")
+    )
     object.__setattr__(module, "_trainer", SimpleNamespace(datamodule=data, state=SimpleNamespace(fn="validate")))
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)

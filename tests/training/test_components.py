@@ -105,8 +105,10 @@ def test_tally_report_adds_the_manifest_lines_and_checks_the_cap():
     tally, checked = BadSampleTally(), []
     tally.record("train", [BadSample("too long", key="b")])
     manifest_line = BadSample("no text", manifest="train.jsonl", line=9)
-    datamodule = SimpleNamespace(bad_samples={"train": SimpleNamespace(items=[manifest_line])},
-                                 check_bad_fraction=lambda split, items: checked.append((split, items)))
+    datamodule = SimpleNamespace(
+        bad_samples={"train": SimpleNamespace(items=[manifest_line])},
+        check_bad_fraction=lambda split, items: checked.append((split, items)),
+    )
     metrics, report = tally.report(tally.final(datamodule))
     assert metrics == {"data/bad_samples_train": 2.0, "data/bad_samples_val": 0.0}
     assert report.startswith("[data] bad samples skipped: train 2, val 0") and "train.jsonl:9: no text" in report
@@ -127,8 +129,12 @@ def test_resume_policy_rescales_the_restored_optimizer_and_schedule():
     weight = torch.nn.Parameter(torch.ones(1))
     optimizer = torch.optim.AdamW([weight], lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)
-    trainer = SimpleNamespace(optimizers=[optimizer], lr_scheduler_configs=[SimpleNamespace(scheduler=scheduler)],
-                              is_global_zero=False, global_step=10)
+    trainer = SimpleNamespace(
+        optimizers=[optimizer],
+        lr_scheduler_configs=[SimpleNamespace(scheduler=scheduler)],
+        is_global_zero=False,
+        global_step=10,
+    )
     policy = ResumePolicy()
     policy.lr_change = (1e-4, 3e-4)
     assert policy.apply_lr_change(trainer, 1e-4) == pytest.approx(3e-4)
@@ -156,7 +162,9 @@ def test_optimizer_settings_group_parameters_and_refuse_unknown_groups():
     frozen = torch.nn.Parameter(torch.ones(2, 2), requires_grad=False)
     groups = settings.param_groups([("adaptor", "w", matrix), ("adaptor", "b", bias), ("llm", "w", frozen)], 1e-4)
     assert [(g["name"], g["lr"], g["weight_decay"]) for g in groups] == [
-        ("adaptor", pytest.approx(1e-3), 0.1), ("adaptor_no_decay", pytest.approx(1e-3), 0.0)]
+        ("adaptor", pytest.approx(1e-3), 0.1),
+        ("adaptor_no_decay", pytest.approx(1e-3), 0.0),
+    ]
 
 
 def test_schedule_settings_refuse_an_unknown_scheduler():

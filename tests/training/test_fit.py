@@ -38,8 +38,13 @@ def read_steps(path: Path) -> dict[int, list[str]]:
 def test_kill9_then_resume_from_last(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), "40"], cwd=REPO,
-                            env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), "40"],
+        cwd=REPO,
+        env=script_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 90
     try:  # kill right after the batch following the step-6 checkpoint (first main-stage checkpoint)
         while 7 not in read_steps(run / "steps.jsonl"):
@@ -55,12 +60,22 @@ def test_kill9_then_resume_from_last(tmp_path):
     assert step >= 6 and step % 3 == 0
     before = read_steps(run / "steps.jsonl")
 
-    epoch0_before = [key for line in (run / "steps.jsonl").read_text().splitlines()
-                     for entry in [json.loads(line)] if entry["step"] <= step and entry["epoch"] == 0
-                     for key in entry["keys"]]
+    epoch0_before = [
+        key
+        for line in (run / "steps.jsonl").read_text().splitlines()
+        for entry in [json.loads(line)]
+        if entry["step"] <= step and entry["epoch"] == 0
+        for key in entry["keys"]
+    ]
     (run / "steps.jsonl").unlink()
-    resumed = subprocess.run([sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), str(step + 90), "last"],
-                             cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, str(SCRIPTS / "killable_fit.py"), str(run), str(step + 90), "last"],
+        cwd=REPO,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     start = json.loads((run / "start.json").read_text())
     assert start["global_step"] == step
@@ -74,15 +89,23 @@ def test_kill9_then_resume_from_last(tmp_path):
     # the resumed epoch is neither cut short nor repeated: epoch 0 covers every utterance exactly once
     entries = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
     epoch0_after = [key for entry in entries if entry["epoch"] == 0 for key in entry["keys"]]
-    train_keys = [json.loads(line)["key"] for line in (REPO / "data_manifests/demo/train.jsonl").read_text().splitlines()]
+    train_keys = [
+        json.loads(line)["key"] for line in (REPO / "data_manifests/demo/train.jsonl").read_text().splitlines()
+    ]
     assert sorted(epoch0_before + epoch0_after) == sorted(train_keys)
     assert any(entry["epoch"] == 1 for entry in entries), "training did not continue into the next epoch"
 
 
 def test_ddp_two_cpu_processes(tmp_path):
     report = tmp_path / "ddp.json"
-    done = subprocess.run([sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report)], cwd=tmp_path,
-                          env=script_env(), capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report)],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
     assert result["world_size"] == 2 and result["strategy"] == "DDPStrategy" and result["backend"] == "gloo"
@@ -94,8 +117,14 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
     report = tmp_path / "ddp.json"
-    done = subprocess.run([sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report), "--stage_switch"], cwd=tmp_path,
-                          env=script_env(), capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "ddp_fit.py"), str(report), "--stage_switch"],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
     assert result["global_step"] == 4 and result["trainable"]["encoder"] == 0 and result["trainable"]["adaptor"] > 0
@@ -107,15 +136,27 @@ def test_ddp_stage_switch_reduces_the_newly_trainable_adaptor(tmp_path):
 
 def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monkeypatch):
     config = layered_config(REPO / "configs/demo.yaml")
-    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if not any(
-        name in c["class_path"] for name in ("LearningRate", "Export", "BeforeAfter"))]
+    config["trainer"]["callbacks"] = [
+        c
+        for c in config["trainer"]["callbacks"]
+        if not any(name in c["class_path"] for name in ("LearningRate", "Export", "BeforeAfter"))
+    ]
     for callback in config["trainer"]["callbacks"]:
         if "dirpath" in callback.get("init_args", {}):
             callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
-    config["trainer"].update(default_root_dir=str(tmp_path), logger=False, max_epochs=2, max_steps=-1,
-                             val_check_interval=None, check_val_every_n_epoch=2, limit_val_batches=1)
+    config["trainer"].update(
+        default_root_dir=str(tmp_path),
+        logger=False,
+        max_epochs=2,
+        max_steps=-1,
+        val_check_interval=None,
+        check_val_every_n_epoch=2,
+        limit_val_batches=1,
+    )
     config["model"].update(warmup_steps=1, model_dir="tiny")  # the 160-utterance sentence corpus keeps epochs short
-    config["data"].update(train_manifests="data_manifests/demo/train.jsonl", val_manifests="data_manifests/demo/val.jsonl")
+    config["data"].update(
+        train_manifests="data_manifests/demo/train.jsonl", val_manifests="data_manifests/demo/val.jsonl"
+    )
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(REPO)
     args = ["--config", str(tmp_path / "demo.yaml"), "--model.max_new_tokens", "2"]
@@ -126,7 +167,11 @@ def test_cli_reshuffles_each_epoch_and_resumes_after_an_epoch_end(tmp_path, monk
     assert first.trainer.global_step == 2 * per_epoch
     position = first.datamodule.train_position()  # what the training loader's state_dict gives Lightning
     assert {key: position[key] for key in ("epoch", "batches_consumed", "seed", "world_size")} == {
-        "epoch": 1, "batches_consumed": per_epoch, "seed": 1234, "world_size": 1}
+        "epoch": 1,
+        "batches_consumed": per_epoch,
+        "seed": 1234,
+        "world_size": 1,
+    }
     resumed = fit_cli.run([*args, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 3 * per_epoch
     assert resumed.datamodule._train_sampler.epoch == 2
@@ -137,15 +182,42 @@ def test_real_configs_run_end_to_end_on_the_tiny_model(name, tmp_path, monkeypat
     """The shipped configs as a user runs them (model dir and data swapped for the tiny model and demo corpus)."""
     monkeypatch.chdir(tmp_path)  # the configs write runs/<name>/ relative to the working directory
     demo = REPO / "data_manifests" / "demo"
-    cli = fit_cli.run([
-        "--config", str(REPO / "configs" / name), "--model.model_dir", "tiny",
-        "--data.train_manifests", str(demo / "train.jsonl"), "--data.val_manifests", str(demo / "val.jsonl"),
-        "--data.num_workers", "0", "--model.warmup_steps", "1", "--model.max_new_tokens", "2",
-        "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
-        "--trainer.devices", "1", "--trainer.strategy", "auto",  # 2-process DDP: test_ddp_two_cpu_processes
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
-        "--data.language", "en", "--data.itn", "false",  # prompt settings the exports must record
-    ])
+    cli = fit_cli.run(
+        [
+            "--config",
+            str(REPO / "configs" / name),
+            "--model.model_dir",
+            "tiny",
+            "--data.train_manifests",
+            str(demo / "train.jsonl"),
+            "--data.val_manifests",
+            str(demo / "val.jsonl"),
+            "--data.num_workers",
+            "0",
+            "--model.warmup_steps",
+            "1",
+            "--model.max_new_tokens",
+            "2",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.devices",
+            "1",
+            "--trainer.strategy",
+            "auto",  # 2-process DDP: test_ddp_two_cpu_processes
+            "--trainer.logger",
+            "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+            "--data.language",
+            "en",
+            "--data.itn",
+            "false",  # prompt settings the exports must record
+        ]
+    )
     assert cli.trainer.global_step == 2
     assert cli.trainer.logger.log_dir and (Path(cli.trainer.logger.log_dir) / "hparams.yaml").exists()
     rate = 8000 if name.startswith("stage1") else 16000
@@ -181,15 +253,24 @@ def test_real_configs_need_a_model_dir(name, monkeypatch, capsys):
 
 def test_cli_runs_demo_config_briefly(tmp_path, capsys, monkeypatch):
     config = layered_config(REPO / "configs/demo.yaml")
-    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"]]
+    config["trainer"]["callbacks"] = [
+        c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"]
+    ]
     for callback in config["trainer"]["callbacks"]:
         args = callback.get("init_args", {})
         if "dirpath" in args:
             args["dirpath"] = str(tmp_path / "ckpt")
         if "out_dir" in args:
             args["out_dir"] = str(tmp_path / "export")
-    config["trainer"].update(default_root_dir=str(tmp_path), logger=False, max_epochs=1, max_steps=4,
-                             val_check_interval=2, limit_val_batches=1, check_val_every_n_epoch=1)
+    config["trainer"].update(
+        default_root_dir=str(tmp_path),
+        logger=False,
+        max_epochs=1,
+        max_steps=4,
+        val_check_interval=2,
+        limit_val_batches=1,
+        check_val_every_n_epoch=1,
+    )
     config["model"]["warmup_steps"] = 1  # preflight (run by fit) refuses a warm-up longer than the 4-step run
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(REPO)  # the demo's manifest paths are relative to the repository root

@@ -25,8 +25,14 @@ from tests.training.scripts.synthetic import make_batch
 
 aten = torch.ops.aten
 READS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default}
-DATA_SIZED = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default, aten.unique_dim.default,
-              aten.unique_consecutive.default, aten.repeat_interleave.Tensor}
+DATA_SIZED = {
+    aten.nonzero.default,
+    aten.masked_select.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.repeat_interleave.Tensor,
+}
 INTERVAL = 4
 NAN_AT = 5  # the non-finite micro-batch
 
@@ -41,7 +47,8 @@ class HostSyncCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         masked = func in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default) and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or ()))
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or ())
+        )
         if func in READS or func in DATA_SIZED or masked:
             self.seen.append(str(func))
         return func(*args, **kwargs)
@@ -97,12 +104,27 @@ def test_no_host_sync_between_logging_points(tmp_path, optimizer_impl, one_torch
     """auto (fused AdamW): none between logging points. The per-tensor kernel cannot skip a step on the device, so
     there the step reads its skip flag once: the counter must see exactly that read besides torch's own."""
     batches = [make_batch(2, seed=i) for i in range(3 * INTERVAL)]  # collated beforehand: data prep is host work
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=False, adaptor=False, llm=True), lr=1e-3,
-                           scheduler="constant", warmup_steps=0, optimizer_impl=optimizer_impl)
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=False, adaptor=False, llm=True),
+        lr=1e-3,
+        scheduler="constant",
+        warmup_steps=0,
+        optimizer_impl=optimizer_impl,
+    )
     counter = CountPerIteration()
-    trainer = L.Trainer(accelerator="cpu", max_steps=len(batches), logger=CSVLogger(tmp_path), log_every_n_steps=INTERVAL,
-                        gradient_clip_val=1.0, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, callbacks=[NaNAt(NAN_AT), counter])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=len(batches),
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=INTERVAL,
+        gradient_clip_val=1.0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[NaNAt(NAN_AT), counter],
+    )
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     fused = bool(module.trainer.optimizers[0].param_groups[0]["fused"])
     assert fused == (optimizer_impl == "auto"), "auto did not pick the fused AdamW on this CPU"
@@ -113,7 +135,8 @@ def test_no_host_sync_between_logging_points(tmp_path, optimizer_impl, one_torch
     for index, seen in enumerate(counter.counts):
         reads = 0 if fused else 1 if index == NAN_AT else trainable + 1  # a skipped step: no AdamW call
         if (index + 1) % INTERVAL:  # not a logging point
-            assert seen == ["aten._local_scalar_dense.default"] * reads, \
+            assert seen == ["aten._local_scalar_dense.default"] * reads, (
                 f"iteration {index} (not a logging point) read the device: {seen}"
+            )
     # the counter sees reads: the logging points do read (the guard's counters, Lightning's metrics)
     assert all(counter.counts[i] for i in range(INTERVAL - 1, len(batches), INTERVAL))

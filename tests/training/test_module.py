@@ -19,8 +19,16 @@ from tests.training.scripts.synthetic import SyntheticDataModule, make_batch
 
 
 def make_trainer(steps: int, **kwargs) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, **kwargs)
+    return L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **kwargs,
+    )
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -40,11 +48,21 @@ class ModeSpy(Callback):
 
 
 def test_frozen_parts_stay_bit_identical_and_in_eval_mode():
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=False, adaptor=True, llm=True, encoder_frozen_layers=2),
-                           lr=1e-2, weight_decay=0.1, scheduler="constant", warmup_steps=0)
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=False, adaptor=True, llm=True, encoder_frozen_layers=2),
+        lr=1e-2,
+        weight_decay=0.1,
+        scheduler="constant",
+        warmup_steps=0,
+    )
     model = module.model
-    before = {"frozen_layers": snapshot(model.encoder.layers[:2]), "adaptor": snapshot(model.adaptor),
-              "llm": snapshot(model.llm), "trained_layer": snapshot(model.encoder.layers[2])}
+    before = {
+        "frozen_layers": snapshot(model.encoder.layers[:2]),
+        "adaptor": snapshot(model.adaptor),
+        "llm": snapshot(model.llm),
+        "trained_layer": snapshot(model.encoder.layers[2]),
+    }
     spy = ModeSpy()
     make_trainer(3, callbacks=[spy]).fit(module, datamodule=SyntheticDataModule(n_train=6, batch_size=2))
     assert spy.batches == 3 and spy.offenders == []
@@ -52,7 +70,9 @@ def test_frozen_parts_stay_bit_identical_and_in_eval_mode():
         source = {"frozen_layers": model.encoder.layers[:2], "adaptor": model.adaptor, "llm": model.llm}[part]
         for name, param in source.named_parameters():
             assert torch.equal(param, before[part][name]), f"{part}.{name} changed"
-    changed = [n for n, p in model.encoder.layers[2].named_parameters() if not torch.equal(p, before["trained_layer"][n])]
+    changed = [
+        n for n, p in model.encoder.layers[2].named_parameters() if not torch.equal(p, before["trained_layer"][n])
+    ]
     assert changed, "the first unfrozen encoder layer did not train"
 
 
@@ -73,8 +93,14 @@ def test_trainable_counts_per_module():
 
 def test_lora_trains_only_adapters_and_merges_to_released_keys():
     plain_keys = list(NanoASRModule("tiny").model.network.state_dict())
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=True, adaptor=True, llm=False),
-                           lora=LoraConfig(r=4, alpha=8, dropout=0.0), lr=1e-2, scheduler="constant", warmup_steps=0)
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=True, adaptor=True, llm=False),
+        lora=LoraConfig(r=4, alpha=8, dropout=0.0),
+        lr=1e-2,
+        scheduler="constant",
+        warmup_steps=0,
+    )
     assert module.trainable["lora"] > 0 and module.trainable["llm"] == 0
     assert module.trainable["encoder"] == module.trainable["adaptor"] == 0
     base = {n: p.detach().clone() for n, p in module.model.network.named_parameters() if "lora_" not in n}
@@ -92,7 +118,9 @@ def test_lora_trains_only_adapters_and_merges_to_released_keys():
         merged = module.model(batch, all_logits=True).logits
     assert list(module.model.network.state_dict()) == plain_keys
     torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(merged, NanoASRModule("tiny").eval().model(batch, all_logits=True).logits.detach(), atol=1e-4)
+    assert not torch.allclose(
+        merged, NanoASRModule("tiny").eval().model(batch, all_logits=True).logits.detach(), atol=1e-4
+    )
 
 
 class NaNAt(Callback):
@@ -110,8 +138,14 @@ class NaNAt(Callback):
 
 
 def test_nonfinite_loss_is_skipped_and_counted():
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=True, adaptor=False, llm=True), lr=1e-2,
-                           scheduler="constant", warmup_steps=0, max_consecutive_nonfinite=3)
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=True, adaptor=False, llm=True),
+        lr=1e-2,
+        scheduler="constant",
+        warmup_steps=0,
+        max_consecutive_nonfinite=3,
+    )
     spy = NaNAt({1, 2})
     make_trainer(5, callbacks=[spy]).fit(module, datamodule=SyntheticDataModule(n_train=16, batch_size=2))
     assert module.guard.nonfinite_steps == 2 and module.guard.consecutive_nonfinite == 0
@@ -134,14 +168,23 @@ def test_consecutive_nonfinite_losses_stop_training(interval, bad, run, seen):
 
 
 def test_param_groups_lr_multipliers_and_no_decay():
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=False, adaptor=False, llm=False), lr=1e-3,
-                           weight_decay=0.05, lr_multipliers={"llm": 0.1}, weight_decay_overrides={"encoder": 0.2})
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=False, adaptor=False, llm=False),
+        lr=1e-3,
+        weight_decay=0.05,
+        lr_multipliers={"llm": 0.1},
+        weight_decay_overrides={"encoder": 0.2},
+    )
     groups = {g["name"]: g for g in module.param_groups()}
     assert set(groups) == {f"{n}{s}" for n in ("encoder", "adaptor", "llm") for s in ("", "_no_decay")}
     assert groups["llm"]["lr"] == pytest.approx(1e-4) and groups["adaptor"]["lr"] == pytest.approx(1e-3)
     assert groups["encoder"]["weight_decay"] == 0.2 and groups["adaptor"]["weight_decay"] == 0.05
-    assert all(g["weight_decay"] == 0.0 and all(p.ndim < 2 for p in g["params"])
-               for name, g in groups.items() if name.endswith("_no_decay"))
+    assert all(
+        g["weight_decay"] == 0.0 and all(p.ndim < 2 for p in g["params"])
+        for name, g in groups.items()
+        if name.endswith("_no_decay")
+    )
     trainable = {id(p) for p in module.parameters() if p.requires_grad}
     assert {id(p) for g in groups.values() for p in g["params"]} == trainable
     module.set_stage(FreezeConfig(), lr=5e-4)
@@ -165,8 +208,14 @@ def test_warmuplr_matches_reference_formula():
 
 
 def test_scheduler_steps_per_optimizer_step_with_bf16_and_checkpointing():
-    module = NanoASRModule("tiny", lr=1e-3, scheduler="warmuplr", warmup_steps=4, gradient_checkpointing=True,
-                           freeze=FreezeConfig(encoder=False, adaptor=False, llm=False))
+    module = NanoASRModule(
+        "tiny",
+        lr=1e-3,
+        scheduler="warmuplr",
+        warmup_steps=4,
+        gradient_checkpointing=True,
+        freeze=FreezeConfig(encoder=False, adaptor=False, llm=False),
+    )
     assert module.model.network.is_gradient_checkpointing
     trainer = make_trainer(3, accumulate_grad_batches=2, precision="bf16-mixed")
     trainer.fit(module, datamodule=SyntheticDataModule(n_train=16, batch_size=2))

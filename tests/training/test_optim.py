@@ -15,8 +15,10 @@ from tests.training.scripts.synthetic import SyntheticDataModule
 def _train(impl: str, steps: int = 6) -> tuple[list[torch.Tensor], torch.optim.AdamW]:
     torch.manual_seed(0)
     layers = [torch.nn.Linear(16, 32), torch.nn.Linear(32, 8)]
-    groups = [{"params": [layer.weight for layer in layers], "weight_decay": 0.1, "lr": 3e-3},
-              {"params": [layer.bias for layer in layers], "weight_decay": 0.0, "lr": 6e-3}]
+    groups = [
+        {"params": [layer.weight for layer in layers], "weight_decay": 0.1, "lr": 3e-3},
+        {"params": [layer.bias for layer in layers], "weight_decay": 0.0, "lr": 6e-3},
+    ]
     optimizer = build_adamw(groups, 1e-3, (0.9, 0.98), impl)
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
@@ -55,8 +57,13 @@ def test_a_fused_step_with_found_inf_leaves_weights_and_state_alone():
 
 def test_fused_adamw_is_clipped_under_bf16_mixed():
     """Lightning refuses to clip for a fused optimizer under mixed precision; the module clips it itself."""
-    module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=False, adaptor=False, llm=True), lr=1e-3,
-                           scheduler="constant", warmup_steps=0)
+    module = NanoASRModule(
+        "tiny",
+        freeze=FreezeConfig(encoder=False, adaptor=False, llm=True),
+        lr=1e-3,
+        scheduler="constant",
+        warmup_steps=0,
+    )
     clip, norms = module.configure_gradient_clipping, []
 
     def clipped(optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
@@ -65,9 +72,17 @@ def test_fused_adamw_is_clipped_under_bf16_mixed():
         norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
 
     module.configure_gradient_clipping = clipped
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, precision="bf16-mixed", gradient_clip_val=1e-3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        precision="bf16-mixed",
+        gradient_clip_val=1e-3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=SyntheticDataModule(n_train=4, batch_size=2))
     assert adamw_impl(trainer.optimizers[0]) == "fused"
     assert len(norms) == 2 and all(norm <= 1e-3 * (1 + 1e-3) for norm in norms)
@@ -75,11 +90,25 @@ def test_fused_adamw_is_clipped_under_bf16_mixed():
 
 def test_a_resume_steps_with_the_configured_kernel(tmp_path):
     """A checkpoint's optimizer state carries its kernel flags; the resumed run uses model.optimizer_impl."""
+
     def fit(impl: str, steps: int, ckpt: str | None = None) -> L.Trainer:
-        module = NanoASRModule("tiny", freeze=FreezeConfig(encoder=True, adaptor=False, llm=True), lr=1e-3,
-                               scheduler="constant", warmup_steps=0, optimizer_impl=impl)
-        trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        module = NanoASRModule(
+            "tiny",
+            freeze=FreezeConfig(encoder=True, adaptor=False, llm=True),
+            lr=1e-3,
+            scheduler="constant",
+            warmup_steps=0,
+            optimizer_impl=impl,
+        )
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        )
         trainer.fit(module, datamodule=SyntheticDataModule(n_train=8, batch_size=2), ckpt_path=ckpt)
         return trainer
 

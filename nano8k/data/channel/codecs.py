@@ -49,8 +49,6 @@ MP3_KBPS_AT_8K = (8, 16, 24, 32, 40, 48, 56, 64)  # MPEG-2.5 layer III bit rates
 OPUS_COMPLEXITY = 0
 
 
-
-
 def _encode_decode(x: np.ndarray, codec: str, kbps: float | None) -> tuple[np.ndarray, int]:
     """Raw round trip: (decoded samples as float64, encoded size in bytes); the output may be longer or delayed."""
     spec = CODECS[codec]

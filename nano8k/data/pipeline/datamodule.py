@@ -51,12 +51,28 @@ _LOADING = "loading only; the same batches"
 # fed: fbank rate, dither, prompts, tokenizer; the seed of the batch plan) is refused (ResumeConfigError): the run
 # would mix two feedings under one record, or the restored position would point into another plan
 DATA_APPLIED_ON_RESUME = {
-    **dict.fromkeys(("train_manifests", "train_shards", "max_frames_per_batch", "max_tokens_per_batch",
-                     "max_batch_size", "pad_frames_to_multiple", "pad_tokens_to_multiple", "sort_window",
-                     "speed_perturb", "min_duration", "max_duration", "multichannel", "on_bad_sample"), _PLAN),
+    **dict.fromkeys(
+        (
+            "train_manifests",
+            "train_shards",
+            "max_frames_per_batch",
+            "max_tokens_per_batch",
+            "max_batch_size",
+            "pad_frames_to_multiple",
+            "pad_tokens_to_multiple",
+            "sort_window",
+            "speed_perturb",
+            "min_duration",
+            "max_duration",
+            "multichannel",
+            "on_bad_sample",
+        ),
+        _PLAN,
+    ),
     **dict.fromkeys(("telephone", "telephone_prob", "telephone_max_input_rate", "specaugment"), _AUGMENT),
     **dict.fromkeys(("num_workers", "feature_cache_mb", "probe_audio", "spot_check"), _LOADING),
-    "val_manifests": "validation data", "test_manifests": "test data",
+    "val_manifests": "validation data",
+    "test_manifests": "test data",
     "max_bad_fraction": "the bad-sample cap, checked from now on",
 }
 
@@ -72,8 +88,13 @@ class ResumableLoader(DataLoader):
     the data module's position (``TelephoneDataModule.train_position``): the batch sampler (or shard stream) skips
     the batches the checkpoint had used."""
 
-    def __init__(self, *args: Any, position: Callable[[], dict[str, Any]],
-                 resume: Callable[[dict[str, Any]], None], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        position: Callable[[], dict[str, Any]],
+        resume: Callable[[dict[str, Any]], None],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._position, self._resume = position, resume
 
@@ -170,8 +191,11 @@ class LoadingSettings:
 def check_feeding_settings(frontend_sample_rate: Any, dither: Any, prompt: Mapping[str, Any]) -> None:
     """Refuse a fbank rate, dither or prompt settings (system_prompt, context_header, language, itn) no run can use."""
     if frontend_sample_rate not in FRONTEND_RATES:
-        _refuse("frontend_sample_rate", frontend_sample_rate,
-                "8000 or 16000 (16000: resampled main stage, 8000: native telephone stage)")
+        _refuse(
+            "frontend_sample_rate",
+            frontend_sample_rate,
+            "8000 or 16000 (16000: resampled main stage, 8000: native telephone stage)",
+        )
     _at_least("dither", dither, 0.0)
     try:  # the prompt settings' own rules (language names, booleans)
         PromptSettings(**prompt)
@@ -187,8 +211,11 @@ def _pick(settings_class: type, settings: Mapping[str, Any]) -> Any:
 def check_data_settings(settings: Mapping[str, Any]) -> None:
     """Refuse ``data.*`` settings (a parsed config's ``data`` section) no run can use, naming ``data.<key>``, its value
     and what is allowed: the checks ``TelephoneDataModule`` makes when it is built."""
-    check_feeding_settings(settings["frontend_sample_rate"], settings["dither"],
-                           {key: settings[key] for key in ("system_prompt", "context_header", "language", "itn")})
+    check_feeding_settings(
+        settings["frontend_sample_rate"],
+        settings["dither"],
+        {key: settings[key] for key in ("system_prompt", "context_header", "language", "itn")},
+    )
     for settings_class in (AugmentSettings, LoadingSettings, BatchingSettings):
         _pick(settings_class, settings)
 
@@ -252,20 +279,37 @@ class TelephoneDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         # the data.* keys stay flat (configs, sweeps); inside, each group checks its own values, naming the key
-        check_feeding_settings(frontend_sample_rate, dither, {"system_prompt": system_prompt,
-                                                              "context_header": context_header,
-                                                              "language": language, "itn": itn})
-        self.augment = AugmentSettings(telephone=telephone, telephone_prob=telephone_prob,
-                                       telephone_max_input_rate=telephone_max_input_rate,
-                                       speed_perturb=speed_perturb, specaugment=specaugment)
-        self.loading = LoadingSettings(num_workers=num_workers, on_bad_sample=on_bad_sample,
-                                       max_bad_fraction=max_bad_fraction, min_duration=min_duration,
-                                       max_duration=max_duration, probe_audio=probe_audio, spot_check=spot_check,
-                                       feature_cache_mb=feature_cache_mb, multichannel=multichannel)
-        self.batching = BatchingSettings(max_frames_per_batch=max_frames_per_batch,
-                                         max_tokens_per_batch=max_tokens_per_batch, max_batch_size=max_batch_size,
-                                         pad_frames_to_multiple=pad_frames_to_multiple,
-                                         pad_tokens_to_multiple=pad_tokens_to_multiple, sort_window=sort_window)
+        check_feeding_settings(
+            frontend_sample_rate,
+            dither,
+            {"system_prompt": system_prompt, "context_header": context_header, "language": language, "itn": itn},
+        )
+        self.augment = AugmentSettings(
+            telephone=telephone,
+            telephone_prob=telephone_prob,
+            telephone_max_input_rate=telephone_max_input_rate,
+            speed_perturb=speed_perturb,
+            specaugment=specaugment,
+        )
+        self.loading = LoadingSettings(
+            num_workers=num_workers,
+            on_bad_sample=on_bad_sample,
+            max_bad_fraction=max_bad_fraction,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            probe_audio=probe_audio,
+            spot_check=spot_check,
+            feature_cache_mb=feature_cache_mb,
+            multichannel=multichannel,
+        )
+        self.batching = BatchingSettings(
+            max_frames_per_batch=max_frames_per_batch,
+            max_tokens_per_batch=max_tokens_per_batch,
+            max_batch_size=max_batch_size,
+            pad_frames_to_multiple=pad_frames_to_multiple,
+            pad_tokens_to_multiple=pad_tokens_to_multiple,
+            sort_window=sort_window,
+        )
         self.save_hyperparameters()
         if train_manifests and train_shards:
             raise ConfigError("give data.train_manifests or data.train_shards, not both")
@@ -275,8 +319,14 @@ class TelephoneDataModule(L.LightningDataModule):
         self.tokenizer_dir = tokenizer_dir
         self.seed = seed  # the batch plan's, and every utterance's augmentation draws
         # the data.* feeding settings, overrides of the model's feeding (connect); checkpoints and exports record it
-        self.feeding = Feeding(frontend_rate=frontend_sample_rate, dither=dither, system_prompt=system_prompt,
-                               context_header=context_header, language=language, itn=itn)
+        self.feeding = Feeding(
+            frontend_rate=frontend_sample_rate,
+            dither=dither,
+            system_prompt=system_prompt,
+            context_header=context_header,
+            language=language,
+            itn=itn,
+        )
         self.max_frames: int | None = RELEASE_MAX_FRAMES  # the model's encoder limit (LFR frames); set by connect()
         self.tokenizer: Any = None
         self.datasets: dict[str, SpeechDataset] = {}
@@ -298,8 +348,9 @@ class TelephoneDataModule(L.LightningDataModule):
         is set. Every split built so far follows."""
         if self.tokenizer is None and self.tokenizer_dir is None:
             self.set_tokenizer(model.tokenizer)
-        self.feeding = dataclasses.replace(self.feeding, audio_tokens=model.feeding.audio_tokens,
-                                           weights=model.feeding.weights)
+        self.feeding = dataclasses.replace(
+            self.feeding, audio_tokens=model.feeding.audio_tokens, weights=model.feeding.weights
+        )
         self.max_frames = model.max_frames
         for dataset in self.datasets.values():
             dataset.audio_tokens, dataset.max_frames = self.feeding.audio_tokens, self.max_frames
@@ -353,9 +404,16 @@ class TelephoneDataModule(L.LightningDataModule):
             self.shard_index = ShardIndex.open(self.train_shards)
             utts = self.shard_index.utterances
         else:
-            utts = load_utterances(self.manifests[split], log, min_duration=loading.min_duration,
-                                   max_duration=loading.max_duration, probe=loading.probe_audio,
-                                   multichannel=loading.multichannel, spot_check=loading.spot_check, seed=self.seed)
+            utts = load_utterances(
+                self.manifests[split],
+                log,
+                min_duration=loading.min_duration,
+                max_duration=loading.max_duration,
+                probe=loading.probe_audio,
+                multichannel=loading.multichannel,
+                spot_check=loading.spot_check,
+                seed=self.seed,
+            )
         if not utts:
             raise DataError(f"[{split}] no usable utterances in {self.manifests[split]}")
         self.bad_samples[split] = log
@@ -364,20 +422,34 @@ class TelephoneDataModule(L.LightningDataModule):
         log.defer_cap = True
         train = split == "train"
         dataset = SpeechDataset(
-            utts, PromptEncoder(self.tokenizer, self.prompt_settings),
-            self.frontend, train=train, telephone=augment.telephone if train else None,
-            telephone_prob=augment.telephone_prob, telephone_max_input_rate=augment.telephone_max_input_rate,
+            utts,
+            PromptEncoder(self.tokenizer, self.prompt_settings),
+            self.frontend,
+            train=train,
+            telephone=augment.telephone if train else None,
+            telephone_prob=augment.telephone_prob,
+            telephone_max_input_rate=augment.telephone_max_input_rate,
             specaugment=augment.specaugment if train else None,
-            min_duration=loading.min_duration, max_duration=loading.max_duration, seed=self.seed, bad_log=log,
-            audio_tokens=self.audio_tokens, feature_cache_mb=loading.feature_cache_mb,
+            min_duration=loading.min_duration,
+            max_duration=loading.max_duration,
+            seed=self.seed,
+            bad_log=log,
+            audio_tokens=self.audio_tokens,
+            feature_cache_mb=loading.feature_cache_mb,
             multichannel=loading.multichannel,
-            max_frames=self.max_frames, speed_perturb=augment.speed_perturb if train else None,
+            max_frames=self.max_frames,
+            speed_perturb=augment.speed_perturb if train else None,
         )
         if train and augment.telephone is not None and augment.telephone_prob > 0:
             for line in augment.telephone.describe():
                 logger.info("[train] telephone profile %s", line)
-        logger.info("[%s] %d utterances, %.1f min, %d bad skipped", split, len(utts),
-                    float(np.nansum(utts.durations)) / 60, log.count)
+        logger.info(
+            "[%s] %d utterances, %.1f min, %d bad skipped",
+            split,
+            len(utts),
+            float(np.nansum(utts.durations)) / 60,
+            log.count,
+        )
         return dataset
 
     # -- loaders ----------------------------------------------------------------------------------------------
@@ -392,10 +464,18 @@ class TelephoneDataModule(L.LightningDataModule):
     def _stream(self) -> ShardStream:
         rank, world = self._rank_world()
         batching = self.batching
-        return ShardStream(self.shard_index, self.datasets["train"], max_frames=batching.max_frames_per_batch,
-                           max_tokens=batching.max_tokens_per_batch, max_batch_size=batching.max_batch_size,
-                           seed=self.seed, rank=rank, world_size=world, num_workers=self.loading.num_workers,
-                           pad_multiples=batching.pad_multiples)
+        return ShardStream(
+            self.shard_index,
+            self.datasets["train"],
+            max_frames=batching.max_frames_per_batch,
+            max_tokens=batching.max_tokens_per_batch,
+            max_batch_size=batching.max_batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            num_workers=self.loading.num_workers,
+            pad_multiples=batching.pad_multiples,
+        )
 
     def _sampler(self, split: str) -> BucketBatchSampler:
         dataset, batching = self.datasets[split], self.batching
@@ -407,10 +487,19 @@ class TelephoneDataModule(L.LightningDataModule):
             epoch_lengths = self._perturbed_lengths(dataset, lengths, tokens)
         padded, padded_tokens = padded_lengths(lengths, tokens, batching.pad_multiples)
         return BucketBatchSampler(
-            padded, batching.max_frames_per_batch, token_lengths=padded_tokens,
+            padded,
+            batching.max_frames_per_batch,
+            token_lengths=padded_tokens,
             max_tokens=batching.max_tokens_per_batch if tokens is not None else None,
-            max_batch_size=batching.max_batch_size, shuffle=train, seed=self.seed, sort_window=batching.sort_window,
-            rank=rank, world_size=world, yield_epoch=True, drop_uneven=train, epoch_lengths=epoch_lengths,
+            max_batch_size=batching.max_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            sort_window=batching.sort_window,
+            rank=rank,
+            world_size=world,
+            yield_epoch=True,
+            drop_uneven=train,
+            epoch_lengths=epoch_lengths,
         )
 
     def _perturbed_lengths(self, dataset: SpeechDataset, plain: list[int], tokens: list[int] | None):
@@ -424,8 +513,14 @@ class TelephoneDataModule(L.LightningDataModule):
         def lengths(epoch: int) -> tuple[list[int], list[int] | None]:
             factors = perturb.factors_for(seed, keys, epoch)
             frames = [estimated_lfr_frames(d / f, lfr_n=lfr_n) for d, f in zip(durations, factors)]
-            recounted = None if tokens is None else [t - audio_token_count(p, rule) + audio_token_count(n, rule)
-                                                     for t, p, n in zip(tokens, plain, frames)]
+            recounted = (
+                None
+                if tokens is None
+                else [
+                    t - audio_token_count(p, rule) + audio_token_count(n, rule)
+                    for t, p, n in zip(tokens, plain, frames)
+                ]
+            )
             return padded_lengths(frames, recounted, multiples)
 
         return lengths
@@ -445,9 +540,12 @@ class TelephoneDataModule(L.LightningDataModule):
         # the loader's own generator: starting an iterator (every epoch, every validation) then draws nothing from
         # the global torch RNG, whose stream (dropout) a resume restores (NanoASRModule) and must find unchanged
         workers = self.loading.num_workers
-        common: dict[str, Any] = {"num_workers": workers, "collate_fn": self._collator(),
-                                  "pin_memory": torch.cuda.is_available(),
-                                  "generator": torch.Generator().manual_seed(self.seed)}
+        common: dict[str, Any] = {
+            "num_workers": workers,
+            "collate_fn": self._collator(),
+            "pin_memory": torch.cuda.is_available(),
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
         resumable = {"position": self.train_position, "resume": self.resume_train_position}
         if streaming:
             # workers start afresh each epoch (they read the epoch and resume position from the stream then);
@@ -457,8 +555,9 @@ class TelephoneDataModule(L.LightningDataModule):
             return loader
         # pinned batches: the copy to the GPU does not make the host wait for the step before it
         if split == "train":
-            return ResumableLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=workers > 0,
-                                   **common, **resumable)
+            return ResumableLoader(
+                self.datasets[split], batch_sampler=sampler, persistent_workers=workers > 0, **common, **resumable
+            )
         return DataLoader(self.datasets[split], batch_sampler=sampler, persistent_workers=workers > 0, **common)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -484,8 +583,11 @@ class TelephoneDataModule(L.LightningDataModule):
     # -- bad samples and resume state -------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)
-        split = "train" if trainer is not None and trainer.training else (
-            "test" if trainer is not None and trainer.testing else "val")
+        split = (
+            "train"
+            if trainer is not None and trainer.training
+            else ("test" if trainer is not None and trainer.testing else "val")
+        )
         if split == "train" and self._train_sampler is not None:
             if self._train_sampler.epoch != self._consumed_epoch:
                 self._consumed_epoch, self._consumed = self._train_sampler.epoch, 0
@@ -529,8 +631,14 @@ class TelephoneDataModule(L.LightningDataModule):
         changes = resume_changes(saved, self.resume_settings())
         refused = {key: pair for key, pair in changes.items() if key not in DATA_APPLIED_ON_RESUME}
         if refused:
-            raise resume_refused(self._resume_source(), refused, "data.", RESUME_ADVICE + " A resume may change only: "
-                                 + ", ".join(f"data.{key}" for key in DATA_APPLIED_ON_RESUME))
+            raise resume_refused(
+                self._resume_source(),
+                refused,
+                "data.",
+                RESUME_ADVICE
+                + " A resume may change only: "
+                + ", ".join(f"data.{key}" for key in DATA_APPLIED_ON_RESUME),
+            )
         if self._is_global_zero():
             for key, (old, new) in changes.items():
                 print(f"[resume] data.{key} {old!r} -> {new!r} ({DATA_APPLIED_ON_RESUME[key]})", flush=True)
@@ -547,8 +655,12 @@ class TelephoneDataModule(L.LightningDataModule):
         else:
             batches = sampler.all_batches(epoch)
         digest = hashlib.sha256(f"{self._keys_digest[1]} {plan_digest(batches)}".encode()).hexdigest()
-        return {"utterances": len(dataset), "source": str(self.train_shards or self.manifests["train"]),
-                "batches": len(batches), "digest": digest}
+        return {
+            "utterances": len(dataset),
+            "source": str(self.train_shards or self.manifests["train"]),
+            "batches": len(batches),
+            "digest": digest,
+        }
 
     def train_position(self) -> dict[str, Any]:
         """Where training stands in its epoch (``ResumableLoader.state_dict``): the sampler's epoch, the batches
@@ -582,7 +694,8 @@ class TelephoneDataModule(L.LightningDataModule):
                     f"{now['digest'][:12]}). Resume with the checkpoint's training set and batching settings "
                     "(data.train_manifests / train_shards, max_frames_per_batch, max_tokens_per_batch, max_batch_size,"
                     " sort_window, speed_perturb, min_duration, max_duration), or start a new run from its weights "
-                    "(python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr).")
+                    "(python -m nano8k.average CKPT --out DIR, then --model.model_dir DIR/funasr)."
+                )
         try:
             sampler.load_state_dict(state)
         except ValueError as err:  # another seed, world size or number of stream workers

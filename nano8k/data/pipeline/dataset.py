@@ -1,10 +1,10 @@
-"""Map-style dataset: utterance -> audio -> speed, telephone channel (train) -> fbank -> SpecAugment (train) -> LFR -> prompt."""
+"""Map-style dataset: utterance -> audio -> speed, channel (train) -> fbank -> SpecAugment (train) -> LFR -> prompt."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -154,21 +154,25 @@ class SpeechDataset(Dataset):
         else:
             feats = fbank(waveform, frontend)
         if self.train and self.specaugment is not None:
-            feats = self.specaugment(feats, utterance_rng(self.seed, utt.key, epoch, "specaug"),
-                                     frontend.sample_rate)
+            feats = self.specaugment(feats, utterance_rng(self.seed, utt.key, epoch, "specaug"), frontend.sample_rate)
         feats = apply_lfr(feats, frontend.lfr_m, frontend.lfr_n)
         if self.max_frames is not None and feats.shape[0] > self.max_frames:
             raise AudioError(self._too_long_for_the_encoder(feats.shape[0], duration, frontend))
         if not bool(torch.isfinite(feats).all()):
-            raise AudioError(f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
-                             f"usable audio in [-1, 1]")
+            raise AudioError(
+                f"non-finite features (NaN/Inf) from {duration:.3f} s of audio: the samples are not "
+                f"usable audio in [-1, 1]"
+            )
         return feats
 
-    def _too_long_for_the_encoder(self, frames: int, duration: float, frontend: FrontendConfig,
-                                  source: str = "") -> str:
-        return (f"too long for the encoder: {frames} LFR frames ({duration:.1f} s{source}) > its {self.max_frames} "
-                f"frames ({self.max_frames * frontend.lfr_frame_seconds:.1f} s); split the recording (in training, "
-                "keep data.max_duration below that, divided by the smallest data.speed_perturb factor)")
+    def _too_long_for_the_encoder(
+        self, frames: int, duration: float, frontend: FrontendConfig, source: str = ""
+    ) -> str:
+        return (
+            f"too long for the encoder: {frames} LFR frames ({duration:.1f} s{source}) > its {self.max_frames} "
+            f"frames ({self.max_frames * frontend.lfr_frame_seconds:.1f} s); split the recording (in training, "
+            "keep data.max_duration below that, divided by the smallest data.speed_perturb factor)"
+        )
 
     def refuse_before_decoding(self, utt: Utterance, frontend: FrontendConfig, factor: float = 1.0) -> None:
         """Raise ``AudioError`` when the audio header already shows that ``utt`` (its span, played ``factor`` times as
@@ -182,8 +186,9 @@ class SpeechDataset(Dataset):
             return  # an empty span: the decoder names the problem
         frames = estimated_lfr_frames(seconds, lfr_n=frontend.lfr_n)
         if frames > self.max_frames + 1:
-            raise AudioError(self._too_long_for_the_encoder(frames, seconds, frontend,
-                                                            ", from the audio header, not decoded"))
+            raise AudioError(
+                self._too_long_for_the_encoder(frames, seconds, frontend, ", from the audio header, not decoded")
+            )
 
     def prompt_for(self, utt: Utterance, audio_tokens: int, with_target: bool = True) -> EncodedPrompt:
         return self.prompts.encode(audio_tokens, utt.target if with_target else None, prompt=utt.prompt, lang=utt.lang)
@@ -208,8 +213,11 @@ class SpeechDataset(Dataset):
 
     def batch_lengths(self, with_tokens: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """What a batch plan costs per utterance: LFR frames (from the durations) and, ``with_tokens``, LLM tokens."""
-        durations = (self.utterances.durations if isinstance(self.utterances, UtteranceTable)
-                     else np.array([np.nan if d is None else d for d in self._column("duration")], dtype=np.float64))
+        durations = (
+            self.utterances.durations
+            if isinstance(self.utterances, UtteranceTable)
+            else np.array([np.nan if d is None else d for d in self._column("duration")], dtype=np.float64)
+        )
         frames = estimated_lfr_frames_of(durations, lfr_n=self.frontend.lfr_n)
         if not with_tokens:
             return frames, None
@@ -219,12 +227,12 @@ class SpeechDataset(Dataset):
         idx, epoch, rate = (tuple(index) + (None,))[:3] if isinstance(index, tuple) else (index, 0, None)
         return self.item(self.utterances[idx], epoch, rate, idx)
 
-    def item(self, utt: Utterance, epoch: int = 0, rate: int | None = None, index: int | None = None
-             ) -> SpeechItem | Skipped:
+    def item(
+        self, utt: Utterance, epoch: int = 0, rate: int | None = None, index: int | None = None
+    ) -> SpeechItem | Skipped:
         """The training item of ``utt`` (features cached by ``index`` when it is given and they can be)."""
         try:
-            feats = (self.cached_features(index, epoch, rate) if index is not None
-                     else self.features(utt, epoch, rate))
+            feats = self.cached_features(index, epoch, rate) if index is not None else self.features(utt, epoch, rate)
         except AudioError as exc:
             bad = utt.bad(str(exc))
             self.bad_log.add(bad, self.total_entries)  # raises under 'error' or past max_bad_fraction
@@ -242,7 +250,7 @@ class SkippedBatch:
         self.skipped = skipped
         self.keys: list[str] = []  # no utterance to train on
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SkippedBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SkippedBatch:
         return self
 
     def __len__(self) -> int:
@@ -257,8 +265,9 @@ class SpeechCollator:
     which every item was bad comes back as a ``SkippedBatch``.
     """
 
-    def __init__(self, pad_id: int, frame_multiple: int = 1, token_multiple: int = 1,
-                 max_frames: int | None = None) -> None:
+    def __init__(
+        self, pad_id: int, frame_multiple: int = 1, token_multiple: int = 1, max_frames: int | None = None
+    ) -> None:
         self.pad_id = pad_id
         self.padding = {"frame_multiple": frame_multiple, "token_multiple": token_multiple, "max_frames": max_frames}
 

@@ -31,15 +31,20 @@ class Recorder(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         stage = next(cb for cb in trainer.callbacks if isinstance(cb, StageSwitch)).stage
-        state = {"global_step": trainer.global_step, "lr": trainer.optimizers[0].param_groups[0]["lr"],
-                 "stage": stage, "freeze": vars(pl_module.freeze_cfg),
-                 "frontend_rate": trainer.datamodule.frontend.sample_rate}
+        state = {
+            "global_step": trainer.global_step,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "stage": stage,
+            "freeze": vars(pl_module.freeze_cfg),
+            "frontend_rate": trainer.datamodule.frontend.sample_rate,
+        }
         (self.root / "start.json").write_text(json.dumps(state))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         with open(self.root / "steps.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": trainer.global_step, "epoch": trainer.current_epoch,
-                                     "keys": batch.keys}) + "\n")
+            handle.write(
+                json.dumps({"step": trainer.global_step, "epoch": trainer.current_epoch, "keys": batch.keys}) + "\n"
+            )
         time.sleep(self.delay)
 
 
@@ -47,13 +52,24 @@ def main(root: Path, max_steps: int, resume: bool) -> None:
     L.seed_everything(0)
     module = NanoASRModule("tiny", freeze=MAIN, lr=2e-3, scheduler="warmuplr", warmup_steps=4)
     data = TelephoneDataModule(
-        train_manifests=str(REPO / "data_manifests/demo/train.jsonl"), dither=0.0, telephone=None,
-        max_frames_per_batch=120, num_workers=0, seed=7, specaugment=SpecAugment(),  # hparams hold dataclasses
+        train_manifests=str(REPO / "data_manifests/demo/train.jsonl"),
+        dither=0.0,
+        telephone=None,
+        max_frames_per_batch=120,
+        num_workers=0,
+        seed=7,
+        specaugment=SpecAugment(),  # hparams hold dataclasses
     )
     data.set_tokenizer(module.model.tokenizer)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=max_steps, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],
         callbacks=[
             StageSwitch(stage1_steps=2, stage1_freeze=STAGE1, stage1_lr=1e-3, main_freeze=MAIN),

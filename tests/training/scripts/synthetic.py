@@ -54,7 +54,9 @@ class SyntheticDataModule(L.LightningDataModule):
         self.frontend_rate = int(rate)
 
     def _loader(self, items: list[SpeechItem]) -> DataLoader:
-        return DataLoader(items, batch_size=self.batch_size, shuffle=False, collate_fn=partial(collate, pad_id=self.pad_id))
+        return DataLoader(
+            items, batch_size=self.batch_size, shuffle=False, collate_fn=partial(collate, pad_id=self.pad_id)
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_items)
