@@ -8,43 +8,34 @@
 - ``arguments``: the options ``transcribe`` and ``evaluate`` share (UserError kinds, never SystemExit)
 """
 
-from nano8k.errors import PromptError
-from nano8k.inference.api import (
-    Model,
-    Speech,
-    Transcription,
-    examples,
-    examples_manifest,
-    load_for_inference,
-    load_model,
-)
-from nano8k.inference.decode import (
-    DECODE_OVERRIDES,
-    DecodeOptions,
-    Transcript,
-    decode_and_score,
-    decode_feeding,
-    transcribe_requests,
-    transcribe_utterances,
-)
-from nano8k.inference.featurize import Featurizer, Request
+from __future__ import annotations
 
-__all__ = [
-    "DECODE_OVERRIDES",
-    "DecodeOptions",
-    "Featurizer",
-    "Model",
-    "PromptError",
-    "Request",
-    "Speech",
-    "Transcript",
-    "Transcription",
-    "decode_and_score",
-    "decode_feeding",
-    "examples",
-    "examples_manifest",
-    "load_for_inference",
-    "load_model",
-    "transcribe_requests",
-    "transcribe_utterances",
-]
+import importlib
+from typing import Any
+
+# name -> the module that defines it; imported on first use, so ``nano8k.inference.featurize`` alone stays light
+_HOMES = {
+    "Model": "api",
+    "Speech": "api",
+    "Transcription": "api",
+    "examples": "api",
+    "examples_manifest": "api",
+    "load_for_inference": "api",
+    "load_model": "api",
+    "DECODE_OVERRIDES": "decode",
+    "DecodeOptions": "decode",
+    "Transcript": "decode",
+    "decode_and_score": "decode",
+    "decode_feeding": "decode",
+    "transcribe_requests": "decode",
+    "transcribe_utterances": "decode",
+    "Featurizer": "featurize",
+    "Request": "featurize",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,12 @@
 - ``simulate``: a channel from a config file, applied to a manifest or previewed (``nano8k simulate``)
 """
 
-from nano8k.data.channel.telephone import PROFILES, ChannelProfile, TelephoneChannel, utterance_rng
-
-__all__ = ["PROFILES", "ChannelProfile", "TelephoneChannel", "utterance_rng"]
+__all__ = [
+    "audio_pool",
+    "codecs",
+    "effects",
+    "g711",
+    "settings",
+    "simulate",
+    "telephone",
+]  # the modules; the package imports none until asked

@@ -8,7 +8,14 @@
 - ``validate``: every line checked (``nano8k validate``)
 """
 
-from nano8k.data.manifests.io import load_utterances, read_manifest, read_utterances, write_chatml
-from nano8k.data.manifests.utterance import ManifestContents, Utterance
-
-__all__ = ["ManifestContents", "Utterance", "load_utterances", "read_manifest", "read_utterances", "write_chatml"]
+__all__ = [
+    "cache",
+    "fields",
+    "io",
+    "kaldi",
+    "lhotse_io",
+    "table",
+    "textfile",
+    "utterance",
+    "validate",
+]  # the modules; the package imports none until asked

@@ -7,10 +7,11 @@
 - ``datamodule``: ``TelephoneDataModule``, the Lightning data module of ``nano8k fit``
 """
 
-from nano8k.data.pipeline.batching import BucketBatchSampler
-from nano8k.data.pipeline.datamodule import TelephoneDataModule
-from nano8k.data.pipeline.dataset import SpeechDataset
-from nano8k.data.pipeline.specaugment import SpecAugment
-from nano8k.data.pipeline.speed import SpeedPerturb
-
-__all__ = ["BucketBatchSampler", "SpecAugment", "SpeechDataset", "SpeedPerturb", "TelephoneDataModule"]
+__all__ = [
+    "batching",
+    "datamodule",
+    "dataset",
+    "shards",
+    "specaugment",
+    "speed",
+]  # the modules; the package imports none until asked
