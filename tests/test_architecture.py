@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import re
@@ -78,6 +79,7 @@ def _layer(module: str, root: Path = ROOT) -> str:
     return "unplaced"
 
 
+@functools.cache
 def _is_entry_shim(module: str, root: Path) -> bool:
     """A ``python -m nano8k.X`` module: it imports ``main`` from ``nano8k.commands.X`` and nothing else of nano8k."""
     path = root / (module.replace(".", "/") + ".py")
